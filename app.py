@@ -1,0 +1,39 @@
+"""Run Samosval on a laptop: ``python app.py`` (see README for options)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from samosval import create_app
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Samosval deployment portal")
+    parser.add_argument("--host", default=os.environ.get("SAMOSVAL_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("SAMOSVAL_PORT", "5000")))
+    parser.add_argument("--demo", action="store_true",
+                        default=os.environ.get("SAMOSVAL_DEMO", "").lower() in {"1", "true", "yes"},
+                        help="fill a fresh database with demo users, requests and deployments")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app({"DEMO": args.demo})
+    if args.demo:
+        from samosval.demo import seed_demo
+        printed = seed_demo(app)
+        for line in printed:
+            print(line)
+    print(f"Samosval is running on http://{args.host}:{args.port}/", flush=True)
+    if app.config["ROOT_PASSWORD"] == "root":
+        print("First login: root / root (you will be asked to change the password).", flush=True)
+    # No reloader: it would start a second process and a second engine.
+    app.run(host=args.host, port=args.port, threaded=True, use_reloader=False, debug=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Samosval: a self-service deployment portal with a simulated build/deploy engine."""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask
+
+__version__ = "0.1.0"
+
+log = logging.getLogger("samosval")
+
+DEFAULTS = {
+    "SECRET_KEY": None,  # from SAMOSVAL_SECRET_KEY or instance/secret_key
+    "DATABASE": None,  # defaults to instance/samosval.sqlite3
+    "ROOT_PASSWORD": "root",  # the spec's default; SAMOSVAL_ROOT_PASSWORD overrides
+    "SIMULATOR_AUTOSTART": True,
+    "SIM_SPEED": 1.0,
+    "SIM_SEED": None,
+    # A build or deployment stuck longer than this (seconds, before speed-up) fails.
+    "WATCHDOG_BUILD_SECONDS": 600,
+    "WATCHDOG_DEPLOY_SECONDS": 120,
+    "LOGIN_RATE_LIMIT_IP": "20 per minute",
+    "LOGIN_RATE_LIMIT_USER": "5 per minute",
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "SSE_MAX_STREAMS_PER_USER": 20,
+    "SSE_HEARTBEAT_SECONDS": 15,
+    "SSE_RETRY_MS": 3000,
+    "CHARTJS_URL": "https://cdn.jsdelivr.net/npm/chart.js@4.5.1/dist/chart.umd.min.js",
+    "CHARTJS_SRI": None,  # set below from the pinned default; None for a custom URL
+    "MAX_CONTENT_LENGTH": 1024 * 1024,
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_SECURE": False,  # set SAMOSVAL_SESSION_COOKIE_SECURE=1 behind HTTPS
+    "REMEMBER_COOKIE_HTTPONLY": True,
+    "WTF_CSRF_TIME_LIMIT": None,  # token valid for the session's life
+    "BABEL_DEFAULT_LOCALE": "ru",
+    "LANGUAGES": ["ru", "en"],
+    "DEMO": False,
+    "PER_PAGE": 50,
+}
+
+# SRI of the pinned default Chart.js build (sha384 of the file the CDN serves).
+DEFAULT_CHARTJS_SRI = "sha384-jb8JQMbMoBUzgWatfe6COACi2ljcDdZQ2OxczGA3bGNeWe+6DChMTBJemed7ZnvJ"
+
+# Environment variables read into config: SAMOSVAL_<KEY> -> KEY, with a converter.
+ENV_SETTINGS = {
+    "SECRET_KEY": str, "DATABASE": str, "ROOT_PASSWORD": str,
+    "SIM_SPEED": float, "SIM_SEED": int, "SIMULATOR_AUTOSTART": "bool",
+    "WATCHDOG_BUILD_SECONDS": float, "WATCHDOG_DEPLOY_SECONDS": float,
+    "LOGIN_RATE_LIMIT_IP": str, "LOGIN_RATE_LIMIT_USER": str,
+    "SSE_MAX_STREAMS_PER_USER": int, "SSE_HEARTBEAT_SECONDS": float,
+    "CHARTJS_URL": str, "CHARTJS_SRI": str, "SESSION_COOKIE_SECURE": "bool",
+    "DEMO": "bool",
+}
+
+
+def _env_config() -> dict:
+    found = {}
+    for key, kind in ENV_SETTINGS.items():
+        raw = os.environ.get(f"SAMOSVAL_{key}")
+        if raw is None or raw == "":
+            continue
+        if kind == "bool":
+            found[key] = raw.strip().lower() in {"1", "true", "yes", "on"}
+        else:
+            found[key] = kind(raw)
+    return found
+
+
+def _load_secret_key(instance_path: str) -> str:
+    """Read instance/secret_key, creating it (mode 0600) on first start."""
+    path = Path(instance_path) / "secret_key"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    key = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(key)
+    return key
+
+
+def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
+    """Build the app: defaults, then instance/config.py, then SAMOSVAL_* variables,
+    then ``test_config``."""
+    app = Flask(__name__, instance_relative_config=True,
+                instance_path=instance_path or os.environ.get("SAMOSVAL_INSTANCE_PATH")
+                or str(Path(__file__).resolve().parent.parent / "instance"))
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_mapping(_env_config())
+    if test_config:
+        app.config.from_mapping(test_config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    if not app.config["DATABASE"]:
+        app.config["DATABASE"] = str(Path(app.instance_path) / "samosval.sqlite3")
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = _load_secret_key(app.instance_path)
+    if app.config["CHARTJS_SRI"] is None and app.config["CHARTJS_URL"] == DEFAULTS["CHARTJS_URL"]:
+        app.config["CHARTJS_SRI"] = DEFAULT_CHARTJS_SRI
+    app.json.ensure_ascii = False
+    app.json.sort_keys = False
+
+    from . import db, i18n, security, auth, templating
+    from .simulator import runtime
+
+    db.init_app(app)
+    i18n.init_app(app)
+    security.init_app(app)
+    auth.init_app(app)
+    templating.init_app(app)
+
+    from .routes import register_blueprints
+    register_blueprints(app)
+
+    from . import cli
+    cli.init_app(app)
+
+    db.init_db_if_needed(app.config["DATABASE"], app.config["ROOT_PASSWORD"])
+    runtime.init_app(app)
+    return app

@@ -1,0 +1,30 @@
+"""Command-line tools that mirror the domain: ``flask --app app <command>``."""
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from .db import connect
+from .domain import users as user_domain
+
+
+@click.command("create-user")
+@click.argument("username")
+@click.option("--role", type=click.Choice(user_domain.ROLES), default="developer", show_default=True)
+@click.password_option()
+@with_appcontext
+def create_user_command(username, role, password):
+    """Create a user (prompts for the password)."""
+    db = connect(current_app.config["DATABASE"])
+    try:
+        user_domain.create_user(db, username, password, role)
+    except user_domain.ValidationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        db.close()
+    click.echo(f"Created {role} {username.strip().lower()}.")
+
+
+def init_app(app) -> None:
+    app.cli.add_command(create_user_command)

@@ -1,0 +1,67 @@
+"""Russian by default, English on request (Flask-Babel).
+
+Source strings are English. Russian lives in ``translations/ru/*.po``: one
+file per area so that areas can be worked on side by side. They are merged
+into ``translations/ru/LC_MESSAGES/messages.mo`` on start whenever a ``.po``
+file is newer than the compiled catalogue (the ``.mo`` is not committed).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from babel.messages.catalog import Catalog
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from flask import current_app, request, session
+from flask_babel import Babel
+from flask_login import current_user
+
+TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
+
+
+def po_files(lang: str = "ru") -> list[Path]:
+    return sorted((TRANSLATIONS_DIR / lang).glob("*.po"))
+
+
+def load_catalog(lang: str = "ru") -> Catalog:
+    merged = Catalog(locale=lang, domain="messages")
+    for path in po_files(lang):
+        with path.open("rb") as handle:
+            for message in read_po(handle, locale=lang):
+                if message.id and message.string:
+                    merged.add(message.id, message.string)
+    return merged
+
+
+def compile_catalogs(lang: str = "ru") -> Path:
+    target = TRANSLATIONS_DIR / lang / "LC_MESSAGES" / "messages.mo"
+    sources = po_files(lang)
+    newest = max((p.stat().st_mtime for p in sources), default=0)
+    if target.exists() and target.stat().st_mtime >= newest:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    catalog = load_catalog(lang)
+    # Write then rename, so a concurrent reader never sees half a file.
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".mo")
+    with os.fdopen(fd, "wb") as handle:
+        write_mo(handle, catalog)
+    os.replace(tmp, target)
+    return target
+
+
+def select_locale() -> str:
+    languages = current_app.config["LANGUAGES"]
+    if getattr(current_user, "is_authenticated", False) and current_user.locale in languages:
+        return current_user.locale
+    chosen = session.get("lang")
+    if chosen in languages:
+        return chosen
+    return current_app.config["BABEL_DEFAULT_LOCALE"]
+
+
+def init_app(app) -> None:
+    compile_catalogs("ru")
+    Babel(app, locale_selector=select_locale,
+          default_translation_directories=str(TRANSLATIONS_DIR))

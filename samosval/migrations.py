@@ -1,0 +1,156 @@
+"""Ordered schema migrations keyed by ``PRAGMA user_version``.
+
+Version 1 is the plain layout of the customer's specification (section 6.2),
+which an early build of Samosval created. Every later version is one function
+below. A fresh database is created straight from ``schema.sql`` and stamped
+with ``SCHEMA_VERSION``; an older one runs each missing step in order, inside
+one transaction per step, so a failed upgrade leaves the old data untouched.
+"""
+from __future__ import annotations
+
+import sqlite3
+
+from .domain.repos import normalize_repo_url, split_logins
+
+# The specification's own tables (version 1). Kept verbatim so tests can build
+# an "old" database and prove the upgrade path keeps every row.
+SPEC_V1_SCHEMA = """
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    username TEXT UNIQUE NOT NULL,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    is_active INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE image_requests (
+    id INTEGER PRIMARY KEY,
+    image_name TEXT NOT NULL, repo_url TEXT NOT NULL, repo_branch TEXT NOT NULL,
+    update_mode TEXT NOT NULL, target_commit TEXT, base_image TEXT NOT NULL,
+    run_commands TEXT, entrypoint TEXT, dockerfile_content TEXT,
+    ram_mb INTEGER NOT NULL, vcpu REAL NOT NULL, version_tag TEXT NOT NULL,
+    owner_id INTEGER NOT NULL REFERENCES users(id), status TEXT NOT NULL,
+    collaborators TEXT, created_by INTEGER NOT NULL REFERENCES users(id),
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+);
+CREATE TABLE images (
+    id INTEGER PRIMARY KEY, request_id INTEGER NOT NULL REFERENCES image_requests(id),
+    name TEXT NOT NULL, version TEXT NOT NULL, image_tag TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE builds (
+    id INTEGER PRIMARY KEY, request_id INTEGER NOT NULL REFERENCES image_requests(id),
+    image_id INTEGER REFERENCES images(id), status TEXT NOT NULL, build_log TEXT,
+    error_message TEXT, built_by INTEGER NOT NULL REFERENCES users(id),
+    created_at TEXT NOT NULL
+);
+CREATE TABLE deployments (
+    id INTEGER PRIMARY KEY, image_id INTEGER NOT NULL REFERENCES images(id),
+    name TEXT NOT NULL, environment TEXT NOT NULL, status TEXT NOT NULL,
+    replicas INTEGER NOT NULL, ports TEXT, stopped_by_operator INTEGER NOT NULL,
+    needs_restart INTEGER NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+);
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY, alert_type TEXT NOT NULL, target_id INTEGER NOT NULL,
+    message TEXT NOT NULL, resolved INTEGER NOT NULL, created_at TEXT NOT NULL
+);
+CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id),
+    action TEXT NOT NULL, target_id INTEGER, details TEXT, created_at TEXT NOT NULL
+);
+"""
+
+
+def _add_columns(db: sqlite3.Connection, table: str, columns: list[str]) -> None:
+    existing = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    for column in columns:
+        if column.split()[0] not in existing:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
+
+def _v2_samosval_extensions(db: sqlite3.Connection, schema_sql: str) -> None:
+    """Columns and tables Samosval adds to the spec's layout."""
+    _add_columns(db, "users", [
+        "must_change_password INTEGER NOT NULL DEFAULT 0", "last_login_at TEXT",
+        "locale TEXT", "session_version INTEGER NOT NULL DEFAULT 0",
+    ])
+    _add_columns(db, "image_requests", ["repo_key TEXT", "last_commit TEXT"])
+    _add_columns(db, "images", ["digest TEXT", "build_number INTEGER"])
+    _add_columns(db, "builds", [
+        "updated_at TEXT", "started_at TEXT", "finished_at TEXT",
+        "steps_done INTEGER NOT NULL DEFAULT 0", "steps_total INTEGER NOT NULL DEFAULT 0",
+        "next_step_at REAL", "status_since REAL", "commit_sha TEXT",
+    ])
+    _add_columns(db, "deployments", [
+        "created_by INTEGER REFERENCES users(id)", "next_step_at REAL",
+        "status_since REAL", "last_commit TEXT",
+    ])
+    _add_columns(db, "alerts", [
+        "target_type TEXT", "resolved_at TEXT", "resolved_by INTEGER REFERENCES users(id)",
+    ])
+    _add_columns(db, "audit_log", ["target_type TEXT", "ip TEXT", "request_id TEXT"])
+    # New tables and every index: schema.sql is written with IF NOT EXISTS.
+    for statement in _statements(schema_sql):
+        db.execute(statement)
+    # Back-fill derived data for rows written by version 1.
+    rows = db.execute("SELECT id, repo_url, collaborators FROM image_requests").fetchall()
+    for request_id, repo_url, collaborators in rows:
+        db.execute("UPDATE image_requests SET repo_key = ? WHERE id = ?",
+                   (normalize_repo_url(repo_url), request_id))
+        for login in split_logins(collaborators):
+            db.execute("INSERT OR IGNORE INTO request_collaborators (request_id, username) "
+                       "VALUES (?, ?)", (request_id, login))
+    db.execute("UPDATE alerts SET target_type = 'deployment' WHERE target_type IS NULL")
+
+
+def _statements(script: str) -> list[str]:
+    """Split schema.sql into statements (it has no semicolons inside literals)."""
+    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+# (version reached, function). Append new steps; never edit a released one.
+MIGRATIONS = [
+    (2, _v2_samosval_extensions),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def current_version(db: sqlite3.Connection) -> int:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0 and db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='users'"
+    ).fetchone():
+        return 1  # a spec-era database that never stamped its version
+    return version
+
+
+def upgrade(db: sqlite3.Connection, schema_sql: str) -> list[int]:
+    """Bring ``db`` to SCHEMA_VERSION. Returns the versions applied."""
+    applied = []
+    version = current_version(db)
+    if version == 0:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(schema_sql):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return [SCHEMA_VERSION]
+    for target, step in MIGRATIONS:
+        if version >= target:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            step(db, schema_sql)
+            db.execute(f"PRAGMA user_version = {int(target)}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        applied.append(target)
+        version = target
+    return applied

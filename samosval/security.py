@@ -1,0 +1,54 @@
+"""CSRF, rate limiting and the security headers every response carries."""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import current_app, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_wtf.csrf import CSRFProtect
+
+csrf = CSRFProtect()
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+
+def chartjs_origin(url: str) -> str | None:
+    parts = urlsplit(url or "")
+    if parts.scheme in {"http", "https"} and parts.netloc:
+        return f"{parts.scheme}://{parts.netloc}"
+    return None
+
+
+def content_security_policy() -> str:
+    scripts = ["'self'"]
+    origin = chartjs_origin(current_app.config.get("CHARTJS_URL"))
+    if origin:
+        scripts.append(origin)
+    return "; ".join([
+        "default-src 'self'",
+        f"script-src {' '.join(scripts)}",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ])
+
+
+def add_security_headers(response):
+    response.headers.setdefault("Content-Security-Policy", content_security_policy())
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if request.path.startswith("/api/") and "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def init_app(app) -> None:
+    csrf.init_app(app)
+    limiter.init_app(app)
+    app.after_request(add_security_headers)

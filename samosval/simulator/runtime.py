@@ -1,0 +1,75 @@
+"""Wires the in-memory state and the single engine thread into the app."""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+
+import click
+from flask import current_app
+
+from .engine import SimulationEngine
+from .state import SimulationState
+
+log = logging.getLogger("samosval.simulator")
+
+# One engine thread per process, whatever number of apps is created in it
+# (a reloader, a test run, or a WSGI server importing the module twice).
+_process_engine_lock = threading.Lock()
+_process_engine: SimulationEngine | None = None
+
+
+class Runtime:
+    def __init__(self, state: SimulationState, engine: SimulationEngine):
+        self.state = state
+        self.engine = engine
+
+
+def build_engine(app, state: SimulationState, clock=time.time, rng=None) -> SimulationEngine:
+    seed = app.config.get("SIM_SEED")
+    return SimulationEngine(
+        db_path=app.config["DATABASE"], state=state, clock=clock,
+        rng=rng or random.Random(seed), speed=float(app.config["SIM_SPEED"]),
+        watchdog_build_seconds=float(app.config["WATCHDOG_BUILD_SECONDS"]),
+        watchdog_deploy_seconds=float(app.config["WATCHDOG_DEPLOY_SECONDS"]),
+    )
+
+
+def start_engine(app) -> bool:
+    """Start this app's engine unless another one already runs in this process."""
+    global _process_engine
+    with _process_engine_lock:
+        if _process_engine is not None and _process_engine.is_alive():
+            log.warning("a simulation engine already runs in this process; not starting another")
+            return False
+        engine = app.extensions["samosval"].engine
+        engine.start()
+        _process_engine = engine
+        return True
+
+
+def stop_engine(app, timeout: float = 5.0) -> None:
+    global _process_engine
+    engine = app.extensions["samosval"].engine
+    engine.stop(timeout)
+    with _process_engine_lock:
+        if _process_engine is engine:
+            _process_engine = None
+
+
+def get_runtime() -> Runtime:
+    return current_app.extensions["samosval"]
+
+
+def get_state() -> SimulationState:
+    return current_app.extensions["samosval"].state
+
+
+def init_app(app) -> None:
+    state = SimulationState()
+    app.extensions["samosval"] = Runtime(state, build_engine(app, state))
+    # CLI commands (init-db, create-user, backup) run inside a click context and
+    # must not start a background thread.
+    if app.config["SIMULATOR_AUTOSTART"] and click.get_current_context(silent=True) is None:
+        start_engine(app)

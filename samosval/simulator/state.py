@@ -1,0 +1,194 @@
+"""In-memory runtime data of deployments: log streams and metric series.
+
+One ``LogStream`` and one ``MetricSeries`` per deployment, shared by every
+reader (spec 4.7: one stream for all clients). The engine thread appends;
+request threads read. Each structure has its own lock, held only for the
+few instructions that touch the deque, never across I/O.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import NamedTuple
+
+LOG_CAPACITY = 1000  # spec 5.3: the last 1000 lines per deployment
+METRIC_CAPACITY = 900  # spec 5.3: 15 minutes at one point a second
+
+
+class LogLine(NamedTuple):
+    seq: int
+    ts: float
+    level: str
+    text: str
+
+
+class LogStream:
+    """A ring of log lines with ever-growing sequence numbers.
+
+    Readers ask for "everything after seq N" and learn how many lines they
+    missed if those already fell off the ring. ``wait()`` sleeps until there
+    is something new (a line, a status change, or the stream closing), so
+    live readers never poll.
+    """
+
+    def __init__(self, capacity: int = LOG_CAPACITY):
+        self._lines: deque[LogLine] = deque(maxlen=capacity)
+        self._cond = threading.Condition(threading.Lock())
+        self.last_seq = 0
+        self.status: str | None = None
+        self.status_version = 0
+        self.closed = False
+        self.subscribers = 0
+
+    def append(self, ts: float, level: str, text: str) -> int:
+        with self._cond:
+            self.last_seq += 1
+            self._lines.append(LogLine(self.last_seq, ts, level, text))
+            self._cond.notify_all()
+            return self.last_seq
+
+    def set_status(self, status: str) -> None:
+        with self._cond:
+            if status != self.status:
+                self.status = status
+                self.status_version += 1
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    def read_after(self, seq: int, limit: int | None = None) -> tuple[list[LogLine], int]:
+        """Lines with a sequence number above ``seq`` (oldest first) and how many
+        lines after ``seq`` were lost because the ring overwrote them."""
+        with self._cond:
+            if not self._lines or seq >= self.last_seq:
+                return [], 0
+            first = self._lines[0].seq
+            missed = max(0, first - seq - 1)
+            start = max(0, seq + 1 - first)
+            count = len(self._lines) - start
+            if limit is not None:
+                count = min(count, limit)
+            # deque slicing is O(n) anyway; islice from the left end is cheapest.
+            lines = [self._lines[start + i] for i in range(count)]
+            return lines, missed
+
+    def tail(self, count: int) -> list[LogLine]:
+        with self._cond:
+            count = min(count, len(self._lines))
+            return [self._lines[i] for i in range(len(self._lines) - count, len(self._lines))]
+
+    def snapshot(self) -> list[LogLine]:
+        with self._cond:
+            return list(self._lines)
+
+    def wait(self, after_seq: int, status_version: int, timeout: float) -> bool:
+        """Sleep until a line after ``after_seq`` exists, the status changed from
+        ``status_version``, or the stream closed. Returns False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: self.last_seq > after_seq or self.status_version != status_version
+                or self.closed, timeout)
+
+    def subscribe(self) -> None:
+        with self._cond:
+            self.subscribers += 1
+
+    def unsubscribe(self) -> None:
+        with self._cond:
+            self.subscribers -= 1
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+
+class MetricSeries:
+    """The last 900 (ts, cpu %, ram %) points of one deployment."""
+
+    def __init__(self, capacity: int = METRIC_CAPACITY):
+        self._points: deque[tuple[float, float, float]] = deque(maxlen=capacity)
+        self._lock = threading.Lock()
+
+    def append(self, ts: float, cpu: float, ram: float) -> None:
+        with self._lock:
+            self._points.append((ts, cpu, ram))
+
+    def since(self, ts: float | None = None) -> list[tuple[float, float, float]]:
+        with self._lock:
+            if ts is None:
+                return list(self._points)
+            return [p for p in self._points if p[0] > ts]
+
+    def latest(self):
+        with self._lock:
+            return self._points[-1] if self._points else None
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+
+class DeploymentRuntime:
+    """Everything the engine keeps in memory for one deployment."""
+
+    __slots__ = ("logs", "metrics", "cpu", "ram", "next_log_at", "next_metric_at")
+
+    def __init__(self):
+        self.logs = LogStream()
+        self.metrics = MetricSeries()
+        self.cpu: float | None = None  # random-walk position
+        self.ram: float | None = None
+        self.next_log_at = 0.0
+        self.next_metric_at = 0.0
+
+
+class SimulationState:
+    """Registry of runtimes by deployment id, plus open SSE streams per user."""
+
+    def __init__(self):
+        self._runtimes: dict[int, DeploymentRuntime] = {}
+        self._lock = threading.Lock()
+        self._streams_by_user: dict[int, int] = {}
+
+    def runtime(self, deployment_id: int) -> DeploymentRuntime:
+        with self._lock:
+            runtime = self._runtimes.get(deployment_id)
+            if runtime is None:
+                runtime = self._runtimes[deployment_id] = DeploymentRuntime()
+            return runtime
+
+    def existing(self, deployment_id: int) -> DeploymentRuntime | None:
+        with self._lock:
+            return self._runtimes.get(deployment_id)
+
+    def drop(self, deployment_id: int) -> None:
+        """Forget a deleted deployment and end its live streams."""
+        with self._lock:
+            runtime = self._runtimes.pop(deployment_id, None)
+        if runtime is not None:
+            runtime.logs.close()
+
+    def ids(self) -> list[int]:
+        with self._lock:
+            return list(self._runtimes)
+
+    def open_stream(self, user_id: int, limit: int) -> bool:
+        with self._lock:
+            count = self._streams_by_user.get(user_id, 0)
+            if count >= limit:
+                return False
+            self._streams_by_user[user_id] = count + 1
+            return True
+
+    def close_stream(self, user_id: int) -> None:
+        with self._lock:
+            count = self._streams_by_user.get(user_id, 0) - 1
+            if count > 0:
+                self._streams_by_user[user_id] = count
+            else:
+                self._streams_by_user.pop(user_id, None)
+
+    def open_stream_count(self) -> int:
+        with self._lock:
+            return sum(self._streams_by_user.values())

@@ -1,0 +1,140 @@
+"""What every template gets (access helpers, status labels, navigation) and the
+themed error pages (JSON for API callers)."""
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+from flask import current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask_babel import format_datetime, get_locale, lazy_gettext as _l, gettext as _
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+
+from . import access
+from .auth import wants_json
+from .db import get_db
+from .domain import users as user_domain
+from .timeutil import iso_to_epoch
+
+log = logging.getLogger("samosval")
+
+STATUS_LABELS = {
+    "draft": _l("draft"), "submitted": _l("submitted"), "in_review": _l("in review"),
+    "approved": _l("approved"), "rejected": _l("rejected"),
+    "queued": _l("queued"), "building": _l("building"), "success": _l("success"),
+    "failed": _l("failed"), "cancelled": _l("cancelled"),
+    "deploying": _l("deploying"), "running": _l("running"), "stopped": _l("stopped"),
+    "open": _l("open"), "resolved": _l("resolved"),
+}
+
+ROLE_LABELS = {"admin": _l("admin"), "operator": _l("operator"), "developer": _l("developer")}
+
+# (endpoint, label, who sees it). Only endpoints that exist are shown.
+NAVIGATION = (
+    ("dashboard.dashboard", _l("Dashboard"), lambda u: True),
+    ("requests.list_requests", _l("Requests"), lambda u: True),
+    ("builds.list_builds", _l("Builds"), lambda u: True),
+    ("images.list_images", _l("Images"), lambda u: True),
+    ("deployments.list_deployments", _l("Deployments"), lambda u: True),
+    ("alerts.list_alerts", _l("Alerts"), access.can_view_alerts),
+    ("hooks.list_deliveries", _l("Webhooks"), access.can_view_deliveries),
+    ("admin.list_users", _l("Users"), access.can_manage_users),
+    ("admin.audit", _l("Audit"), access.can_view_audit),
+)
+
+
+def status_label(status: str) -> str:
+    label = STATUS_LABELS.get(status)
+    return str(label) if label is not None else status
+
+
+def nav_items(user):
+    views = current_app.view_functions
+    return [(endpoint, label) for endpoint, label, allowed in NAVIGATION
+            if endpoint in views and user.is_authenticated and allowed(user)]
+
+
+def format_time(value):
+    """Render a stored UTC ISO time in the user's language (UTC, as stored)."""
+    if not value:
+        return "—"
+    try:
+        from datetime import datetime, timezone
+        moment = datetime.fromtimestamp(iso_to_epoch(value), tz=timezone.utc)
+    except (TypeError, ValueError):
+        return value
+    return format_datetime(moment, "yyyy-MM-dd HH:mm:ss")
+
+
+def inject_globals():
+    banner = False
+    if current_user.is_authenticated:
+        try:
+            banner = current_user.must_change_password or (
+                access.is_admin(current_user) and user_domain.root_has_default_password(get_db()))
+        except sqlite3.Error:
+            banner = False
+    return {
+        "nav_items": nav_items(current_user),
+        "password_banner": banner,
+        "chartjs_url": current_app.config["CHARTJS_URL"],
+        "chartjs_sri": current_app.config["CHARTJS_SRI"],
+        "languages": current_app.config["LANGUAGES"],
+    }
+
+
+def _error(status: int, message: str):
+    if wants_json():
+        return jsonify(error=message), status
+    return render_template("errors/error.html", status=status, message=message), status
+
+
+def init_app(app) -> None:
+    app.context_processor(inject_globals)
+    # Globals (not context) so that imported macros see them too.
+    app.jinja_env.globals.update(access=access, status_label=status_label,
+                                 role_labels=ROLE_LABELS, get_locale=get_locale)
+    app.jinja_env.filters["dt"] = format_time
+    app.jinja_env.trim_blocks = True
+    app.jinja_env.lstrip_blocks = True
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc):
+        return _error(400, _("The form has expired or the security token is missing. Reload the page and try again."))
+
+    @app.errorhandler(400)
+    def bad_request(exc):
+        return _error(400, _("Bad request."))
+
+    @app.errorhandler(403)
+    def forbidden(exc):
+        return _error(403, _("You are not allowed to do this."))
+
+    @app.errorhandler(404)
+    def not_found(exc):
+        return _error(404, _("Nothing here: the page does not exist or is not available to you."))
+
+    @app.errorhandler(405)
+    def method_not_allowed(exc):
+        return _error(405, _("This method is not allowed here."))
+
+    @app.errorhandler(413)
+    def too_large(exc):
+        return _error(413, _("The request is too large."))
+
+    @app.errorhandler(429)
+    def too_many(exc):
+        message = _("Too many attempts. Wait a minute and try again.")
+        if request.endpoint == "auth.login" and not wants_json():
+            return render_template("auth/login.html", error=message,
+                                   username=request.form.get("username", ""), next=None), 429
+        return _error(429, message)
+
+    @app.errorhandler(500)
+    def server_error(exc):
+        return _error(500, _("Something went wrong on our side. The error has been logged."))
+
+    @app.errorhandler(sqlite3.OperationalError)
+    def database_unavailable(exc):
+        log.exception("database error")
+        return _error(503, _("The database is unavailable right now. Try again shortly."))

@@ -1,0 +1,178 @@
+-- Samosval schema, current version (see samosval/migrations.py for SCHEMA_VERSION).
+-- A fresh database is created from this file; an older one is upgraded by the
+-- ordered migrations in samosval/migrations.py. tests/test_migrations.py checks
+-- that both paths produce the same tables, columns and indexes.
+
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    username TEXT UNIQUE NOT NULL,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    is_active INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT NOT NULL,
+    must_change_password INTEGER NOT NULL DEFAULT 0,
+    last_login_at TEXT,
+    locale TEXT,
+    session_version INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS idx_users_role ON users(role, username);
+
+CREATE TABLE IF NOT EXISTS image_requests (
+    id INTEGER PRIMARY KEY,
+    image_name TEXT NOT NULL,
+    repo_url TEXT NOT NULL,
+    repo_branch TEXT NOT NULL,
+    update_mode TEXT NOT NULL,
+    target_commit TEXT,
+    base_image TEXT NOT NULL,
+    run_commands TEXT,
+    entrypoint TEXT,
+    dockerfile_content TEXT,
+    ram_mb INTEGER NOT NULL,
+    vcpu REAL NOT NULL,
+    version_tag TEXT NOT NULL,
+    owner_id INTEGER NOT NULL REFERENCES users(id),
+    status TEXT NOT NULL,
+    collaborators TEXT,
+    created_by INTEGER NOT NULL REFERENCES users(id),
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    repo_key TEXT,
+    last_commit TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_requests_status ON image_requests(status, updated_at);
+CREATE INDEX IF NOT EXISTS idx_requests_owner ON image_requests(owner_id, updated_at);
+CREATE INDEX IF NOT EXISTS idx_requests_created_by ON image_requests(created_by, updated_at);
+CREATE INDEX IF NOT EXISTS idx_requests_updated ON image_requests(updated_at);
+CREATE INDEX IF NOT EXISTS idx_requests_repo ON image_requests(repo_key, repo_branch, update_mode);
+
+-- Collaborators are kept in image_requests.collaborators (the spec's comma-separated
+-- string) and mirrored here, one row per login, so visibility checks match whole
+-- logins through an index instead of a LIKE over the string.
+CREATE TABLE IF NOT EXISTS request_collaborators (
+    request_id INTEGER NOT NULL REFERENCES image_requests(id) ON DELETE CASCADE,
+    username TEXT NOT NULL,
+    PRIMARY KEY (request_id, username)
+);
+CREATE INDEX IF NOT EXISTS idx_request_collaborators_user ON request_collaborators(username, request_id);
+
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY,
+    request_id INTEGER NOT NULL REFERENCES image_requests(id),
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    image_tag TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    digest TEXT,
+    build_number INTEGER
+);
+CREATE INDEX IF NOT EXISTS idx_images_request ON images(request_id, id);
+CREATE INDEX IF NOT EXISTS idx_images_created ON images(created_at);
+
+CREATE TABLE IF NOT EXISTS builds (
+    id INTEGER PRIMARY KEY,
+    request_id INTEGER NOT NULL REFERENCES image_requests(id),
+    image_id INTEGER REFERENCES images(id),
+    status TEXT NOT NULL,
+    build_log TEXT,
+    error_message TEXT,
+    built_by INTEGER NOT NULL REFERENCES users(id),
+    created_at TEXT NOT NULL,
+    updated_at TEXT,
+    started_at TEXT,
+    finished_at TEXT,
+    steps_done INTEGER NOT NULL DEFAULT 0,
+    steps_total INTEGER NOT NULL DEFAULT 0,
+    next_step_at REAL,
+    status_since REAL,
+    commit_sha TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_builds_status ON builds(status, next_step_at);
+CREATE INDEX IF NOT EXISTS idx_builds_request ON builds(request_id, id);
+
+CREATE TABLE IF NOT EXISTS deployments (
+    id INTEGER PRIMARY KEY,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    name TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    status TEXT NOT NULL,
+    replicas INTEGER NOT NULL,
+    ports TEXT,
+    stopped_by_operator INTEGER NOT NULL DEFAULT 0,
+    needs_restart INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    created_by INTEGER REFERENCES users(id),
+    next_step_at REAL,
+    status_since REAL,
+    last_commit TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_deployments_status ON deployments(status, next_step_at);
+CREATE INDEX IF NOT EXISTS idx_deployments_image ON deployments(image_id, status);
+CREATE INDEX IF NOT EXISTS idx_deployments_env ON deployments(environment, status);
+CREATE INDEX IF NOT EXISTS idx_deployments_updated ON deployments(updated_at);
+
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    alert_type TEXT NOT NULL,
+    target_id INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    resolved INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    target_type TEXT,
+    resolved_at TEXT,
+    resolved_by INTEGER REFERENCES users(id)
+);
+CREATE INDEX IF NOT EXISTS idx_alerts_open ON alerts(resolved, created_at);
+CREATE INDEX IF NOT EXISTS idx_alerts_target ON alerts(target_type, target_id, resolved);
+
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER REFERENCES users(id),
+    action TEXT NOT NULL,
+    target_id INTEGER,
+    details TEXT,
+    created_at TEXT NOT NULL,
+    target_type TEXT,
+    ip TEXT,
+    request_id TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_audit_created ON audit_log(created_at, id);
+CREATE INDEX IF NOT EXISTS idx_audit_user ON audit_log(user_id, id);
+CREATE INDEX IF NOT EXISTS idx_audit_action ON audit_log(action, id);
+CREATE INDEX IF NOT EXISTS idx_audit_target ON audit_log(target_type, target_id, id);
+
+CREATE TABLE IF NOT EXISTS webhook_tokens (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    token_prefix TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    sealed_secret TEXT NOT NULL,
+    created_by INTEGER REFERENCES users(id),
+    created_at TEXT NOT NULL,
+    last_used_at TEXT,
+    revoked_at TEXT
+);
+
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id INTEGER PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    source TEXT NOT NULL,
+    event TEXT,
+    delivery_key TEXT,
+    repo_url TEXT,
+    repo_key TEXT,
+    branch TEXT,
+    commit_sha TEXT,
+    user_id INTEGER REFERENCES users(id),
+    token_id INTEGER REFERENCES webhook_tokens(id),
+    outcome TEXT NOT NULL,
+    reason TEXT,
+    http_status INTEGER NOT NULL,
+    matched_request_ids TEXT,
+    restarted_ids TEXT,
+    marked_ids TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_deliveries_created ON webhook_deliveries(created_at, id);
+CREATE INDEX IF NOT EXISTS idx_deliveries_key ON webhook_deliveries(delivery_key);
+CREATE INDEX IF NOT EXISTS idx_deliveries_commit ON webhook_deliveries(repo_key, branch, commit_sha, outcome);

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The one command that runs every test, browser tests included, on a fresh machine.
+# It installs what the tests need when it is missing: Python packages, Debian's
+# Chromium (for Playwright), and a Chart.js copy from the npm registry that the
+# browser tests serve locally (never committed, never fetched from a CDN).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ]; then
+    echo "Installing Debian's chromium for the browser tests..."
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
+  fi
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "ERROR: chromium is not installed and could not be installed; browser tests cannot run." >&2
+  exit 1
+fi
+
+CHARTJS_VERSION="4.5.1"
+CACHE="tests/.cache"
+if [ ! -s "$CACHE/chart.umd.min.js" ]; then
+  mkdir -p "$CACHE/npm"
+  (cd "$CACHE/npm" && npm pack --silent "chart.js@$CHARTJS_VERSION" >/dev/null \
+    && tar xzf "chart.js-$CHARTJS_VERSION.tgz" package/dist/chart.umd.min.js)
+  mv "$CACHE/npm/package/dist/chart.umd.min.js" "$CACHE/chart.umd.min.js"
+  rm -rf "$CACHE/npm"
+fi
+export SAMOSVAL_TEST_CHARTJS="$PWD/$CACHE/chart.umd.min.js"
+export SAMOSVAL_REQUIRE_BROWSER=1
+
+exec python3 -m pytest "$@"

@@ -1,0 +1,154 @@
+"""Shared fixtures: an app on a temporary instance folder, personas, a CSRF-aware
+client, and an engine driven by a fake clock."""
+from __future__ import annotations
+
+import functools
+import random
+
+import pytest
+from flask.testing import FlaskClient
+from itsdangerous import URLSafeTimedSerializer
+from werkzeug.security import generate_password_hash
+
+from samosval import create_app
+from samosval.db import connect
+from samosval.security import limiter
+
+PASSWORD = "password123"
+
+# The people tests act as. ``carl`` files requests that ``dana`` owns and
+# ``colin`` collaborates on; ``sam`` is a developer with no link to them.
+PERSONAS = {
+    "oleg": "operator",
+    "dana": "developer",   # owner of the sample request
+    "carl": "developer",   # creator of the sample request
+    "colin": "developer",  # collaborator on the sample request
+    "sam": "developer",    # unrelated developer
+    "joanna": "developer", # a login that contains "ann", for substring checks
+    "ann": "developer",
+    "bob": "developer",    # blocked
+    "alice": "admin",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _password_hash() -> str:
+    return generate_password_hash(PASSWORD)
+
+
+class CSRFClient(FlaskClient):
+    """A test client that sends a valid CSRF header with every state-changing call,
+    unless the call passes ``csrf=False`` (to test the refusal)."""
+
+    def csrf_token(self) -> str:
+        with self.session_transaction() as sess:
+            if "csrf_token" not in sess:
+                import hashlib
+                import os
+                sess["csrf_token"] = hashlib.sha1(os.urandom(64)).hexdigest()
+            raw = sess["csrf_token"]
+        return URLSafeTimedSerializer(self.application.secret_key, salt="wtf-csrf-token").dumps(raw)
+
+    def open(self, *args, **kwargs):
+        send_csrf = kwargs.pop("csrf", True)
+        method = (kwargs.get("method") or "GET").upper()
+        if send_csrf and method in {"POST", "PUT", "PATCH", "DELETE"}:
+            headers = dict(kwargs.pop("headers", None) or {})
+            headers.setdefault("X-CSRFToken", self.csrf_token())
+            kwargs["headers"] = headers
+        return super().open(*args, **kwargs)
+
+
+class FakeClock:
+    """A clock the tests move by hand."""
+
+    def __init__(self, start: float = 1_800_000_000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+@pytest.fixture
+def app(tmp_path):
+    app = create_app({
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key",
+        "DATABASE": str(tmp_path / "samosval.sqlite3"),
+        "SIMULATOR_AUTOSTART": False,
+        "CHARTJS_URL": "/static/vendor/chart.umd.min.js",
+        "CHARTJS_SRI": None,
+    }, instance_path=str(tmp_path / "instance"))
+    app.test_client_class = CSRFClient
+    limiter.reset()  # the limiter's memory storage outlives one app
+    yield app
+    limiter.reset()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def db(app):
+    conn = connect(app.config["DATABASE"])
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def users(app, db):
+    """Create the personas; returns username -> id (root included)."""
+    ids = {"root": db.execute("SELECT id FROM users WHERE username='root'").fetchone()[0]}
+    # Inserted directly with one precomputed hash: hashing nine passwords per test
+    # would dominate the suite's run time. user creation itself is tested elsewhere.
+    for username, role in PERSONAS.items():
+        ids[username] = db.execute(
+            "INSERT INTO users (username, password_hash, role, is_active, created_at) "
+            "VALUES (?, ?, ?, 1, '2026-01-01T00:00:00Z')", (username, _password_hash(), role)).lastrowid
+    db.execute("UPDATE users SET is_active = 0 WHERE username = 'bob'")
+    return ids
+
+
+class Auth:
+    def __init__(self, app):
+        self.app = app
+        self._clients = {}
+
+    def login(self, client, username: str, password: str = PASSWORD):
+        return client.post("/login", data={"username": username, "password": password})
+
+    def client_for(self, username: str) -> CSRFClient:
+        """A separate logged-in client per persona (like separate browsers)."""
+        if username not in self._clients:
+            client = self.app.test_client()
+            password = "root" if username == "root" else PASSWORD
+            response = self.login(client, username, password)
+            assert response.status_code == 302, f"login as {username} failed"
+            self._clients[username] = client
+        return self._clients[username]
+
+
+@pytest.fixture
+def auth(app, users):
+    return Auth(app)
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def rng():
+    return random.Random(1234)

@@ -1,0 +1,118 @@
+"""The UI shell: headers, navigation per role, language, error pages, CLI."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from samosval.db import connect
+
+
+def nav_endpoints(html: str) -> set[str]:
+    return set(re.findall(r'data-nav="([^"]+)"', html))
+
+
+def test_it_sends_security_headers(client):
+    response = client.get("/login")
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "'unsafe-inline'" not in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"]
+
+
+def test_it_allows_only_the_chartjs_origin_besides_self(app):
+    app.config["CHARTJS_URL"] = "https://cdn.jsdelivr.net/npm/chart.js@4.5.1/dist/chart.umd.min.js"
+    csp = app.test_client().get("/login").headers["Content-Security-Policy"]
+    script_src = re.search(r"script-src ([^;]+)", csp).group(1).split()
+    assert script_src == ["'self'", "https://cdn.jsdelivr.net"]
+
+
+def test_it_sets_session_cookie_flags(client, users):
+    response = client.post("/login", data={"username": "dana", "password": "password123"})
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_it_shows_admins_the_admin_navigation(auth):
+    html = auth.client_for("root").get("/dashboard").get_data(as_text=True)
+    assert "dashboard.dashboard" in nav_endpoints(html)
+    admin_only = {"admin.list_users", "admin.audit"}
+    registered = set(auth.app.view_functions)
+    assert admin_only & registered <= nav_endpoints(html)
+
+
+@pytest.mark.parametrize("username", ["oleg", "dana"])
+def test_it_hides_admin_navigation_from_others(auth, username):
+    html = auth.client_for(username).get("/dashboard").get_data(as_text=True)
+    assert not {"admin.list_users", "admin.audit"} & nav_endpoints(html)
+
+
+def test_it_hides_staff_navigation_from_developers(auth):
+    html = auth.client_for("dana").get("/dashboard").get_data(as_text=True)
+    assert not {"alerts.list_alerts", "hooks.list_deliveries"} & nav_endpoints(html)
+
+
+def test_it_speaks_russian_by_default_and_english_on_request(auth, db):
+    client = auth.client_for("dana")
+    assert "Панель" in client.get("/dashboard").get_data(as_text=True)
+    response = client.post("/lang", data={"lang": "en", "next": "/dashboard"})
+    assert response.location == "/dashboard"
+    html = client.get("/dashboard").get_data(as_text=True)
+    assert "Requests by status" in html and 'lang="en"' in html
+    # remembered per user: a new session of the same user is in English too
+    assert db.execute("SELECT locale FROM users WHERE username='dana'").fetchone()[0] == "en"
+    other = auth.app.test_client()
+    auth.login(other, "dana")
+    assert "Requests by status" in other.get("/dashboard").get_data(as_text=True)
+
+
+def test_it_switches_language_before_login(client):
+    client.post("/lang", data={"lang": "en", "next": "/login"})
+    assert "Log in to Samosval" in client.get("/login").get_data(as_text=True)
+
+
+def test_it_refuses_a_foreign_next_after_switching_language(client):
+    response = client.post("/lang", data={"lang": "en", "next": "https://evil.example/"})
+    assert response.location == "/"
+
+
+def test_it_renders_a_themed_404(auth):
+    response = auth.client_for("dana").get("/no-such-page")
+    assert response.status_code == 404
+    assert 'data-status-code="404"' in response.get_data(as_text=True)
+
+
+def test_it_answers_api_errors_in_json(auth):
+    response = auth.client_for("dana").get("/api/no-such-endpoint")
+    assert response.status_code == 404 and "error" in response.get_json()
+
+
+def test_it_shows_the_dashboard_counts(auth, db):
+    html = auth.client_for("root").get("/dashboard").get_data(as_text=True)
+    assert 'data-card="requests"' in html and 'data-card="deployments"' in html
+    assert 'data-count="draft"' in html
+
+
+def test_it_shows_recent_events_to_admins(auth):
+    html = auth.client_for("root").get("/dashboard").get_data(as_text=True)
+    assert 'data-action="login"' in html
+
+
+def test_cli_creates_a_user(runner, app):
+    result = runner.invoke(args=["create-user", "newdev", "--role", "operator"],
+                           input="longpassword\nlongpassword\n")
+    assert result.exit_code == 0, result.output
+    db = connect(app.config["DATABASE"])
+    assert db.execute("SELECT role FROM users WHERE username='newdev'").fetchone()[0] == "operator"
+
+
+def test_cli_refuses_a_bad_username(runner):
+    result = runner.invoke(args=["create-user", "X!", "--role", "developer"],
+                           input="longpassword\nlongpassword\n")
+    assert result.exit_code != 0
+
+
+def test_cli_init_db(runner, app):
+    result = runner.invoke(args=["init-db"])
+    assert result.exit_code == 0 and "Database ready" in result.output
