@@ -93,7 +93,8 @@ def init_app(app) -> None:
     app.context_processor(inject_globals)
     # Globals (not context) so that imported macros see them too.
     app.jinja_env.globals.update(access=access, status_label=status_label,
-                                 role_labels=ROLE_LABELS, get_locale=get_locale)
+                                 role_labels=ROLE_LABELS, get_locale=get_locale,
+                                 has_endpoint=lambda name: name in app.view_functions)
     app.jinja_env.filters["dt"] = format_time
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True

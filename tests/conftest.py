@@ -152,3 +152,25 @@ def clock():
 @pytest.fixture
 def rng():
     return random.Random(1234)
+
+
+@pytest.fixture
+def engine(app, clock, rng):
+    """The app's engine, rebuilt on a fake clock and a seeded RNG. Tests call
+    ``engine.step(clock.advance(seconds))``; no thread runs."""
+    from samosval.simulator.runtime import build_engine
+    runtime = app.extensions["samosval"]
+    runtime.engine = build_engine(app, runtime.state, clock=clock, rng=rng)
+    return runtime.engine
+
+
+@pytest.fixture
+def sample(db, users):
+    """A request filed by carl, owned by dana, with colin collaborating; approved,
+    built into an image, deployed once and running."""
+    from tests import factories
+    request_id = factories.make_request(db, owner_id=users["dana"], created_by=users["carl"],
+                                        collaborators="colin", status="approved")
+    image_id = factories.make_image(db, request_id=request_id)
+    deployment_id = factories.make_deployment(db, image_id=image_id, created_by=users["oleg"])
+    return {"request_id": request_id, "image_id": image_id, "deployment_id": deployment_id}

@@ -150,6 +150,7 @@ class SimulationState:
         self._runtimes: dict[int, DeploymentRuntime] = {}
         self._lock = threading.Lock()
         self._streams_by_user: dict[int, int] = {}
+        self._revocations: dict[int, int] = {}
 
     def runtime(self, deployment_id: int) -> DeploymentRuntime:
         with self._lock:
@@ -192,3 +193,13 @@ class SimulationState:
     def open_stream_count(self) -> int:
         with self._lock:
             return sum(self._streams_by_user.values())
+
+    def revoke_user(self, user_id: int) -> None:
+        """A user was blocked (or signed out everywhere): their open streams end."""
+        with self._lock:
+            self._revocations[user_id] = self._revocations.get(user_id, 0) + 1
+
+    def revocation_count(self, user_id: int) -> int:
+        """Streams remember this when they open and stop once it changes."""
+        with self._lock:
+            return self._revocations.get(user_id, 0)
