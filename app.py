@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 from samosval import create_app
@@ -21,7 +22,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Samosval logs its own access lines (with request ids); keep werkzeug's quiet.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app = create_app({"DEMO": args.demo})
     if args.demo:
         from samosval.demo import seed_demo
@@ -31,8 +33,17 @@ def main(argv=None) -> None:
     print(f"Samosval is running on http://{args.host}:{args.port}/", flush=True)
     if app.config["ROOT_PASSWORD"] == "root":
         print("First login: root / root (you will be asked to change the password).", flush=True)
-    # No reloader: it would start a second process and a second engine.
-    app.run(host=args.host, port=args.port, threaded=True, use_reloader=False, debug=False)
+    # SIGTERM (systemd, docker stop, CI) ends the server like Ctrl+C does, so the
+    # engine stops and streams close before the process exits.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    from samosval.simulator.runtime import shutdown
+    try:
+        # No reloader: it would start a second process and a second engine.
+        app.run(host=args.host, port=args.port, threaded=True, use_reloader=False, debug=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        shutdown(app)
 
 
 if __name__ == "__main__":

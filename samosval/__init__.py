@@ -40,6 +40,12 @@ DEFAULTS = {
     "LANGUAGES": ["ru", "en"],
     "DEMO": False,
     "PER_PAGE": 50,
+    "JSON_LOGS": False,
+    # /metrics: scrapers send "Authorization: Bearer <METRICS_TOKEN>" or come from METRICS_ALLOW.
+    "METRICS_TOKEN": None,
+    "METRICS_ALLOW": "127.0.0.1,::1",
+    # /healthz fails when the engine has not ticked for this many seconds.
+    "HEALTH_MAX_TICK_AGE": 5.0,
 }
 
 # SRI of the pinned default Chart.js build (sha384 of the file the CDN serves).
@@ -53,7 +59,8 @@ ENV_SETTINGS = {
     "LOGIN_RATE_LIMIT_IP": str, "LOGIN_RATE_LIMIT_USER": str,
     "SSE_MAX_STREAMS_PER_USER": int, "SSE_HEARTBEAT_SECONDS": float,
     "CHARTJS_URL": str, "CHARTJS_SRI": str, "SESSION_COOKIE_SECURE": "bool",
-    "DEMO": "bool",
+    "DEMO": "bool", "JSON_LOGS": "bool", "METRICS_TOKEN": str, "METRICS_ALLOW": str,
+    "HEALTH_MAX_TICK_AGE": float,
 }
 
 
@@ -103,9 +110,10 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     app.json.ensure_ascii = False
     app.json.sort_keys = False
 
-    from . import db, i18n, security, auth, templating
+    from . import db, i18n, security, auth, templating, observability
     from .simulator import runtime
 
+    observability.init_app(app)
     db.init_app(app)
     i18n.init_app(app)
     security.init_app(app)

@@ -27,4 +27,6 @@ def create_user_command(username, role, password):
 
 
 def init_app(app) -> None:
+    from .backup import backup_command
     app.cli.add_command(create_user_command)
+    app.cli.add_command(backup_command)

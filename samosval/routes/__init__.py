@@ -5,7 +5,7 @@ import importlib
 
 BLUEPRINT_MODULES = (
     "auth_routes", "dashboard_routes", "request_routes", "build_routes", "image_routes",
-    "deployment_routes", "admin_routes", "api_routes", "hook_routes", "alert_routes",
+    "deployment_routes", "admin_routes", "api_routes", "hook_routes", "alert_routes", "ops_routes",
 )
 
 

@@ -73,3 +73,14 @@ def init_app(app) -> None:
     # must not start a background thread.
     if app.config["SIMULATOR_AUTOSTART"] and click.get_current_context(silent=True) is None:
         start_engine(app)
+
+
+def shutdown(app, timeout: float = 5.0) -> None:
+    """Graceful stop: end every live stream, then stop the engine (which closes its
+    connection). Safe to call twice."""
+    state = app.extensions["samosval"].state
+    for deployment_id in state.ids():
+        runtime = state.existing(deployment_id)
+        if runtime is not None:
+            runtime.logs.close()
+    stop_engine(app, timeout)

@@ -1,0 +1,177 @@
+"""Request ids, logging (text or JSON lines) and Prometheus metrics.
+
+Every response carries ``X-Request-Id``; the id is on every log line written
+while the request is handled and on the audit rows it writes. Logs never
+carry request bodies, so passwords and tokens cannot end up in them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+
+from flask import current_app, g, has_request_context, request
+from flask_login import current_user
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+from .db import connect
+
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+access_log = logging.getLogger("samosval.access")
+
+
+# --- request ids -------------------------------------------------------------
+
+def assign_request_id():
+    incoming = request.headers.get("X-Request-Id", "")
+    g.request_id = incoming if REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+    g.request_started = time.perf_counter()
+
+
+def finish_request(response):
+    response.headers["X-Request-Id"] = g.get("request_id", "")
+    duration = time.perf_counter() - g.get("request_started", time.perf_counter())
+    route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+    metrics = current_app.extensions.get("samosval_metrics")
+    if metrics is not None:
+        metrics.requests.labels(route=route, method=request.method, status=str(response.status_code)).inc()
+        if response.mimetype != "text/event-stream":
+            metrics.duration.labels(route=route).observe(duration)
+    access_log.info("%s %s -> %s in %.1f ms", request.method, route, response.status_code,
+                    duration * 1000, extra={"route": route, "status": response.status_code,
+                                             "duration_ms": round(duration * 1000, 2)})
+    return response
+
+
+# --- logging -------------------------------------------------------------------
+
+class RequestContextFilter(logging.Filter):
+    """Adds request_id and user to every record made inside a request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if has_request_context():
+            record.request_id = g.get("request_id", "-")
+            try:
+                record.user = current_user.username if current_user.is_authenticated else "-"
+            except Exception:  # the user loader itself may be what is logging
+                record.user = "-"
+        else:
+            record.request_id = getattr(record, "request_id", "-")
+            record.user = getattr(record, "user", "-")
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for Loki/ELK."""
+
+    FIELDS = ("route", "status", "duration_ms")
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", "-"),
+            "user": getattr(record, "user", "-"),
+        }
+        for field in self.FIELDS:
+            if hasattr(record, field):
+                entry[field] = getattr(record, field)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(user)s] %(message)s"
+
+
+def configure_logging(json_logs: bool, level: int = logging.INFO, stream=None) -> logging.Handler:
+    """Install one handler on the 'samosval' logger (idempotent)."""
+    logger = logging.getLogger("samosval")
+    for handler in list(logger.handlers):
+        if getattr(handler, "_samosval", False):
+            logger.removeHandler(handler)
+    handler = logging.StreamHandler(stream)
+    handler._samosval = True
+    handler.addFilter(RequestContextFilter())
+    handler.setFormatter(JsonFormatter() if json_logs else logging.Formatter(TEXT_FORMAT))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    return handler
+
+
+# --- metrics -------------------------------------------------------------------
+
+class AppMetrics:
+    """A registry per app, so several apps in one process (tests) do not collide."""
+
+    def __init__(self, app):
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("samosval_http_requests", "HTTP requests by route and status",
+                                ["route", "method", "status"], registry=self.registry)
+        self.duration = Histogram("samosval_http_request_duration_seconds", "Request duration",
+                                  ["route"], registry=self.registry,
+                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+        self.registry.register(_StateCollector(app))
+
+
+class _StateCollector:
+    """Reads counts from the database and the engine at scrape time."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def describe(self):
+        return []  # not known before the database exists; collected at scrape time
+
+    def collect(self):
+        runtime = self.app.extensions.get("samosval")
+        engine = runtime.engine if runtime else None
+        lag = GaugeMetricFamily("samosval_engine_tick_lag_seconds", "Time since the engine's last tick")
+        duration = GaugeMetricFamily("samosval_engine_tick_duration_seconds", "Duration of the last tick")
+        alive = GaugeMetricFamily("samosval_engine_running", "1 if the engine thread is alive")
+        if engine is not None:
+            if engine.last_tick is not None:
+                lag.add_metric([], max(0.0, engine.clock() - engine.last_tick))
+            duration.add_metric([], float(getattr(engine, "last_step_duration", 0.0) or 0.0))
+            alive.add_metric([], 1.0 if engine.is_alive() else 0.0)
+        yield lag
+        yield duration
+        yield alive
+        streams = GaugeMetricFamily("samosval_sse_open_streams", "Open live log streams")
+        streams.add_metric([], runtime.state.open_stream_count() if runtime else 0)
+        yield streams
+
+        deployments = GaugeMetricFamily("samosval_deployments", "Deployments by status", labels=["status"])
+        builds = GaugeMetricFamily("samosval_builds", "Builds by status", labels=["status"])
+        hooks = GaugeMetricFamily("samosval_webhook_calls", "Webhook calls by outcome", labels=["outcome"])
+        logins = GaugeMetricFamily("samosval_login_failures", "Failed logins recorded in the audit log")
+        db = connect(self.app.config["DATABASE"])
+        try:
+            for row in db.execute("SELECT status, COUNT(*) FROM deployments GROUP BY status"):
+                deployments.add_metric([row[0]], row[1])
+            for row in db.execute("SELECT status, COUNT(*) FROM builds GROUP BY status"):
+                builds.add_metric([row[0]], row[1])
+            for row in db.execute("SELECT outcome, COUNT(*) FROM webhook_deliveries GROUP BY outcome"):
+                hooks.add_metric([row[0]], row[1])
+            logins.add_metric([], db.execute(
+                "SELECT COUNT(*) FROM audit_log WHERE action = 'login_failed'").fetchone()[0])
+        finally:
+            db.close()
+        yield deployments
+        yield builds
+        yield hooks
+        yield logins
+
+
+def init_app(app) -> None:
+    app.extensions["samosval_metrics"] = AppMetrics(app)
+    app.before_request(assign_request_id)
+    app.after_request(finish_request)
+    if not app.config.get("TESTING") or app.config.get("LOG_STREAM") is not None:
+        configure_logging(bool(app.config.get("JSON_LOGS")), stream=app.config.get("LOG_STREAM"))

@@ -1,0 +1,69 @@
+"""Operational endpoints: ``/healthz`` (no login) and ``/metrics`` (Prometheus, protected)."""
+from __future__ import annotations
+
+import hmac
+import sqlite3
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .. import __version__
+from ..db import connect
+from ..security import csrf
+
+bp = Blueprint("ops", __name__)
+
+
+def engine_health() -> tuple[str, bool]:
+    """("running", True) when the engine thread ticked recently."""
+    engine = current_app.extensions["samosval"].engine
+    if not engine.is_alive():
+        return "stopped", False
+    if engine.last_tick is None or engine.clock() - engine.last_tick > current_app.config["HEALTH_MAX_TICK_AGE"]:
+        return "stalled", False
+    return "running", True
+
+
+def database_health() -> tuple[str, bool]:
+    try:
+        db = connect(current_app.config["DATABASE"])
+        try:
+            db.execute("SELECT 1 FROM users LIMIT 1").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return f"error: {exc.__class__.__name__}", False
+    return "ok", True
+
+
+@bp.route("/healthz")
+def healthz():
+    db_status, db_ok = database_health()
+    engine_status, engine_ok = engine_health()
+    healthy = db_ok and engine_ok
+    body = {"status": "ok" if healthy else "fail", "db": db_status, "engine": engine_status,
+            "version": __version__}
+    if not healthy:
+        body["failing"] = [name for name, ok in (("db", db_ok), ("engine", engine_ok)) if not ok]
+    return jsonify(body), 200 if healthy else 503
+
+
+def metrics_allowed() -> bool:
+    token = current_app.config.get("METRICS_TOKEN")
+    if token:
+        sent = request.headers.get("Authorization", "")
+        if sent.startswith("Bearer ") and hmac.compare_digest(sent[7:].encode(), token.encode()):
+            return True
+    allowed = [ip.strip() for ip in (current_app.config.get("METRICS_ALLOW") or "").split(",") if ip.strip()]
+    return request.remote_addr in allowed
+
+
+@bp.route("/metrics")
+def metrics():
+    if not metrics_allowed():
+        return jsonify(error="metrics are restricted: send the metrics token or scrape from an allowed address"), 403
+    registry = current_app.extensions["samosval_metrics"].registry
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+csrf.exempt(bp)  # GET-only, no session state changed
