@@ -39,6 +39,7 @@ class LogStream:
         self.status_version = 0
         self.closed = False
         self.subscribers = 0
+        self.wakeups = 0  # bumped by wake(): readers re-check outside conditions
 
     def append(self, ts: float, level: str, text: str) -> int:
         with self._cond:
@@ -91,6 +92,22 @@ class LogStream:
             return self._cond.wait_for(
                 lambda: self.last_seq > after_seq or self.status_version != status_version
                 or self.closed, timeout)
+
+    def wake(self) -> None:
+        """Wake every reader without new data, so each re-checks conditions that live
+        outside the stream (its user was blocked)."""
+        with self._cond:
+            self.wakeups += 1
+            self._cond.notify_all()
+
+    def wait_change(self, after_seq: int, status_version: int, wakeups: int,
+                    timeout: float) -> bool:
+        """Like :meth:`wait`, and also returns when :meth:`wake` was called since the
+        reader saw ``wakeups``."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: self.last_seq > after_seq or self.status_version != status_version
+                or self.closed or self.wakeups != wakeups, timeout)
 
     def subscribe(self) -> None:
         with self._cond:
@@ -198,6 +215,9 @@ class SimulationState:
         """A user was blocked (or signed out everywhere): their open streams end."""
         with self._lock:
             self._revocations[user_id] = self._revocations.get(user_id, 0) + 1
+            runtimes = list(self._runtimes.values())
+        for runtime in runtimes:  # live streams sleep on their log stream: wake them
+            runtime.logs.wake()
 
     def revocation_count(self, user_id: int) -> int:
         """Streams remember this when they open and stop once it changes."""
