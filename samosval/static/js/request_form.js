@@ -1,0 +1,89 @@
+// Request form and list filters: login suggestions for <datalist>s from
+// /api/users/search, the collaborator "Add" button, and the static-mode hint.
+(function () {
+  "use strict";
+
+  var DELAY_MS = 150;
+
+  function fillDatalist(list, logins) {
+    while (list.firstChild) { list.removeChild(list.firstChild); }
+    logins.forEach(function (login) {
+      var option = document.createElement("option");
+      option.value = login;
+      list.appendChild(option);
+    });
+  }
+
+  // Any input with data-suggest-role and a list= gets suggestions as the user
+  // types; the attribute's value ("developer" or empty for anyone) filters by role.
+  function wireSuggestions(input) {
+    var list = input.list;
+    if (!list) { return; }
+    var role = input.getAttribute("data-suggest-role");
+    var timer = null;
+    var lastQuery = null;
+    function load() {
+      var query = input.value.trim().toLowerCase();
+      if (query === lastQuery) { return; }
+      lastQuery = query;
+      var url = "/api/users/search?q=" + encodeURIComponent(query) +
+        (role ? "&role=" + encodeURIComponent(role) : "");
+      fetch(url, { headers: { "Accept": "application/json" }, credentials: "same-origin" })
+        .then(function (response) { return response.ok ? response.json() : []; })
+        .then(function (logins) {
+          // Drop stale answers: the user kept typing meanwhile.
+          if (query === input.value.trim().toLowerCase() && Array.isArray(logins)) {
+            fillDatalist(list, logins);
+          }
+        })
+        .catch(function () { /* suggestions are a convenience; typing still works */ });
+    }
+    input.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(load, DELAY_MS);
+    });
+    input.addEventListener("focus", load);
+  }
+
+  function splitLogins(text) {
+    return text.split(/[,;]/).map(function (part) { return part.trim(); })
+      .filter(function (part) { return part.length > 0; });
+  }
+
+  function wireCollaboratorAdd() {
+    var button = document.querySelector('[data-action="add-collaborator"]');
+    var picker = document.getElementById("collaborator-pick");
+    var field = document.getElementById("collaborators");
+    if (!button || !picker || !field) { return; }
+    function add() {
+      var login = picker.value.trim().toLowerCase();
+      if (!login) { return; }
+      var logins = splitLogins(field.value);
+      var known = logins.map(function (l) { return l.toLowerCase(); });
+      if (known.indexOf(login) === -1) { logins.push(login); }
+      field.value = logins.join(", ");
+      picker.value = "";
+      picker.focus();
+    }
+    button.addEventListener("click", add);
+    picker.addEventListener("keydown", function (event) {
+      if (event.key === "Enter") {  // add the login instead of submitting the form
+        event.preventDefault();
+        add();
+      }
+    });
+  }
+
+  function wireUpdateMode() {
+    var mode = document.getElementById("update_mode");
+    var commit = document.getElementById("target_commit");
+    if (!mode || !commit) { return; }
+    function sync() { commit.required = mode.value === "static"; }
+    mode.addEventListener("change", sync);
+    sync();
+  }
+
+  document.querySelectorAll("input[data-suggest-role]").forEach(wireSuggestions);
+  wireCollaboratorAdd();
+  wireUpdateMode();
+})();
