@@ -1,10 +1,26 @@
-"""Deployments: lookups and which action fits which status."""
+"""Deployments: validation, creation, the start/stop/restart/delete rules, and the
+transitions the engine makes (deploying -> running | failed).
+
+Every function takes ``now``, writes its audit row in the same transaction as
+the change, and re-reads the status inside that transaction, so a user action
+and an engine step that race never both apply. Lifecycle lines go into the
+deployment's in-memory log stream after the commit.
+"""
 from __future__ import annotations
 
+import re
 import sqlite3
+
+from .. import audit
+from ..db import transaction
+from ..timeutil import utcnow_iso
+from . import ActionRefused, N_, ValidationError
 
 DEPLOYMENT_STATUSES = ("deploying", "running", "stopped", "failed")
 ENVIRONMENTS = ("dev", "staging", "prod")
+MAX_REPLICAS = 20
+MAX_NAME_LENGTH = 80
+MAX_PORT_PAIRS = 32
 
 # Which statuses each action makes sense from. Anything else is refused with a
 # clear message ("the deployment is already stopped").
@@ -14,6 +30,19 @@ ACTION_FROM_STATUSES = {
     "restart": ("running", "failed"),
     "delete": DEPLOYMENT_STATUSES,
 }
+
+REFUSALS = {
+    "start": N_("Only a stopped or failed deployment can be started."),
+    "stop": N_("The deployment is not running, so it cannot be stopped."),
+    "restart": N_("Only a running or failed deployment can be restarted."),
+    "delete": N_("This deployment cannot be deleted now."),
+}
+
+# Statuses the webhook may restart (a deploying one starts its rollout over).
+AUTO_RESTART_FROM = ("running", "deploying")
+
+_PAIR = re.compile(r"^(\d{1,5}):(\d{1,5})$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def action_applies(status: str, action: str) -> bool:
@@ -30,3 +59,233 @@ def get_deployment(db: sqlite3.Connection, deployment_id: int):
         "JOIN image_requests r ON r.id = i.request_id WHERE d.id = ?",
         (deployment_id,),
     ).fetchone()
+
+
+# --- validation ----------------------------------------------------------------
+
+def parse_ports(raw: str) -> tuple[str | None, str | None]:
+    """``"8000:8000, 8001:8001"`` -> (``"8000:8000,8001:8001"``, None), or (None, error).
+    Empty means no published ports (a worker)."""
+    text = (raw or "").strip()
+    if not text:
+        return None, None
+    pairs = [part.strip() for part in text.split(",")]
+    if len(pairs) > MAX_PORT_PAIRS:
+        return None, N_("Too many port pairs (at most 32).")
+    seen = set()
+    clean = []
+    for pair in pairs:
+        match = _PAIR.match(pair)
+        if not match:
+            return None, N_("Use host:container pairs separated by commas, e.g. 8000:8000,8001:8001.")
+        host, container = int(match.group(1)), int(match.group(2))
+        if not (1 <= host <= 65535 and 1 <= container <= 65535):
+            return None, N_("Every port must be between 1 and 65535.")
+        if host in seen:
+            return None, N_("Each host port may appear only once.")
+        seen.add(host)
+        clean.append(f"{host}:{container}")
+    return ",".join(clean), None
+
+
+def validate_deployment_form(form) -> tuple[dict, dict]:
+    """(clean values, errors by field). ``form`` is any mapping with ``get``."""
+    errors: dict[str, str] = {}
+    clean: dict = {}
+    name = (form.get("name") or "").strip()
+    if not name:
+        errors["name"] = N_("Enter a name.")
+    elif len(name) > MAX_NAME_LENGTH:
+        errors["name"] = N_("The name is at most 80 characters long.")
+    elif _CONTROL.search(name):
+        errors["name"] = N_("The name contains characters that are not allowed.")
+    clean["name"] = name
+
+    environment = (form.get("environment") or "").strip()
+    if environment not in ENVIRONMENTS:
+        errors["environment"] = N_("Choose dev, staging or prod.")
+    clean["environment"] = environment
+
+    raw_replicas = str(form.get("replicas") if form.get("replicas") is not None else "").strip()
+    try:
+        replicas = int(raw_replicas)
+    except ValueError:
+        replicas = None
+    if replicas is None or not 1 <= replicas <= MAX_REPLICAS:
+        errors["replicas"] = N_("Replicas must be a whole number from 1 to 20.")
+    clean["replicas"] = replicas if replicas is not None else raw_replicas
+
+    ports, error = parse_ports(form.get("ports") or "")
+    if error:
+        errors["ports"] = error
+        clean["ports"] = (form.get("ports") or "").strip()
+    else:
+        clean["ports"] = ports
+    return clean, errors
+
+
+# --- user actions ---------------------------------------------------------------
+
+def _is_staff(user) -> bool:
+    return getattr(user, "role", None) in ("admin", "operator")
+
+
+def _event(state, deployment_id: int, now: float, text: str, status: str | None) -> None:
+    logs = state.runtime(deployment_id).logs
+    logs.append(now, "EVENT", text)
+    if status is not None:
+        logs.set_status(status)
+
+
+def create_deployment(db: sqlite3.Connection, state, image_row, user, form, now: float) -> int:
+    """Create a deployment of ``image_row`` in status ``deploying``. Raises
+    ValidationError with every field's error; nothing is written then."""
+    clean, errors = validate_deployment_form(form)
+    if errors:
+        raise ValidationError(errors)
+    stamp = utcnow_iso(now)
+    with transaction(db):
+        deployment_id = db.execute(
+            "INSERT INTO deployments (image_id, name, environment, status, replicas, ports, "
+            "stopped_by_operator, needs_restart, created_at, updated_at, created_by, next_step_at, "
+            "status_since) VALUES (?, ?, ?, 'deploying', ?, ?, 0, 0, ?, ?, ?, NULL, ?)",
+            (image_row["id"], clean["name"], clean["environment"], clean["replicas"], clean["ports"],
+             stamp, stamp, user.id, now)).lastrowid
+        audit.record(db, "deployment_create", user_id=user.id, target_type="deployment",
+                     target_id=deployment_id,
+                     details={"name": clean["name"], "image": image_row["image_tag"],
+                              "image_id": image_row["id"], "environment": clean["environment"],
+                              "replicas": clean["replicas"], "ports": clean["ports"]}, now=now)
+    _event(state, deployment_id, now,
+           f"Deployment {clean['name']} created by {user.username} from {image_row['image_tag']} "
+           f"({clean['environment']}, {clean['replicas']} replica(s))", "deploying")
+    return deployment_id
+
+
+def perform_action(db: sqlite3.Connection, state, deployment_row, user, action: str,
+                   now: float) -> str:
+    """start | stop | restart | delete. Permission is the route's job
+    (``access.can_control_deployment``); this checks that the action fits the
+    current status and applies it. Returns the new status (``"deleted"``)."""
+    if action not in ACTION_FROM_STATUSES:
+        raise ActionRefused(N_("Unknown action."), status=400)
+    deployment_id = deployment_row["id"]
+    stamp = utcnow_iso(now)
+    staff = _is_staff(user)
+    with transaction(db):
+        current = db.execute(
+            "SELECT d.status, d.name, d.environment, i.image_tag FROM deployments d "
+            "JOIN images i ON i.id = d.image_id WHERE d.id = ?", (deployment_id,)).fetchone()
+        if current is None:
+            raise ActionRefused(N_("This deployment no longer exists."), status=404)
+        if not action_applies(current["status"], action):
+            raise ActionRefused(REFUSALS[action])
+        details = {"from": current["status"], "name": current["name"]}
+        if action == "stop":
+            new_status = "stopped"
+            db.execute(
+                "UPDATE deployments SET status = 'stopped', next_step_at = NULL, status_since = ?, "
+                "updated_at = ?, stopped_by_operator = CASE WHEN ? THEN 1 ELSE stopped_by_operator END "
+                "WHERE id = ?", (now, stamp, staff, deployment_id))
+            details["by_operator"] = staff
+        elif action == "start":
+            new_status = "deploying"
+            db.execute(
+                "UPDATE deployments SET status = 'deploying', next_step_at = NULL, status_since = ?, "
+                "updated_at = ?, stopped_by_operator = CASE WHEN ? THEN 0 ELSE stopped_by_operator END "
+                "WHERE id = ?", (now, stamp, staff, deployment_id))
+        elif action == "restart":
+            new_status = "deploying"
+            db.execute(
+                "UPDATE deployments SET status = 'deploying', next_step_at = NULL, status_since = ?, "
+                "updated_at = ?, needs_restart = 0 WHERE id = ?", (now, stamp, deployment_id))
+        else:
+            new_status = "deleted"
+            details.update({"image": current["image_tag"], "environment": current["environment"]})
+            db.execute("DELETE FROM deployments WHERE id = ?", (deployment_id,))
+            # Its open alerts describe something that no longer exists.
+            db.execute(
+                "UPDATE alerts SET resolved = 1, resolved_at = ?, resolved_by = ? "
+                "WHERE target_type = 'deployment' AND target_id = ? AND resolved = 0",
+                (stamp, user.id, deployment_id))
+        audit.record(db, f"deployment_{action}", user_id=user.id, target_type="deployment",
+                     target_id=deployment_id, details=details, now=now)
+    if new_status == "deleted":
+        state.drop(deployment_id)
+    else:
+        past = {"start": "started", "stop": "stopped", "restart": "restarted"}[action]
+        _event(state, deployment_id, now, f"Deployment {past} by {user.username}", new_status)
+    return new_status
+
+
+def restart_deployment(db: sqlite3.Connection, state, deployment_id: int, now: float, *,
+                       actor_id: int | None = None, reason: str) -> bool:
+    """An automatic restart (the commit webhook): running/deploying -> deploying,
+    ``needs_restart`` cleared, ``reason`` written to the log. False if the
+    deployment is in no state to restart (stopped, failed, gone)."""
+    with transaction(db):
+        row = db.execute("SELECT status FROM deployments WHERE id = ?", (deployment_id,)).fetchone()
+        if row is None or row["status"] not in AUTO_RESTART_FROM:
+            return False
+        db.execute(
+            "UPDATE deployments SET status = 'deploying', next_step_at = NULL, status_since = ?, "
+            "updated_at = ?, needs_restart = 0 WHERE id = ?", (now, utcnow_iso(now), deployment_id))
+        audit.record(db, "deployment_restart", user_id=actor_id, target_type="deployment",
+                     target_id=deployment_id,
+                     details={"from": row["status"], "automatic": True, "reason": reason}, now=now)
+    _event(state, deployment_id, now, f"Restarting: {reason}", "deploying")
+    return True
+
+
+# --- engine transitions ------------------------------------------------------------
+
+def mark_running(db: sqlite3.Connection, state, deployment_id: int, *, since, now: float) -> bool:
+    """deploying -> running, if the deployment is still in the rollout that began at
+    ``since`` (a restart meanwhile starts a new one). Resolves its open
+    ``deployment_failed`` alerts."""
+    stamp = utcnow_iso(now)
+    with transaction(db):
+        row = db.execute(
+            "SELECT d.name, d.replicas, i.image_tag FROM deployments d JOIN images i ON i.id = d.image_id "
+            "WHERE d.id = ? AND d.status = 'deploying' AND d.status_since IS ?",
+            (deployment_id, since)).fetchone()
+        if row is None:
+            return False
+        db.execute("UPDATE deployments SET status = 'running', next_step_at = NULL, status_since = ?, "
+                   "updated_at = ? WHERE id = ?", (now, stamp, deployment_id))
+        resolved = db.execute(
+            "UPDATE alerts SET resolved = 1, resolved_at = ? WHERE target_type = 'deployment' "
+            "AND target_id = ? AND alert_type = 'deployment_failed' AND resolved = 0",
+            (stamp, deployment_id)).rowcount
+        audit.record(db, "deployment_running", target_type="deployment", target_id=deployment_id,
+                     details={"image": row["image_tag"], "resolved_alerts": resolved}, now=now)
+    _event(state, deployment_id, now,
+           f"{row['name']} is running: {row['replicas']}/{row['replicas']} replicas ready "
+           f"({row['image_tag']})", "running")
+    return True
+
+
+def mark_failed(db: sqlite3.Connection, state, deployment_id: int, reason: str, *, now: float,
+                since=None, watchdog: bool = False) -> bool:
+    """deploying -> failed with an alert and an audit row. With ``since``, only if
+    the rollout that began then is still the current one."""
+    stamp = utcnow_iso(now)
+    with transaction(db):
+        row = db.execute("SELECT name, status, status_since FROM deployments WHERE id = ?",
+                         (deployment_id,)).fetchone()
+        if row is None or row["status"] != "deploying" or (
+                since is not None and row["status_since"] != since):
+            return False
+        db.execute("UPDATE deployments SET status = 'failed', next_step_at = NULL, status_since = ?, "
+                   "updated_at = ? WHERE id = ?", (now, stamp, deployment_id))
+        db.execute(
+            "INSERT INTO alerts (alert_type, target_type, target_id, message, resolved, created_at) "
+            "VALUES ('deployment_failed', 'deployment', ?, ?, 0, ?)",
+            (deployment_id, f"Deployment {row['name']} (#{deployment_id}) failed: {reason}", stamp))
+        if watchdog:
+            audit.record(db, "watchdog_timeout", target_type="deployment", target_id=deployment_id,
+                         details={"reason": reason}, now=now)
+        audit.record(db, "deployment_failed", target_type="deployment", target_id=deployment_id,
+                     details={"reason": reason}, now=now)
+    _event(state, deployment_id, now, f"Deployment failed: {reason}", "failed")
+    return True

@@ -1,7 +1,14 @@
-"""Images: the result of a successful build."""
+"""Images: the result of a successful build.
+
+Rebuilding the same version gives a second image with the same ``image_tag``;
+each carries its own digest and build number, and the newest one of a tag is
+the one with the highest id.
+"""
 from __future__ import annotations
 
 import sqlite3
+
+from ..timeutil import utcnow_iso
 
 
 def get_image(db: sqlite3.Connection, image_id: int):
@@ -12,3 +19,55 @@ def get_image(db: sqlite3.Connection, image_id: int):
         "FROM images i JOIN image_requests r ON r.id = i.request_id WHERE i.id = ?",
         (image_id,),
     ).fetchone()
+
+
+def create_image(db: sqlite3.Connection, build, *, digest: str, now: float) -> int:
+    """Insert the image of a successful ``build`` (call inside the build's transaction).
+    ``build_number`` is the build's ordinal among its request's builds."""
+    name, version = build["image_name"], build["version_tag"]
+    number = db.execute("SELECT COUNT(*) FROM builds WHERE request_id = ? AND id <= ?",
+                        (build["request_id"], build["id"])).fetchone()[0]
+    return db.execute(
+        "INSERT INTO images (request_id, name, version, image_tag, created_at, digest, build_number) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (build["request_id"], name, version, f"{name}:{version}", utcnow_iso(now), digest, number),
+    ).lastrowid
+
+
+def newest_image_id(db: sqlite3.Connection, image_tag: str) -> int | None:
+    row = db.execute("SELECT MAX(id) FROM images WHERE image_tag = ?", (image_tag,)).fetchone()
+    return row[0]
+
+
+def build_of_image(db: sqlite3.Connection, image_id: int):
+    return db.execute("SELECT id, status, commit_sha FROM builds WHERE image_id = ? "
+                      "ORDER BY id DESC LIMIT 1", (image_id,)).fetchone()
+
+
+def images_of_request(db: sqlite3.Connection, request_id: int, limit: int = 20):
+    return db.execute(
+        "SELECT i.*, i.id = (SELECT MAX(j.id) FROM images j WHERE j.image_tag = i.image_tag) "
+        "AS is_newest, (SELECT COUNT(*) FROM deployments d WHERE d.image_id = i.id) AS deployment_count "
+        "FROM images i WHERE i.request_id = ? ORDER BY i.id DESC LIMIT ?",
+        (request_id, limit)).fetchall()
+
+
+def deployments_of_image(db: sqlite3.Connection, image_id: int):
+    return db.execute(
+        "SELECT id, name, environment, status, replicas, ports, stopped_by_operator, needs_restart, "
+        "updated_at FROM deployments WHERE image_id = ? ORDER BY id DESC", (image_id,)).fetchall()
+
+
+def list_images_sql(where: str, params: list, q: str = "") -> tuple[str, list]:
+    """The images list: newest first, each row knowing whether it is the newest
+    image of its tag among the rows the user may see. ``where`` limits the
+    request alias ``r``."""
+    sql = ("SELECT i.*, r.image_name, "
+           "MAX(i.id) OVER (PARTITION BY i.image_tag) AS newest_id, "
+           "(SELECT COUNT(*) FROM deployments d WHERE d.image_id = i.id) AS deployment_count "
+           f"FROM images i JOIN image_requests r ON r.id = i.request_id WHERE {where}")
+    params = list(params)
+    if q:
+        sql += " AND i.image_tag LIKE ? ESCAPE '\\'"
+        params.append("%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+    return f"SELECT * FROM ({sql}) ORDER BY id DESC", params
