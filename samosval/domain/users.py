@@ -1,13 +1,15 @@
-"""Users: validation, creation, authentication and password changes."""
+"""Users: validation, creation, authentication, password changes, and the admin's
+actions on other users (block, unblock, role change, password reset)."""
 from __future__ import annotations
 
 import re
+import secrets
 import sqlite3
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .. import audit
-from . import N_, ValidationError
+from . import N_, ActionRefused, ValidationError
 from ..db import transaction
 from ..timeutil import utcnow_iso
 
@@ -56,14 +58,18 @@ def create_user(db: sqlite3.Connection, username: str, password: str, role: str,
         errors["role"] = N_("Choose admin, operator or developer.")
     if errors:
         raise ValidationError(errors)
-    with transaction(db):
-        user_id = db.execute(
-            "INSERT INTO users (username, password_hash, role, is_active, created_at, must_change_password) "
-            "VALUES (?, ?, ?, 1, ?, ?)",
-            (username, generate_password_hash(password), role, utcnow_iso(), int(must_change_password)),
-        ).lastrowid
-        audit.record(db, "user_create", user_id=actor_id, target_type="user", target_id=user_id,
-                     details={"username": username, "role": role})
+    try:
+        with transaction(db):
+            user_id = db.execute(
+                "INSERT INTO users (username, password_hash, role, is_active, created_at, must_change_password) "
+                "VALUES (?, ?, ?, 1, ?, ?)",
+                (username, generate_password_hash(password), role, utcnow_iso(), int(must_change_password)),
+            ).lastrowid
+            audit.record(db, "user_create", user_id=actor_id, target_type="user", target_id=user_id,
+                         details={"username": username, "role": role})
+    except sqlite3.IntegrityError:
+        # Two admins creating the same login at once: the second one loses cleanly.
+        raise ValidationError({"username": N_("This username is taken.")}) from None
     return user_id
 
 
@@ -121,3 +127,119 @@ def set_locale(db: sqlite3.Connection, user_id: int, locale: str) -> None:
 def root_has_default_password(db: sqlite3.Connection) -> bool:
     row = db.execute("SELECT must_change_password FROM users WHERE username = 'root'").fetchone()
     return bool(row and row["must_change_password"])
+
+
+# --- administration ------------------------------------------------------------
+# Routes check access.can_* first (and hide the buttons); these functions enforce
+# the same hard rules again so no caller (CLI, JSON, a future API) can bypass them.
+
+PROTECTED_USERNAME = "root"
+TEMP_PASSWORD_BYTES = 9  # token_urlsafe(9) gives 12 characters
+
+
+def list_users(db: sqlite3.Connection, *, role: str | None = None, q: str | None = None,
+               limit: int = 500) -> list:
+    """Users for the admin table, by username, optionally filtered by role and by a
+    piece of the username."""
+    clauses, params = [], []
+    if role in ROLES:
+        clauses.append("role = ?")
+        params.append(role)
+    q = (q or "").strip().lower()
+    if q:
+        clauses.append("username LIKE ? ESCAPE '\\'")
+        params.append("%" + like_escape(q) + "%")
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    return db.execute(
+        "SELECT id, username, role, is_active, created_at, last_login_at, must_change_password "
+        f"FROM users {where} ORDER BY username LIMIT ?", [*params, limit]).fetchall()
+
+
+def like_escape(text: str) -> str:
+    """Make ``%`` and ``_`` in user input match literally in ``LIKE ... ESCAPE '\\'``."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _target_or_refuse(db: sqlite3.Connection, user_id: int):
+    row = get_user(db, user_id)
+    if row is None:
+        raise ActionRefused(N_("This user does not exist."), status=404)
+    return row
+
+
+def block_user(db: sqlite3.Connection, user_id: int, *, actor_id: int | None) -> sqlite3.Row:
+    """Deactivate a user and sign out all their sessions (the session version is part
+    of the login cookie, see auth.py). The caller also ends their live streams."""
+    row = _target_or_refuse(db, user_id)
+    if row["username"] == PROTECTED_USERNAME:
+        raise ActionRefused(N_("root cannot be blocked."), status=403)
+    if actor_id is not None and row["id"] == actor_id:
+        raise ActionRefused(N_("You cannot block yourself."), status=403)
+    if not row["is_active"]:
+        raise ActionRefused(N_("This user is already blocked."))
+    with transaction(db):
+        db.execute("UPDATE users SET is_active = 0, session_version = session_version + 1 "
+                   "WHERE id = ?", (user_id,))
+        audit.record(db, "user_block", user_id=actor_id, target_type="user", target_id=user_id,
+                     details={"username": row["username"]})
+    return get_user(db, user_id)
+
+
+def unblock_user(db: sqlite3.Connection, user_id: int, *, actor_id: int | None) -> sqlite3.Row:
+    row = _target_or_refuse(db, user_id)
+    if row["is_active"]:
+        raise ActionRefused(N_("This user is not blocked."))
+    with transaction(db):
+        db.execute("UPDATE users SET is_active = 1 WHERE id = ?", (user_id,))
+        audit.record(db, "user_unblock", user_id=actor_id, target_type="user", target_id=user_id,
+                     details={"username": row["username"]})
+    return get_user(db, user_id)
+
+
+def change_role(db: sqlite3.Connection, user_id: int, role: str, *,
+                actor_id: int | None) -> bool:
+    """Give a user another role. Returns False when the role is already theirs
+    (nothing written). Their sessions end so the new rights apply from a fresh login."""
+    row = _target_or_refuse(db, user_id)
+    if role not in ROLES:
+        raise ValidationError({"role": N_("Choose admin, operator or developer.")})
+    if row["username"] == PROTECTED_USERNAME:
+        raise ActionRefused(N_("root cannot be demoted."), status=403)
+    if actor_id is not None and row["id"] == actor_id:
+        raise ActionRefused(N_("You cannot change your own role."), status=403)
+    if row["role"] == role:
+        return False
+    with transaction(db):
+        db.execute("UPDATE users SET role = ?, session_version = session_version + 1 WHERE id = ?",
+                   (role, user_id))
+        audit.record(db, "user_role_change", user_id=actor_id, target_type="user",
+                     target_id=user_id,
+                     details={"username": row["username"], "old": row["role"], "new": role})
+    return True
+
+
+def generate_temporary_password() -> str:
+    return secrets.token_urlsafe(TEMP_PASSWORD_BYTES)
+
+
+def reset_password(db: sqlite3.Connection, user_id: int, *, actor_id: int | None,
+                   actor_username: str | None = None, password: str | None = None) -> str:
+    """Set a temporary password (generated unless given), ask the user to change it at
+    next login, and sign out their sessions. Returns the password so the admin can
+    pass it on; it is never stored in clear or audited."""
+    row = _target_or_refuse(db, user_id)
+    if actor_id is not None and row["id"] == actor_id:
+        raise ActionRefused(N_("Use the change password page for your own password."), status=403)
+    if row["username"] == PROTECTED_USERNAME and actor_username != PROTECTED_USERNAME:
+        raise ActionRefused(N_("Only root can reset the root password."), status=403)
+    password = password if password is not None else generate_temporary_password()
+    if (message := validate_password(password)):
+        raise ValidationError({"password": message})
+    with transaction(db):
+        db.execute(
+            "UPDATE users SET password_hash = ?, must_change_password = 1, "
+            "session_version = session_version + 1 WHERE id = ?",
+            (generate_password_hash(password), user_id))
+        audit.record(db, "user_password_reset", user_id=actor_id, target_type="user",
+                     target_id=user_id, details={"username": row["username"]})
+    return password

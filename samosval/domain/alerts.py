@@ -1,0 +1,93 @@
+"""Alerts (spec 6.2): something failed and a person should look at it.
+
+The engine raises them (a failed build or deployment) and resolves a deployment's
+failure alert itself when the deployment runs again; operators and admins resolve
+the rest by hand. :func:`raise_alert` and :func:`resolve_for_target` write no
+transaction of their own: the engine calls them inside the transaction that
+records the failure (or the recovery).
+"""
+from __future__ import annotations
+
+import sqlite3
+
+from .. import audit
+from . import N_, ActionRefused
+from ..db import transaction
+from ..timeutil import utcnow_iso
+
+OPEN_LIMIT = 500
+RESOLVED_LIMIT = 50
+
+# Alerts written by the spec's schema have no target_type; the type says what failed.
+TYPE_TARGETS = {"deployment_failed": "deployment", "build_failed": "build"}
+
+_COLUMNS = ("al.id, al.alert_type, al.target_type, al.target_id, al.message, al.resolved, "
+            "al.created_at, al.resolved_at, al.resolved_by, u.username AS resolved_by_name")
+
+
+def target_type_of(alert) -> str | None:
+    return alert["target_type"] or TYPE_TARGETS.get(alert["alert_type"])
+
+
+def get_alert(db: sqlite3.Connection, alert_id: int):
+    return db.execute(f"SELECT {_COLUMNS} FROM alerts al LEFT JOIN users u ON u.id = al.resolved_by "
+                      "WHERE al.id = ?", (alert_id,)).fetchone()
+
+
+def list_alerts(db: sqlite3.Connection, *, open_limit: int = OPEN_LIMIT,
+                resolved_limit: int = RESOLVED_LIMIT) -> tuple[list, list]:
+    """Open alerts (newest first), then the most recently raised resolved ones.
+    Both read ``idx_alerts_open`` (resolved, created_at)."""
+    open_alerts = db.execute(
+        f"SELECT {_COLUMNS} FROM alerts al LEFT JOIN users u ON u.id = al.resolved_by "
+        "WHERE al.resolved = 0 ORDER BY al.created_at DESC, al.id DESC LIMIT ?",
+        (open_limit,)).fetchall()
+    resolved = db.execute(
+        f"SELECT {_COLUMNS} FROM alerts al LEFT JOIN users u ON u.id = al.resolved_by "
+        "WHERE al.resolved = 1 ORDER BY al.created_at DESC, al.id DESC LIMIT ?",
+        (resolved_limit,)).fetchall()
+    return open_alerts, resolved
+
+
+def open_count(db: sqlite3.Connection) -> int:
+    return db.execute("SELECT COUNT(*) FROM alerts WHERE resolved = 0").fetchone()[0]
+
+
+def resolve_alert(db: sqlite3.Connection, alert_id: int, *, actor_id: int | None,
+                  now: float | None = None):
+    """Resolve by hand, audited as ``alert_resolve``. Refuses an alert that is
+    already resolved (two operators clicking at once: the second one is told)."""
+    with transaction(db):
+        alert = db.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        if alert is None:
+            raise ActionRefused(N_("This alert does not exist."), status=404)
+        if alert["resolved"]:
+            raise ActionRefused(N_("This alert is already resolved."))
+        db.execute("UPDATE alerts SET resolved = 1, resolved_at = ?, resolved_by = ? WHERE id = ?",
+                   (utcnow_iso(now), actor_id, alert_id))
+        audit.record(db, "alert_resolve", user_id=actor_id, target_type="alert", target_id=alert_id,
+                     details={"alert_type": alert["alert_type"], "target_type": target_type_of(alert),
+                              "target_id": alert["target_id"]}, now=now)
+    return get_alert(db, alert_id)
+
+
+def raise_alert(db: sqlite3.Connection, alert_type: str, target_type: str, target_id: int,
+                message: str, *, now: float | None = None) -> int:
+    """Open an alert. Call inside the caller's transaction."""
+    return db.execute(
+        "INSERT INTO alerts (alert_type, target_type, target_id, message, resolved, created_at) "
+        "VALUES (?, ?, ?, ?, 0, ?)",
+        (alert_type, target_type, target_id, message, utcnow_iso(now))).lastrowid
+
+
+def resolve_for_target(db: sqlite3.Connection, target_type: str, target_id: int, *,
+                       alert_type: str | None = None, now: float | None = None) -> int:
+    """Resolve the open alerts about one target automatically (``resolved_by`` stays
+    empty: nobody clicked). Call inside the caller's transaction; returns how many."""
+    sql = ("UPDATE alerts SET resolved = 1, resolved_at = ? WHERE resolved = 0 AND target_id = ? "
+           "AND (target_type = ? OR (target_type IS NULL AND alert_type = ?))")
+    params = [utcnow_iso(now), target_id, target_type, f"{target_type}_failed"]
+    if alert_type:
+        sql += " AND alert_type = ?"
+        params.append(alert_type)
+    return db.execute(sql, params).rowcount
