@@ -1,0 +1,240 @@
+"""Deployments: the list, the live detail page, start/stop/restart/delete, the
+metrics JSON, the SSE log stream and the log download."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from flask import (Blueprint, Response, abort, current_app, flash, jsonify, redirect,
+                   render_template, request, url_for)
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+
+from .. import access, sse
+from ..auth import wants_json
+from ..db import connect, get_db
+from ..domain import N_, ActionRefused
+from ..domain import deployments as deployment_domain
+from ..pagination import page_number, paginate
+from ..simulator.runtime import get_state
+from ..timeutil import utcnow_iso
+
+bp = Blueprint("deployments", __name__)
+
+ACTIONS = ("start", "stop", "restart", "delete")
+ACTION_MESSAGES = {
+    "start": N_("Deployment is starting."),
+    "stop": N_("Deployment stopped."),
+    "restart": N_("Deployment is restarting."),
+    "delete": N_("Deployment deleted."),
+}
+LOG_TAIL = sse.INITIAL_TAIL
+
+
+def status_payload(user, deployment) -> dict:
+    """What the page needs to redraw its badge, flags and buttons: the same shape in
+    the ``status`` event of the stream and in the JSON answer of an action."""
+    return {
+        "id": deployment["id"],
+        "status": deployment["status"],
+        "stopped_by_operator": bool(deployment["stopped_by_operator"]),
+        "needs_restart": bool(deployment["needs_restart"]),
+        "actions": access.deployment_actions(user, deployment),
+        "updated_at": deployment["updated_at"],
+    }
+
+
+def _clock(ts: float) -> str:
+    """Log and chart times: UTC like every time the portal shows."""
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%H:%M:%S")
+
+
+def _wants_json() -> bool:
+    return wants_json() or request.headers.get("X-Requested-With") == "fetch"
+
+
+# --- the list -------------------------------------------------------------------
+
+@bp.route("/deployments")
+@login_required
+def list_deployments():
+    where, params = access.visible_requests_sql(current_user, "r")
+    status = request.args.get("status", "")
+    environment = request.args.get("environment", "")
+    conditions = [where]
+    if status in deployment_domain.DEPLOYMENT_STATUSES:
+        conditions.append("d.status = ?")
+        params.append(status)
+    else:
+        status = ""
+    if environment in deployment_domain.ENVIRONMENTS:
+        conditions.append("d.environment = ?")
+        params.append(environment)
+    else:
+        environment = ""
+    sql = (
+        "SELECT d.id, d.name, d.environment, d.status, d.replicas, d.ports, d.stopped_by_operator, "
+        "d.needs_restart, d.updated_at, d.created_at, i.id AS image_id, i.image_tag "
+        "FROM deployments d JOIN images i ON i.id = d.image_id "
+        "JOIN image_requests r ON r.id = i.request_id "
+        f"WHERE {' AND '.join(conditions)} ORDER BY d.updated_at DESC, d.id DESC")
+    page = paginate(get_db(), sql, params, page_number(request.args.get("page")),
+                    current_app.config["PER_PAGE"],
+                    {"status": status, "environment": environment})
+    return render_template("deployments/list_deployments.html", page=page, status=status,
+                           environment=environment,
+                           statuses=deployment_domain.DEPLOYMENT_STATUSES,
+                           environments=deployment_domain.ENVIRONMENTS)
+
+
+# --- the detail page --------------------------------------------------------------
+
+@bp.route("/deployments/<int:deployment_id>")
+@login_required
+def deployment_detail(deployment_id: int):
+    deployment = access.get_deployment_or_404(deployment_id)
+    runtime = get_state().existing(deployment_id)
+    lines = runtime.logs.tail(LOG_TAIL) if runtime else []
+    latest = runtime.metrics.latest() if runtime else None
+    return render_template(
+        "deployments/deployment_detail.html", deployment=deployment,
+        lines=[{"seq": line.seq, "level": line.level, "text": line.text, "time": _clock(line.ts)}
+               for line in lines],
+        latest=({"time": _clock(latest[0]), "cpu": latest[1], "ram": latest[2]} if latest else None),
+        last_seq=lines[-1].seq if lines else 0,
+        payload=status_payload(current_user, deployment))
+
+
+# --- actions ------------------------------------------------------------------------
+
+@bp.route("/deployments/<int:deployment_id>/<any(start, stop, restart, delete):action>",
+          methods=["POST"])
+@login_required
+def deployment_action(deployment_id: int, action: str):
+    deployment = access.get_deployment_or_404(deployment_id)
+    if not access.can_control_deployment(current_user, deployment, action):
+        abort(403)
+    db = get_db()
+    try:
+        new_status = deployment_domain.perform_action(
+            db, get_state(), deployment, current_user, action, time.time())
+    except ActionRefused as refused:
+        if _wants_json():
+            return jsonify(error=_(refused.message)), refused.status
+        flash(_(refused.message), "error")
+        return redirect(url_for(".deployment_detail", deployment_id=deployment_id))
+    if new_status == "deleted":
+        if _wants_json():
+            return jsonify(status="deleted", id=deployment_id)
+        flash(_(ACTION_MESSAGES[action]), "success")
+        return redirect(url_for(".list_deployments"))
+    if _wants_json():
+        fresh = deployment_domain.get_deployment(db, deployment_id)
+        if fresh is None:  # deleted by someone else a moment later
+            return jsonify(status="deleted", id=deployment_id)
+        return jsonify(status_payload(current_user, fresh))
+    flash(_(ACTION_MESSAGES[action]), "success")
+    return redirect(url_for(".deployment_detail", deployment_id=deployment_id))
+
+
+# --- metrics JSON ---------------------------------------------------------------------
+
+
+
+@bp.route("/api/deployments/<int:deployment_id>/metrics")
+@login_required
+def deployment_metrics(deployment_id: int):
+    deployment = access.get_deployment_or_404(deployment_id)
+    raw_since = request.args.get("since")
+    since = None
+    if raw_since not in (None, ""):
+        try:
+            since = float(raw_since)
+        except ValueError:
+            return jsonify(error=_("The since parameter must be a number (a Unix timestamp).")), 400
+        if since != since or since in (float("inf"), float("-inf")):  # NaN or infinity
+            return jsonify(error=_("The since parameter must be a number (a Unix timestamp).")), 400
+    runtime = get_state().existing(deployment_id)
+    points = runtime.metrics.since(since) if runtime else []
+    latest = runtime.metrics.latest() if runtime else None
+    return jsonify(
+        id=deployment_id,
+        status=deployment["status"],
+        labels=[_clock(ts) for ts, _cpu, _ram in points],
+        ts=[round(ts, 3) for ts, _cpu, _ram in points],
+        cpu=[round(cpu, 1) for _ts, cpu, _ram in points],
+        ram=[round(ram, 1) for _ts, _cpu, ram in points],
+        latest=({"ts": round(latest[0], 3), "label": _clock(latest[0]),
+                 "cpu": round(latest[1], 1), "ram": round(latest[2], 1)} if latest else None),
+    )
+
+
+# --- logs -----------------------------------------------------------------------------
+
+@bp.route("/deployments/<int:deployment_id>/logs.txt")
+@login_required
+def download_logs(deployment_id: int):
+    deployment = access.get_deployment_or_404(deployment_id)
+    runtime = get_state().existing(deployment_id)
+    lines = runtime.logs.snapshot() if runtime else []
+    body = "".join(f"{utcnow_iso(line.ts)} {line.level:<5} {line.text}\n" for line in lines)
+    filename = f"deployment-{deployment['id']}-{deployment['name']}.log.txt"
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in filename)
+    return Response(body, mimetype="text/plain", headers={
+        "Content-Disposition": f'attachment; filename="{safe}"',
+        "Cache-Control": "no-store",
+    })
+
+
+@bp.route("/api/deployments/<int:deployment_id>/logs/stream")
+@login_required
+def log_stream(deployment_id: int):
+    access.get_deployment_or_404(deployment_id)
+    state = get_state()
+    config = current_app.config
+    user = current_user._get_current_object()
+    if not state.open_stream(user.id, int(config["SSE_MAX_STREAMS_PER_USER"])):
+        response = jsonify(error=_("Too many live log streams are open. Close some tabs and try again."))
+        response.status_code = 429
+        response.headers["Retry-After"] = "10"
+        return response
+    try:
+        runtime = state.runtime(deployment_id)
+        # Deleted between the check above and runtime()? Then runtime() made a fresh
+        # buffer nobody will ever close: give up now instead of streaming forever.
+        if deployment_domain.get_deployment(get_db(), deployment_id) is None:
+            state.drop(deployment_id)
+            abort(404)
+    except BaseException:
+        state.close_stream(user.id)
+        raise
+    logs = runtime.logs
+    logs.subscribe()
+    db_path = config["DATABASE"]
+    revocations = state.revocation_count(user.id)
+
+    def read_status():
+        # ``g`` and its connection are gone while the body streams: a short-lived one.
+        db = connect(db_path)
+        try:
+            row = deployment_domain.get_deployment(db, deployment_id)
+        finally:
+            db.close()
+        return status_payload(user, row) if row is not None else None
+
+    def release():
+        logs.unsubscribe()
+        state.close_stream(user.id)
+
+    events = sse.log_events(
+        logs,
+        after=sse.parse_after(request.headers.get("Last-Event-ID"), request.args.get("after")),
+        heartbeat=float(config["SSE_HEARTBEAT_SECONDS"]),
+        retry_ms=int(config["SSE_RETRY_MS"]),
+        status_payload=read_status,
+        should_stop=lambda: state.revocation_count(user.id) != revocations,
+    )
+    response = Response(sse.EventStream(events, release), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"
+    return response

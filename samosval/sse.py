@@ -1,0 +1,189 @@
+"""Server-Sent Events: a pure encoder and the live log stream of one deployment.
+
+Every client of a deployment reads the same :class:`~samosval.simulator.state.LogStream`
+(spec 4.7): no per-client copy of the buffer and no per-client timer. A client
+sleeps in ``wait_change()`` until a line arrives, the status changes, the stream
+closes, or it is woken because its user was blocked; otherwise it wakes once per
+heartbeat to send a comment, which is also how a vanished client is noticed (the
+write fails and the server closes the iterator).
+
+The generator knows nothing about Flask: the route hands it plain values and two
+callbacks, so it runs the same in the threaded dev server, in gunicorn's gthread
+worker and in unit tests.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Callable, Iterator
+
+INITIAL_TAIL = 200  # lines sent to a client that does not say where it stopped
+BATCH = 500  # lines per write, so a client far behind still gets pings and status
+
+
+def format_event(data=None, event: str | None = None, id=None, retry: int | None = None) -> str:
+    """One SSE event as text. ``data`` that is not a string is sent as compact JSON;
+    a multi-line string becomes several ``data:`` fields, as the format requires."""
+    parts = []
+    if event:
+        _check_field(event)
+        parts.append(f"event: {event}\n")
+    if id is not None:
+        _check_field(str(id))
+        parts.append(f"id: {id}\n")
+    if retry is not None:
+        parts.append(f"retry: {int(retry)}\n")
+    if data is not None:
+        if not isinstance(data, str):
+            data = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        for line in data.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+            parts.append(f"data: {line}\n")
+    return "".join(parts) + "\n"
+
+
+def format_comment(text: str = "") -> str:
+    """A comment line: ignored by EventSource, keeps proxies and the socket busy."""
+    _check_field(text)
+    return f": {text}\n\n"
+
+
+def _check_field(value: str) -> None:
+    if "\n" in value or "\r" in value:
+        raise ValueError("SSE field values must not contain line breaks")
+
+
+def parse_events(text: str) -> list[dict]:
+    """Split SSE text into events (``{"event", "id", "data", "retry"}``; comments
+    as ``{"comment": ...}``). For tests and the benchmark; follows the spec's rules
+    for the fields this module writes."""
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        if not block.strip("\n"):
+            continue
+        event: dict = {}
+        data_lines = []
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                event.setdefault("comment", line[1:].strip())
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                data_lines.append(value)
+            elif name in ("event", "id", "retry"):
+                event[name] = value
+        if data_lines:
+            event["data"] = "\n".join(data_lines)
+        events.append(event)
+    return events
+
+
+def line_payload(line) -> dict:
+    return {"seq": line.seq, "ts": round(line.ts, 3), "level": line.level, "text": line.text}
+
+
+def parse_after(header: str | None, query: str | None) -> int | None:
+    """Where the client stopped. The ``Last-Event-ID`` header wins over ``?after=``:
+    after an automatic reconnect the browser's header is newer than the URL it
+    was opened with. Garbage counts as "not given"."""
+    for raw in (header, query):
+        if raw is None or raw.strip() == "":
+            continue
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            continue
+        if value >= 0:
+            return value
+    return None
+
+
+def log_events(logs, *, after: int | None, heartbeat: float, retry_ms: int | None,
+               status_payload: Callable[[], dict | None], should_stop: Callable[[], bool],
+               tail: int = INITIAL_TAIL, clock: Callable[[], float] = time.monotonic) -> Iterator[str]:
+    """The events of one client, as text chunks.
+
+    ``status_payload()`` re-reads the deployment (status, flags, the actions this
+    user may take) and returns None once it no longer exists. ``should_stop()``
+    is checked after every wake-up (the user was blocked).
+    """
+    yield format_event(retry=retry_ms) if retry_ms else format_comment("stream")
+
+    if after is not None and after > logs.last_seq:
+        # The client counted lines of an earlier server run: start it afresh.
+        yield format_event({"reason": "restarted"}, event="reset")
+        after = None
+    if after is None:
+        lines = logs.tail(tail)
+        cursor = lines[0].seq - 1 if lines else 0
+    else:
+        cursor = after
+
+    status_version = logs.status_version
+    payload = status_payload()
+    if payload is None:
+        yield format_event({"reason": "deleted"}, event="end")
+        return
+    yield format_event(payload, event="status")
+    last_write = clock()
+
+    while True:
+        if should_stop():
+            return
+        wakeups = logs.wakeups
+        lines, missed = logs.read_after(cursor, limit=BATCH)
+        chunk = []
+        if missed:
+            chunk.append(format_event({"missed": missed, "after": cursor}, event="missed"))
+        if lines:
+            chunk.extend(format_event(line_payload(line), id=line.seq) for line in lines)
+            cursor = lines[-1].seq
+        if logs.status_version != status_version:
+            status_version = logs.status_version
+            payload = status_payload()
+            if payload is None:
+                yield "".join(chunk) + format_event({"reason": "deleted"}, event="end")
+                return
+            chunk.append(format_event(payload, event="status"))
+        if chunk:
+            yield "".join(chunk)
+            last_write = clock()
+            continue  # drain before sleeping
+        if logs.closed:
+            if status_payload() is None:
+                yield format_event({"reason": "deleted"}, event="end")
+            return  # server stopping: the browser reconnects with Last-Event-ID
+        idle = clock() - last_write
+        if idle >= heartbeat:
+            yield format_comment("ping")
+            last_write = clock()
+            continue
+        logs.wait_change(cursor, status_version, wakeups, heartbeat - idle)
+
+
+class EventStream:
+    """The response body of one stream. ``close()`` (called by the WSGI server when
+    the client leaves or the stream ends) stops the generator and runs ``release``
+    exactly once, even if the body was never iterated."""
+
+    def __init__(self, events: Iterator[str], release: Callable[[], None]):
+        self._events = events
+        self._release = release
+        self._closed = False
+
+    def __iter__(self) -> "EventStream":
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._events).encode("utf-8")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close = getattr(self._events, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._release()
