@@ -1,8 +1,6 @@
 """Images: the list, the detail page with its deployments, and creating a deployment."""
 from __future__ import annotations
 
-import time
-
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
@@ -15,6 +13,7 @@ from ..domain import images as image_domain
 from ..domain import requests as request_domain
 from ..pagination import page_number, paginate
 from ..simulator.runtime import get_state
+from .build_routes import sim_now
 
 bp = Blueprint("images", __name__)
 
@@ -63,7 +62,7 @@ def create_deployment(image_id: int):
         abort(403)
     try:
         deployment_id = deployment_domain.create_deployment(
-            get_db(), get_state(), image, current_user, request.form, time.time())
+            get_db(), get_state(), image, current_user, request.form, sim_now())
     except ValidationError as exc:
         form = {key: request.form.get(key, "") for key in ("name", "environment", "replicas", "ports")}
         return _render_detail(image, form=form, errors=exc.errors, status=400)
