@@ -28,5 +28,7 @@ def create_user_command(username, role, password):
 
 def init_app(app) -> None:
     from .backup import backup_command
+    from .simulator.cli import sim_step_command
     app.cli.add_command(create_user_command)
     app.cli.add_command(backup_command)
+    app.cli.add_command(sim_step_command)
