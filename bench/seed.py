@@ -1,0 +1,132 @@
+"""Seed a database at company scale for the benchmarks.
+
+    python bench/seed.py PATH [--users 200 --requests 10000 --images 2000
+                               --deployments 2000 --audit 100000 --running 0]
+
+Creates (or upgrades) the schema first, then inserts rows in a few large
+transactions. Deterministic for a given --seed. Prints what it wrote.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from werkzeug.security import generate_password_hash  # noqa: E402
+
+from samosval.db import connect, init_db_if_needed  # noqa: E402
+from samosval.domain.repos import normalize_repo_url  # noqa: E402
+
+STATUSES = ("draft", "submitted", "in_review", "approved", "rejected")
+DEPLOY_STATUSES = ("running", "running", "running", "stopped", "failed", "deploying")
+ACTIONS = ("login", "request_create", "request_edit", "request_status", "build_start", "build_finish",
+           "deployment_create", "deployment_restart", "deployment_stop", "commit_hook_received")
+
+
+def iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def seed(path: str, users=200, requests=10_000, images=2_000, deployments=2_000, audit=100_000,
+         running=0, seed_value=7) -> dict:
+    rng = random.Random(seed_value)
+    init_db_if_needed(path)
+    db = connect(path)
+    base = time.time() - 90 * 86400
+    password_hash = generate_password_hash("password123")
+    db.execute("BEGIN IMMEDIATE")
+    roles = ["operator"] * max(1, users // 10) + ["admin"] * 2
+    user_rows = []
+    for i in range(users):
+        role = roles[i] if i < len(roles) else "developer"
+        user_rows.append((f"user{i:04d}", password_hash, role, 1, iso(base + i)))
+    db.executemany("INSERT INTO users (username, password_hash, role, is_active, created_at) VALUES (?, ?, ?, ?, ?)",
+                   user_rows)
+    user_ids = [r[0] for r in db.execute("SELECT id FROM users WHERE username LIKE 'user%' ORDER BY id")]
+    dev_ids = [r[0] for r in db.execute("SELECT id FROM users WHERE role = 'developer' AND username LIKE 'user%'")]
+    dev_names = {r[0]: r[1] for r in db.execute("SELECT id, username FROM users WHERE role='developer'")}
+
+    request_rows, collab_rows = [], []
+    for i in range(requests):
+        owner = rng.choice(dev_ids)
+        creator = rng.choice(dev_ids)
+        collaborators = rng.sample(dev_ids, 2)
+        repo = f"https://git.example.com/team{i % 150}/service{i % 700}.git"
+        updated = base + i * 60
+        request_rows.append((
+            i + 1, f"service-{i}", repo, "main", "continuous" if i % 3 else "static",
+            None if i % 3 else "a" * 40, "python:3.12-slim", "pip install -r requirements.txt",
+            "gunicorn app:app", "FROM python:3.12-slim", 256 + (i % 8) * 128, 1.0, f"1.{i % 50}.0",
+            owner, STATUSES[i % 5] if i >= images else "approved",
+            ", ".join(dev_names[c] for c in collaborators), creator, iso(updated), iso(updated),
+            normalize_repo_url(repo)))
+        collab_rows.extend((i + 1, dev_names[c]) for c in collaborators)
+    db.executemany(
+        "INSERT INTO image_requests (id, image_name, repo_url, repo_branch, update_mode, target_commit, base_image, "
+        "run_commands, entrypoint, dockerfile_content, ram_mb, vcpu, version_tag, owner_id, status, collaborators, "
+        "created_by, created_at, updated_at, repo_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        request_rows)
+    db.executemany("INSERT OR IGNORE INTO request_collaborators (request_id, username) VALUES (?, ?)", collab_rows)
+
+    image_rows, build_rows = [], []
+    for i in range(images):
+        request_id = i + 1
+        image_rows.append((i + 1, request_id, f"service-{i}", f"1.{i % 50}.0", f"service-{i}:1.{i % 50}.0",
+                           iso(base + i * 60 + 30), "sha256:%064x" % rng.getrandbits(256), 1))
+        build_rows.append((request_id, i + 1, "success", "Step 1/5 ...\nPushed.\n", rng.choice(user_ids[:20]),
+                           iso(base + i * 60 + 10), iso(base + i * 60 + 30), 5, 5))
+    db.executemany("INSERT INTO images (id, request_id, name, version, image_tag, created_at, digest, build_number) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", image_rows)
+    db.executemany("INSERT INTO builds (request_id, image_id, status, build_log, built_by, created_at, updated_at, "
+                   "steps_done, steps_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", build_rows)
+
+    deployment_rows = []
+    for i in range(deployments):
+        status = "running" if i < running else DEPLOY_STATUSES[i % len(DEPLOY_STATUSES)]
+        if running and i >= running and status == "running":
+            status = "stopped"
+        deployment_rows.append((i % images + 1, f"svc-{i}", ("dev", "staging", "prod")[i % 3], status, 1 + i % 3,
+                                f"{8000 + i % 1000}:8000", 0, 0, iso(base + i * 70), iso(base + i * 70)))
+    db.executemany("INSERT INTO deployments (image_id, name, environment, status, replicas, ports, stopped_by_operator, "
+                   "needs_restart, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", deployment_rows)
+
+    audit_rows = []
+    for i in range(audit):
+        action = ACTIONS[i % len(ACTIONS)]
+        target_type = {"login": "user"}.get(action, "request")
+        audit_rows.append((rng.choice(user_ids), action, target_type, rng.randint(1, requests),
+                           f'{{"note": "event {i}", "field": "image_name"}}', iso(base + i * 50), "10.0.0.1"))
+    db.executemany("INSERT INTO audit_log (user_id, action, target_type, target_id, details, created_at, ip) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?)", audit_rows)
+    db.execute("COMMIT")
+    db.execute("ANALYZE")
+    counts = {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+              for table in ("users", "image_requests", "images", "builds", "deployments", "audit_log")}
+    db.close()
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("path")
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--images", type=int, default=2_000)
+    parser.add_argument("--deployments", type=int, default=2_000)
+    parser.add_argument("--audit", type=int, default=100_000)
+    parser.add_argument("--running", type=int, default=0, help="exactly this many deployments running")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    counts = seed(args.path, args.users, args.requests, args.images, args.deployments, args.audit,
+                  args.running, args.seed)
+    print(f"seeded {args.path} in {time.perf_counter() - started:.1f}s: "
+          + ", ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+if __name__ == "__main__":
+    main()
