@@ -49,10 +49,19 @@ def action_applies(status: str, action: str) -> bool:
     return status in ACTION_FROM_STATUSES.get(action, ())
 
 
+DEPLOYMENT_COLUMNS = (
+    "d.id, d.image_id, d.name, d.environment, d.status, d.replicas, d.ports, "
+    "d.stopped_by_operator, d.needs_restart, d.created_at, d.updated_at, "
+    "d.created_by AS deployed_by, d.next_step_at, d.status_since, d.last_commit"
+)
+
+
 def get_deployment(db: sqlite3.Connection, deployment_id: int):
     """A deployment with its image and the visibility columns of its request."""
     return db.execute(
-        "SELECT d.*, i.image_tag, i.name AS image_name, i.version AS image_version, "
+        # Columns listed, not d.*: deployments.created_by (who deployed) would
+        # shadow the request's created_by that the visibility rule reads.
+        f"SELECT {DEPLOYMENT_COLUMNS}, i.image_tag, i.name AS image_name, i.version AS image_version, "
         "i.request_id, r.owner_id, r.created_by, r.collaborators, r.update_mode, "
         "r.repo_url, r.repo_branch, r.vcpu, r.ram_mb "
         "FROM deployments d JOIN images i ON i.id = d.image_id "
