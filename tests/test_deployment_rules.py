@@ -188,3 +188,9 @@ def test_it_offers_developers_only_their_own_actions(db, users, sample):
     assert access.deployment_actions(user(users, "dana"), row(db, other)) == []
     assert access.deployment_actions(user(users, "oleg"), row(db, other)) == ["start", "delete"]
     assert access.deployment_actions(user(users, "dana"), row(db, sample["deployment_id"])) == ["stop", "restart"]
+
+
+def test_it_gives_the_request_creator_not_the_deployer_as_created_by(db, users, sample):
+    deployment = row(db, sample["deployment_id"])
+    assert deployment["created_by"] == users["carl"] and deployment["deployed_by"] == users["oleg"]
+    assert access.can_view_deployment(user(users, "carl"), deployment)

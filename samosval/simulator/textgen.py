@@ -104,16 +104,15 @@ def _run_output(command: str, rng: random.Random) -> list[str]:
     lowered = command.lower()
     lines = [f" ---> Running in {hex_id(rng)}"]
     if "pip" in lowered:
-        packages = rng.sample(["flask", "requests", "gunicorn", "sqlalchemy", "pydantic",
-                               "redis", "psycopg2-binary", "celery", "jinja2", "click"],
-                              rng.randint(2, 4))
-        for name in packages:
+        names = rng.sample(["flask", "requests", "gunicorn", "sqlalchemy", "pydantic", "redis",
+                            "psycopg2-binary", "celery", "jinja2", "click"], rng.randint(2, 4))
+        packages = [(name, f"{rng.randint(1, 3)}.{rng.randint(0, 12)}.{rng.randint(0, 9)}") for name in names]
+        for name, version in packages:
             lines.append(f"Collecting {name}")
-            lines.append(f"  Downloading {name}-{rng.randint(1, 3)}.{rng.randint(0, 12)}."
-                         f"{rng.randint(0, 9)}-py3-none-any.whl ({rng.randint(40, 900)} kB)")
-        lines.append("Installing collected packages: " + ", ".join(packages))
-        lines.append("Successfully installed " + " ".join(
-            f"{name}-{rng.randint(1, 3)}.{rng.randint(0, 12)}.{rng.randint(0, 9)}" for name in packages))
+            lines.append(f"  Downloading {name.replace('-', '_')}-{version}-py3-none-any.whl "
+                         f"({rng.randint(40, 900)} kB)")
+        lines.append("Installing collected packages: " + ", ".join(names))
+        lines.append("Successfully installed " + " ".join(f"{name}-{version}" for name, version in packages))
     elif "npm" in lowered or "yarn" in lowered:
         lines.append(f"added {rng.randint(80, 1400)} packages, and audited {rng.randint(1400, 1600)} "
                      f"packages in {rng.randint(4, 40)}s")
