@@ -212,13 +212,7 @@ def test_it_refuses_the_owner_a_start_after_an_operator_stop(auth, db, sample):
     assert status_of(db, sample["deployment_id"]) == ("stopped", 1)
 
 
-@pytest.mark.parametrize("username, code", [
-    ("colin", 403), ("sam", 404),
-    # The request's creator sees the deployment but may not control it; today
-    # get_deployment() lets d.created_by shadow r.created_by, so carl gets a 404.
-    pytest.param("carl", 403, marks=pytest.mark.xfail(
-        reason="domain.deployments.get_deployment: d.created_by shadows r.created_by", strict=False)),
-])
+@pytest.mark.parametrize("username, code", [("colin", 403), ("carl", 403), ("sam", 404)])
 @pytest.mark.parametrize("name", ["start", "stop", "restart", "delete"])
 def test_it_refuses_everyone_else(auth, db, sample, username, code, name):
     response = auth.client_for(username).post(action(sample["deployment_id"], name))

@@ -2,6 +2,7 @@
 metrics JSON, the SSE log stream and the log download."""
 from __future__ import annotations
 
+import socket
 import time
 from datetime import datetime, timezone
 
@@ -234,7 +235,20 @@ def log_stream(deployment_id: int):
         status_payload=read_status,
         should_stop=lambda: state.revocation_count(user.id) != revocations,
     )
+    _no_delay(request.environ.get("werkzeug.socket"))
     response = Response(sse.EventStream(events, release), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     return response
+
+
+def _no_delay(sock) -> None:
+    """The dev server writes each chunk as four small sends (size, CRLF, data, CRLF);
+    with Nagle's algorithm on, the later ones wait for the client's delayed ACK
+    (up to 40 ms on Linux). A live stream wants its lines out at once."""
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass  # not a TCP socket (a unix socket, a test double)
