@@ -173,3 +173,9 @@ def test_it_exempts_only_the_hook_from_the_form_csrf_check(auth, sample):
     # A session POST without the header elsewhere still fails the site-wide CSRF check.
     response = auth.client_for("alice").post("/admin/tokens/create", data={"name": "x"}, csrf=False)
     assert response.status_code == 400
+
+
+def test_a_valid_token_with_a_bad_payload_still_counts_as_used(client, db, token):
+    response = post(client, b"{}", headers={"X-Samosval-Token": token})
+    assert response.status_code == 400
+    assert db.execute("SELECT last_used_at FROM webhook_tokens").fetchone()[0] is not None

@@ -182,3 +182,16 @@ def test_sealed_secrets_open_only_with_the_same_key():
     assert "smsv_secret" not in sealed
     assert tokens.unseal(sealed, "key-one") == "smsv_secret"
     assert tokens.unseal(sealed, "key-two") is None
+
+
+@pytest.mark.parametrize("url, stored", [
+    ("https://gitlab-ci-token:glcbt-secret@gitlab.example.com/acme/billing.git",
+     "https://gitlab.example.com/acme/billing.git"),
+    ("https://x-access-token@github.com/acme/billing", "https://github.com/acme/billing"),
+    ("ssh://git@github.com/acme/billing", "ssh://git@github.com/acme/billing"),
+    ("git@github.com:acme/billing.git", "git@github.com:acme/billing.git"),
+])
+def test_it_never_keeps_credentials_from_a_repository_url(url, stored):
+    event = parse({"repo_url": url, "branch": "main", "commit": SHA})
+    assert event.repo_url == stored
+    assert event.repo_keys[0].endswith("/acme/billing")

@@ -220,8 +220,21 @@ def _require(values: dict) -> None:
         raise PayloadError(R_MISSING, ", ".join(missing), missing=missing)
 
 
+_URL_CREDENTIALS = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^@/\s]+)@", re.IGNORECASE)
+
+
+def strip_credentials(url: str) -> str:
+    """Drop ``user:password@`` from a URL before it is stored or shown: CI variables
+    such as GitLab's CI_REPOSITORY_URL carry a job token there. ``git@`` of an SSH
+    URL is kept (it is no secret)."""
+    match = _URL_CREDENTIALS.match(url)
+    if match and (":" in match.group("userinfo") or match.group("scheme").lower().startswith("http")):
+        return match.group("scheme") + url[match.end():]
+    return url
+
+
 def _set_repo(event: CommitEvent, urls: list) -> None:
-    urls = [u for u in (_text(u) for u in urls) if u]
+    urls = [strip_credentials(u) for u in (_text(u) for u in urls) if u]
     event.repo_url = urls[0][:MAX_URL_LENGTH] if urls else None
     keys = []
     for url in urls:
@@ -387,6 +400,10 @@ def refuse(db: sqlite3.Connection, now: float, *, source: str, reason: str, http
                         missing=list(missing or []))
     with transaction(db):
         result.delivery_id = _insert_delivery(db, now, event, caller, result, source=source)
+        if caller is not None and caller.token_id is not None and reason != R_REVOKED_TOKEN:
+            # A valid token with a bad payload was still used: the token list shows it.
+            from . import tokens
+            tokens.touch(db, caller.token_id, now)
         details = {"source": source, "reason": reason, "status": http_status,
                    "delivery": result.delivery_id, **(caller.describe() if caller else {})}
         if event is not None and event.repo_key:

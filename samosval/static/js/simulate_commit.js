@@ -30,8 +30,8 @@
         list.appendChild(document.createTextNode(item.label + ": "));
         item.ids.forEach(function (id, n) {
           if (n) { list.appendChild(document.createTextNode(", ")); }
-          var link = document.createElement("a");
-          link.href = "/deployments/" + id;
+          var link = document.createElement(form.dataset.deploymentUrl ? "a" : "span");
+          if (form.dataset.deploymentUrl) { link.href = form.dataset.deploymentUrl + id; }
           link.textContent = "#" + id;
           link.dataset.deploymentId = id;
           list.appendChild(link);
