@@ -46,6 +46,9 @@ DEFAULTS = {
     "METRICS_ALLOW": "127.0.0.1,::1",
     # /healthz fails when the engine has not ticked for this many seconds.
     "HEALTH_MAX_TICK_AGE": 5.0,
+    # Number of reverse proxies in front (nginx: 1). Without it, every client would
+    # look like 127.0.0.1: rate limits, audit IPs and the /metrics allow-list go wrong.
+    "TRUSTED_PROXIES": 0,
 }
 
 # SRI of the pinned default Chart.js build (sha384 of the file the CDN serves).
@@ -60,7 +63,7 @@ ENV_SETTINGS = {
     "SSE_MAX_STREAMS_PER_USER": int, "SSE_HEARTBEAT_SECONDS": float,
     "CHARTJS_URL": str, "CHARTJS_SRI": str, "SESSION_COOKIE_SECURE": "bool",
     "DEMO": "bool", "JSON_LOGS": "bool", "METRICS_TOKEN": str, "METRICS_ALLOW": str,
-    "HEALTH_MAX_TICK_AGE": float,
+    "HEALTH_MAX_TICK_AGE": float, "TRUSTED_PROXIES": int,
 }
 
 
@@ -107,6 +110,10 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         app.config["SECRET_KEY"] = _load_secret_key(app.instance_path)
     if app.config["CHARTJS_SRI"] is None and app.config["CHARTJS_URL"] == DEFAULTS["CHARTJS_URL"]:
         app.config["CHARTJS_SRI"] = DEFAULT_CHARTJS_SRI
+    if app.config["TRUSTED_PROXIES"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        hops = int(app.config["TRUSTED_PROXIES"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     app.json.ensure_ascii = False
     app.json.sort_keys = False
 

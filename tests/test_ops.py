@@ -192,3 +192,13 @@ def test_cli_backup(runner, tmp_path):
     result = runner.invoke(args=["backup", str(target)])
     assert result.exit_code == 0, result.output
     assert "integrity ok" in result.output and target.exists()
+
+
+def test_it_takes_the_client_address_from_a_trusted_proxy(tmp_path):
+    app = create_app({"TESTING": True, "SECRET_KEY": "k", "SIMULATOR_AUTOSTART": False,
+                      "DATABASE": str(tmp_path / "db.sqlite3"), "TRUSTED_PROXIES": 1},
+                     instance_path=str(tmp_path / "i"))
+    client = app.test_client()
+    # nginx on 127.0.0.1 forwards an outside client: /metrics must not treat it as local
+    assert client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 403
+    assert client.get("/metrics").status_code == 200
