@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 
-from flask import current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import current_app, jsonify, render_template, request
 from flask_babel import format_datetime, get_locale, lazy_gettext as _l, gettext as _
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError

@@ -13,15 +13,9 @@ from ..domain import ActionRefused
 from ..domain import builds as build_domain
 from ..domain import images as image_domain
 from ..pagination import page_number, paginate
-from ..simulator.runtime import get_runtime
+from ..simulator.runtime import sim_now
 
 bp = Blueprint("builds", __name__)
-
-
-def sim_now() -> float:
-    """The engine's clock: real time in production, the fake clock under test, so
-    ``status_since`` written here and the engine's watchdog agree."""
-    return get_runtime().engine.clock()
 
 
 @bp.app_template_global("request_builds")

@@ -7,7 +7,6 @@ signature, or a logged-in session that sends the CSRF header (the UI button).
 """
 from __future__ import annotations
 
-import time
 
 from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
                    request, url_for)
@@ -24,7 +23,7 @@ from ..domain import hooks
 from ..domain import tokens as token_domain
 from ..pagination import page_number, paginate
 from ..security import csrf
-from ..simulator.runtime import get_state
+from ..simulator.runtime import get_state, sim_now
 
 bp = Blueprint("hooks", __name__)
 
@@ -114,7 +113,7 @@ def _respond(result: hooks.HookResult):
 @csrf.exempt
 def commit_hook():
     db = get_db()
-    now = time.time()
+    now = sim_now()
     detected = hooks.detect_source(request.headers)
     try:
         body = request.get_data(cache=True)

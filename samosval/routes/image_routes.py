@@ -12,8 +12,7 @@ from ..domain import deployments as deployment_domain
 from ..domain import images as image_domain
 from ..domain import requests as request_domain
 from ..pagination import page_number, paginate
-from ..simulator.runtime import get_state
-from .build_routes import sim_now
+from ..simulator.runtime import get_state, sim_now
 
 bp = Blueprint("images", __name__)
 

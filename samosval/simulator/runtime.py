@@ -62,6 +62,12 @@ def get_runtime() -> Runtime:
     return current_app.extensions["samosval"]
 
 
+def sim_now() -> float:
+    """The engine's clock: real time in production, the fake clock under test, so
+    ``status_since`` written by a request and the engine's watchdog agree."""
+    return current_app.extensions["samosval"].engine.clock()
+
+
 def get_state() -> SimulationState:
     return current_app.extensions["samosval"].state
 
