@@ -115,6 +115,14 @@ def _app_with_log_stream(tmp_path, json_logs):
     return app, stream
 
 
+def _reset_logging():
+    """Undo configure_logging so later tests (and caplog) see records again."""
+    logger = logging.getLogger("samosval")
+    logger.handlers.clear()
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
+
+
 def test_it_writes_json_log_lines_with_the_request_id(tmp_path):
     app, stream = _app_with_log_stream(tmp_path, json_logs=True)
     try:
@@ -127,7 +135,7 @@ def test_it_writes_json_log_lines_with_the_request_id(tmp_path):
         assert entry["status"] == 200 and "duration_ms" in entry and entry["level"] == "INFO"
         assert {"time", "message", "user"} <= set(entry)
     finally:
-        logging.getLogger("samosval").handlers.clear()
+        _reset_logging()
 
 
 def test_it_writes_readable_text_logs_by_default(tmp_path):
@@ -136,7 +144,7 @@ def test_it_writes_readable_text_logs_by_default(tmp_path):
         app.test_client().get("/login", headers={"X-Request-Id": "text-1"})
         assert "[text-1 -] GET /login -> 200" in stream.getvalue()
     finally:
-        logging.getLogger("samosval").handlers.clear()
+        _reset_logging()
 
 
 def test_it_never_logs_passwords_or_tokens(tmp_path):
@@ -152,7 +160,7 @@ def test_it_never_logs_passwords_or_tokens(tmp_path):
         assert "svt_very_secret_token_value" not in text
         assert '"password"' not in text
     finally:
-        logging.getLogger("samosval").handlers.clear()
+        _reset_logging()
 
 
 def test_it_backs_up_while_the_app_writes(app, tmp_path):
