@@ -290,5 +290,13 @@ def test_it_downloads_the_whole_buffer_as_text(app, auth, sample):
     assert lines[0].startswith("2027-01-15T08:01:40Z")
 
 
+def test_it_names_the_download_safely(auth, db, sample):
+    db.execute("UPDATE deployments SET name = ? WHERE id = ?", ('биллинг "prod"; x', sample["deployment_id"]))
+    response = auth.client_for("oleg").get(f"/deployments/{sample['deployment_id']}/logs.txt")
+    assert response.status_code == 200
+    assert response.headers["Content-Disposition"] == \
+        f'attachment; filename="deployment-{sample["deployment_id"]}-_________prod___x.log.txt"'
+
+
 def test_it_hides_the_download_from_strangers(auth, sample):
     assert auth.client_for("sam").get(f"/deployments/{sample['deployment_id']}/logs.txt").status_code == 404

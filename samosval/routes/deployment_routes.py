@@ -180,7 +180,8 @@ def download_logs(deployment_id: int):
     lines = runtime.logs.snapshot() if runtime else []
     body = "".join(f"{utcnow_iso(line.ts)} {line.level:<5} {line.text}\n" for line in lines)
     filename = f"deployment-{deployment['id']}-{deployment['name']}.log.txt"
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in filename)
+    # Header values are latin-1: anything but plain ASCII letters and digits becomes "_".
+    safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in filename)
     return Response(body, mimetype="text/plain", headers={
         "Content-Disposition": f'attachment; filename="{safe}"',
         "Cache-Control": "no-store",
