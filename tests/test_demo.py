@@ -1,0 +1,114 @@
+"""Demo mode: a fresh database filled with a living company; never on one with data."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from samosval.demo import DEMO_USERS, seed_demo
+from samosval.domain.requests import REQUEST_STATUSES
+
+USER_LINE = re.compile(r"^\s+(\w+)\s+(admin|operator|developer)\s+(\S+)$")
+
+
+@pytest.fixture
+def seeded(app):
+    return seed_demo(app)
+
+
+def printed_passwords(lines) -> dict[str, str]:
+    found = {}
+    for line in lines:
+        match = USER_LINE.match(line)
+        if match and match.group(1) != "root":
+            found[match.group(1)] = match.group(3)
+    return found
+
+
+def count(db, sql, params=()):
+    return db.execute(sql, params).fetchone()[0]
+
+
+def test_it_fills_a_fresh_database_with_every_request_status(seeded, db):
+    statuses = {row[0] for row in db.execute("SELECT DISTINCT status FROM image_requests")}
+    assert statuses == set(REQUEST_STATUSES)
+    # Rows are what the UI would have written: Dockerfile, repo key, collaborators.
+    for row in db.execute("SELECT * FROM image_requests"):
+        assert row["dockerfile_content"].startswith(f"FROM {row['base_image']}\n")
+        assert row["repo_key"]
+    assert count(db, "SELECT COUNT(*) FROM request_collaborators") >= 3
+    assert count(db, "SELECT COUNT(*) FROM audit_log WHERE action = 'request_create'") == 9
+
+
+def test_it_builds_images_and_leaves_running_failed_and_stopped_deployments(seeded, db):
+    success = db.execute("SELECT * FROM builds WHERE status = 'success'").fetchall()
+    assert len(success) == 3 and all(b["image_id"] for b in success)
+    assert all("Build succeeded" in b["build_log"] for b in success)
+    assert count(db, "SELECT COUNT(*) FROM builds WHERE status = 'failed'") == 1
+    assert count(db, "SELECT COUNT(*) FROM images") == 3
+    by_status = dict(db.execute("SELECT status, COUNT(*) FROM deployments GROUP BY status").fetchall())
+    assert by_status["running"] >= 3 and by_status["failed"] == 1 and by_status["stopped"] == 1
+    assert count(db, "SELECT COUNT(*) FROM deployments WHERE stopped_by_operator = 1") == 1
+    open_alerts = {row[0] for row in db.execute("SELECT alert_type FROM alerts WHERE resolved = 0")}
+    assert open_alerts == {"build_failed", "deployment_failed"}
+    outcomes = {row[0] for row in db.execute("SELECT outcome FROM webhook_deliveries")}
+    assert outcomes == {"processed", "refused"}
+    assert count(db, "SELECT COUNT(*) FROM audit_log WHERE action = 'deployments_restarted'") == 1
+
+
+def test_it_opens_the_charts_full_and_leaves_live_work_for_the_engine(app, seeded, db, engine, clock):
+    state = app.extensions["samosval"].state
+    running = [row[0] for row in db.execute("SELECT id FROM deployments WHERE status = 'running'")]
+    assert all(len(state.runtime(i).metrics) >= 150 for i in running)
+    # One build and one rollout are left for the app's engine to play live.
+    (build_status,) = db.execute("SELECT status FROM builds ORDER BY id DESC LIMIT 1").fetchone()
+    (deploy_status,) = db.execute("SELECT status FROM deployments ORDER BY id DESC LIMIT 1").fetchone()
+    assert (build_status, deploy_status) == ("queued", "deploying")
+    engine.deploy_failure_rate = 0.0
+    for _ in range(200):
+        engine.step(clock.advance(0.5))
+    assert count(db, "SELECT COUNT(*) FROM builds WHERE status IN ('queued', 'building')") == 0
+    assert count(db, "SELECT COUNT(*) FROM deployments WHERE status = 'deploying'") == 0
+
+
+def test_the_printed_passwords_and_token_work(app, seeded):
+    passwords = printed_passwords(seeded)
+    assert set(passwords) == {name for name, _role in DEMO_USERS}
+    for username, password in passwords.items():
+        client = app.test_client()
+        response = client.post("/login", data={"username": username, "password": password})
+        assert response.status_code == 302 and response.headers["Location"].endswith("/dashboard")
+        assert client.get("/dashboard").status_code == 200
+    maria = app.test_client()
+    maria.post("/login", data={"username": "maria", "password": passwords["maria"]})
+    metrics = maria.get("/api/deployments/1/metrics").get_json()
+    assert metrics["status"] == "running" and len(metrics["cpu"]) >= 150
+
+    token = next(line.strip() for line in seeded if line.strip().startswith("smsv_"))
+    response = app.test_client().post(
+        "/api/hooks/commit", headers={"Authorization": f"Bearer {token}"},
+        json={"repo_url": "https://github.com/acme/payments-api.git", "branch": "main",
+              "commit": "0123456789abcdef0123456789abcdef01234567"})
+    assert response.status_code == 200
+    assert response.get_json()["restarted_deployments"] == [1, 2]
+
+
+@pytest.mark.parametrize("setup", [
+    "INSERT INTO users (username, password_hash, role, is_active, created_at) "
+    "VALUES ('someone', 'x', 'developer', 1, '2026-01-01T00:00:00Z')",
+    "INSERT INTO webhook_tokens (name, token_prefix, token_hash, sealed_secret, created_at) "
+    "VALUES ('ci', 'smsv_abc', 'hash', 'sealed', '2026-01-01T00:00:00Z')",
+])
+def test_it_refuses_a_database_with_data_and_changes_nothing(app, db, setup):
+    db.execute(setup)
+    tables = ("users", "image_requests", "audit_log", "webhook_tokens")
+    before = {t: count(db, f"SELECT COUNT(*) FROM {t}") for t in tables}
+    lines = seed_demo(app)
+    assert "refused" in lines[0] and "Nothing was changed" in lines[0]
+    assert {t: count(db, f"SELECT COUNT(*) FROM {t}") for t in tables} == before
+
+
+def test_it_refuses_to_run_twice(app, db, seeded):
+    before = count(db, "SELECT COUNT(*) FROM audit_log")
+    assert "refused" in seed_demo(app)[0]
+    assert count(db, "SELECT COUNT(*) FROM audit_log") == before
