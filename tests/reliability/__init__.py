@@ -227,6 +227,14 @@ class Client:
         self.scrape_csrf(page)  # the token of the logged-in session
 
 
+def request_form(image_name: str, owner: str, run_commands: str) -> dict:
+    return {"image_name": image_name, "repo_url": "https://github.com/acme/billing.git",
+            "repo_branch": "main", "update_mode": "continuous", "target_commit": "",
+            "base_image": "python:3.12-slim", "run_commands": run_commands,
+            "entrypoint": "gunicorn app:app", "ram_mb": "512", "vcpu": "1", "version_tag": "1.0.0",
+            "collaborators": "", "owner": owner}
+
+
 def query(db_path: str, sql: str, params=()) -> list[dict]:
     db = connect(db_path)
     try:

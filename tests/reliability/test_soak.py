@@ -24,7 +24,7 @@ import pytest
 
 from tests import factories
 from tests.reliability import (AppProcess, Client, add_users, integrity, percentile, prepare_database,
-                               query, server_log_problems)
+                               query, request_form, server_log_problems)
 
 SOAK_SECONDS = float(os.environ.get("SAMOSVAL_SOAK_SECONDS", "15"))
 THREADS = 20
@@ -38,14 +38,6 @@ PAGES = ("/dashboard", "/requests", "/deployments", "/builds", "/images", "/requ
 MIX = (("page", 30), ("detail", 10), ("metrics", 25), ("edit", 9), ("create", 3),
        ("action", 14), ("deploy", 3), ("sse", 6))
 JSON_HEADERS = {"Accept": "application/json"}
-
-
-def request_form(image_name: str, owner: str, run_commands: str) -> dict:
-    return {"image_name": image_name, "repo_url": "https://github.com/acme/billing.git",
-            "repo_branch": "main", "update_mode": "continuous", "target_commit": "",
-            "base_image": "python:3.12-slim", "run_commands": run_commands,
-            "entrypoint": "gunicorn app:app", "ram_mb": "512", "vcpu": "1", "version_tag": "1.0.0",
-            "collaborators": "", "owner": owner}
 
 
 def seed(db_path: str) -> dict:
