@@ -123,6 +123,10 @@ def _refused(exc: ActionRefused, request_id: int):
     """A refused action: JSON callers get the status code, browsers a message."""
     if wants_json():
         return jsonify(error=_(exc.message)), exc.status
+    if exc.status in (403, 404):
+        # Not allowed is an answer, not a redirect: the status must say so.
+        return render_template("errors/error.html", status=exc.status,
+                               message=_(exc.message)), exc.status
     flash(_(exc.message), "error")
     return redirect(url_for("requests.request_detail", request_id=request_id))
 
