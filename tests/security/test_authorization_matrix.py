@@ -1,0 +1,338 @@
+"""The authorization matrix: every route of ``app.url_map`` × every method × every kind
+of user × objects they may and may not see, checked against ONE table (``MATRIX``).
+
+A route missing from the table fails ``test_it_has_a_decision_for_every_route``: no
+route can be added without deciding who may use it.
+
+What a row means:
+- anonymous and blocked callers get the login redirect (``page``) or 401 (``api``:
+  JSON and SSE under /api/); ``public`` routes serve them like anyone else;
+- a logged-in user outside ``view`` gets 404 (``hidden`` overrides it) — a hidden
+  object and a missing one look the same;
+- a user inside ``view`` but outside ``act`` (for that method) gets 403;
+- a user inside ``act`` is served: a GET answers 2xx/3xx; a POST may end in 400/409
+  (missing form fields, a status that does not allow the action) but never in
+  401/403/404 or a 5xx.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pytest
+from flask import url_for
+
+from tests.security.conftest import (PERSONA_ORDER, World, json_body, make_alert, make_object_set,
+                                     make_target_user, make_token, relation)
+
+# --- who: relations of a persona to an object set --------------------------------------
+
+ANY = frozenset({"stranger", "creator", "owner", "collaborator", "operator", "admin"})
+MEMBERS = ANY - {"stranger"}                      # see a request and what hangs off it
+EDITORS = MEMBERS - {"collaborator"}              # creator, owner, staff
+OWNERS = frozenset({"owner", "operator", "admin"})  # start/stop/restart a deployment
+STAFF = frozenset({"operator", "admin"})
+ADMIN = frozenset({"admin"})
+
+VISIBILITY_OBJECTS = ("request", "draft_request", "build", "image", "deployment")
+ROLE_OBJECTS = ("user", "alert", "token")  # no per-object visibility: the role decides
+
+
+@dataclass(frozen=True)
+class Access:
+    kind: str                          # "page" | "api" | "public": what anonymous callers get
+    view: frozenset = ANY              # may see the object (others: ``hidden``)
+    act: frozenset | dict | None = None  # may use it, for every method or per method; default: view
+    obj: str | None = None             # what the URL's id names
+    data: dict | Callable | None = None  # form sent with a POST (or a callable(objects) -> JSON)
+    choices: dict = field(default_factory=dict)  # URL arg -> {value: act}
+    hidden: int = 404
+    ok: tuple = ()                     # statuses an allowed caller may get besides the defaults
+    sse: bool = False
+    new_session: bool = False          # the call ends the caller's session (log in afresh)
+    variants: tuple | None = None      # object variants; default from ``obj``
+
+    def act_for(self, method: str, choice: str | None) -> frozenset:
+        if choice is not None:
+            return self.choices[next(iter(self.choices))][choice]
+        if isinstance(self.act, dict):
+            return self.act[method]
+        return self.act if self.act is not None else self.view
+
+
+def hook_body(objects) -> bytes:
+    return json_body({"repo_url": objects.repo_url, "branch": "main", "commit": "c0ffee1"})
+
+
+DEPLOY_FORM = {"name": "matrix-dev", "environment": "dev", "replicas": "1", "ports": "8000:8000"}
+
+# THE table. Keys are endpoint names; a new route must be added here.
+MATRIX: dict[str, Access] = {
+    # Public: no login. The hook and /metrics authenticate callers themselves.
+    "static": Access("public"),
+    "auth.index": Access("public"),
+    "auth.login": Access("public", ok=(401,)),  # POST without credentials: "wrong username or password"
+    "auth.logout": Access("public", new_session=True),
+    "auth.set_language": Access("public"),
+    "ops.healthz": Access("public", ok=(503,)),  # 503 here: the engine thread is not started in tests
+    "ops.metrics": Access("public"),  # the test client comes from 127.0.0.1, which is allowed
+    # A logged-in developer calling the hook for a repository of a request they cannot
+    # see gets the same 403 as for one that matches nothing: nothing leaks.
+    "hooks.commit_hook": Access("api", obj="request", view=MEMBERS, hidden=403, data=hook_body,
+                                variants=("visible", "hidden")),
+
+    # Anyone logged in.
+    "dashboard.dashboard": Access("page"),
+    "auth.change_password": Access("page"),
+    "requests.list_requests": Access("page"),
+    "requests.new_request": Access("page"),
+    "builds.list_builds": Access("page"),
+    "images.list_images": Access("page"),
+    "deployments.list_deployments": Access("page"),
+    "api.search_users": Access("api"),
+
+    # Requests: members see them; creator/owner edit drafts; staff review and build.
+    "requests.request_detail": Access("page", obj="request", view=MEMBERS),
+    "requests.edit_request": Access("page", obj="draft_request", view=MEMBERS, act=EDITORS),
+    "requests.submit_request": Access("page", obj="draft_request", view=MEMBERS, act=EDITORS),
+    "requests.change_status": Access("page", obj="request", view=MEMBERS, act=STAFF,
+                                     data={"status": "in_review"}),
+    "builds.start_build": Access("page", obj="request", view=MEMBERS, act=STAFF),
+
+    # Builds and images.
+    "builds.build_detail": Access("page", obj="build", view=MEMBERS),
+    "builds.build_log_json": Access("api", obj="build", view=MEMBERS),
+    "builds.cancel_build": Access("page", obj="build", view=MEMBERS, act=STAFF),
+    "images.image_detail": Access("page", obj="image", view=MEMBERS),
+    "images.create_deployment": Access("page", obj="image", view=MEMBERS, act=STAFF, data=DEPLOY_FORM),
+
+    # Deployments: members watch; the owner starts/stops/restarts; staff also delete.
+    "deployments.deployment_detail": Access("page", obj="deployment", view=MEMBERS),
+    "deployments.download_logs": Access("page", obj="deployment", view=MEMBERS),
+    "deployments.deployment_metrics": Access("api", obj="deployment", view=MEMBERS),
+    "deployments.log_stream": Access("api", obj="deployment", view=MEMBERS, sse=True),
+    "deployments.deployment_action": Access(
+        "page", obj="deployment", view=MEMBERS,
+        choices={"action": {"start": OWNERS, "stop": OWNERS, "restart": OWNERS, "delete": STAFF}}),
+
+    # Operations: staff.
+    "alerts.list_alerts": Access("page", act=STAFF),
+    "alerts.resolve_alert": Access("page", obj="alert", act=STAFF),
+    "hooks.list_deliveries": Access("page", act=STAFF),
+
+    # Administration: admins.
+    "hooks.list_tokens": Access("page", act=ADMIN),
+    "hooks.create_token": Access("page", act=ADMIN, data={"name": "matrix ci"}),
+    "hooks.revoke_token": Access("page", obj="token", act=ADMIN),
+    "admin.list_users": Access("page", act=ADMIN),
+    "admin.create_user": Access("page", act=ADMIN),
+    "admin.block_user": Access("page", obj="user", act=ADMIN),
+    "admin.unblock_user": Access("page", obj="user", act=ADMIN),
+    "admin.change_role": Access("page", obj="user", act=ADMIN, data={"role": "operator"}),
+    "admin.reset_password": Access("page", obj="user", act=ADMIN),
+    "admin.audit": Access("page", act=ADMIN),
+    "admin.audit_csv": Access("page", act=ADMIN),
+}
+
+# The id argument of each object kind in URL rules.
+ID_ARGS = {"request_id", "build_id", "image_id", "deployment_id", "user_id", "alert_id", "token_id"}
+MISSING_ID = 987654
+
+
+def _rules(app):
+    return [rule for rule in app.url_map.iter_rules()]
+
+
+def _methods(rule) -> list[str]:
+    return sorted(rule.methods - {"HEAD", "OPTIONS"})
+
+
+# --- the table covers the app --------------------------------------------------------
+
+def test_it_has_a_decision_for_every_route(app):
+    missing = sorted({rule.endpoint for rule in _rules(app)} - MATRIX.keys())
+    assert not missing, f"decide who may use these routes and add them to MATRIX: {missing}"
+    stale = sorted(MATRIX.keys() - {rule.endpoint for rule in _rules(app)})
+    assert not stale, f"MATRIX lists routes that no longer exist: {stale}"
+
+
+def test_it_knows_what_every_url_argument_names(app):
+    for rule in _rules(app):
+        spec = MATRIX[rule.endpoint]
+        ids = set(rule.arguments) & ID_ARGS
+        assert len(ids) <= 1 and (bool(ids) == (spec.obj is not None) or rule.endpoint == "hooks.commit_hook"), \
+            f"{rule.endpoint}: the table's object does not match the URL {rule.rule}"
+        for name in set(rule.arguments) - ID_ARGS - {"filename"}:
+            converter = rule._converters[name]
+            assert set(spec.choices.get(name, {})) == set(converter.items), \
+                f"{rule.endpoint}: decide who may use every value of <{name}>"
+
+
+# --- running one endpoint --------------------------------------------------------------
+
+@dataclass
+class Case:
+    persona: str
+    method: str
+    variant: str          # "visible" | "hidden" | "missing" | "-"
+    choice: str | None
+    expected: str         # "login" | "401" | "404" | "403" | "allowed" | "403|404"
+    status: int
+    location: str = ""
+
+
+def _expectation(spec: Access, persona: str, method: str, variant: str, choice: str | None) -> str:
+    if persona in ("anonymous", "blocked") and spec.kind != "public":
+        return "login" if spec.kind == "page" else "401"
+    if spec.kind == "public" and spec.obj is None:
+        return "allowed"
+    act = spec.act_for(method, choice)
+    if variant == "missing":
+        rel = relation(persona, members=False)
+        if spec.obj in VISIBILITY_OBJECTS:
+            return "404"
+        return "404" if rel in act else "403"
+    rel = relation(persona, members=(variant != "hidden"))
+    if rel not in spec.view:
+        return str(spec.hidden)
+    if rel not in act:
+        return "403"
+    return "allowed"
+
+
+def _variants(spec: Access) -> tuple[str, ...]:
+    if spec.variants is not None:
+        return spec.variants
+    if spec.obj in VISIBILITY_OBJECTS:
+        return ("visible", "hidden", "missing")
+    if spec.obj in ROLE_OBJECTS:
+        return ("visible", "missing")
+    return ("-",)
+
+
+def _object_id(world: World, spec: Access, variant: str, fresh: bool) -> int | None:
+    """The id for the URL; POST cases get objects of their own (an action by one persona
+    must not change what the next one meets)."""
+    if spec.obj is None or variant == "-":
+        return None
+    if variant == "missing":
+        return MISSING_ID
+    db, users = world.db, world.users
+    if spec.obj in VISIBILITY_OBJECTS:
+        objects = (make_object_set(db, users, members=(variant == "visible")) if fresh
+                   else (world.visible if variant == "visible" else world.hidden))
+        return objects.id_for(spec.obj)
+    if spec.obj == "user":
+        return make_target_user(db, f"target-{world.serial()}") if fresh else world.target_user
+    if spec.obj == "alert":
+        return make_alert(db, world.visible.deployment_id) if fresh else world.alert
+    if spec.obj == "token":
+        return make_token(world.app, db, users["root"], f"matrix {world.serial()}")[0] if fresh \
+            else world.token
+    raise AssertionError(spec.obj)
+
+
+def _url(world: World, rule, spec: Access, object_id: int | None, choice: str | None) -> str:
+    values = {}
+    for name in rule.arguments:
+        if name in ID_ARGS:
+            values[name] = object_id
+        elif name == "filename":
+            values[name] = "css/theme.css"
+        else:
+            values[name] = choice
+    with world.app.test_request_context():
+        return url_for(rule.endpoint, **values)
+
+
+def _call(world: World, spec: Access, persona: str, method: str, url: str, variant: str):
+    client = world.fresh_client(persona) if spec.new_session else world.client(persona)
+    if method == "GET":
+        if spec.sse:
+            response = client.get(url, buffered=False)
+            response.close()  # do not wait for lines: the status line is what counts
+            return response
+        return client.get(url)
+    if callable(spec.data):
+        objects = world.visible if variant == "visible" else world.hidden
+        return client.open(url, method=method, data=spec.data(objects), content_type="application/json")
+    return client.open(url, method=method, data=dict(spec.data or {}))
+
+
+def _matches(expected: str, spec: Access, method: str, response) -> bool:
+    status = response.status_code
+    if expected == "login":
+        return status == 302 and response.headers["Location"].startswith("/login")
+    if expected == "allowed":
+        if status in spec.ok:
+            return True
+        if method == "GET":
+            return 200 <= status < 400
+        return status < 500 and status not in (401, 403, 404, 405)
+    return status == int(expected)
+
+
+def run_endpoint(world: World, endpoint: str) -> list[Case]:
+    spec = MATRIX[endpoint]
+    cases = []
+    for rule in [r for r in _rules(world.app) if r.endpoint == endpoint]:
+        choices = list(next(iter(spec.choices.values()))) if spec.choices else [None]
+        for method in _methods(rule):
+            for choice in choices:
+                for persona in PERSONA_ORDER:
+                    for variant in _variants(spec):
+                        object_id = _object_id(world, spec, variant, fresh=(method != "GET"))
+                        url = _url(world, rule, spec, object_id, choice)
+                        response = _call(world, spec, persona, method, url, variant)
+                        response.close()  # static files are streamed from an open file
+                        expected = _expectation(spec, persona, method, variant, choice)
+                        cases.append(Case(persona, method, variant, choice, expected,
+                                          response.status_code, response.headers.get("Location", "")))
+                        if not _matches(expected, spec, method, response):
+                            cases[-1].expected = "MISMATCH:" + expected
+    return cases
+
+
+CASES_RUN: list[int] = []
+
+
+@pytest.mark.parametrize("endpoint", sorted(MATRIX))
+def test_it_grants_exactly_what_the_table_says(world, endpoint):
+    if endpoint not in {rule.endpoint for rule in _rules(world.app)}:
+        pytest.fail(f"{endpoint} is in MATRIX but not in the app")
+    cases = run_endpoint(world, endpoint)
+    CASES_RUN.append(len(cases))
+    wrong = [c for c in cases if c.expected.startswith("MISMATCH:")]
+    assert not wrong, f"{endpoint}: {len(wrong)} of {len(cases)} cases differ from the table:\n" + "\n".join(
+        f"  {c.method} {c.persona:<9} {c.variant:<7} {c.choice or '':<7} expected "
+        f"{c.expected[9:]:<7} got {c.status} {c.location}" for c in wrong)
+    assert cases, f"{endpoint}: no case ran"
+
+
+def test_it_answers_the_same_for_hidden_and_missing_objects(world):
+    """A developer cannot tell a hidden request, build, image or deployment from one
+    that does not exist: same status, same body."""
+    sam = world.client("sam")
+    for path in ("/requests/{}", "/builds/{}", "/images/{}", "/deployments/{}",
+                 "/api/builds/{}/log", "/api/deployments/{}/metrics"):
+        kind = {"/requests/{}": "request", "/builds/{}": "build", "/images/{}": "image"}.get(path, None)
+        kind = kind or ("build" if "builds" in path else "deployment")
+        hidden_url, missing_url = path.format(world.hidden.id_for(kind)), path.format(MISSING_ID)
+        hidden, missing = sam.get(hidden_url), sam.get(missing_url)
+        assert hidden.status_code == missing.status_code == 404
+        assert _normalised(hidden, hidden_url) == _normalised(missing, missing_url), path
+
+
+def _normalised(response, url: str) -> str:
+    """The body without what legitimately differs: the URL itself (the language
+    switch comes back to it) and the CSRF token."""
+    text = response.get_data(as_text=True).replace(url, "URL")
+    return re.sub(r'(name="csrf[-_]token" (?:content|value)=)"[^"]*"', r'\1""', text)
+
+
+def test_it_restricts_metrics_to_allowed_addresses(world):
+    outsider = world.app.test_client()
+    response = outsider.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    assert response.status_code == 403
+    assert "error" in response.get_json()
