@@ -3,7 +3,7 @@ with a small, living company so a newcomer sees every page at work in seconds.
 
 Everything goes through the domain functions the UI uses (validation, Dockerfile,
 repo_key, collaborators, audit rows), and the builds and rollouts are played by
-the real simulation engine on a fast fake clock, so every row is one the system
+the real simulation engine sped up a thousandfold, so every row is one the system
 could have produced itself. The app's own engine is paused meanwhile (two engines
 must never work on the same rows) and resumed afterwards; then one build and one
 rollout are started live, so something is moving when the first page opens.
@@ -110,8 +110,8 @@ STATUS_PATHS = {
 
 
 class _SeedEngine(SimulationEngine):
-    """The real engine, minus runtime output: on a fast fake clock it would write
-    hundreds of log lines per fake second. That output comes from the app's own
+    """The real engine, minus runtime output: sped up this much it would write
+    hundreds of log lines a second. That output comes from the app's own
     engine (live) and from the history pass (metrics only)."""
 
     def _generate_runtime(self, now, counts):
@@ -119,16 +119,19 @@ class _SeedEngine(SimulationEngine):
 
 
 class _Clock:
-    """A fake clock that never runs behind the real one."""
+    """The real time, read only when ``tick`` is called (so a step sees one instant).
+    With the seed engine's speed-up the whole story takes a fraction of a second,
+    and its timestamps stay in order with the rows written by request-style calls."""
 
-    def __init__(self):
-        self.now = time.time()
+    def __init__(self, start: float | None = None):
+        self.now = time.time() if start is None else start
 
     def __call__(self) -> float:
         return self.now
 
-    def tick(self, seconds: float) -> float:
-        self.now = max(self.now + seconds, time.time())
+    def tick(self, pause: float = 0.002) -> float:
+        time.sleep(pause)
+        self.now = max(self.now, time.time())
         return self.now
 
 
@@ -186,7 +189,8 @@ def _seed(app, db) -> list[str]:
     state = app.extensions["samosval"].state
     clock = _Clock()
     engine = _SeedEngine(db_path=app.config["DATABASE"], state=state, clock=clock,
-                         rng=random.Random(app.config.get("SIM_SEED")), speed=200.0)
+                         rng=random.Random(app.config.get("SIM_SEED")), speed=1000.0,
+                         watchdog_build_seconds=1e9, watchdog_deploy_seconds=1e9)
     root_id = db.execute("SELECT id FROM users WHERE username = 'root'").fetchone()[0]
 
     passwords, people = {}, {}
@@ -195,12 +199,12 @@ def _seed(app, db) -> list[str]:
         user_id = user_domain.create_user(db, username, passwords[username], role, actor_id=root_id)
         people[username] = User(user_domain.get_user(db, user_id))
 
-    def settle(until, limit: int = 5000) -> None:
+    def settle(until, limit: int = 10_000) -> None:
         """Step the seed engine until ``until()`` holds."""
         for _ in range(limit):
             if until():
                 return
-            engine.step(clock.tick(0.02))
+            engine.step(clock.tick())
         raise RuntimeError("demo seeding: the simulation did not settle")
 
     # Requests, each walked through the status flow by the people who would do it.
@@ -216,7 +220,7 @@ def _seed(app, db) -> list[str]:
 
     def build(key: str) -> int:
         req = request_domain.get_request(db, request_ids[key])
-        build_id = build_domain.start_build(db, req, olga, clock.tick(0.02))
+        build_id = build_domain.start_build(db, req, olga, clock.tick())
         settle(lambda: db.execute("SELECT status FROM builds WHERE id = ?", (build_id,))
                .fetchone()[0] in build_domain.FINISHED_BUILD_STATUSES)
         return build_id
@@ -235,7 +239,7 @@ def _seed(app, db) -> list[str]:
         deployment_id = deployment_domain.create_deployment(
             db, state, images[key], olga,
             {"name": name, "environment": environment, "replicas": str(replicas), "ports": ports},
-            clock.tick(0.02))
+            clock.tick())
         settle(lambda: _status(db, deployment_id) != "deploying")
         return deployment_id
 
@@ -245,22 +249,22 @@ def _seed(app, db) -> list[str]:
     deploy("frontend", "web-frontend-dev", "dev", 1, "3000:3000", fail=True)
     reports = deploy("reports", "reports-nightly", "staging", 1, "")
     deployment_domain.perform_action(db, state, deployment_domain.get_deployment(db, reports),
-                                     olga, "stop", clock.tick(0.02))
+                                     olga, "stop", clock.tick())
 
     # The commit hook: a CI job pushes payments-api (both deployments restart),
     # and a caller with a wrong token is refused.
     engine.deploy_failure_rate = 0.0
     token_id, token = token_domain.create_token(
         db, "github-actions (payments-api)", secret_key=app.config["SECRET_KEY"],
-        actor_id=people["nadia"].id, now=clock.tick(0.02))
+        actor_id=people["nadia"].id, now=clock.tick())
     payments = request_domain.get_request(db, request_ids["payments"])
     body = json.dumps({"repo_url": payments["repo_url"], "branch": "main",
                        "commit": "4e1d0b7c9a2f5e3d8c6b1a0f9e8d7c6b5a4f3e2d"}).encode()
     event = hooks.parse({}, body, "application/json")
     hooks.process(db, state, event, hooks.Caller(token_id=token_id, token_name="github-actions (payments-api)"),
-                  clock.tick(0.02))
+                  clock.tick())
     settle(lambda: not db.execute("SELECT 1 FROM deployments WHERE status = 'deploying'").fetchone())
-    hooks.refuse(db, clock.tick(0.02), source="generic", reason=hooks.R_UNKNOWN_TOKEN,
+    hooks.refuse(db, clock.tick(), source="generic", reason=hooks.R_UNKNOWN_TOKEN,
                  http_status=401)
 
     _simulate_metric_history(app, state)
@@ -285,8 +289,7 @@ def _simulate_metric_history(app, state) -> None:
     metric points: the charts open full, while log lines arrive live."""
     scratch = SimulationState()
     start = time.time() - METRIC_HISTORY_SECONDS
-    clock = _Clock()
-    clock.now = start
+    clock = _Clock(start)
     engine = SimulationEngine(db_path=app.config["DATABASE"], state=scratch, clock=clock,
                               rng=random.Random(app.config.get("SIM_SEED")), speed=1.0)
     for second in range(METRIC_HISTORY_SECONDS):
