@@ -68,6 +68,8 @@ CREATE TABLE IF NOT EXISTS images (
 );
 CREATE INDEX IF NOT EXISTS idx_images_request ON images(request_id, id);
 CREATE INDEX IF NOT EXISTS idx_images_created ON images(created_at);
+-- "Is this the newest image of its tag?" on every list and detail row.
+CREATE INDEX IF NOT EXISTS idx_images_tag ON images(image_tag, id);
 
 CREATE TABLE IF NOT EXISTS builds (
     id INTEGER PRIMARY KEY,
@@ -89,6 +91,7 @@ CREATE TABLE IF NOT EXISTS builds (
 );
 CREATE INDEX IF NOT EXISTS idx_builds_status ON builds(status, next_step_at);
 CREATE INDEX IF NOT EXISTS idx_builds_request ON builds(request_id, id);
+CREATE INDEX IF NOT EXISTS idx_builds_image ON builds(image_id, id);
 
 CREATE TABLE IF NOT EXISTS deployments (
     id INTEGER PRIMARY KEY,

@@ -59,15 +59,16 @@ def deployments_of_image(db: sqlite3.Connection, image_id: int):
 
 
 def list_images_sql(where: str, params: list, q: str = "") -> tuple[str, list]:
-    """The images list: newest first, each row knowing whether it is the newest
-    image of its tag among the rows the user may see. ``where`` limits the
-    request alias ``r``."""
+    """The images list: newest first, each row knowing the newest image of its tag
+    (as the detail page does). ``where`` limits the request alias ``r``. Per-row
+    subqueries through idx_images_tag, not a window over every image: only the
+    page's rows are computed (a window read all 2,000 images per page view)."""
     sql = ("SELECT i.*, r.image_name, "
-           "MAX(i.id) OVER (PARTITION BY i.image_tag) AS newest_id, "
+           "(SELECT MAX(j.id) FROM images j WHERE j.image_tag = i.image_tag) AS newest_id, "
            "(SELECT COUNT(*) FROM deployments d WHERE d.image_id = i.id) AS deployment_count "
            f"FROM images i JOIN image_requests r ON r.id = i.request_id WHERE {where}")
     params = list(params)
     if q:
         sql += " AND i.image_tag LIKE ? ESCAPE '\\'"
         params.append("%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
-    return f"SELECT * FROM ({sql}) ORDER BY id DESC", params
+    return f"{sql} ORDER BY i.id DESC", params
