@@ -119,6 +119,14 @@ def change_own_password(db: sqlite3.Connection, user_id: int, current: str, new:
         audit.record(db, "password_change", user_id=user_id, target_type="user", target_id=user_id)
 
 
+def log_out(db: sqlite3.Connection, user_id: int) -> None:
+    """End the user's sessions. The cookie is signed, not stored: a copy taken before
+    logout would stay valid unless the session version it carries is retired."""
+    with transaction(db):
+        db.execute("UPDATE users SET session_version = session_version + 1 WHERE id = ?", (user_id,))
+        audit.record(db, "logout", user_id=user_id, target_type="user", target_id=user_id)
+
+
 def set_locale(db: sqlite3.Connection, user_id: int, locale: str) -> None:
     with transaction(db):
         db.execute("UPDATE users SET locale = ? WHERE id = ?", (locale, user_id))

@@ -7,11 +7,11 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
-from .. import audit
 from ..auth import User
-from ..db import get_db, transaction
+from ..db import get_db
 from ..domain import users as user_domain
 from ..security import limiter
+from ..simulator.runtime import get_state
 
 bp = Blueprint("auth", __name__)
 
@@ -75,10 +75,9 @@ def login():
 @bp.route("/logout", methods=["POST"])
 def logout():
     if current_user.is_authenticated:
-        db = get_db()
-        with transaction(db):
-            audit.record(db, "logout", user_id=current_user.id, target_type="user",
-                         target_id=current_user.id)
+        user_id = current_user.id
+        user_domain.log_out(get_db(), user_id)
+        get_state().revoke_user(user_id)  # its live log streams end with the session
     logout_user()
     session.clear()
     flash(_("You have logged out."), "info")
