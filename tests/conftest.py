@@ -31,9 +31,31 @@ PERSONAS = {
 }
 
 
+# Werkzeug's default (scrypt) costs ~0.1 s per hash and per check: most of the
+# suite's time. Tests hash with a cheap PBKDF2 instead; production code is untouched
+# (tests/test_db.py checks the real default separately).
+FAST_HASH_METHOD = "pbkdf2:sha256:1000"
+fast_password_hash = functools.partial(generate_password_hash, method=FAST_HASH_METHOD)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def fast_password_hashing():
+    import samosval.db
+    import samosval.domain.users as users_module
+    saved = (samosval.db.generate_password_hash, users_module.generate_password_hash,
+             users_module._DUMMY_HASH)
+    samosval.db.generate_password_hash = fast_password_hash
+    users_module.generate_password_hash = fast_password_hash
+    # The dummy hash must cost what a real one costs, or login timing would differ.
+    users_module._DUMMY_HASH = fast_password_hash("samosval-dummy-password")
+    yield
+    samosval.db.generate_password_hash, users_module.generate_password_hash, \
+        users_module._DUMMY_HASH = saved
+
+
 @functools.lru_cache(maxsize=None)
 def _password_hash() -> str:
-    return generate_password_hash(PASSWORD)
+    return fast_password_hash(PASSWORD)
 
 
 class CSRFClient(FlaskClient):

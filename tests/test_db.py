@@ -117,3 +117,19 @@ def test_it_leaves_an_up_to_date_database_alone(tmp_path):
     init_db_if_needed(str(path))
     db = connect(str(path))
     assert upgrade(db, schema_sql()) == []
+
+
+def test_it_hashes_passwords_with_werkzeugs_default_in_production(tmp_path, monkeypatch):
+    import samosval.db
+    import samosval.domain.users as users_module
+    from werkzeug.security import generate_password_hash
+    # undo the suite's fast hashing for this test
+    monkeypatch.setattr(users_module, "generate_password_hash", generate_password_hash)
+    monkeypatch.setattr(samosval.db, "generate_password_hash", generate_password_hash)
+    path = str(tmp_path / "x.sqlite3")
+    init_db_if_needed(path)
+    db = connect(path)
+    users_module.create_user(db, "hashcheck", "long-enough-pw", "developer")
+    default_method = generate_password_hash("x").split(":")[0]
+    for row in db.execute("SELECT password_hash FROM users"):
+        assert row[0].split(":")[0] == default_method == "scrypt"
