@@ -247,7 +247,12 @@ def _url(world: World, rule, spec: Access, object_id: int | None, choice: str | 
 
 
 def _call(world: World, spec: Access, persona: str, method: str, url: str, variant: str):
-    client = world.fresh_client(persona) if spec.new_session else world.client(persona)
+    if spec.new_session:
+        # Logging out retires every session of the user: log the cached one in again later.
+        world.forget(persona)
+        client = world.fresh_client(persona)
+    else:
+        client = world.client(persona)
     if method == "GET":
         if spec.sse:
             response = client.get(url, buffered=False)
