@@ -3,7 +3,6 @@ metrics JSON, the SSE log stream and the log download."""
 from __future__ import annotations
 
 import socket
-import time
 from datetime import datetime, timezone
 
 from flask import (Blueprint, Response, abort, current_app, flash, jsonify, redirect,
@@ -17,7 +16,7 @@ from ..db import connect, get_db
 from ..domain import N_, ActionRefused
 from ..domain import deployments as deployment_domain
 from ..pagination import page_number, paginate
-from ..simulator.runtime import get_state
+from ..simulator.runtime import get_state, sim_now
 from ..timeutil import utcnow_iso
 
 bp = Blueprint("deployments", __name__)
@@ -118,7 +117,7 @@ def deployment_action(deployment_id: int, action: str):
     db = get_db()
     try:
         new_status = deployment_domain.perform_action(
-            db, get_state(), deployment, current_user, action, time.time())
+            db, get_state(), deployment, current_user, action, sim_now())
     except ActionRefused as refused:
         if _wants_json():
             return jsonify(error=_(refused.message)), refused.status
