@@ -43,10 +43,15 @@ def transaction(db: sqlite3.Connection):
     db.execute("BEGIN IMMEDIATE")
     try:
         yield db
+        db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        # SQLite has already rolled back after some errors (disk full, I/O): a second
+        # ROLLBACK would replace the real error with "no transaction is active". A
+        # failed COMMIT leaves the transaction open: close it, or this connection
+        # keeps the write lock (the engine's connection lives as long as the process).
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
 
 
 def get_db() -> sqlite3.Connection:
