@@ -7,7 +7,10 @@ few instructions that touch the deque, never across I/O.
 """
 from __future__ import annotations
 
+import marshal
 import threading
+import zlib
+from array import array
 from collections import deque
 from typing import NamedTuple
 
@@ -29,10 +32,23 @@ class LogStream:
     missed if those already fell off the ring. ``wait()`` sleeps until there
     is something new (a line, a status change, or the stream closing), so
     live readers never poll.
+
+    Memory: a thousand lines as separate tuples cost ~265 KB per deployment.
+    Lines are kept in blocks of ``BLOCK_LINES`` plain ``(ts, level, text)``
+    tuples; once two newer blocks exist, a block is packed (marshal + zlib,
+    ~8x smaller on log text). Sequence numbers are contiguous, so they are
+    computed, not stored. Live readers stay within the two newest blocks and
+    never unpack; a first read of 200 lines unpacks at most a few blocks.
     """
 
+    BLOCK_LINES = 50
+
     def __init__(self, capacity: int = LOG_CAPACITY):
-        self._lines: deque[LogLine] = deque(maxlen=capacity)
+        self.capacity = capacity
+        # Oldest first. Each block but the last is full; packed ones are bytes.
+        self._blocks: deque[list | bytes] = deque()
+        self._base_seq = 1  # seq of the first line of self._blocks[0]
+        self._first_seq = 1  # oldest line still in the ring
         self._cond = threading.Condition(threading.Lock())
         self.last_seq = 0
         self.status: str | None = None
@@ -44,9 +60,34 @@ class LogStream:
     def append(self, ts: float, level: str, text: str) -> int:
         with self._cond:
             self.last_seq += 1
-            self._lines.append(LogLine(self.last_seq, ts, level, text))
+            blocks = self._blocks
+            if not blocks or len(blocks[-1]) >= self.BLOCK_LINES:
+                blocks.append([])
+                if len(blocks) >= 3 and isinstance(blocks[-3], list):
+                    blocks[-3] = zlib.compress(marshal.dumps(blocks[-3]), 1)
+            blocks[-1].append((ts, level, text))
+            self._first_seq = max(self._first_seq, self.last_seq - self.capacity + 1)
+            while len(blocks) > 1 and self._base_seq + self.BLOCK_LINES <= self._first_seq:
+                blocks.popleft()
+                self._base_seq += self.BLOCK_LINES
             self._cond.notify_all()
             return self.last_seq
+
+    def _lines(self, first: int, count: int) -> list[LogLine]:
+        """``count`` lines from seq ``first`` on (the caller holds the lock and keeps
+        the range inside the ring)."""
+        lines: list[LogLine] = []
+        seq, end = first, first + count
+        while seq < end:
+            index, offset = divmod(seq - self._base_seq, self.BLOCK_LINES)
+            block = self._blocks[index]
+            if isinstance(block, bytes):
+                block = marshal.loads(zlib.decompress(block))
+            stop = min(len(block), offset + end - seq)
+            for ts, level, text in block[offset:stop]:
+                lines.append(LogLine(seq, ts, level, text))
+                seq += 1
+        return lines
 
     def set_status(self, status: str) -> None:
         with self._cond:
@@ -64,26 +105,24 @@ class LogStream:
         """Lines with a sequence number above ``seq`` (oldest first) and how many
         lines after ``seq`` were lost because the ring overwrote them."""
         with self._cond:
-            if not self._lines or seq >= self.last_seq:
+            if self.last_seq < self._first_seq or seq >= self.last_seq:
                 return [], 0
-            first = self._lines[0].seq
+            first = self._first_seq
             missed = max(0, first - seq - 1)
-            start = max(0, seq + 1 - first)
-            count = len(self._lines) - start
+            start = max(first, seq + 1)
+            count = self.last_seq - start + 1
             if limit is not None:
                 count = min(count, limit)
-            # deque slicing is O(n) anyway; islice from the left end is cheapest.
-            lines = [self._lines[start + i] for i in range(count)]
-            return lines, missed
+            return self._lines(start, count), missed
 
     def tail(self, count: int) -> list[LogLine]:
         with self._cond:
-            count = min(count, len(self._lines))
-            return [self._lines[i] for i in range(len(self._lines) - count, len(self._lines))]
+            count = min(count, len(self))
+            return self._lines(self.last_seq - count + 1, count)
 
     def snapshot(self) -> list[LogLine]:
         with self._cond:
-            return list(self._lines)
+            return self._lines(self._first_seq, len(self))
 
     def wait(self, after_seq: int, status_version: int, timeout: float) -> bool:
         """Sleep until a line after ``after_seq`` exists, the status changed from
@@ -118,32 +157,48 @@ class LogStream:
             self.subscribers -= 1
 
     def __len__(self) -> int:
-        return len(self._lines)
+        return max(0, self.last_seq - self._first_seq + 1)
 
 
 class MetricSeries:
-    """The last 900 (ts, cpu %, ram %) points of one deployment."""
+    """The last 900 (ts, cpu %, ram %) points of one deployment, in three ``array('d')``
+    rings (24 bytes a point instead of ~160 as tuples of floats)."""
 
     def __init__(self, capacity: int = METRIC_CAPACITY):
-        self._points: deque[tuple[float, float, float]] = deque(maxlen=capacity)
+        self._capacity = capacity
+        self._ts, self._cpu, self._ram = array("d"), array("d"), array("d")
+        self._start = 0  # index of the oldest point once the rings are full
         self._lock = threading.Lock()
 
     def append(self, ts: float, cpu: float, ram: float) -> None:
         with self._lock:
-            self._points.append((ts, cpu, ram))
+            if len(self._ts) < self._capacity:
+                self._ts.append(ts)
+                self._cpu.append(cpu)
+                self._ram.append(ram)
+                return
+            i = self._start
+            self._ts[i], self._cpu[i], self._ram[i] = ts, cpu, ram
+            self._start = (i + 1) % self._capacity
 
     def since(self, ts: float | None = None) -> list[tuple[float, float, float]]:
         with self._lock:
-            if ts is None:
-                return list(self._points)
-            return [p for p in self._points if p[0] > ts]
+            n, start = len(self._ts), self._start
+            order = range(start, start + n)
+            points = [(self._ts[i % n], self._cpu[i % n], self._ram[i % n]) for i in order]
+        if ts is None:
+            return points
+        return [p for p in points if p[0] > ts]
 
     def latest(self):
         with self._lock:
-            return self._points[-1] if self._points else None
+            if not self._ts:
+                return None
+            i = (self._start - 1) % len(self._ts)
+            return (self._ts[i], self._cpu[i], self._ram[i])
 
     def __len__(self) -> int:
-        return len(self._points)
+        return len(self._ts)
 
 
 class DeploymentRuntime:
