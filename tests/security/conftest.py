@@ -177,8 +177,8 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    limiter.reset()
     app = build_app(tmp_path_factory.mktemp("security"))
+    limiter.reset()  # its storage exists once an app has been made
     db = connect(app.config["DATABASE"])
     try:
         yield World(app, db, add_personas(db))
