@@ -420,9 +420,11 @@ class SimulationEngine:
         if entry.pending and entry.pending[0] <= now:
             logs = runtime.logs
             while entry.pending and entry.pending[0] <= now:
-                ts = entry.pending.pop(0)
+                entry.pending.pop(0)
                 level, text = textgen.runtime_line(rng, entry.name, entry.image_tag, entry.replicas)
-                logs.append(ts, level, text)
+                # Stamped with the moment it is written (as a real logger does), so a
+                # reader's delay is measured from the append, not from the schedule.
+                logs.append(now, level, text)
                 counts["log_lines"] += 1
 
     def _walk(self, entry: _Running, runtime) -> tuple[float, float]:
