@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 
-from flask import current_app, jsonify, render_template, request
+from flask import current_app, g, jsonify, render_template, request
 from flask_babel import format_datetime, get_locale, lazy_gettext as _l, gettext as _
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
@@ -138,4 +138,10 @@ def init_app(app) -> None:
     @app.errorhandler(sqlite3.OperationalError)
     def database_unavailable(exc):
         log.exception("database error")
+        try:
+            current_user._get_current_object()  # the page, its menu and language need the user
+        except sqlite3.Error:
+            # Loading the user failed too (the database cannot be opened): answer as to
+            # a visitor instead of failing again inside this very handler (a bare 500).
+            g._login_user = current_app.login_manager.anonymous_user()
         return _error(503, _("The database is unavailable right now. Try again shortly."))
