@@ -20,8 +20,16 @@ import pytest
 
 from samosval.db import connect
 from tests import factories
-from tests.reliability import (AppProcess, Client, add_users, integrity, prepare_database, query,
-                               request_form, server_log_problems)
+from tests.reliability import (
+    AppProcess,
+    Client,
+    add_users,
+    integrity,
+    prepare_database,
+    query,
+    request_form,
+    server_log_problems,
+)
 
 TRANSITIONAL_BUILDS = ("queued", "building")
 

@@ -23,8 +23,17 @@ from collections import Counter, defaultdict
 import pytest
 
 from tests import factories
-from tests.reliability import (AppProcess, Client, add_users, integrity, percentile, prepare_database,
-                               query, request_form, server_log_problems)
+from tests.reliability import (
+    AppProcess,
+    Client,
+    add_users,
+    integrity,
+    percentile,
+    prepare_database,
+    query,
+    request_form,
+    server_log_problems,
+)
 
 SOAK_SECONDS = float(os.environ.get("SAMOSVAL_SOAK_SECONDS", "15"))
 THREADS = 20
@@ -300,9 +309,9 @@ def test_it_keeps_every_write_and_serves_no_5xx_under_concurrent_load(tmp_path):
     all_statuses = Counter()
     for counter in recorder.statuses.values():
         all_statuses.update(counter)
-    lines = [f"soak: {THREADS} threads, {elapsed:.1f} s, {total} requests "
-             f"({total / elapsed:.0f}/s), statuses {dict(sorted(all_statuses.items()))}, "
-             f"errors {len(recorder.errors)}"]
+    lines = [(f"soak: {THREADS} threads, {elapsed:.1f} s, {total} requests "
+              f"({total / elapsed:.0f}/s), statuses {dict(sorted(all_statuses.items()))}, "
+              f"errors {len(recorder.errors)}")]
     for kind in sorted(recorder.latency):
         values = recorder.latency[kind]
         lines.append(f"  {kind:8} n={len(values):5}  p50={percentile(values, .5) * 1000:6.1f} ms  "
