@@ -222,3 +222,26 @@ def test_it_keeps_the_engine_stepping_through_storage_errors(app, engine, clock,
     assert build["build_log"].count("Build started on") == 1
     assert db.execute("SELECT status FROM deployments WHERE id = ?", (deployment_id,)).fetchone()[0] == "running"
     assert db.execute("SELECT COUNT(*) FROM images WHERE request_id = ?", (request_id,)).fetchone()[0] == 1
+
+
+def test_it_answers_503_to_the_commit_webhook_so_the_sender_retries(app, client, db, users, sample, fault):
+    from samosval.domain import tokens
+    token = tokens.create_token(db, "ci", secret_key=app.secret_key, actor_id=users["alice"])[1]
+
+    def deliver():
+        return client.post("/api/hooks/commit", csrf=False, headers={"Authorization": f"Bearer {token}"},
+                           json={"repo_url": "https://github.com/acme/billing.git", "branch": "main",
+                                 "commit": "cafebabe" * 5})
+
+    before = counts(db)
+    deliveries = db.execute("SELECT COUNT(*) FROM webhook_deliveries").fetchone()[0]
+    fault.mode = "readonly"
+    response = deliver()
+    assert response.status_code == 503 and response.get_json() == {"error": translated(app)}
+    assert counts(db) == before
+    assert db.execute("SELECT COUNT(*) FROM webhook_deliveries").fetchone()[0] == deliveries
+    assert db.execute("SELECT status FROM deployments WHERE id = ?", (sample["deployment_id"],)).fetchone()[0] \
+        == "running"
+    fault.mode = None
+    response = deliver()  # the sender's retry
+    assert response.status_code == 200 and response.get_json()["restarted_deployments"] == [sample["deployment_id"]]
