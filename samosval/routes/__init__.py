@@ -1,20 +1,15 @@
 """Blueprints, one per area. Each module exposes ``bp``."""
 from __future__ import annotations
 
-import importlib
+from . import (admin_routes, alert_routes, api_routes, auth_routes, build_routes, dashboard_routes,
+               deployment_routes, hook_routes, image_routes, ops_routes, request_routes)
 
 BLUEPRINT_MODULES = (
-    "auth_routes", "dashboard_routes", "request_routes", "build_routes", "image_routes",
-    "deployment_routes", "admin_routes", "api_routes", "hook_routes", "alert_routes", "ops_routes",
+    auth_routes, dashboard_routes, request_routes, build_routes, image_routes, deployment_routes,
+    admin_routes, api_routes, hook_routes, alert_routes, ops_routes,
 )
 
 
 def register_blueprints(app) -> None:
-    for name in BLUEPRINT_MODULES:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{name}":
-                continue  # area not built yet
-            raise
+    for module in BLUEPRINT_MODULES:
         app.register_blueprint(module.bp)
