@@ -233,17 +233,33 @@ def restart_deployment(db: sqlite3.Connection, state, deployment_id: int, now: f
     ``needs_restart`` cleared, ``reason`` written to the log. False if the
     deployment is in no state to restart (stopped, failed, gone)."""
     with transaction(db):
-        row = db.execute("SELECT status FROM deployments WHERE id = ?", (deployment_id,)).fetchone()
-        if row is None or row["status"] not in AUTO_RESTART_FROM:
-            return False
-        db.execute(
-            "UPDATE deployments SET status = 'deploying', next_step_at = NULL, status_since = ?, "
-            "updated_at = ?, needs_restart = 0 WHERE id = ?", (now, utcnow_iso(now), deployment_id))
-        audit.record(db, "deployment_restart", user_id=actor_id, target_type="deployment",
-                     target_id=deployment_id,
-                     details={"from": row["status"], "automatic": True, "reason": reason}, now=now)
-    _event(state, deployment_id, now, f"Restarting: {reason}", "deploying")
+        restarted = restart_in_transaction(db, deployment_id, now, actor_id=actor_id, reason=reason)
+    if restarted:
+        restarted_event(state, deployment_id, now, reason)
+    return restarted
+
+
+def restart_in_transaction(db: sqlite3.Connection, deployment_id: int, now: float, *,
+                           actor_id: int | None = None, reason: str, commit: str | None = None) -> bool:
+    """The database half of :func:`restart_deployment`, inside the caller's transaction,
+    so the commit hook restarts many deployments per commit (``commit`` becomes the
+    deployment's ``last_commit``). After committing, the caller calls
+    :func:`restarted_event` for each one restarted."""
+    row = db.execute("SELECT status FROM deployments WHERE id = ?", (deployment_id,)).fetchone()
+    if row is None or row["status"] not in AUTO_RESTART_FROM:
+        return False
+    db.execute(
+        "UPDATE deployments SET status = 'deploying', next_step_at = NULL, status_since = ?, "
+        "updated_at = ?, needs_restart = 0, last_commit = COALESCE(?, last_commit) WHERE id = ?",
+        (now, utcnow_iso(now), commit, deployment_id))
+    audit.record(db, "deployment_restart", user_id=actor_id, target_type="deployment",
+                 target_id=deployment_id,
+                 details={"from": row["status"], "automatic": True, "reason": reason}, now=now)
     return True
+
+
+def restarted_event(state, deployment_id: int, now: float, reason: str) -> None:
+    _event(state, deployment_id, now, f"Restarting: {reason}", "deploying")
 
 
 # --- engine transitions ------------------------------------------------------------

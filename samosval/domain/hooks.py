@@ -36,6 +36,7 @@ ZERO_SHA_RE = re.compile(r"^0+$")
 SKIP_MARKERS = ("[skip ci]", "[skip deploy]")
 MAX_BRANCH_LENGTH = 255
 MAX_URL_LENGTH = 2000
+RESTART_BATCH = 100  # deployments restarted per transaction
 
 # Reasons, stored in English in webhook_deliveries.reason and translated on display.
 # A reason may carry a literal detail after ": " (field names, a delivery id).
@@ -426,11 +427,11 @@ def process(db: sqlite3.Connection, state, event: CommitEvent, caller: Caller, n
     """Apply an authenticated, parsed event. ``requests``: the rows of
     :func:`find_requests` when the caller already looked them up.
 
-    Three short transactions, because ``restart_deployment`` commits each restart
-    on its own: (1) the duplicate check, the delivery row (already 'processed', so
-    a concurrent replay of the same commit is recognised), the request's commit
-    and the marks; (2) one restart per running deployment; (3) the final counts,
-    the token's last use and the audit entries.
+    Short transactions: (1) the duplicate check, the delivery row (already
+    'processed', so a concurrent replay of the same commit is recognised), the
+    request's commit and the marks; (2) the restarts, RESTART_BATCH running
+    deployments per transaction; (3) the final counts, the token's last use and
+    the audit entries.
     """
     from . import deployments as deployment_domain
 
@@ -454,20 +455,25 @@ def process(db: sqlite3.Connection, state, event: CommitEvent, caller: Caller, n
         return result
 
     label = _source_label(event, caller)
-    for deployment_id in to_restart:
-        restarted = deployment_domain.restart_deployment(
-            db, state, deployment_id, now, actor_id=caller.user_id,
-            reason=f"commit {event.commit[:12]} received from {label}")
+    reason = f"commit {event.commit[:12]} received from {label}"
+    # One transaction per RESTART_BATCH deployments: two commits per deployment made
+    # a 1,000-deployment push take ~450 ms; batches still free the write lock often.
+    for start in range(0, len(to_restart), RESTART_BATCH):
+        batch, restarted = to_restart[start:start + RESTART_BATCH], set()
         with transaction(db):
-            if restarted:
-                db.execute("UPDATE deployments SET last_commit = ? WHERE id = ?",
-                           (event.commit, deployment_id))
+            for deployment_id in batch:
+                if deployment_domain.restart_in_transaction(db, deployment_id, now, actor_id=caller.user_id,
+                                                            reason=reason, commit=event.commit):
+                    restarted.add(deployment_id)
+                else:  # stopped or failed in the meantime: same as any non-running one
+                    _mark(db, now, deployment_id)
+                    result.marked.append(deployment_id)
+        for deployment_id in batch:
+            if deployment_id in restarted:
                 result.restarted.append(deployment_id)
-            else:  # stopped or failed in the meantime: same as any non-running one
-                _mark(db, now, deployment_id)
-                result.marked.append(deployment_id)
-        if not restarted:
-            state.runtime(deployment_id).logs.append(now, "EVENT", _mark_line(event, label, "it is no longer running"))
+                deployment_domain.restarted_event(state, deployment_id, now, reason)
+            else:
+                state.runtime(deployment_id).logs.append(now, "EVENT", _mark_line(event, label, "it is no longer running"))
     with transaction(db):
         result.marked.sort()
         if not result.restarted and not result.marked:
