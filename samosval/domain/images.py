@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 
 from ..timeutil import utcnow_iso
+from .users import like_escape
 
 
 def get_image(db: sqlite3.Connection, image_id: int):
@@ -70,5 +71,5 @@ def list_images_sql(where: str, params: list, q: str = "") -> tuple[str, list]:
     params = list(params)
     if q:
         sql += " AND i.image_tag LIKE ? ESCAPE '\\'"
-        params.append("%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        params.append("%" + like_escape(q) + "%")
     return f"{sql} ORDER BY i.id DESC", params

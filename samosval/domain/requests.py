@@ -16,6 +16,7 @@ from ..db import transaction
 from ..timeutil import utcnow_iso
 from . import N_, ActionRefused, ValidationError
 from .repos import normalize_repo_url, split_logins
+from .users import like_escape
 
 REQUEST_STATUSES = ("draft", "submitted", "in_review", "approved", "rejected")
 UPDATE_MODES = ("continuous", "static")
@@ -102,7 +103,7 @@ def list_requests_query(user, *, status: str | None = None, owner: str | None = 
 
 
 def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return like_escape(text)
 
 
 def search_logins(db: sqlite3.Connection, prefix: str, role: str | None = None,

@@ -164,8 +164,11 @@ def list_users(db: sqlite3.Connection, *, role: str | None = None, q: str | None
 
 
 def like_escape(text: str) -> str:
-    """Make ``%`` and ``_`` in user input match literally in ``LIKE ... ESCAPE '\\'``."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    """Make ``%`` and ``_`` in user input match literally in ``LIKE ... ESCAPE '\\'``.
+    SQLite's LIKE stops reading a pattern at a NUL, so ``%<NUL>%`` would match every
+    row; stored searchable text never holds control characters, so NUL becomes one
+    that matches nothing."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace("\x00", "\x01")
 
 
 def _target_or_refuse(db: sqlite3.Connection, user_id: int):
