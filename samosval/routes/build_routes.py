@@ -17,6 +17,8 @@ from ..simulator.runtime import sim_now
 
 bp = Blueprint("builds", __name__)
 
+MAX_LOG_OFFSET = 2 ** 62
+
 
 @bp.app_template_global("request_builds")
 def request_builds(req) -> dict:
@@ -70,7 +72,8 @@ def build_log_json(build_id: int):
             raise ValueError
     except ValueError:
         return jsonify(error=_("offset must be a whole number, 0 or more.")), 400
-    payload = build_domain.log_since(get_db(), build_id, offset)
+    # Past the end is "nothing new"; an offset beyond SQLite's integers must not 500.
+    payload = build_domain.log_since(get_db(), build_id, min(offset, MAX_LOG_OFFSET))
     response = jsonify(payload)
     response.headers["Cache-Control"] = "no-store"
     return response
