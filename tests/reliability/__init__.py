@@ -103,6 +103,12 @@ class AppProcess:
     def thread_count(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/task"))
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server has used so far."""
+        with open(f"/proc/{self.pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_kb(self) -> int:
         with open(f"/proc/{self.pid}/status") as handle:
             for line in handle:
