@@ -6,44 +6,61 @@ import sqlite3
 
 from flask import g, has_request_context, request
 
+from .domain import N_
 from .timeutil import utcnow_iso
 
 # Every action the system records. Names are short and stable: filters,
 # bookmarks and external log shippers rely on them.
 ACTIONS = {
-    "login": "user logged in",
-    "login_failed": "failed login",
-    "logout": "user logged out",
-    "password_change": "user changed own password",
-    "user_create": "user created",
-    "user_block": "user blocked",
-    "user_unblock": "user unblocked",
-    "user_role_change": "user role changed",
-    "user_password_reset": "user password reset by admin",
-    "request_create": "image request created",
-    "request_edit": "image request edited",
-    "request_submit": "image request submitted",
-    "request_status": "image request status changed",
-    "build_start": "build started",
-    "build_finish": "build finished",
-    "build_cancel": "build cancelled",
-    "deployment_create": "deployment created",
-    "deployment_start": "deployment started",
-    "deployment_stop": "deployment stopped",
-    "deployment_restart": "deployment restarted",
-    "deployment_delete": "deployment deleted",
-    "deployment_failed": "deployment failed",
-    "deployment_running": "deployment became running",
-    "commit_hook_received": "commit webhook received",
-    "commit_hook_refused": "commit webhook refused",
-    "deployments_restarted": "deployments restarted by a commit",
-    "token_create": "webhook token created",
-    "token_revoke": "webhook token revoked",
-    "alert_resolve": "alert resolved",
-    "watchdog_timeout": "stuck item failed by the watchdog",
+    "login": N_("user logged in"),
+    "login_failed": N_("failed login"),
+    "logout": N_("user logged out"),
+    "password_change": N_("user changed own password"),
+    "user_create": N_("user created"),
+    "user_block": N_("user blocked"),
+    "user_unblock": N_("user unblocked"),
+    "user_role_change": N_("user role changed"),
+    "user_password_reset": N_("user password reset by admin"),
+    "request_create": N_("image request created"),
+    "request_edit": N_("image request edited"),
+    "request_submit": N_("image request submitted"),
+    "request_status": N_("image request status changed"),
+    "build_start": N_("build started"),
+    "build_finish": N_("build finished"),
+    "build_cancel": N_("build cancelled"),
+    "deployment_create": N_("deployment created"),
+    "deployment_start": N_("deployment started"),
+    "deployment_stop": N_("deployment stopped"),
+    "deployment_restart": N_("deployment restarted"),
+    "deployment_delete": N_("deployment deleted"),
+    "deployment_failed": N_("deployment failed"),
+    "deployment_running": N_("deployment became running"),
+    "commit_hook_received": N_("commit webhook received"),
+    "commit_hook_refused": N_("commit webhook refused"),
+    "deployments_restarted": N_("deployments restarted by a commit"),
+    "token_create": N_("webhook token created"),
+    "token_revoke": N_("webhook token revoked"),
+    "alert_resolve": N_("alert resolved"),
+    "watchdog_timeout": N_("stuck item failed by the watchdog"),
 }
 
 TARGET_TYPES = ("user", "request", "build", "image", "deployment", "alert", "token", "delivery")
+TARGET_LABELS = {
+    "user": N_("user"), "request": N_("request"), "build": N_("build"), "image": N_("image"),
+    "deployment": N_("deployment"), "alert": N_("alert"), "token": N_("token"), "delivery": N_("delivery"),
+}
+
+
+def target_links(db: sqlite3.Connection, rows) -> dict:
+    """Links to the targets of audit ``rows`` that still exist (one query per type)."""
+    from .domain import audit_queries
+    found = audit_queries.existing_targets(db, [(r["target_type"], r["target_id"]) for r in rows])
+    links = {}
+    for (target_type, target_id), label in found.items():
+        path = audit_queries.target_path(target_type, target_id, label)
+        if path:
+            links[(target_type, target_id)] = path
+    return links
 
 
 def client_ip() -> str | None:

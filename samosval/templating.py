@@ -43,6 +43,17 @@ NAVIGATION = (
 )
 
 
+def action_label(action: str) -> str:
+    """The audit action in words, in the user's language (the code stays in a title)."""
+    from .audit import ACTIONS
+    return _(ACTIONS[action]) if action in ACTIONS else action
+
+
+def target_label(target_type: str) -> str:
+    from .audit import TARGET_LABELS
+    return _(TARGET_LABELS[target_type]) if target_type in TARGET_LABELS else target_type
+
+
 def status_label(status: str) -> str:
     label = STATUS_LABELS.get(status)
     return str(label) if label is not None else status
@@ -94,7 +105,8 @@ def init_app(app) -> None:
     # Globals (not context) so that imported macros see them too.
     app.jinja_env.globals.update(access=access, status_label=status_label,
                                  role_labels=ROLE_LABELS, get_locale=get_locale,
-                                 has_endpoint=lambda name: name in app.view_functions)
+                                 has_endpoint=lambda name: name in app.view_functions,
+                                 action_label=action_label, target_label=target_label)
     app.jinja_env.filters["dt"] = format_time
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True

@@ -116,3 +116,11 @@ def test_cli_refuses_a_bad_username(runner):
 def test_cli_init_db(runner, app):
     result = runner.invoke(args=["init-db"])
     assert result.exit_code == 0 and "Database ready" in result.output
+
+
+def test_it_describes_recent_events_in_words_and_links_their_targets(auth, sample, db):
+    from samosval import audit
+    audit.record(db, "deployment_stop", user_id=1, target_type="deployment", target_id=sample["deployment_id"])
+    html = auth.client_for("root").get("/dashboard").get_data(as_text=True)
+    assert "развёртывание остановлено" in html
+    assert f'href="/deployments/{sample["deployment_id"]}"' in html

@@ -171,7 +171,7 @@ def test_it_rejects_bad_filters(auth, seeded, args, field):
 def test_it_shows_time_user_action_target_details_and_ip(auth, seeded):
     page = auth.client_for("root").get("/admin/audit?action=deployment_stop").get_data(as_text=True)
     row = page.split(f'data-audit-id="{seeded["oleg_deploy"]}"', 1)[1].split("</tr>", 1)[0]
-    for text in ("2026-03-03 10:00:00", "oleg", "deployment_stop", "deployment #5",
+    for text in ("2026-03-03 10:00:00", "oleg", "deployment_stop", "развёртывание остановлено", "развёртывание #5",
                  "reason: nightly window", "10.0.0.7"):
         assert text in row
 
@@ -191,8 +191,8 @@ def test_it_links_targets_that_still_exist(auth, db, users):
     assert f'href="/builds/{build_id}" data-target-link' in page
     assert f'href="/deployments/{deployment_id}" data-target-link' in page
     assert 'href="/admin/users?q=dana" data-target-link' in page
-    assert "/deployments/999" not in page and "deployment #999" in page
-    assert "user #999" in page
+    assert "/deployments/999" not in page and "развёртывание #999" in page
+    assert "пользователь #999" in page
 
 
 def test_it_checks_targets_with_one_query_per_type(db, users):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from .. import access
+from .. import access, audit
 from .deployments import DEPLOYMENT_STATUSES
 from .requests import REQUEST_STATUSES
 
@@ -22,11 +22,13 @@ def summary(db: sqlite3.Connection, user) -> dict:
     open_alerts = 0
     if access.can_view_alerts(user):
         open_alerts = db.execute("SELECT COUNT(*) FROM alerts WHERE resolved = 0").fetchone()[0]
+    events = recent_events(db, user)
     return {
         "request_counts": request_counts,
         "deployment_counts": deployment_counts,
         "open_alerts": open_alerts,
-        "recent_events": recent_events(db, user),
+        "recent_events": events,
+        "event_links": audit.target_links(db, events),
     }
 
 

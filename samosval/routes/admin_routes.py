@@ -215,16 +215,6 @@ def reset_password(user_id: int):
 
 # --- audit log -------------------------------------------------------------------
 
-def _audit_targets(rows) -> dict:
-    found = audit_queries.existing_targets(get_db(), [(r["target_type"], r["target_id"]) for r in rows])
-    links = {}
-    for (target_type, target_id), label in found.items():
-        path = audit_queries.target_path(target_type, target_id, label)
-        if path:
-            links[(target_type, target_id)] = path
-    return links
-
-
 @bp.get("/audit")
 @admin_only
 def audit():
@@ -235,7 +225,7 @@ def audit():
         before = audit_queries.parse_cursor(request.args.get("before"))
         after = None if before else audit_queries.parse_cursor(request.args.get("after"))
         page = audit_queries.search(db, filters, before=before, after=after)
-        links = _audit_targets(page.items)
+        links = audit_log.target_links(db, page.items)
         unknown_user = bool(filters.user) and user_domain.get_user_by_username(db, filters.user) is None
     usernames = [row["username"] for row in db.execute(
         "SELECT username FROM users ORDER BY username LIMIT 500")]
