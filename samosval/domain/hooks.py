@@ -332,7 +332,9 @@ def _parse_gitlab(event: CommitEvent, data: dict) -> None:
         event.ignored = R_DELETED
         return
     _set_commit(event, checkout_sha or after)
-    commits = [c for c in data.get("commits") or [] if isinstance(c, dict)]
+    raw_commits = data.get("commits")
+    # Anything but a list (a number, true) is junk to skip, not to iterate.
+    commits = [c for c in raw_commits if isinstance(c, dict)] if isinstance(raw_commits, list) else []
     head = next((c for c in commits if c.get("id") == checkout_sha), commits[-1] if commits else {})
     event.ignored = _skip_reason(head.get("message"))
 
