@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 
 import pytest
@@ -189,3 +190,14 @@ def world(tmp_path_factory):
 
 def json_body(data) -> bytes:
     return json.dumps(data).encode()
+
+
+# When a hypothesis test fails, its pytest plugin imports libcst to suggest a patch;
+# that import warns (mypy_extensions.TypedDict), and the suite's warnings-as-errors
+# would then replace the real failure with an INTERNALERROR. Import it quietly now.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import hypothesis.extra._patching  # noqa: F401
+    except ImportError:  # libcst missing: hypothesis skips the patch, nothing to do
+        pass
