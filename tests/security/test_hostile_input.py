@@ -12,12 +12,14 @@ import json
 from datetime import date
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, event, example, given, settings, strategies as st
+from hypothesis.control import currently_in_test_context
 from werkzeug.datastructures import MultiDict
 
 from samosval.domain.repos import split_logins
 from samosval.domain.requests import FORM_FIELDS
 from tests import factories
+from tests.test_requests_form import valid_form
 from tests.security.conftest import LONG_FUZZ, World, row_counts
 
 EXAMPLES = 300 if LONG_FUZZ else 30
@@ -44,14 +46,28 @@ VALUE = st.one_of(PLAUSIBLE, st.text(CHARS, max_size=60), CONTROL.map(lambda c: 
                   NUMBERS, HUGE)
 
 
-def form_of(fields) -> st.SearchStrategy[MultiDict]:
-    """Each field missing, present once or twice (duplicated), plus stray fields."""
+def form_of(fields, base: dict | None = None) -> st.SearchStrategy[MultiDict]:
+    """Each field missing, present once or twice (duplicated), plus stray fields. With
+    ``base`` (a valid form), each field keeps its valid value two times in three, so
+    examples also get past validation and exercise the writes."""
+    def field(name):
+        junk = st.lists(VALUE, max_size=2)
+        if base is None or name not in base:
+            return junk
+        return st.one_of(st.just([base[name]]), st.just([base[name]]), junk)
+
     def build(draws, extra):
         pairs = [(name, value) for name, values in zip(fields, draws) for value in values]
         return MultiDict(pairs + extra)
-    per_field = st.lists(st.lists(VALUE, max_size=2), min_size=len(fields), max_size=len(fields))
+    per_field = st.tuples(*(field(name) for name in fields))
     stray = st.lists(st.tuples(st.text(CHARS, min_size=1, max_size=10), VALUE), max_size=2)
     return st.builds(build, per_field, stray)
+
+
+VALID_REQUEST = valid_form(collaborators="colin, sam", repo_branch="main")
+VALID_DEPLOYMENT = {"name": "fuzz-dev", "environment": "staging", "replicas": "2", "ports": "8000:8000"}
+VALID_USER = {"username": "fuzz-user", "password": "password123", "role": "developer", "must_change": "1",
+              "next": "/admin/users?role=developer"}
 
 
 JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2 ** 70), max_value=2 ** 70),
@@ -86,13 +102,14 @@ def hostile(world: World) -> World:
 # --- request create and edit ------------------------------------------------------------------
 
 @fuzz
-@given(form=form_of(FORM_FIELDS))
+@given(form=form_of(FORM_FIELDS, VALID_REQUEST))
 def test_it_survives_any_new_request_form(hostile, form):
     world = hostile
     client = world.client("carl")  # a first login writes an audit row: not counted
     before = row_counts(world.db)
     response = client.post("/requests/new", data=form)
     after = row_counts(world.db)
+    event(f"HTTP {response.status_code}")
     assert response.status_code in (302, 400, 413), response.status_code
     if response.status_code == 302:
         assert changed_tables(before, after).keys() <= {"image_requests", "request_collaborators", "audit_log"}
@@ -113,7 +130,7 @@ def draft(hostile) -> int:
 
 
 @fuzz
-@given(form=form_of(FORM_FIELDS))
+@given(form=form_of(FORM_FIELDS, VALID_REQUEST))
 def test_it_survives_any_edit_form(hostile, draft, form):
     world = hostile
     client = world.client("carl")
@@ -121,6 +138,7 @@ def test_it_survives_any_edit_form(hostile, draft, form):
     row_before = dict(world.db.execute("SELECT * FROM image_requests WHERE id = ?", (draft,)).fetchone())
     response = client.post(f"/requests/{draft}/edit", data=form)
     after = row_counts(world.db)
+    event(f"HTTP {response.status_code}")
     assert response.status_code in (302, 400, 413), response.status_code
     row_after = dict(world.db.execute("SELECT * FROM image_requests WHERE id = ?", (draft,)).fetchone())
     if response.status_code == 302:
@@ -144,6 +162,7 @@ def test_it_survives_any_status_change(hostile, status, duplicate, as_json):
     headers = {"Accept": "application/json"} if as_json else {}
     response = client.post(f"/requests/{request_id}/status", data=form, headers=headers)
     after = row_counts(world.db)
+    event(f"HTTP {response.status_code}")
     assert response.status_code in (200, 302, 400, 409, 413), response.status_code
     new_status = world.db.execute("SELECT status FROM image_requests WHERE id = ?", (request_id,)).fetchone()[0]
     if response.status_code >= 400:
@@ -158,13 +177,14 @@ def test_it_survives_any_status_change(hostile, status, duplicate, as_json):
 # --- deployments -------------------------------------------------------------------------------
 
 @fuzz
-@given(form=form_of(("name", "environment", "replicas", "ports")))
+@given(form=form_of(("name", "environment", "replicas", "ports"), VALID_DEPLOYMENT))
 def test_it_survives_any_deployment_form(hostile, form):
     world = hostile
     client = world.client("root")
     before = row_counts(world.db)
     response = client.post(f"/images/{world.visible.image_id}/create_deployment", data=form)
     after = row_counts(world.db)
+    event(f"HTTP {response.status_code}")
     assert response.status_code in (302, 400, 413), response.status_code
     if response.status_code == 302:
         assert changed_tables(before, after) == {"deployments": 1, "audit_log": 1}
@@ -184,13 +204,15 @@ def test_it_survives_deployment_actions_with_junk(hostile, action, as_json, junk
     headers = {"Accept": "application/json"} if as_json else {}
     response = world.client("dana").post(f"/deployments/{world.visible.deployment_id}/{action}",
                                          data=junk, headers=headers)
+    event(f"HTTP {response.status_code}")
     assert response.status_code in (200, 302, 409, 413), response.status_code
 
 
 # --- administration ------------------------------------------------------------------------------
 
 @fuzz
-@given(form=form_of(("username", "password", "role", "must_change", "next")), as_json=st.booleans())
+@given(form=form_of(("username", "password", "role", "must_change", "next"), VALID_USER),
+       as_json=st.booleans())
 def test_it_survives_any_new_user_form(hostile, form, as_json):
     world = hostile
     client = world.client("root")
@@ -198,6 +220,7 @@ def test_it_survives_any_new_user_form(hostile, form, as_json):
     headers = {"Accept": "application/json"} if as_json else {}
     response = client.post("/admin/users/create", data=form, headers=headers)
     after = row_counts(world.db)
+    event(f"HTTP {response.status_code}")
     assert response.status_code in (201, 302, 400, 413), response.status_code
     if response.status_code < 400:
         assert changed_tables(before, after) == {"users": 1, "audit_log": 1}
@@ -211,7 +234,7 @@ def test_it_survives_any_new_user_form(hostile, form, as_json):
 
 
 @fuzz
-@given(form=form_of(("role",)), as_json=st.booleans())
+@given(form=form_of(("role",), {"role": "operator"}), as_json=st.booleans())
 def test_it_survives_any_role_change(hostile, form, as_json):
     world = hostile
     client = world.client("root")
@@ -219,6 +242,7 @@ def test_it_survives_any_role_change(hostile, form, as_json):
     headers = {"Accept": "application/json"} if as_json else {}
     response = client.post(f"/admin/users/{world.target_user}/role", data=form, headers=headers)
     after = row_counts(world.db)
+    event(f"HTTP {response.status_code}")
     assert response.status_code in (200, 302, 400, 413), response.status_code
     role = world.db.execute("SELECT role FROM users WHERE id = ?", (world.target_user,)).fetchone()[0]
     assert role in ("admin", "operator", "developer")
@@ -230,13 +254,14 @@ def test_it_survives_any_role_change(hostile, form, as_json):
 
 
 @fuzz
-@given(form=form_of(("name",)))
+@given(form=form_of(("name",), {"name": "ci job"}))
 def test_it_survives_any_token_name(hostile, form):
     world = hostile
     client = world.client("root")
     before = row_counts(world.db)
     response = client.post("/admin/tokens/create", data=form)
     after = row_counts(world.db)
+    event(f"HTTP {response.status_code}")
     assert response.status_code in (200, 400, 413), response.status_code
     if response.status_code == 200:
         assert changed_tables(before, after) == {"webhook_tokens": 1, "audit_log": 1}
@@ -255,6 +280,7 @@ def test_it_survives_any_password_change_form(hostile, form):
     client = world.client("colin")
     before = row_counts(world.db)
     response = client.post("/account/password", data=form)
+    event(f"HTTP {response.status_code}")
     assert response.status_code in (400, 413), response.status_code  # never knows "password123"...
     if "password123" in form.getlist("current_password"):
         return  # ...unless hypothesis guessed it; then a 302 would be fine, but it only draws from VALUE
@@ -291,6 +317,7 @@ def test_it_survives_any_audit_filter(hostile, query, csv):
     client = world.client("root")
     before = row_counts(world.db)
     response = client.get("/admin/audit.csv" if csv else "/admin/audit", query_string=query)
+    event(f"HTTP {response.status_code}")
     assert response.status_code in (200, 400), response.status_code
     if response.status_code == 400:
         assert_clear_refusal(response, "audit filter")
@@ -309,6 +336,7 @@ def test_it_survives_any_list_filter(hostile, path, data, as_json):
     client = world.client(persona)
     before = row_counts(world.db)
     response = client.get(path, query_string=query, headers=headers)
+    event(f"HTTP {response.status_code}")
     assert response.status_code == 200, (path, query, response.status_code)
     assert row_counts(world.db) == before
 
@@ -317,6 +345,7 @@ def test_it_survives_any_list_filter(hostile, path, data, as_json):
 @given(query=query_of(("q", "role")))
 def test_it_survives_any_user_search(hostile, query):
     response = hostile.client("sam").get("/api/users/search", query_string=query)
+    event(f"HTTP {response.status_code}")
     assert response.status_code in (200, 400) and response.is_json
     if response.status_code == 200:
         logins = response.get_json()
@@ -391,6 +420,8 @@ def _hook_call(world, token, body: bytes, content_type: str, headers: dict):
         "/api/hooks/commit", data=body, content_type=content_type,
         headers={"Authorization": f"Bearer {token}", **headers}, csrf=False)
     after = row_counts(world.db)
+    if currently_in_test_context():
+        event(f"HTTP {response.status_code}")
     assert response.status_code in (200, 202, 400, 401, 403, 409, 413, 415, 422), response.status_code
     assert response.is_json
     assert after["webhook_deliveries"] == before["webhook_deliveries"] + 1, "every call is one delivery row"
@@ -419,14 +450,44 @@ def test_it_survives_any_hook_payload(hostile, hook_token, shape, values, extra)
        content_type=st.sampled_from(["application/json", "application/x-www-form-urlencoded", "text/plain",
                                      "", "multipart/form-data; boundary=x", "application/json; charset=latin-1"]),
        source=st.sampled_from(["generic", "github", "gitlab"]),
-       event=st.one_of(st.none(), st.text(CHARS.filter(lambda c: c.isprintable() and ord(c) < 0x7F) , max_size=20)))
-def test_it_survives_any_hook_body(hostile, hook_token, body, content_type, source, event):
+       hook_event=st.one_of(st.none(), st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=20)))
+def test_it_survives_any_hook_body(hostile, hook_token, body, content_type, source, hook_event):
     headers = dict(SHAPES[source][1])
-    if event is not None and source != "generic":
-        headers[next(iter(headers))] = event
+    if hook_event is not None and source != "generic":
+        headers[next(iter(headers))] = hook_event
     _hook_call(hostile, hook_token, body, content_type, headers)
 
 
 def test_it_refuses_an_oversized_hook_body(hostile, hook_token):
     response = _hook_call(hostile, hook_token, b"{" + b" " * (2 * 1024 * 1024) + b"}", "application/json", {})
     assert response.status_code == 413
+
+
+# --- raw bodies to the form endpoints -------------------------------------------------------------
+
+RAW_FORM_TARGETS = ["/requests/new", "/admin/users/create", "/admin/tokens/create", "/account/password",
+                    "/lang", "/admin/users/{user}/role", "/images/{image}/create_deployment"]
+
+
+@fuzz
+@given(target=st.sampled_from(RAW_FORM_TARGETS),
+       body=st.one_of(st.binary(max_size=400),
+                      st.lists(st.tuples(st.text(CHARS, max_size=12), st.text(CHARS, max_size=30)), max_size=5)
+                      .map(lambda pairs: "&".join(f"{k}={v}" for k, v in pairs).encode("utf-8")),
+                      st.sampled_from([b"%", b"%zz=%ff", b"a=%E2%82", b"=&=&&", b"--x\r\nContent-Disposition: form-data",
+                                       b"\xff\xfe\x00\x00"])),
+       content_type=st.sampled_from(["application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+                                     "multipart/form-data", "application/json", "text/plain", ""]))
+def test_it_survives_any_raw_form_body(hostile, target, body, content_type):
+    world = hostile
+    client = world.client("root")
+    url = target.format(user=world.target_user, image=world.visible.image_id)
+    before = row_counts(world.db)
+    response = client.post(url, data=body, content_type=content_type)
+    after = row_counts(world.db)
+    event(f"HTTP {response.status_code}")
+    assert response.status_code < 500, (url, response.status_code)
+    if response.status_code >= 400:
+        assert_clear_refusal(response, url)
+        assert after == before
+    world.db.execute("UPDATE users SET role = 'developer' WHERE id = ?", (world.target_user,))
