@@ -13,6 +13,9 @@ What a row means:
 - a user inside ``act`` is served: a GET answers 2xx/3xx; a POST may end in 400/409
   (missing form fields, a status that does not allow the action) but never in
   401/403/404 or a 5xx.
+
+Every endpoint runs twice: as a browser, and as the pages' scripts call it (asking for
+JSON), where anonymous callers get 401 and every refusal carries a JSON ``error``.
 """
 from __future__ import annotations
 
@@ -182,9 +185,10 @@ class Case:
     location: str = ""
 
 
-def _expectation(spec: Access, persona: str, method: str, variant: str, choice: str | None) -> str:
+def _expectation(spec: Access, persona: str, method: str, variant: str, choice: str | None,
+                 as_json: bool = False) -> str:
     if persona in ("anonymous", "blocked") and spec.kind != "public":
-        return "login" if spec.kind == "page" else "401"
+        return "login" if spec.kind == "page" and not as_json else "401"
     if spec.kind == "public" and spec.obj is None:
         return "allowed"
     act = spec.act_for(method, choice)
@@ -246,27 +250,34 @@ def _url(world: World, rule, spec: Access, object_id: int | None, choice: str | 
         return url_for(rule.endpoint, **values)
 
 
-def _call(world: World, spec: Access, persona: str, method: str, url: str, variant: str):
+def _call(world: World, spec: Access, persona: str, method: str, url: str, variant: str,
+          as_json: bool = False):
     if spec.new_session:
         # Logging out retires every session of the user: log the cached one in again later.
         world.forget(persona)
         client = world.fresh_client(persona)
     else:
         client = world.client(persona)
+    # What the pages' scripts send: they ask for JSON.
+    headers = {"Accept": "application/json", "X-Requested-With": "fetch"} if as_json else {}
     if method == "GET":
         if spec.sse:
-            response = client.get(url, buffered=False)
+            response = client.get(url, buffered=False, headers=headers)
             response.close()  # do not wait for lines: the status line is what counts
             return response
-        return client.get(url)
+        return client.get(url, headers=headers)
     if callable(spec.data):
         objects = world.visible if variant == "visible" else world.hidden
-        return client.open(url, method=method, data=spec.data(objects), content_type="application/json")
-    return client.open(url, method=method, data=dict(spec.data or {}))
+        return client.open(url, method=method, data=spec.data(objects), content_type="application/json",
+                           headers=headers)
+    return client.open(url, method=method, data=dict(spec.data or {}), headers=headers)
 
 
-def _matches(expected: str, spec: Access, method: str, response) -> bool:
+def _matches(expected: str, spec: Access, method: str, response, as_json: bool = False) -> bool:
     status = response.status_code
+    if as_json and expected in ("401", "403", "404") and status == int(expected):
+        # A refusal a script can read.
+        return response.is_json and bool((response.get_json() or {}).get("error"))
     if expected == "login":
         return status == 302 and response.headers["Location"].startswith("/login")
     if expected == "allowed":
@@ -278,7 +289,7 @@ def _matches(expected: str, spec: Access, method: str, response) -> bool:
     return status == int(expected)
 
 
-def run_endpoint(world: World, endpoint: str) -> list[Case]:
+def run_endpoint(world: World, endpoint: str, as_json: bool = False) -> list[Case]:
     spec = MATRIX[endpoint]
     cases = []
     for rule in [r for r in _rules(world.app) if r.endpoint == endpoint]:
@@ -289,12 +300,12 @@ def run_endpoint(world: World, endpoint: str) -> list[Case]:
                     for variant in _variants(spec):
                         object_id = _object_id(world, spec, variant, fresh=(method != "GET"))
                         url = _url(world, rule, spec, object_id, choice)
-                        response = _call(world, spec, persona, method, url, variant)
+                        response = _call(world, spec, persona, method, url, variant, as_json)
                         response.close()  # static files are streamed from an open file
-                        expected = _expectation(spec, persona, method, variant, choice)
+                        expected = _expectation(spec, persona, method, variant, choice, as_json)
                         cases.append(Case(persona, method, variant, choice, expected,
                                           response.status_code, response.headers.get("Location", "")))
-                        if not _matches(expected, spec, method, response):
+                        if not _matches(expected, spec, method, response, as_json):
                             cases[-1].expected = "MISMATCH:" + expected
     return cases
 
@@ -302,11 +313,12 @@ def run_endpoint(world: World, endpoint: str) -> list[Case]:
 CASES_RUN: list[int] = []
 
 
+@pytest.mark.parametrize("as_json", [False, True], ids=["browser", "json"])
 @pytest.mark.parametrize("endpoint", sorted(MATRIX))
-def test_it_grants_exactly_what_the_table_says(world, endpoint):
+def test_it_grants_exactly_what_the_table_says(world, endpoint, as_json):
     if endpoint not in {rule.endpoint for rule in _rules(world.app)}:
         pytest.fail(f"{endpoint} is in MATRIX but not in the app")
-    cases = run_endpoint(world, endpoint)
+    cases = run_endpoint(world, endpoint, as_json)
     CASES_RUN.append(len(cases))
     wrong = [c for c in cases if c.expected.startswith("MISMATCH:")]
     assert not wrong, f"{endpoint}: {len(wrong)} of {len(cases)} cases differ from the table:\n" + "\n".join(
