@@ -353,3 +353,34 @@ def test_it_restricts_metrics_to_allowed_addresses(world):
     response = outsider.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.9"})
     assert response.status_code == 403
     assert "error" in response.get_json()
+
+
+# --- lists: the rows themselves --------------------------------------------------------------
+
+LISTS = {"/requests": "data-request-id", "/builds": "data-build-id", "/images": "data-image-id",
+         "/deployments": "data-deployment-id"}
+
+
+@pytest.mark.parametrize("persona", ["sam", "carl", "dana", "colin", "oleg", "root"])
+def test_it_lists_only_what_each_persona_may_see(auth, db, users, persona):
+    """The status codes above say who may open an object; the lists must agree row by row."""
+    visible = make_object_set(db, users, members=True)
+    hidden = make_object_set(db, users, members=False)
+    client = auth.client_for(persona)
+    sees_visible = relation(persona, members=True) in MEMBERS
+    sees_hidden = relation(persona, members=False) in MEMBERS
+    for path, attribute in LISTS.items():
+        body = client.get(path).get_data(as_text=True)
+        listed = {int(i) for i in re.findall(rf'{attribute}="(\d+)"', body)}
+        kind = {"/requests": "request", "/builds": "build", "/images": "image",
+                "/deployments": "deployment"}[path]
+        assert (visible.id_for(kind) in listed) == sees_visible, (path, persona)
+        assert (hidden.id_for(kind) in listed) == sees_hidden, (path, persona)
+        if kind == "request":
+            assert (visible.draft_request_id in listed) == sees_visible, (path, persona)
+    # Recent events on the dashboard: an event about each request, linked only for those who see it.
+    for objects in (visible, hidden):
+        auth.client_for("oleg").post(f"/requests/{objects.request_id}/status", data={"status": "in_review"})
+    recent = client.get("/dashboard").get_data(as_text=True)
+    for objects, seen in ((visible, sees_visible), (hidden, sees_hidden)):
+        assert (f'href="/requests/{objects.request_id}"' in recent) == seen, (persona, recent[-3000:])
