@@ -372,9 +372,13 @@ def _find_duplicate(db: sqlite3.Connection, event: CommitEvent):
             return row
     if event.commit and event.repo_keys and event.branch:
         keys = ", ".join("?" * len(event.repo_keys))
+        # A developer's button press reached only their own requests (see the route),
+        # so it must not make the git host's delivery of that commit a duplicate.
         return db.execute(
-            f"SELECT id FROM webhook_deliveries WHERE repo_key IN ({keys}) AND branch = ? "
-            "AND commit_sha = ? AND outcome = 'processed' ORDER BY id LIMIT 1",
+            f"SELECT d.id FROM webhook_deliveries d LEFT JOIN users u ON u.id = d.user_id "
+            f"WHERE d.repo_key IN ({keys}) AND d.branch = ? AND d.commit_sha = ? "
+            "AND d.outcome = 'processed' AND (d.user_id IS NULL OR u.role IN ('admin', 'operator')) "
+            "ORDER BY d.id LIMIT 1",
             (*event.repo_keys, event.branch, event.commit)).fetchone()
     return None
 

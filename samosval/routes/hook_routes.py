@@ -137,10 +137,13 @@ def commit_hook():
         # Sessions: staff always; a developer only for a repository and branch of a
         # request they may see. One refusal for "hidden" and "none": nothing leaks.
         matched = hooks.find_requests(db, event.repo_keys, event.branch)
-        if not access.is_staff(current_user) and not any(
-                access.can_simulate_commit(current_user, req) for req in matched):
-            return _respond(hooks.refuse(db, now, source=source, reason=hooks.R_FORBIDDEN,
-                                         http_status=403, event=event, caller=caller))
+        if not access.is_staff(current_user):
+            # Only their own requests: others' deployments on the same repository are
+            # neither restarted nor named in the answer.
+            matched = [req for req in matched if access.can_simulate_commit(current_user, req)]
+            if not matched:
+                return _respond(hooks.refuse(db, now, source=source, reason=hooks.R_FORBIDDEN,
+                                             http_status=403, event=event, caller=caller))
     return _respond(hooks.process(db, get_state(), event, caller, now, requests=matched))
 
 
