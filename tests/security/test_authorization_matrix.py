@@ -26,6 +26,7 @@ from typing import Callable
 import pytest
 from flask import url_for
 
+from tests import factories
 from tests.security.conftest import (PERSONA_ORDER, World, json_body, make_alert, make_object_set,
                                      make_target_user, make_token, relation)
 
@@ -384,3 +385,44 @@ def test_it_lists_only_what_each_persona_may_see(auth, db, users, persona):
     recent = client.get("/dashboard").get_data(as_text=True)
     for objects, seen in ((visible, sees_visible), (hidden, sees_hidden)):
         assert (f'href="/requests/{objects.request_id}"' in recent) == seen, (persona, recent[-3000:])
+
+
+# --- the hook's "Simulate new commit" button ----------------------------------------------------
+
+def test_a_developers_simulated_commit_reaches_only_what_they_may_see(auth, db, users, sample):
+    """Another team's request on the same repository and branch: a developer's button
+    press neither restarts its deployments nor names them in the answer."""
+    other_request = factories.make_request(db, owner_id=users["ann"], status="approved")  # same repository
+    other_image = factories.make_image(db, request_id=other_request)
+    other_deployment = factories.make_deployment(db, image_id=other_image, name="ann-dev")
+    response = auth.client_for("dana").post(
+        "/api/hooks/commit", data=json_body({"repo_url": "https://github.com/acme/billing.git",
+                                             "branch": "main", "commit": "c0ffee1"}),
+        content_type="application/json")
+    assert response.status_code == 200, response.get_json()
+    data = response.get_json()
+    assert data["matched_requests"] == [sample["request_id"]]
+    assert data["restarted_deployments"] == [sample["deployment_id"]]
+    assert db.execute("SELECT status FROM deployments WHERE id = ?", (other_deployment,)).fetchone()[0] == "running"
+    # Staff pressing the same button reach everything, as a real commit would.
+    response = auth.client_for("oleg").post(
+        "/api/hooks/commit", data=json_body({"repo_url": "https://github.com/acme/billing.git",
+                                             "branch": "main", "commit": "c0ffee2"}),
+        content_type="application/json")
+    assert set(response.get_json()["matched_requests"]) == {sample["request_id"], other_request}
+
+
+def test_a_developers_simulated_commit_does_not_swallow_the_real_one(app, auth, db, users, sample):
+    """The button reached dana's request only, so when the git host delivers the same
+    commit it is not a duplicate: the other team's deployment restarts then."""
+    other_request = factories.make_request(db, owner_id=users["ann"], status="approved")
+    other_deployment = factories.make_deployment(
+        db, image_id=factories.make_image(db, request_id=other_request), name="ann-dev")
+    body = json_body({"repo_url": "https://github.com/acme/billing.git", "branch": "main", "commit": "c0ffee3"})
+    simulated = auth.client_for("dana").post("/api/hooks/commit", data=body, content_type="application/json")
+    assert simulated.get_json()["outcome"] == "processed"
+    token = make_token(app, db, users["root"], "ci")[1]
+    real = app.test_client().post("/api/hooks/commit", data=body, content_type="application/json",
+                                  headers={"Authorization": f"Bearer {token}"}, csrf=False)
+    assert real.get_json()["outcome"] == "processed", real.get_json()
+    assert other_deployment in real.get_json()["restarted_deployments"]
