@@ -121,6 +121,23 @@ def test_it_ends_an_open_log_stream_when_the_user_is_blocked(auth, users, sample
         stream.close()
 
 
+def test_it_ends_the_users_open_log_streams_on_logout(auth, app, sample):
+    """Logging out in one tab ends the live log of another tab of the same user: its
+    cookie died with the session version."""
+    stream = auth.client_for("dana").get(
+        f"/api/deployments/{sample['deployment_id']}/logs/stream", buffered=False)
+    try:
+        body = iter(stream.response)
+        next(body), next(body)  # retry, status
+        other_tab = app.test_client()
+        auth.login(other_tab, "dana")
+        other_tab.post("/logout")
+        assert all("data" not in e for e in parse_events(b"".join(body).decode()))
+    finally:
+        stream.close()
+    assert app.extensions["samosval"].state.open_stream_count() == 0
+
+
 # --- no user enumeration ---------------------------------------------------------------------
 
 def _login_page_without_noise(response, username: str) -> str:
