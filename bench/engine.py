@@ -146,6 +146,9 @@ def run_engine(db_path: Path, running: int, seconds: float) -> dict:
         "step_ms_p50": round(1000 * percentile(durations, 50), 2),
         "step_ms_p99": round(1000 * percentile(durations, 99), 2),
         "step_ms_max": round(1000 * max(durations), 2),
+        "step_cpu_ms_p50": round(1000 * percentile([t[2] for t in ticks], 50), 2),
+        "step_cpu_ms_p99": round(1000 * percentile([t[2] for t in ticks], 99), 2),
+        "load_average": round(os.getloadavg()[0], 2),
         "tick_lag_ms_p50": round(1000 * percentile(lags, 50), 2),
         "tick_lag_ms_p99": round(1000 * percentile(lags, 99), 2),
         "output_delay_ms_p50": round(1000 * percentile(delays, 50), 1),
@@ -233,11 +236,12 @@ def main(argv=None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
     rows = [[r["running"], r["ticks_per_s"], r["log_lines_per_s"], r["metric_points_per_s"], r["cpu_pct"],
-             r["cpu_pct_proc"], r["step_ms_p50"], r["step_ms_p99"], r["tick_lag_ms_p50"], r["tick_lag_ms_p99"],
-             r["output_delay_ms_p50"], r["output_delay_ms_p99"]] for r in results]
+             r["cpu_pct_proc"], r["step_ms_p50"], r["step_ms_p99"], r["step_cpu_ms_p99"], r["tick_lag_ms_p50"],
+             r["tick_lag_ms_p99"], r["output_delay_ms_p50"], r["output_delay_ms_p99"], r["load_average"]]
+            for r in results]
     print()
     print(table(["running", "ticks/s", "lines/s", "points/s", "cpu %", "cpu % /proc", "step p50 ms",
-                 "step p99 ms", "lag p50 ms", "lag p99 ms", "out p50 ms", "out p99 ms"], rows,
+                 "step p99 ms", "step cpu p99", "lag p50 ms", "lag p99 ms", "out p50 ms", "out p99 ms", "load"], rows,
                 title=f"Engine at SIM_SPEED=1, {args.seconds:g} s per row (cpu % of one core)"))
     biggest = max(results, key=lambda r: r["running"])
     checks = {
