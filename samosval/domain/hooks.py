@@ -19,7 +19,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
-from .. import audit
+from .. import access, audit
 from ..db import transaction
 from ..timeutil import utcnow_iso
 from . import N_
@@ -377,9 +377,9 @@ def _find_duplicate(db: sqlite3.Connection, event: CommitEvent):
         return db.execute(
             f"SELECT d.id FROM webhook_deliveries d LEFT JOIN users u ON u.id = d.user_id "
             f"WHERE d.repo_key IN ({keys}) AND d.branch = ? AND d.commit_sha = ? "
-            "AND d.outcome = 'processed' AND (d.user_id IS NULL OR u.role IN ('admin', 'operator')) "
-            "ORDER BY d.id LIMIT 1",
-            (*event.repo_keys, event.branch, event.commit)).fetchone()
+            "AND d.outcome = 'processed' AND (d.user_id IS NULL OR u.role IN "
+            f"({', '.join('?' * len(access.STAFF_ROLES))})) ORDER BY d.id LIMIT 1",
+            (*event.repo_keys, event.branch, event.commit, *access.STAFF_ROLES)).fetchone()
     return None
 
 

@@ -79,7 +79,7 @@ def new_request():
         return redirect(url_for("requests.request_detail", request_id=request_id))
     values = dict.fromkeys(request_domain.FORM_FIELDS, "")
     values.update(repo_branch="main", update_mode="continuous", ram_mb="512", vcpu="1",
-                  owner=current_user.username if current_user.role == "developer" else "")
+                  owner="" if access.is_staff(current_user) else current_user.username)
     return _render_form(values)
 
 
