@@ -163,6 +163,11 @@ def list_users(db: sqlite3.Connection, *, role: str | None = None, q: str | None
         f"FROM users {where} ORDER BY username LIMIT ?", [*params, limit]).fetchall()
 
 
+def list_usernames(db: sqlite3.Connection, limit: int = 500) -> list[str]:
+    """Logins for filter suggestions (the audit page's datalist)."""
+    return [row[0] for row in db.execute("SELECT username FROM users ORDER BY username LIMIT ?", (limit,))]
+
+
 def like_escape(text: str) -> str:
     """Make ``%`` and ``_`` in user input match literally in ``LIKE ... ESCAPE '\\'``.
     SQLite's LIKE stops reading a pattern at a NUL, so ``%<NUL>%`` would match every

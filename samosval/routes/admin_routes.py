@@ -227,8 +227,7 @@ def audit():
         page = audit_queries.search(db, filters, before=before, after=after)
         links = audit_log.target_links(db, page.items)
         unknown_user = bool(filters.user) and user_domain.get_user_by_username(db, filters.user) is None
-    usernames = [row["username"] for row in db.execute(
-        "SELECT username FROM users ORDER BY username LIMIT 500")]
+    usernames = user_domain.list_usernames(db)
     return render_template(
         "admin/audit.html", filters=filters, errors=errors, page=page, links=links,
         unknown_user=unknown_user, actions=sorted(audit_log.ACTIONS),
