@@ -124,3 +124,13 @@ def test_it_describes_recent_events_in_words_and_links_their_targets(auth, sampl
     html = auth.client_for("root").get("/dashboard").get_data(as_text=True)
     assert "развёртывание остановлено" in html
     assert f'href="/deployments/{sample["deployment_id"]}"' in html
+
+
+def test_the_readme_documents_every_setting():
+    """Configuration in one place: every SAMOSVAL_* variable and config key has a README row."""
+    from pathlib import Path
+
+    from samosval import DEFAULTS, ENV_SETTINGS
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert [k for k in ENV_SETTINGS if f"`SAMOSVAL_{k}`" not in readme] == []
+    assert [k for k in DEFAULTS if f"`{k}`" not in readme and f"`SAMOSVAL_{k}`" not in readme] == []
