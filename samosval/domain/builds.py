@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from .. import audit
+from .. import access, audit
 from ..db import transaction
 from ..timeutil import utcnow_iso
 from . import ActionRefused, N_
@@ -19,6 +19,21 @@ from . import ActionRefused, N_
 BUILD_STATUSES = ("queued", "building", "success", "failed", "cancelled")
 ACTIVE_BUILD_STATUSES = ("queued", "building")
 FINISHED_BUILD_STATUSES = ("success", "failed", "cancelled")
+
+
+def list_builds_sql(user, status: str = "") -> tuple[str, list]:
+    """Builds of the requests ``user`` may see, newest first, for ``paginate``."""
+    where, params = access.visible_requests_sql(user, "r")
+    sql = ("SELECT b.id, b.status, b.steps_done, b.steps_total, b.image_id, b.created_at, "
+           "b.finished_at, b.request_id, r.image_name, r.version_tag, "
+           "u.username AS built_by_username, i.image_tag, i.build_number "
+           "FROM builds b JOIN image_requests r ON r.id = b.request_id "
+           "JOIN users u ON u.id = b.built_by LEFT JOIN images i ON i.id = b.image_id "
+           f"WHERE {where}")
+    if status:
+        sql += " AND b.status = ?"
+        params.append(status)
+    return sql + " ORDER BY b.id DESC", params
 
 
 def get_build(db: sqlite3.Connection, build_id: int):

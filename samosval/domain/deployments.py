@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import sqlite3
 
-from .. import audit
+from .. import access, audit
 from ..db import transaction
 from ..timeutil import utcnow_iso
 from . import ActionRefused, N_, ValidationError
@@ -54,6 +54,25 @@ DEPLOYMENT_COLUMNS = (
     "d.stopped_by_operator, d.needs_restart, d.created_at, d.updated_at, "
     "d.created_by AS deployed_by, d.next_step_at, d.status_since, d.last_commit"
 )
+
+
+def list_deployments_sql(user, status: str = "", environment: str = "") -> tuple[str, list]:
+    """Deployments of the requests ``user`` may see, recently changed first, for ``paginate``."""
+    where, params = access.visible_requests_sql(user, "r")
+    conditions = [where]
+    if status:
+        conditions.append("d.status = ?")
+        params.append(status)
+    if environment:
+        conditions.append("d.environment = ?")
+        params.append(environment)
+    sql = (
+        "SELECT d.id, d.name, d.environment, d.status, d.replicas, d.ports, d.stopped_by_operator, "
+        "d.needs_restart, d.updated_at, d.created_at, i.id AS image_id, i.image_tag "
+        "FROM deployments d JOIN images i ON i.id = d.image_id "
+        "JOIN image_requests r ON r.id = i.request_id "
+        f"WHERE {' AND '.join(conditions)} ORDER BY d.updated_at DESC, d.id DESC")
+    return sql, params
 
 
 def get_deployment(db: sqlite3.Connection, deployment_id: int):

@@ -33,19 +33,9 @@ def request_builds(req) -> dict:
 def list_builds():
     db = get_db()
     status = request.args.get("status", "")
-    where, params = access.visible_requests_sql(current_user, "r")
-    sql = ("SELECT b.id, b.status, b.steps_done, b.steps_total, b.image_id, b.created_at, "
-           "b.finished_at, b.request_id, r.image_name, r.version_tag, "
-           "u.username AS built_by_username, i.image_tag, i.build_number "
-           "FROM builds b JOIN image_requests r ON r.id = b.request_id "
-           "JOIN users u ON u.id = b.built_by LEFT JOIN images i ON i.id = b.image_id "
-           f"WHERE {where}")
-    if status in build_domain.BUILD_STATUSES:
-        sql += " AND b.status = ?"
-        params.append(status)
-    else:
+    if status not in build_domain.BUILD_STATUSES:
         status = ""
-    sql += " ORDER BY b.id DESC"
+    sql, params = build_domain.list_builds_sql(current_user, status)
     page = paginate(db, sql, params, page_number(request.args.get("page")),
                     current_app.config["PER_PAGE"], {"status": status})
     return render_template("builds/list_builds.html", page=page, status=status,

@@ -58,26 +58,13 @@ def _wants_json() -> bool:
 @bp.route("/deployments")
 @login_required
 def list_deployments():
-    where, params = access.visible_requests_sql(current_user, "r")
     status = request.args.get("status", "")
     environment = request.args.get("environment", "")
-    conditions = [where]
-    if status in deployment_domain.DEPLOYMENT_STATUSES:
-        conditions.append("d.status = ?")
-        params.append(status)
-    else:
+    if status not in deployment_domain.DEPLOYMENT_STATUSES:
         status = ""
-    if environment in deployment_domain.ENVIRONMENTS:
-        conditions.append("d.environment = ?")
-        params.append(environment)
-    else:
+    if environment not in deployment_domain.ENVIRONMENTS:
         environment = ""
-    sql = (
-        "SELECT d.id, d.name, d.environment, d.status, d.replicas, d.ports, d.stopped_by_operator, "
-        "d.needs_restart, d.updated_at, d.created_at, i.id AS image_id, i.image_tag "
-        "FROM deployments d JOIN images i ON i.id = d.image_id "
-        "JOIN image_requests r ON r.id = i.request_id "
-        f"WHERE {' AND '.join(conditions)} ORDER BY d.updated_at DESC, d.id DESC")
+    sql, params = deployment_domain.list_deployments_sql(current_user, status, environment)
     page = paginate(get_db(), sql, params, page_number(request.args.get("page")),
                     current_app.config["PER_PAGE"],
                     {"status": status, "environment": environment})
