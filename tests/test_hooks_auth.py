@@ -179,3 +179,13 @@ def test_a_valid_token_with_a_bad_payload_still_counts_as_used(client, db, token
     response = post(client, b"{}", headers={"X-Samosval-Token": token})
     assert response.status_code == 400
     assert db.execute("SELECT last_used_at FROM webhook_tokens").fetchone()[0] is not None
+
+
+def test_it_rate_limits_webhook_calls_per_address(app, client, db):
+    app.config["HOOK_RATE_LIMIT"] = "3 per minute"
+    body = {"repo_url": "https://github.com/acme/billing.git", "branch": "main", "commit": "a" * 40}
+    codes = [client.post("/api/hooks/commit", json=body, csrf=False).status_code for _ in range(4)]
+    assert codes[:3] == [401, 401, 401]
+    assert codes[3] == 429
+    # the refused fourth call wrote no delivery row
+    assert db.execute("SELECT COUNT(*) FROM webhook_deliveries").fetchone()[0] == 3

@@ -22,7 +22,7 @@ from ..domain import ActionRefused, ValidationError
 from ..domain import hooks
 from ..domain import tokens as token_domain
 from ..pagination import page_number, paginate
-from ..security import csrf
+from ..security import csrf, limiter
 from ..simulator.runtime import get_state, sim_now
 
 bp = Blueprint("hooks", __name__)
@@ -109,8 +109,15 @@ def _respond(result: hooks.HookResult):
     ), result.http_status
 
 
+def _hook_rate_limit():
+    return current_app.config["HOOK_RATE_LIMIT"]
+
+
 @bp.route("/api/hooks/commit", methods=["POST"])
 @csrf.exempt
+# Every call, refused ones included, leaves a deliveries row: cap what one address
+# can send so junk cannot flood the table. Git hosts send far fewer.
+@limiter.limit(_hook_rate_limit)
 def commit_hook():
     db = get_db()
     now = sim_now()
