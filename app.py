@@ -7,7 +7,23 @@ import os
 import signal
 import sys
 
+from werkzeug.serving import WSGIRequestHandler
+
 from samosval import create_app
+
+
+class BufferedRequestHandler(WSGIRequestHandler):
+    """Werkzeug's handler with a buffered socket writer. Werkzeug writes each chunk of
+    a streamed response in four small writes and then flushes; buffered, that is one
+    send per chunk, which matters when hundreds of live log streams wake at once."""
+
+    wbufsize = -1
+
+    def finish(self):
+        try:
+            super().finish()  # flushes what is buffered
+        except (ConnectionError, TimeoutError):
+            pass  # the client left: nothing is left to deliver, and nothing to report
 
 
 def parse_args(argv=None):
@@ -39,7 +55,8 @@ def main(argv=None) -> None:
     from samosval.simulator.runtime import shutdown
     try:
         # No reloader: it would start a second process and a second engine.
-        app.run(host=args.host, port=args.port, threaded=True, use_reloader=False, debug=False)
+        app.run(host=args.host, port=args.port, threaded=True, use_reloader=False, debug=False,
+                request_handler=BufferedRequestHandler)
     except KeyboardInterrupt:
         pass
     finally:

@@ -60,7 +60,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, workdir: Path, speed: float):
+    def __init__(self, workdir: Path, speed: float, kind: str = "werkzeug"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.db_path = str(workdir / "instance" / "samosval.sqlite3")
@@ -76,9 +76,14 @@ class Server:
         })
         self.log_path = workdir / "server.log"
         self._log = open(self.log_path, "w")
-        self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=str(ROOT), env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        if kind == "gunicorn":
+            # The production way (gunicorn.conf.py): one worker, one thread per stream.
+            env.update({"SAMOSVAL_BIND": f"127.0.0.1:{self.port}", "SAMOSVAL_THREADS": "2100"})
+            command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+        else:
+            command = [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(self.port)]
+        self.process = subprocess.Popen(command, cwd=str(ROOT), env=env, stdout=self._log,
+                                        stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while True:
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -91,13 +96,29 @@ class Server:
             except OSError:
                 time.sleep(0.2)
 
+    def pids(self) -> list[int]:
+        """The server process and its children (gunicorn's worker does the work)."""
+        pids = [self.process.pid]
+        try:
+            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text()
+            pids += [int(pid) for pid in children.split()]
+        except OSError:
+            pass
+        return pids
+
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+        total = 0.0
+        for pid in self.pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+        return total
 
     def threads(self) -> int:
-        match = re.search(r"^Threads:\s+(\d+)", Path(f"/proc/{self.process.pid}/status").read_text(), re.M)
-        return int(match.group(1))
+        total = 0
+        for pid in self.pids():
+            match = re.search(r"^Threads:\s+(\d+)", Path(f"/proc/{pid}/status").read_text(), re.M)
+            total += int(match.group(1))
+        return total
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -316,6 +337,8 @@ def main(argv=None) -> int:
                         help="comma-separated: N clients on one deployment, or DxC")
     parser.add_argument("--speed", type=float, default=float(os.environ.get("SAMOSVAL_SIM_SPEED", "1")),
                         help="simulation speed of the server (SAMOSVAL_SIM_SPEED)")
+    parser.add_argument("--server", choices=("werkzeug", "gunicorn"), default="werkzeug",
+                        help="python app.py (werkzeug, threaded) or gunicorn -c gunicorn.conf.py")
     parser.add_argument("--output", default=str(Path(__file__).with_suffix(".json")))
     args = parser.parse_args(argv)
     if not 1 <= args.duration <= 600:
@@ -327,7 +350,7 @@ def main(argv=None) -> int:
         if deployments * per_deployment > 2000:
             parser.error("at most 2000 clients per scenario")
         with tempfile.TemporaryDirectory(prefix="samosval-bench-") as workdir:
-            server = Server(Path(workdir), args.speed)
+            server = Server(Path(workdir), args.speed, args.server)
             try:
                 ids = seed(server.db_path, deployments)
                 time.sleep(1.5)  # the engine picks running deployments up on its next refresh
@@ -342,7 +365,8 @@ def main(argv=None) -> int:
     print_table(results, args)
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "duration_s": args.duration,
               "speed": args.speed, "cpus": os.cpu_count(), "python": sys.version.split()[0],
-              "server": "python app.py (werkzeug threaded)", "results": results}
+              "server": ("gunicorn gthread, 1 worker" if args.server == "gunicorn"
+                         else "python app.py (werkzeug threaded)"), "results": results}
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"\nwritten to {args.output}")
     return 0
