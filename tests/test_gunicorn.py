@@ -20,7 +20,7 @@ import pytest
 from samosval.db import connect
 from samosval.domain import users as user_domain
 from tests import factories
-from tests.browser.conftest import free_port, _die_with_parent
+from tests.live import die_with_parent, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def gunicorn_server(tmp_path):
     log = open(tmp_path / "gunicorn.log", "w")
     process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
                                cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT,
-                               preexec_fn=_die_with_parent)
+                               preexec_fn=die_with_parent)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:

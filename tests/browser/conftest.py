@@ -8,30 +8,21 @@ missing Chromium fails the run instead of skipping.
 """
 from __future__ import annotations
 
-import ctypes
 import functools
 import http.server
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from samosval.db import connect
-from samosval.domain import users as user_domain
+from tests.live import PASSWORD, AppProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
-PASSWORD = "password123"
 
 
 def _require_browser():
@@ -47,20 +38,6 @@ def _require_browser():
         if required:
             pytest.fail("browser tests cannot run: " + ", ".join(problems) + " (run scripts/test.sh)")
         pytest.skip(", ".join(problems))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _die_with_parent():
-    # Linux: the server gets SIGTERM if the test process dies, so it never outlives the run.
-    try:
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 @pytest.fixture(scope="session")
@@ -85,68 +62,12 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-class LiveServer:
+class LiveServer(AppProcess):
+    """The app as a person meets it: fast simulation, Chart.js from the local copy."""
+
     def __init__(self, tmp_path: Path, chartjs_url: str, speed: float = 20.0, extra_env=None):
-        self.instance = tmp_path / "instance"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.db_path = str(self.instance / "samosval.sqlite3")
-        env = dict(os.environ)
-        env.update({
-            "SAMOSVAL_INSTANCE_PATH": str(self.instance),
-            "SAMOSVAL_SECRET_KEY": "browser-test-secret",
-            "SAMOSVAL_SIM_SPEED": str(speed),
-            "SAMOSVAL_CHARTJS_URL": chartjs_url,
-            "SAMOSVAL_LOGIN_RATE_LIMIT_USER": "1000 per minute",
-            "SAMOSVAL_LOGIN_RATE_LIMIT_IP": "1000 per minute",
-            "PYTHONUNBUFFERED": "1",
-        })
-        env.pop("SAMOSVAL_CHARTJS_SRI", None)
-        env.update(extra_env or {})
-        self.log_path = tmp_path / "server.log"
-        self._log = open(self.log_path, "w")
-        self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=str(ROOT), env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent)
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 20.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("server exited:\n" + self.log_path.read_text())
-            try:
-                with urllib.request.urlopen(self.url + "/login", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("server did not start:\n" + self.log_path.read_text())
-
-    def create_user(self, username: str, role: str, password: str = PASSWORD) -> int:
-        db = connect(self.db_path)
-        try:
-            return user_domain.create_user(db, username, password, role)
-        finally:
-            db.close()
-
-    def query(self, sql: str, params=()):
-        db = connect(self.db_path)
-        try:
-            return [dict(row) for row in db.execute(sql, params).fetchall()]
-        finally:
-            db.close()
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self._log.close()
+        super().__init__(tmp_path / "instance", tmp_path / "server.log", speed=speed,
+                         extra_env={"SAMOSVAL_CHARTJS_URL": chartjs_url, **(extra_env or {})})
 
 
 @pytest.fixture
