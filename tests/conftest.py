@@ -128,18 +128,24 @@ def db(app):
     conn.close()
 
 
-@pytest.fixture
-def users(app, db):
-    """Create the personas; returns username -> id (root included)."""
+def add_personas(db) -> dict[str, int]:
+    """Insert the personas (bob blocked); returns username -> id, root included.
+
+    Inserted directly with one precomputed hash: hashing nine passwords per test
+    would dominate the suite's run time. User creation itself is tested elsewhere."""
     ids = {"root": db.execute("SELECT id FROM users WHERE username='root'").fetchone()[0]}
-    # Inserted directly with one precomputed hash: hashing nine passwords per test
-    # would dominate the suite's run time. user creation itself is tested elsewhere.
     for username, role in PERSONAS.items():
         ids[username] = db.execute(
             "INSERT INTO users (username, password_hash, role, is_active, created_at) "
             "VALUES (?, ?, ?, 1, '2026-01-01T00:00:00Z')", (username, _password_hash(), role)).lastrowid
     db.execute("UPDATE users SET is_active = 0 WHERE username = 'bob'")
     return ids
+
+
+@pytest.fixture
+def users(app, db):
+    """The personas in this test's database."""
+    return add_personas(db)
 
 
 class Auth:

@@ -15,7 +15,6 @@ from werkzeug.security import generate_password_hash
 from samosval.db import connect, init_db_if_needed
 from tests.live import AppProcess, free_port  # noqa: F401  (re-exported for the tests)
 
-ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "password123"
 CSRF_META_RE = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 CSRF_INPUT_RE = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -20,7 +20,7 @@ from samosval.db import connect
 from samosval.domain import tokens as token_domain
 from samosval.security import limiter
 from tests import factories
-from tests.conftest import PASSWORD, PERSONAS, Auth, CSRFClient, _password_hash
+from tests.conftest import PASSWORD, Auth, CSRFClient, _password_hash, add_personas
 
 # Who the matrix acts as, and what each one is to the sample request (filed by
 # carl, owned by dana, colin collaborating). ``blocked`` is bob, logged in while
@@ -50,17 +50,6 @@ def relation(persona: str, members: bool) -> str:
 
 def row_counts(db) -> dict[str, int]:
     return {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in COUNTED_TABLES}
-
-
-def add_personas(db) -> dict[str, int]:
-    """The personas of tests/conftest.py (same hash, bob blocked), for an app built here."""
-    ids = {"root": db.execute("SELECT id FROM users WHERE username='root'").fetchone()[0]}
-    for username, role in PERSONAS.items():
-        ids[username] = db.execute(
-            "INSERT INTO users (username, password_hash, role, is_active, created_at) "
-            "VALUES (?, ?, ?, 1, '2026-01-01T00:00:00Z')", (username, _password_hash(), role)).lastrowid
-    db.execute("UPDATE users SET is_active = 0 WHERE username = 'bob'")
-    return ids
 
 
 @dataclass
