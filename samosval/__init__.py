@@ -19,6 +19,9 @@ DEFAULTS = {
     "SIMULATOR_AUTOSTART": True,
     "SIM_SPEED": 1.0,
     "SIM_SEED": None,
+    # Share of builds and rollouts that fail, as real ones sometimes do.
+    "SIM_BUILD_FAILURE_RATE": 0.15,
+    "SIM_DEPLOY_FAILURE_RATE": 0.10,
     # A build or deployment stuck longer than this (seconds, before speed-up) fails.
     "WATCHDOG_BUILD_SECONDS": 600,
     "WATCHDOG_DEPLOY_SECONDS": 120,
@@ -59,6 +62,7 @@ DEFAULT_CHARTJS_SRI = "sha384-jb8JQMbMoBUzgWatfe6COACi2ljcDdZQ2OxczGA3bGNeWe+6DC
 ENV_SETTINGS = {
     "SECRET_KEY": str, "DATABASE": str, "ROOT_PASSWORD": str,
     "SIM_SPEED": float, "SIM_SEED": int, "SIMULATOR_AUTOSTART": "bool",
+    "SIM_BUILD_FAILURE_RATE": float, "SIM_DEPLOY_FAILURE_RATE": float,
     "WATCHDOG_BUILD_SECONDS": float, "WATCHDOG_DEPLOY_SECONDS": float,
     "LOGIN_RATE_LIMIT_IP": str, "LOGIN_RATE_LIMIT_USER": str, "HOOK_RATE_LIMIT": str,
     "SSE_MAX_STREAMS_PER_USER": int, "SSE_HEARTBEAT_SECONDS": float,

@@ -180,3 +180,10 @@ def test_the_real_thread_finishes_a_build_and_stops(app, db, users):
     finally:
         runtime.stop_engine(app)
     assert not rt.engine.is_alive()
+
+
+def test_it_takes_its_failure_rates_from_the_config(app):
+    from samosval.simulator.runtime import build_engine
+    app.config.update(SIM_BUILD_FAILURE_RATE=0.0, SIM_DEPLOY_FAILURE_RATE=1.0)
+    engine = build_engine(app, app.extensions["samosval"].state)
+    assert (engine.build_failure_rate, engine.deploy_failure_rate) == (0.0, 1.0)

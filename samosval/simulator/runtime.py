@@ -28,12 +28,15 @@ class Runtime:
 
 def build_engine(app, state: SimulationState, clock=time.time, rng=None) -> SimulationEngine:
     seed = app.config.get("SIM_SEED")
-    return SimulationEngine(
+    engine = SimulationEngine(
         db_path=app.config["DATABASE"], state=state, clock=clock,
         rng=rng or random.Random(seed), speed=float(app.config["SIM_SPEED"]),
         watchdog_build_seconds=float(app.config["WATCHDOG_BUILD_SECONDS"]),
         watchdog_deploy_seconds=float(app.config["WATCHDOG_DEPLOY_SECONDS"]),
     )
+    engine.build_failure_rate = float(app.config["SIM_BUILD_FAILURE_RATE"])
+    engine.deploy_failure_rate = float(app.config["SIM_DEPLOY_FAILURE_RATE"])
+    return engine
 
 
 def start_engine(app) -> bool:

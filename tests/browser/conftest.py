@@ -66,8 +66,12 @@ class LiveServer(AppProcess):
     """The app as a person meets it: fast simulation, Chart.js from the local copy."""
 
     def __init__(self, tmp_path: Path, chartjs_url: str, speed: float = 20.0, extra_env=None):
+        # No random failures: a rollout that fails by chance would make a UI test flaky.
+        # Failures have their own Flask-level tests on a seeded engine.
         super().__init__(tmp_path / "instance", tmp_path / "server.log", speed=speed,
-                         extra_env={"SAMOSVAL_CHARTJS_URL": chartjs_url, **(extra_env or {})})
+                         extra_env={"SAMOSVAL_CHARTJS_URL": chartjs_url,
+                                    "SAMOSVAL_SIM_BUILD_FAILURE_RATE": "0",
+                                    "SAMOSVAL_SIM_DEPLOY_FAILURE_RATE": "0", **(extra_env or {})})
 
 
 @pytest.fixture
