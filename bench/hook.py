@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _util import DATA_DIR, ROOT, table, verdict, write_json
+from _util import DATA_DIR, ROOT, free_port, table, verdict, write_json
 
 from samosval.db import connect
 from samosval.domain import tokens
@@ -40,12 +39,6 @@ from samosval.domain.repos import normalize_repo_url
 TARGET_MS = 500.0
 SECRET = "bench-hook-secret"
 REPO = "https://git.example.com/platform/monorepo.git"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def prepare(path: Path, count: int) -> str:

@@ -28,7 +28,6 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,18 +45,15 @@ from samosval.db import connect  # noqa: E402
 from samosval.domain import users as user_domain  # noqa: E402
 from tests import factories  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import free_port  # noqa: E402
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONNECT_BATCH = 50
 GRACE_SECONDS = 1.0  # lines this close to the end may still be in flight: not counted
 
 
 # --- the server -----------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 class Server:
     def __init__(self, workdir: Path, speed: float, kind: str = "werkzeug"):

@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,15 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _util import DATA_DIR, ROOT, table, verdict, write_json
+from _util import DATA_DIR, ROOT, free_port, table, verdict, write_json
 
 TARGET_S = 1.5
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_once(source: Path, instance: Path, importtime: bool = False) -> dict:
