@@ -1,11 +1,12 @@
 """Small helpers shared by the benchmark scripts: percentiles, tables, JSON output,
-and a description of the machine the figures came from."""
+and a description of the machine the figures came from. Servers are started with
+the tests' own helper (``tests.live.AppProcess``), so there is one way to run the app."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -18,21 +19,18 @@ DATA_DIR = BENCH_DIR / ".data"  # gitignored: seeded databases live here
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 for a server the bench starts."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.live import AppProcess, free_port  # noqa: E402,F401  (re-exported for the benches)
 
 
 def percentile(values, pct: float) -> float:
-    """Nearest-rank percentile; 0.0 for an empty list."""
+    """Nearest-rank percentile of ``values`` (``pct`` from 0 to 100); 0.0 for an empty list.
+
+    The one percentile every bench reports, so p50/p99 mean the same in every JSON file."""
     if not values:
         return 0.0
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
+    rank = math.ceil(round(pct * len(ordered) / 100, 9))  # smallest value with pct % at or below it
+    return ordered[min(max(rank, 1), len(ordered)) - 1]
 
 
 def machine() -> dict:

@@ -113,7 +113,10 @@ def build_database(path: Path) -> dict:
     counts = seed(str(path))
     db = _original_connect(str(path))
     now = time.time()
-    stamp = lambda ts: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+    def stamp(ts: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
     db.execute("BEGIN IMMEDIATE")
     outcomes = ("processed", "processed", "no_match", "duplicate", "refused", "ignored")
     db.executemany(

@@ -76,7 +76,7 @@ def seed(path: str, users=200, requests=10_000, images=2_000, deployments=2_000,
     for i in range(images):
         request_id = i + 1
         image_rows.append((i + 1, request_id, f"service-{i}", f"1.{i % 50}.0", f"service-{i}:1.{i % 50}.0",
-                           iso(base + i * 60 + 30), "sha256:%064x" % rng.getrandbits(256), 1))
+                           iso(base + i * 60 + 30), f"sha256:{rng.getrandbits(256):064x}", 1))
         build_rows.append((request_id, i + 1, "success", "Step 1/5 ...\nPushed.\n", rng.choice(user_ids[:20]),
                            iso(base + i * 60 + 10), iso(base + i * 60 + 30), 5, 5))
     db.executemany("INSERT INTO images (id, request_id, name, version, image_tag, created_at, digest, build_number) "
