@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import random
+import shutil
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
@@ -11,7 +13,7 @@ from itsdangerous import URLSafeTimedSerializer
 from werkzeug.security import generate_password_hash
 
 from samosval import create_app
-from samosval.db import connect
+from samosval.db import connect, init_db_if_needed
 from samosval.security import limiter
 
 PASSWORD = "password123"
@@ -29,6 +31,24 @@ PERSONAS = {
     "bob": "developer",    # blocked
     "alice": "admin",
 }
+
+
+# Folders whose tests start real servers or browsers: marked here, so that the fast
+# local loop ``bash scripts/test.sh -m "not slow and not browser"`` leaves them out
+# without every file having to remember its marker.
+FOLDER_MARKERS = {"browser": "browser", "e2e": "browser", "reliability": "slow"}
+SLOW_FILES = {"test_gunicorn.py"}  # starts gunicorn in a subprocess
+
+
+def pytest_collection_modifyitems(config, items):
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        relative = item.path.relative_to(tests_dir) if item.path.is_relative_to(tests_dir) else item.path
+        marker = FOLDER_MARKERS.get(relative.parts[0]) if len(relative.parts) > 1 else None
+        if marker:
+            item.add_marker(marker)
+        if relative.name in SLOW_FILES:
+            item.add_marker("slow")
 
 
 # Werkzeug's default (scrypt) costs ~0.1 s per hash and per check: most of the
@@ -53,7 +73,7 @@ def fast_password_hashing():
         users_module._DUMMY_HASH = saved
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _password_hash() -> str:
     return fast_password_hash(PASSWORD)
 
@@ -95,12 +115,31 @@ class FakeClock:
         return self.now
 
 
+@pytest.fixture(scope="session")
+def template_database(fast_password_hashing, tmp_path_factory) -> Path:
+    """The schema (and ``root``) built once per session; each test gets a copy.
+
+    ``create_app`` still runs ``init_db_if_needed`` on the copy: it finds the schema
+    up to date and root present, so it changes nothing."""
+    path = tmp_path_factory.mktemp("template") / "samosval.sqlite3"
+    init_db_if_needed(str(path), "root")
+    return path
+
+
+def fresh_database(template: Path, directory: Path) -> str:
+    """A copy of the template database in ``directory`` (WAL was checkpointed when the
+    template's last connection closed, so the main file is the whole database)."""
+    path = directory / "samosval.sqlite3"
+    shutil.copyfile(template, path)
+    return str(path)
+
+
 @pytest.fixture
-def app(tmp_path):
+def app(tmp_path, template_database):
     app = create_app({
         "TESTING": True,
         "SECRET_KEY": "test-secret-key",
-        "DATABASE": str(tmp_path / "samosval.sqlite3"),
+        "DATABASE": fresh_database(template_database, tmp_path),
         "SIMULATOR_AUTOSTART": False,
         "CHARTJS_URL": "/static/vendor/chart.umd.min.js",
         "CHARTJS_SRI": None,

@@ -16,11 +16,19 @@ def test_it_redirects_anonymous_pages_to_login(client):
     assert response.location.startswith("/login?next=")
 
 
-def test_it_answers_anonymous_api_calls_with_401_json(client):
-    response = client.get("/api/anything-protected")
-    # an unknown API path is a 404 either way; a protected one must be 401 JSON
-    assert response.status_code in (401, 404)
-    assert response.is_json
+@pytest.mark.parametrize("url", [
+    "/api/users/search?q=da",
+    "/api/builds/1/log",
+    "/api/deployments/1/metrics",
+    "/api/deployments/1/logs/stream",
+])
+def test_it_answers_anonymous_api_calls_with_401_json(app, client, url):
+    with app.test_request_context(url):  # a real route, so a 404 cannot pass for a refusal
+        from flask import request
+        assert request.url_rule is not None
+    response = client.get(url)
+    assert response.status_code == 401
+    assert response.is_json and response.get_json()["error"]
 
 
 def test_it_logs_in_root_with_the_spec_default(client, db):

@@ -41,7 +41,7 @@ def test_it_keeps_the_last_points_in_order():
     assert series.latest() == (111.0, 11.5, 39.0)
 
 
-def test_it_holds_full_buffers_in_well_under_150_kb():
+def test_it_holds_full_buffers_in_under_100_kib():
     rng = random.Random(3)
     tracemalloc.start()
     try:
