@@ -130,7 +130,8 @@ class Server:
 def seed(db_path: str, deployments: int) -> list[int]:
     db = connect(db_path)
     try:
-        user_id = user_domain.create_user(db, "benchop", "bench-password-1", "operator")
+        user_id = user_domain.create_user(db, "benchop", "bench-password-1", "operator",
+                                          now=time.time())
         request_id = factories.make_request(db, owner_id=user_id, status="approved")
         image_id = factories.make_image(db, request_id=request_id)
         return [factories.make_deployment(db, image_id=image_id, name=f"fanout-{n + 1}")

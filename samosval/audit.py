@@ -51,18 +51,6 @@ TARGET_LABELS = {
 }
 
 
-def target_links(db: sqlite3.Connection, rows) -> dict:
-    """Links to the targets of audit ``rows`` that still exist (one query per type)."""
-    from .domain import audit_queries
-    found = audit_queries.existing_targets(db, [(r["target_type"], r["target_id"]) for r in rows])
-    links = {}
-    for (target_type, target_id), label in found.items():
-        path = audit_queries.target_path(target_type, target_id, label)
-        if path:
-            links[(target_type, target_id)] = path
-    return links
-
-
 def client_ip() -> str | None:
     if not has_request_context():
         return None
@@ -71,7 +59,7 @@ def client_ip() -> str | None:
 
 def record(db: sqlite3.Connection, action: str, *, user_id: int | None = None,
            target_type: str | None = None, target_id: int | None = None,
-           details=None, now: float | None = None, ip: str | None = None) -> int:
+           details=None, now: float, ip: str | None = None) -> int:
     """Write one audit row. Call inside the caller's transaction so the row and the
     change it describes are committed together."""
     if action not in ACTIONS:

@@ -1,6 +1,8 @@
 """Command-line tools that mirror the domain: ``flask --app app <command>``."""
 from __future__ import annotations
 
+import time
+
 import click
 from flask import current_app
 from flask.cli import with_appcontext
@@ -18,9 +20,10 @@ def create_user_command(username, role, password):
     """Create a user (prompts for the password)."""
     db = connect(current_app.config["DATABASE"])
     try:
-        user_domain.create_user(db, username, password, role)
+        user_domain.create_user(db, username, password, role, now=time.time())
     except user_domain.ValidationError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(
+            "; ".join(f"{field}: {message}" for field, message in exc.errors.items())) from exc
     finally:
         db.close()
     click.echo(f"Created {role} {username.strip().lower()}.")

@@ -196,7 +196,8 @@ def _seed(app, db) -> list[str]:
     passwords, people = {}, {}
     for username, role in DEMO_USERS:
         passwords[username] = secrets.token_urlsafe(9)
-        user_id = user_domain.create_user(db, username, passwords[username], role, actor_id=root_id)
+        user_id = user_domain.create_user(db, username, passwords[username], role, actor_id=root_id,
+                                          now=clock.tick())
         people[username] = User(user_domain.get_user(db, user_id))
 
     def settle(until, limit: int = 10_000) -> None:
@@ -210,11 +211,11 @@ def _seed(app, db) -> list[str]:
     # Requests, each walked through the status flow by the people who would do it.
     request_ids = {}
     for key, (creator, final, values) in DEMO_REQUESTS.items():
-        request_id = request_domain.create_request(db, people[creator], values)
+        request_id = request_domain.create_request(db, people[creator], values, now=clock.tick())
         request_ids[key] = request_id
         for actor, status in STATUS_PATHS[final]:
             who = people[values["owner"] if actor == "owner" else actor]
-            request_domain.change_status(db, who, request_id, status)
+            request_domain.change_status(db, who, request_id, status, now=clock.tick())
 
     olga = people["olga"]
 

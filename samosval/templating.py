@@ -1,16 +1,18 @@
-"""What every template gets (access helpers, status labels, navigation) and the
+"""What every template gets (permission rules, status labels, navigation) and the
 themed error pages (JSON for API callers)."""
 from __future__ import annotations
 
 import logging
 import sqlite3
+from datetime import datetime, timezone
 
 from flask import current_app, g, jsonify, render_template, request
 from flask_babel import format_datetime, get_locale, lazy_gettext as _l, gettext as _
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 
-from . import access
+from . import permissions
+from .audit import ACTIONS, TARGET_LABELS
 from .auth import wants_json
 from .db import get_db
 from .domain import users as user_domain
@@ -29,28 +31,26 @@ STATUS_LABELS = {
 
 ROLE_LABELS = {"admin": _l("admin"), "operator": _l("operator"), "developer": _l("developer")}
 
-# (endpoint, label, who sees it): the top navigation, filtered by access.py.
+# (endpoint, label, who sees it): the top navigation, filtered by ``permissions``.
 NAVIGATION = (
     ("dashboard.dashboard", _l("Dashboard"), lambda u: True),
     ("requests.list_requests", _l("Requests"), lambda u: True),
     ("builds.list_builds", _l("Builds"), lambda u: True),
     ("images.list_images", _l("Images"), lambda u: True),
     ("deployments.list_deployments", _l("Deployments"), lambda u: True),
-    ("alerts.list_alerts", _l("Alerts"), access.can_view_alerts),
-    ("hooks.list_deliveries", _l("Webhooks"), access.can_view_deliveries),
-    ("admin.list_users", _l("Users"), access.can_manage_users),
-    ("admin.audit", _l("Audit"), access.can_view_audit),
+    ("alerts.list_alerts", _l("Alerts"), permissions.can_view_alerts),
+    ("hooks.list_deliveries", _l("Webhooks"), permissions.can_view_deliveries),
+    ("admin.list_users", _l("Users"), permissions.can_manage_users),
+    ("admin.audit", _l("Audit"), permissions.can_view_audit),
 )
 
 
 def action_label(action: str) -> str:
     """The audit action in words, in the user's language (the code stays in a title)."""
-    from .audit import ACTIONS
     return _(ACTIONS[action]) if action in ACTIONS else action
 
 
 def target_label(target_type: str) -> str:
-    from .audit import TARGET_LABELS
     return _(TARGET_LABELS[target_type]) if target_type in TARGET_LABELS else target_type
 
 
@@ -69,7 +69,6 @@ def format_time(value):
     if not value:
         return "—"
     try:
-        from datetime import datetime, timezone
         moment = datetime.fromtimestamp(iso_to_epoch(value), tz=timezone.utc)
     except (TypeError, ValueError):
         return value
@@ -81,7 +80,7 @@ def inject_globals():
     if current_user.is_authenticated:
         try:
             banner = current_user.must_change_password or (
-                access.is_admin(current_user) and user_domain.root_has_default_password(get_db()))
+                permissions.is_admin(current_user) and user_domain.root_has_default_password(get_db()))
         except sqlite3.Error:
             banner = False
     return {
@@ -101,8 +100,9 @@ def _error(status: int, message: str):
 
 def init_app(app) -> None:
     app.context_processor(inject_globals)
-    # Globals (not context) so that imported macros see them too.
-    app.jinja_env.globals.update(access=access, status_label=status_label,
+    # Globals (not context) so that imported macros see them too. Templates ask
+    # ``access.can_...``: the permission rules under their template name.
+    app.jinja_env.globals.update(access=permissions, status_label=status_label,
                                  role_labels=ROLE_LABELS, get_locale=get_locale,
                                  action_label=action_label, target_label=target_label)
     app.jinja_env.filters["dt"] = format_time

@@ -143,7 +143,7 @@ class AppProcess:
     def create_user(self, username: str, role: str, password: str = PASSWORD) -> int:
         db = connect(self.db_path)
         try:
-            return user_domain.create_user(db, username, password, role)
+            return user_domain.create_user(db, username, password, role, now=time.time())
         finally:
             db.close()
 

@@ -127,7 +127,8 @@ def test_it_resolves_a_targets_alerts_automatically(db):
         db.execute("INSERT INTO alerts (alert_type, target_id, message, resolved, created_at) "
                    "VALUES ('deployment_failed', 5, 'old style', 0, '2026-03-01T00:00:00Z')")
     with transaction(db):
-        assert alert_domain.resolve_for_target(db, "deployment", 5, alert_type="deployment_failed") == 2
+        assert alert_domain.resolve_for_target(db, "deployment", 5, alert_type="deployment_failed",
+                                                now=1_800_000_000.0) == 2
     assert alert_domain.get_alert(db, failed)["resolved"] == 1
     assert alert_domain.get_alert(db, failed)["resolved_by"] is None
     assert alert_domain.get_alert(db, other)["resolved"] == 0

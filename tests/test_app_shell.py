@@ -120,7 +120,8 @@ def test_cli_init_db(runner, app):
 
 def test_it_describes_recent_events_in_words_and_links_their_targets(auth, sample, db):
     from samosval import audit
-    audit.record(db, "deployment_stop", user_id=1, target_type="deployment", target_id=sample["deployment_id"])
+    audit.record(db, "deployment_stop", user_id=1, target_type="deployment", target_id=sample["deployment_id"],
+                 now=1_800_000_000.0)
     html = auth.client_for("root").get("/dashboard").get_data(as_text=True)
     assert "развёртывание остановлено" in html
     assert f'href="/deployments/{sample["deployment_id"]}"' in html

@@ -129,7 +129,7 @@ def test_it_hashes_passwords_with_werkzeugs_default_in_production(tmp_path, monk
     path = str(tmp_path / "x.sqlite3")
     init_db_if_needed(path)
     db = connect(path)
-    users_module.create_user(db, "hashcheck", "long-enough-pw", "developer")
+    users_module.create_user(db, "hashcheck", "long-enough-pw", "developer", now=1_800_000_000.0)
     default_method = generate_password_hash("x").split(":")[0]
     for row in db.execute("SELECT password_hash FROM users"):
         assert row[0].split(":")[0] == default_method == "scrypt"

@@ -7,8 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from samosval import access
-from samosval.domain import ActionRefused
+from samosval import permissions
+from samosval.db import transaction
+from samosval.domain import Refused
 from samosval.domain import deployments as d
 from samosval.simulator.state import SimulationState
 from tests import factories
@@ -48,7 +49,7 @@ def test_it_lets_each_role_do_what_spec_3_2_allows(db, users, sample, name, stop
                (stopped_by_operator, sample["deployment_id"]))
     deployment = row(db, sample["deployment_id"])
     allowed = {a for a in ("start", "stop", "restart", "delete")
-               if access.can_control_deployment(user(users, name), deployment, a)}
+               if permissions.can_control_deployment(user(users, name), deployment, a)}
     if ROLES[name] in ("admin", "operator"):
         expected = {"start", "stop", "restart", "delete"}
     elif name == "dana":  # the owner of the request
@@ -63,7 +64,7 @@ def test_it_marks_a_stop_by_an_operator_and_clears_it_on_start(db, users, sample
     assert d.perform_action(db, state, row(db, deployment_id), user(users, "oleg"), "stop", 100.0) == "stopped"
     stopped = row(db, deployment_id)
     assert stopped["status"] == "stopped" and stopped["stopped_by_operator"] == 1
-    assert not access.can_control_deployment(user(users, "dana"), stopped, "start")
+    assert not permissions.can_control_deployment(user(users, "dana"), stopped, "start")
     assert d.perform_action(db, state, stopped, user(users, "alice"), "start", 101.0) == "deploying"
     started = row(db, deployment_id)
     assert started["status"] == "deploying" and started["stopped_by_operator"] == 0
@@ -81,7 +82,7 @@ def test_a_stop_by_the_owner_does_not_lock_them_out(db, users, sample, state):
     d.perform_action(db, state, row(db, deployment_id), user(users, "dana"), "stop", 100.0)
     stopped = row(db, deployment_id)
     assert stopped["stopped_by_operator"] == 0
-    assert access.can_control_deployment(user(users, "dana"), stopped, "start")
+    assert permissions.can_control_deployment(user(users, "dana"), stopped, "start")
     assert d.perform_action(db, state, stopped, user(users, "dana"), "start", 101.0) == "deploying"
 
 
@@ -115,9 +116,10 @@ def test_it_deletes_a_deployment_and_keeps_the_story_in_the_audit_log(db, users,
 ])
 def test_it_refuses_actions_that_make_no_sense_now(db, users, sample, state, status, action):
     db.execute("UPDATE deployments SET status = ? WHERE id = ?", (status, sample["deployment_id"]))
-    with pytest.raises(ActionRefused) as refused:
+    with pytest.raises(Refused) as refused:
         d.perform_action(db, state, row(db, sample["deployment_id"]), user(users, "oleg"), action, 1.0)
-    assert refused.value.status == 409 and refused.value.message == d.REFUSALS[action]
+    assert refused.value.kind == "conflict" and refused.value.status == 409
+    assert refused.value.message == d.REFUSALS[action]
     assert row(db, sample["deployment_id"])["status"] == status
     assert db.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0] == 0
     assert state.existing(sample["deployment_id"]) is None
@@ -126,21 +128,30 @@ def test_it_refuses_actions_that_make_no_sense_now(db, users, sample, state, sta
 def test_it_checks_the_status_current_at_write_time(db, users, sample, state):
     stale = row(db, sample["deployment_id"])  # read while running
     db.execute("UPDATE deployments SET status = 'stopped' WHERE id = ?", (sample["deployment_id"],))
-    with pytest.raises(ActionRefused):
+    with pytest.raises(Refused):
         d.perform_action(db, state, stale, user(users, "oleg"), "stop", 1.0)
 
 
 def test_it_refuses_an_unknown_action(db, users, sample, state):
-    with pytest.raises(ActionRefused) as refused:
+    with pytest.raises(Refused) as refused:
         d.perform_action(db, state, row(db, sample["deployment_id"]), user(users, "oleg"), "explode", 1.0)
-    assert refused.value.status == 400
+    assert (refused.value.kind, refused.value.status) == ("invalid", 400)
+
+
+def restart(db, state, deployment_id, now, *, actor_id=None, reason):
+    """What the commit hook does: restart inside its transaction, log after the commit."""
+    with transaction(db):
+        restarted = d.restart_in_transaction(db, deployment_id, now, actor_id=actor_id, reason=reason)
+    if restarted:
+        d.restarted_event(state, deployment_id, now, reason)
+    return restarted
 
 
 def test_it_restarts_automatically_for_the_webhook(db, users, sample, state):
     deployment_id = sample["deployment_id"]
     db.execute("UPDATE deployments SET needs_restart = 1 WHERE id = ?", (deployment_id,))
-    assert d.restart_deployment(db, state, deployment_id, 50.0, actor_id=users["carl"],
-                                reason="new commit abc1234 on main")
+    assert restart(db, state, deployment_id, 50.0, actor_id=users["carl"],
+                   reason="new commit abc1234 on main")
     restarted = row(db, deployment_id)
     assert (restarted["status"], restarted["needs_restart"], restarted["status_since"]) == ("deploying", 0, 50.0)
     logs = state.runtime(deployment_id).logs
@@ -148,11 +159,11 @@ def test_it_restarts_automatically_for_the_webhook(db, users, sample, state):
     audit = db.execute("SELECT * FROM audit_log WHERE action = 'deployment_restart'").fetchone()
     assert audit["user_id"] == users["carl"] and json.loads(audit["details"])["automatic"] is True
     # Deploying again is fine (the rollout starts over); stopped, failed or gone is not.
-    assert d.restart_deployment(db, state, deployment_id, 51.0, reason="another commit")
+    assert restart(db, state, deployment_id, 51.0, reason="another commit")
     for status in ("stopped", "failed"):
         db.execute("UPDATE deployments SET status = ? WHERE id = ?", (status, deployment_id))
-        assert not d.restart_deployment(db, state, deployment_id, 52.0, reason="x")
-    assert not d.restart_deployment(db, state, 999999, 52.0, reason="x")
+        assert not restart(db, state, deployment_id, 52.0, reason="x")
+    assert not restart(db, state, 999999, 52.0, reason="x")
 
 
 @pytest.mark.parametrize("ports, expected", [
@@ -185,12 +196,12 @@ def test_it_writes_nothing_for_an_invalid_form(db, users, sample, state):
 
 def test_it_offers_developers_only_their_own_actions(db, users, sample):
     other = factories.make_deployment(db, image_id=sample["image_id"], status="stopped", stopped_by_operator=1)
-    assert access.deployment_actions(user(users, "dana"), row(db, other)) == []
-    assert access.deployment_actions(user(users, "oleg"), row(db, other)) == ["start", "delete"]
-    assert access.deployment_actions(user(users, "dana"), row(db, sample["deployment_id"])) == ["stop", "restart"]
+    assert d.offered_actions(user(users, "dana"), row(db, other)) == []
+    assert d.offered_actions(user(users, "oleg"), row(db, other)) == ["start", "delete"]
+    assert d.offered_actions(user(users, "dana"), row(db, sample["deployment_id"])) == ["stop", "restart"]
 
 
 def test_it_gives_the_request_creator_not_the_deployer_as_created_by(db, users, sample):
     deployment = row(db, sample["deployment_id"])
     assert deployment["created_by"] == users["carl"] and deployment["deployed_by"] == users["oleg"]
-    assert access.can_view_deployment(user(users, "carl"), deployment)
+    assert permissions.can_view_deployment(user(users, "carl"), deployment)

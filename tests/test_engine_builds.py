@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from samosval.domain import ActionRefused
+from samosval.domain import Refused
 from samosval.domain import builds as build_domain
 from samosval.domain import requests as request_domain
 from tests import factories
@@ -157,7 +157,7 @@ def test_it_follows_the_dockerfile_of_the_request(engine, clock, db, users):
 
 def test_it_refuses_to_queue_a_build_of_an_unapproved_request(db, users):
     request_id = factories.make_request(db, owner_id=users["dana"], status="in_review")
-    with pytest.raises(ActionRefused):
+    with pytest.raises(Refused):
         build_domain.start_build(db, request_domain.get_request(db, request_id), actor(users), 0)
     assert db.execute("SELECT COUNT(*) FROM builds").fetchone()[0] == 0
 
@@ -175,7 +175,7 @@ def test_it_leaves_a_cancelled_build_alone(engine, clock, db, users):
     assert after["status"] == "cancelled"
     assert after["build_log"] == cancelled["build_log"]
     assert after["build_log"].rstrip().endswith("Build cancelled by oleg.")
-    with pytest.raises(ActionRefused):
+    with pytest.raises(Refused):
         build_domain.cancel_build(db, build_domain.get_build(db, build_id), actor(users), clock.now)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from types import SimpleNamespace
 
+from samosval.db import transaction
 from samosval.domain import deployments as deployment_domain
 from samosval.simulator.state import LOG_CAPACITY, METRIC_CAPACITY
 from tests import factories
@@ -84,7 +85,8 @@ def test_it_does_not_settle_a_rollout_that_was_restarted_meanwhile(engine, clock
     due = db.execute("SELECT next_step_at FROM deployments WHERE id = ?", (deployment_id,)).fetchone()[0]
     # A webhook restarts it just before the engine's step: the old rollout must not win.
     clock.now = due
-    deployment_domain.restart_deployment(db, engine.state, deployment_id, clock.now - 0.01, reason="commit abc")
+    with transaction(db):
+        deployment_domain.restart_in_transaction(db, deployment_id, clock.now - 0.01, reason="commit abc")
     engine.step(clock.now)
     assert status_of(db, deployment_id) == "deploying"
 

@@ -68,7 +68,7 @@ def login(base: str, username: str, password: str):
 
 def test_it_serves_health_and_a_live_stream_then_stops_cleanly(gunicorn_server):
     db = connect(gunicorn_server["db"])
-    user_id = user_domain.create_user(db, "opsuser", "password123", "operator")
+    user_id = user_domain.create_user(db, "opsuser", "password123", "operator", now=time.time())
     request_id = factories.make_request(db, owner_id=user_id, status="approved")
     image_id = factories.make_image(db, request_id=request_id)
     deployment_id = factories.make_deployment(db, image_id=image_id)

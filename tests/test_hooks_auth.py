@@ -18,7 +18,8 @@ def body_for(repo="https://github.com/acme/billing.git", branch="main", commit=S
 
 @pytest.fixture
 def token(app, db, users):
-    _id, plain = tokens.create_token(db, "ci billing", secret_key=app.secret_key, actor_id=users["alice"])
+    _id, plain = tokens.create_token(db, "ci billing", secret_key=app.secret_key, actor_id=users["alice"],
+                                     now=1_800_000_000.0)
     return plain
 
 
@@ -71,7 +72,7 @@ def test_it_refuses_calls_without_a_valid_token(client, db, sample, token, heade
 
 def test_it_refuses_a_revoked_token(app, client, db, sample, users, token):
     token_id = db.execute("SELECT id FROM webhook_tokens").fetchone()["id"]
-    tokens.revoke_token(db, token_id, actor_id=users["alice"])
+    tokens.revoke_token(db, token_id, actor_id=users["alice"], now=1_800_000_000.0)
     response = post(client, headers={"X-Samosval-Token": token})
     assert response.status_code == 401 and response.json["reason"] == "token revoked"
     assert deliveries(db)[-1]["token_id"] == token_id
@@ -108,7 +109,7 @@ def test_it_refuses_a_bad_signature(client, db, sample, token):
 
 def test_it_refuses_a_signature_made_with_a_revoked_token(client, db, sample, users, token):
     tokens.revoke_token(db, db.execute("SELECT id FROM webhook_tokens").fetchone()["id"],
-                        actor_id=users["alice"])
+                        actor_id=users["alice"], now=1_800_000_000.0)
     body = body_for()
     response = post(client, body, headers={"X-Hub-Signature-256": tokens.github_signature(token, body)})
     assert response.status_code == 401 and response.json["reason"] == "token revoked"

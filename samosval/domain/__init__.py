@@ -1,8 +1,9 @@
 """Domain rules shared by HTML routes, JSON routes and the simulation engine.
 
-Modules here take a connection and plain values, never ``request``. Messages
-meant for users are English source strings marked with ``N_`` so the
-extractor finds them; the view translates them when it renders.
+Modules here take a connection, plain values and ``now`` (the caller's clock),
+never ``request``. Messages meant for users are English source strings marked
+with ``N_`` so the extractor finds them; the web layer translates them when it
+answers.
 """
 from __future__ import annotations
 
@@ -12,19 +13,39 @@ def N_(message: str) -> str:
     return message
 
 
-class ValidationError(Exception):
-    """Bad input. ``errors`` maps a field name to a message (English source text)."""
-
-    def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.errors = errors
+# What each kind of refusal answers over HTTP.
+REFUSAL_STATUS = {"invalid": 400, "forbidden": 403, "not_found": 404, "conflict": 409}
 
 
-class ActionRefused(Exception):
-    """An action that the current state does not allow ("already stopped").
-    ``message`` is English source text, translated by the view."""
+class Refused(Exception):
+    """A command the domain will not carry out.
 
-    def __init__(self, message: str, status: int = 409):
+    ``kind`` is one of ``REFUSAL_STATUS`` (invalid, forbidden, not_found, conflict);
+    ``message`` is English source text marked ``N_``, translated by the web layer;
+    ``payload`` is extra data for JSON callers. One app-level handler
+    (``samosval.web``) turns it into a response, so routes never catch it.
+    """
+
+    def __init__(self, kind: str, message: str, *, payload: dict | None = None):
+        if kind not in REFUSAL_STATUS:
+            raise ValueError(f"unknown refusal kind {kind!r}")
         super().__init__(message)
+        self.kind = kind
         self.message = message
-        self.status = status
+        self.payload = dict(payload or {})
+
+    @property
+    def status(self) -> int:
+        return REFUSAL_STATUS[self.kind]
+
+
+class ValidationError(Refused):
+    """Bad input, field by field: ``errors`` maps a field name to a message (English
+    source text). Forms catch it to render again with the errors next to the fields;
+    ``extra`` carries what the form shows besides (unknown collaborators)."""
+
+    def __init__(self, errors: dict[str, str], *, extra: dict | None = None,
+                 message: str = N_("Check the highlighted fields.")):
+        super().__init__("invalid", message, payload={"errors": dict(errors)})
+        self.errors = errors
+        self.extra = dict(extra or {})

@@ -1,17 +1,18 @@
 """Alerts (spec 6.2): something failed and a person should look at it.
 
-The engine raises them (a failed build or deployment) and resolves a deployment's
-failure alert itself when the deployment runs again; operators and admins resolve
-the rest by hand. :func:`raise_alert` and :func:`resolve_for_target` write no
-transaction of their own: the engine calls them inside the transaction that
-records the failure (or the recovery).
+The one place that writes, resolves and counts them. A failed build or deployment
+raises one; a deployment that runs again resolves its failure alert, and deleting
+it resolves the rest; operators and admins resolve alerts by hand.
+:func:`raise_alert` and :func:`resolve_for_target` write no transaction of their
+own: callers use them inside the transaction that records the failure (or the
+recovery).
 """
 from __future__ import annotations
 
 import sqlite3
 
 from .. import audit
-from . import N_, ActionRefused
+from . import N_, Refused
 from ..db import transaction
 from ..timeutil import utcnow_iso
 
@@ -53,16 +54,15 @@ def open_count(db: sqlite3.Connection) -> int:
     return db.execute("SELECT COUNT(*) FROM alerts WHERE resolved = 0").fetchone()[0]
 
 
-def resolve_alert(db: sqlite3.Connection, alert_id: int, *, actor_id: int | None,
-                  now: float | None = None):
+def resolve_alert(db: sqlite3.Connection, alert_id: int, *, actor_id: int | None, now: float):
     """Resolve by hand, audited as ``alert_resolve``. Refuses an alert that is
     already resolved (two operators clicking at once: the second one is told)."""
     with transaction(db):
         alert = db.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         if alert is None:
-            raise ActionRefused(N_("This alert does not exist."), status=404)
+            raise Refused("not_found", N_("This alert does not exist."))
         if alert["resolved"]:
-            raise ActionRefused(N_("This alert is already resolved."))
+            raise Refused("conflict", N_("This alert is already resolved."))
         db.execute("UPDATE alerts SET resolved = 1, resolved_at = ?, resolved_by = ? WHERE id = ?",
                    (utcnow_iso(now), actor_id, alert_id))
         audit.record(db, "alert_resolve", user_id=actor_id, target_type="alert", target_id=alert_id,
@@ -72,7 +72,7 @@ def resolve_alert(db: sqlite3.Connection, alert_id: int, *, actor_id: int | None
 
 
 def raise_alert(db: sqlite3.Connection, alert_type: str, target_type: str, target_id: int,
-                message: str, *, now: float | None = None) -> int:
+                message: str, *, now: float) -> int:
     """Open an alert. Call inside the caller's transaction."""
     return db.execute(
         "INSERT INTO alerts (alert_type, target_type, target_id, message, resolved, created_at) "
@@ -81,12 +81,14 @@ def raise_alert(db: sqlite3.Connection, alert_type: str, target_type: str, targe
 
 
 def resolve_for_target(db: sqlite3.Connection, target_type: str, target_id: int, *,
-                       alert_type: str | None = None, now: float | None = None) -> int:
-    """Resolve the open alerts about one target automatically (``resolved_by`` stays
-    empty: nobody clicked). Call inside the caller's transaction; returns how many."""
-    sql = ("UPDATE alerts SET resolved = 1, resolved_at = ? WHERE resolved = 0 AND target_id = ? "
-           "AND (target_type = ? OR (target_type IS NULL AND alert_type = ?))")
-    params = [utcnow_iso(now), target_id, target_type, f"{target_type}_failed"]
+                       alert_type: str | None = None, now: float,
+                       actor_id: int | None = None) -> int:
+    """Resolve the open alerts about one target: automatically (``actor_id`` None:
+    nobody clicked), or because ``actor_id`` removed the target. Call inside the
+    caller's transaction; returns how many."""
+    sql = ("UPDATE alerts SET resolved = 1, resolved_at = ?, resolved_by = ? WHERE resolved = 0 "
+           "AND target_id = ? AND (target_type = ? OR (target_type IS NULL AND alert_type = ?))")
+    params = [utcnow_iso(now), actor_id, target_id, target_type, f"{target_type}_failed"]
     if alert_type:
         sql += " AND alert_type = ?"
         params.append(alert_type)

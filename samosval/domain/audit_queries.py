@@ -242,6 +242,17 @@ def target_path(target_type: str | None, target_id: int | None, label: str | Non
     return None
 
 
+def target_links(db: sqlite3.Connection, rows) -> dict:
+    """Links to the targets of audit ``rows`` that still exist (one query per type)."""
+    found = existing_targets(db, [(r["target_type"], r["target_id"]) for r in rows])
+    links = {}
+    for (target_type, target_id), label in found.items():
+        path = target_path(target_type, target_id, label)
+        if path:
+            links[(target_type, target_id)] = path
+    return links
+
+
 def format_details(details: str | None) -> str:
     """Details are stored as JSON objects; show them as ``key: value`` pairs."""
     if not details:

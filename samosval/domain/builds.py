@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import sqlite3
 
-from .. import access, audit
+from .. import audit, permissions
 from ..db import transaction
 from ..timeutil import utcnow_iso
-from . import ActionRefused, N_
+from . import N_, Refused
+from . import alerts as alert_domain
+from . import images as image_domain
+from .statuses import ACTIVE_BUILD_STATUSES, BUILD_STATUSES, FINISHED_BUILD_STATUSES  # noqa: F401
 
-BUILD_STATUSES = ("queued", "building", "success", "failed", "cancelled")
-ACTIVE_BUILD_STATUSES = ("queued", "building")
-FINISHED_BUILD_STATUSES = ("success", "failed", "cancelled")
+_ACTIVE_MARKS = ", ".join("?" * len(ACTIVE_BUILD_STATUSES))
 
 
 def list_builds_sql(user, status: str = "") -> tuple[str, list]:
     """Builds of the requests ``user`` may see, newest first, for ``paginate``."""
-    where, params = access.visible_requests_sql(user, "r")
+    where, params = permissions.visible_requests_sql(user, "r")
     sql = ("SELECT b.id, b.status, b.steps_done, b.steps_total, b.image_id, b.created_at, "
            "b.finished_at, b.request_id, r.image_name, r.version_tag, "
            "u.username AS built_by_username, i.image_tag, i.build_number "
@@ -64,12 +65,12 @@ def start_build(db: sqlite3.Connection, req, user, now: float) -> int:
     """Queue a build of an approved request. The engine picks it up (``next_step_at``
     NULL) and schedules it with its own RNG."""
     if req["status"] != "approved":
-        raise ActionRefused(N_("Only an approved request can be built."))
+        raise Refused("conflict", N_("Only an approved request can be built."))
     with transaction(db):
         # Re-read inside the write lock: the request may have changed meanwhile.
         current = db.execute("SELECT status FROM image_requests WHERE id = ?", (req["id"],)).fetchone()
         if current is None or current["status"] != "approved":
-            raise ActionRefused(N_("Only an approved request can be built."))
+            raise Refused("conflict", N_("Only an approved request can be built."))
         stamp = utcnow_iso(now)
         build_id = db.execute(
             "INSERT INTO builds (request_id, status, build_log, built_by, created_at, updated_at, "
@@ -91,11 +92,11 @@ def cancel_build(db: sqlite3.Connection, build, user, now: float) -> None:
             "UPDATE builds SET status = 'cancelled', next_step_at = NULL, status_since = ?, "
             "finished_at = ?, updated_at = ?, error_message = ?, "
             "build_log = COALESCE(build_log, '') || ? "
-            "WHERE id = ? AND status IN ('queued', 'building')",
+            f"WHERE id = ? AND status IN ({_ACTIVE_MARKS})",
             (now, utcnow_iso(now), utcnow_iso(now), f"Cancelled by {user.username}.",
-             log_line(f"Build cancelled by {user.username}."), build["id"]))
+             log_line(f"Build cancelled by {user.username}."), build["id"], *ACTIVE_BUILD_STATUSES))
         if cursor.rowcount == 0:
-            raise ActionRefused(N_("This build has already finished and cannot be cancelled."))
+            raise Refused("conflict", N_("This build has already finished and cannot be cancelled."))
         audit.record(db, "build_cancel", user_id=user.id, target_type="build",
                      target_id=build["id"], details={"request_id": build["request_id"]}, now=now)
 
@@ -117,7 +118,6 @@ def finish_success(db: sqlite3.Connection, build_id: int, text: str, *, steps_do
                    digest: str, now: float, commit_sha: str | None = None) -> int | None:
     """Finish a build successfully: create its image and link it. Returns the image
     id, or None if the build was no longer active."""
-    from . import images as image_domain
     with transaction(db):
         build = db.execute(
             "SELECT b.id, b.request_id, b.built_by, b.status, r.image_name, r.version_tag "
@@ -148,15 +148,13 @@ def finish_failure(db: sqlite3.Connection, build_id: int, text: str, error: str,
             "UPDATE builds SET status = 'failed', error_message = ?, "
             "build_log = COALESCE(build_log, '') || ?, steps_done = COALESCE(?, steps_done), "
             "next_step_at = NULL, status_since = ?, finished_at = ?, updated_at = ? "
-            "WHERE id = ? AND status IN ('queued', 'building')",
+            f"WHERE id = ? AND status IN ({_ACTIVE_MARKS})",
             (error, text + log_line(f"ERROR: build failed: {error}"), steps_done, now, stamp, stamp,
-             build_id))
+             build_id, *ACTIVE_BUILD_STATUSES))
         if cursor.rowcount == 0:
             return False
-        db.execute(
-            "INSERT INTO alerts (alert_type, target_type, target_id, message, resolved, created_at) "
-            "VALUES ('build_failed', 'build', ?, ?, 0, ?)",
-            (build_id, f"Build #{build_id} failed: {error}", stamp))
+        alert_domain.raise_alert(db, "build_failed", "build", build_id,
+                                 f"Build #{build_id} failed: {error}", now=now)
         if watchdog:
             audit.record(db, "watchdog_timeout", target_type="build", target_id=build_id,
                          details={"reason": error}, now=now)

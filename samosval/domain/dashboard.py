@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import sqlite3
 
-from .. import access, audit
+from .. import permissions
+from . import alerts as alert_domain
+from .audit_queries import target_links
 from .deployments import DEPLOYMENT_STATUSES
 from .requests import REQUEST_STATUSES
 
 
 def summary(db: sqlite3.Connection, user) -> dict:
-    where, params = access.visible_requests_sql(user, "r")
+    where, params = permissions.visible_requests_sql(user, "r")
     request_counts = dict.fromkeys(REQUEST_STATUSES, 0)
     for row in db.execute(f"SELECT r.status, COUNT(*) AS n FROM image_requests r WHERE {where} "
                           "GROUP BY r.status", params):
@@ -20,26 +22,26 @@ def summary(db: sqlite3.Connection, user) -> dict:
             f"JOIN image_requests r ON r.id = i.request_id WHERE {where} GROUP BY d.status", params):
         deployment_counts[row["status"]] = row["n"]
     open_alerts = 0
-    if access.can_view_alerts(user):
-        open_alerts = db.execute("SELECT COUNT(*) FROM alerts WHERE resolved = 0").fetchone()[0]
+    if permissions.can_view_alerts(user):
+        open_alerts = alert_domain.open_count(db)
     events = recent_events(db, user)
     return {
         "request_counts": request_counts,
         "deployment_counts": deployment_counts,
         "open_alerts": open_alerts,
         "recent_events": events,
-        "event_links": audit.target_links(db, events),
+        "event_links": target_links(db, events),
     }
 
 
 def recent_events(db: sqlite3.Connection, user, limit: int = 15) -> list:
     """Staff see every event; a developer sees events about their own requests and
     the builds, images and deployments made from them, and their own actions."""
-    if access.is_staff(user):
+    if permissions.is_staff(user):
         return db.execute(
             "SELECT a.*, u.username FROM audit_log a LEFT JOIN users u ON u.id = a.user_id "
             "ORDER BY a.id DESC LIMIT ?", (limit,)).fetchall()
-    where, params = access.visible_requests_sql(user, "r")
+    where, params = permissions.visible_requests_sql(user, "r")
     visible = f"SELECT r.id FROM image_requests r WHERE {where}"
     return db.execute(
         "SELECT a.*, u.username FROM audit_log a LEFT JOIN users u ON u.id = a.user_id WHERE "

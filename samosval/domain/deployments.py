@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 import sqlite3
 
-from .. import access, audit
+from .. import audit, permissions
 from ..db import transaction
 from ..timeutil import utcnow_iso
-from . import ActionRefused, N_, ValidationError
+from . import N_, Refused, ValidationError
+from . import alerts as alert_domain
 
 DEPLOYMENT_STATUSES = ("deploying", "running", "stopped", "failed")
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -49,6 +50,13 @@ def action_applies(status: str, action: str) -> bool:
     return status in ACTION_FROM_STATUSES.get(action, ())
 
 
+def offered_actions(user, deployment) -> list[str]:
+    """The actions to offer ``user`` now: permitted and meaningful in this status."""
+    return [action for action in ACTION_FROM_STATUSES
+            if action_applies(deployment["status"], action)
+            and permissions.can_control_deployment(user, deployment, action)]
+
+
 DEPLOYMENT_COLUMNS = (
     "d.id, d.image_id, d.name, d.environment, d.status, d.replicas, d.ports, "
     "d.stopped_by_operator, d.needs_restart, d.created_at, d.updated_at, "
@@ -58,7 +66,7 @@ DEPLOYMENT_COLUMNS = (
 
 def list_deployments_sql(user, status: str = "", environment: str = "") -> tuple[str, list]:
     """Deployments of the requests ``user`` may see, recently changed first, for ``paginate``."""
-    where, params = access.visible_requests_sql(user, "r")
+    where, params = permissions.visible_requests_sql(user, "r")
     conditions = [where]
     if status:
         conditions.append("d.status = ?")
@@ -154,10 +162,6 @@ def validate_deployment_form(form) -> tuple[dict, dict]:
 
 # --- user actions ---------------------------------------------------------------
 
-def _is_staff(user) -> bool:
-    return getattr(user, "role", None) in ("admin", "operator")
-
-
 def _event(state, deployment_id: int, now: float, text: str, status: str | None) -> None:
     logs = state.runtime(deployment_id).logs
     logs.append(now, "EVENT", text)
@@ -192,22 +196,24 @@ def create_deployment(db: sqlite3.Connection, state, image_row, user, form, now:
 
 def perform_action(db: sqlite3.Connection, state, deployment_row, user, action: str,
                    now: float) -> str:
-    """start | stop | restart | delete. Permission is the route's job
-    (``access.can_control_deployment``); this checks that the action fits the
-    current status and applies it. Returns the new status (``"deleted"``)."""
+    """start | stop | restart | delete, if ``permissions.can_control_deployment``
+    allows it and the action fits the current status. Returns the new status
+    (``"deleted"``)."""
     if action not in ACTION_FROM_STATUSES:
-        raise ActionRefused(N_("Unknown action."), status=400)
+        raise Refused("invalid", N_("Unknown action."))
+    if not permissions.can_control_deployment(user, deployment_row, action):
+        raise Refused("forbidden", permissions.FORBIDDEN)
     deployment_id = deployment_row["id"]
     stamp = utcnow_iso(now)
-    staff = _is_staff(user)
+    staff = permissions.stops_as_operator(user)
     with transaction(db):
         current = db.execute(
             "SELECT d.status, d.name, d.environment, i.image_tag FROM deployments d "
             "JOIN images i ON i.id = d.image_id WHERE d.id = ?", (deployment_id,)).fetchone()
         if current is None:
-            raise ActionRefused(N_("This deployment no longer exists."), status=404)
+            raise Refused("not_found", N_("This deployment no longer exists."))
         if not action_applies(current["status"], action):
-            raise ActionRefused(REFUSALS[action])
+            raise Refused("conflict", REFUSALS[action])
         details = {"from": current["status"], "name": current["name"]}
         if action == "stop":
             new_status = "stopped"
@@ -232,10 +238,8 @@ def perform_action(db: sqlite3.Connection, state, deployment_row, user, action: 
             details.update({"image": current["image_tag"], "environment": current["environment"]})
             db.execute("DELETE FROM deployments WHERE id = ?", (deployment_id,))
             # Its open alerts describe something that no longer exists.
-            db.execute(
-                "UPDATE alerts SET resolved = 1, resolved_at = ?, resolved_by = ? "
-                "WHERE target_type = 'deployment' AND target_id = ? AND resolved = 0",
-                (stamp, user.id, deployment_id))
+            alert_domain.resolve_for_target(db, "deployment", deployment_id, now=now,
+                                            actor_id=user.id)
         audit.record(db, f"deployment_{action}", user_id=user.id, target_type="deployment",
                      target_id=deployment_id, details=details, now=now)
     if new_status == "deleted":
@@ -246,24 +250,13 @@ def perform_action(db: sqlite3.Connection, state, deployment_row, user, action: 
     return new_status
 
 
-def restart_deployment(db: sqlite3.Connection, state, deployment_id: int, now: float, *,
-                       actor_id: int | None = None, reason: str) -> bool:
-    """An automatic restart (the commit webhook): running/deploying -> deploying,
-    ``needs_restart`` cleared, ``reason`` written to the log. False if the
-    deployment is in no state to restart (stopped, failed, gone)."""
-    with transaction(db):
-        restarted = restart_in_transaction(db, deployment_id, now, actor_id=actor_id, reason=reason)
-    if restarted:
-        restarted_event(state, deployment_id, now, reason)
-    return restarted
-
-
 def restart_in_transaction(db: sqlite3.Connection, deployment_id: int, now: float, *,
                            actor_id: int | None = None, reason: str, commit: str | None = None) -> bool:
-    """The database half of :func:`restart_deployment`, inside the caller's transaction,
-    so the commit hook restarts many deployments per commit (``commit`` becomes the
-    deployment's ``last_commit``). After committing, the caller calls
-    :func:`restarted_event` for each one restarted."""
+    """An automatic restart (the commit webhook): running/deploying -> deploying,
+    ``needs_restart`` cleared, inside the caller's transaction, so the hook restarts
+    many deployments per commit (``commit`` becomes the deployment's ``last_commit``).
+    False if the deployment is in no state to restart (stopped, failed, gone). After
+    committing, the caller calls :func:`restarted_event` for each one restarted."""
     row = db.execute("SELECT status FROM deployments WHERE id = ?", (deployment_id,)).fetchone()
     if row is None or row["status"] not in AUTO_RESTART_FROM:
         return False
@@ -297,10 +290,8 @@ def mark_running(db: sqlite3.Connection, state, deployment_id: int, *, since, no
             return False
         db.execute("UPDATE deployments SET status = 'running', next_step_at = NULL, status_since = ?, "
                    "updated_at = ? WHERE id = ?", (now, stamp, deployment_id))
-        resolved = db.execute(
-            "UPDATE alerts SET resolved = 1, resolved_at = ? WHERE target_type = 'deployment' "
-            "AND target_id = ? AND alert_type = 'deployment_failed' AND resolved = 0",
-            (stamp, deployment_id)).rowcount
+        resolved = alert_domain.resolve_for_target(db, "deployment", deployment_id,
+                                                   alert_type="deployment_failed", now=now)
         audit.record(db, "deployment_running", target_type="deployment", target_id=deployment_id,
                      details={"image": row["image_tag"], "resolved_alerts": resolved}, now=now)
     _event(state, deployment_id, now,
@@ -322,10 +313,8 @@ def mark_failed(db: sqlite3.Connection, state, deployment_id: int, reason: str, 
             return False
         db.execute("UPDATE deployments SET status = 'failed', next_step_at = NULL, status_since = ?, "
                    "updated_at = ? WHERE id = ?", (now, stamp, deployment_id))
-        db.execute(
-            "INSERT INTO alerts (alert_type, target_type, target_id, message, resolved, created_at) "
-            "VALUES ('deployment_failed', 'deployment', ?, ?, 0, ?)",
-            (deployment_id, f"Deployment {row['name']} (#{deployment_id}) failed: {reason}", stamp))
+        alert_domain.raise_alert(db, "deployment_failed", "deployment", deployment_id,
+                                 f"Deployment {row['name']} (#{deployment_id}) failed: {reason}", now=now)
         if watchdog:
             audit.record(db, "watchdog_timeout", target_type="deployment", target_id=deployment_id,
                          details={"reason": reason}, now=now)

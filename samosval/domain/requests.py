@@ -11,10 +11,10 @@ import math
 import re
 import sqlite3
 
-from .. import access, audit
+from .. import audit, permissions
 from ..db import transaction
 from ..timeutil import utcnow_iso
-from . import N_, ActionRefused, ValidationError
+from . import N_, Refused, ValidationError
 from .repos import normalize_repo_url, split_logins
 from .users import like_escape
 
@@ -81,7 +81,7 @@ def get_request(db: sqlite3.Connection, request_id: int):
 def list_requests_query(user, *, status: str | None = None, owner: str | None = None,
                         q: str | None = None, mine: bool = False) -> tuple[str, list]:
     """The list page's SELECT (newest first, no LIMIT) limited to what ``user`` sees."""
-    where, params = access.visible_requests_sql(user, "r")
+    where, params = permissions.visible_requests_sql(user, "r")
     clauses = [where]
     if status in REQUEST_STATUSES:
         clauses.append("r.status = ?")
@@ -282,9 +282,7 @@ def validate(db: sqlite3.Connection, values: dict[str, str]) -> tuple[dict, dict
             clean["owner_id"] = row["id"]
 
     if errors:
-        error = ValidationError(errors)
-        error.extra = extra
-        raise error
+        raise ValidationError(errors, extra=extra)
     clean["repo_key"] = normalize_repo_url(repo_url)
     clean["dockerfile_content"] = generate_dockerfile(
         clean["base_image"], clean["run_commands"], clean["entrypoint"])
@@ -311,24 +309,26 @@ def _sync_collaborators(db: sqlite3.Connection, request_id: int, collaborators: 
                    [(request_id, login) for login in split_logins(collaborators)])
 
 
-def create_request(db: sqlite3.Connection, user, values: dict[str, str]) -> int:
+def create_request(db: sqlite3.Connection, user, values: dict[str, str], *, now: float) -> int:
     """Validate and save a new draft; returns its id."""
     with transaction(db):
         clean, _extra = validate(db, values)
-        now = utcnow_iso()
+        stamp = utcnow_iso(now)
         columns = [*EDITABLE_COLUMNS, "repo_key", "dockerfile_content"]
         request_id = db.execute(
             f"INSERT INTO image_requests ({', '.join(columns)}, status, created_by, created_at, "
             f"updated_at) VALUES ({', '.join('?' * len(columns))}, 'draft', ?, ?, ?)",
-            [*(clean[c] for c in columns), user.id, now, now]).lastrowid
+            [*(clean[c] for c in columns), user.id, stamp, stamp]).lastrowid
         _sync_collaborators(db, request_id, clean["collaborators"])
         audit.record(db, "request_create", user_id=user.id, target_type="request",
                      target_id=request_id, details={"status": "draft",
-                                                    "image": f"{clean['image_name']}:{clean['version_tag']}"})
+                                                    "image": f"{clean['image_name']}:{clean['version_tag']}"},
+                     now=now)
     return request_id
 
 
-def update_request(db: sqlite3.Connection, user, request_id: int, values: dict[str, str]) -> list[str]:
+def update_request(db: sqlite3.Connection, user, request_id: int, values: dict[str, str], *,
+                   now: float) -> list[str]:
     """Validate and save an edit; returns the names of the changed fields.
 
     A changed base image marks the deployments of this request's images as
@@ -336,8 +336,8 @@ def update_request(db: sqlite3.Connection, user, request_id: int, values: dict[s
     """
     with transaction(db):
         old = get_request(db, request_id)
-        if old is None or not access.can_edit_request(user, old):
-            raise ActionRefused(N_("This request can no longer be edited."))
+        if old is None or not permissions.can_edit_request(user, old):
+            raise Refused("conflict", N_("This request can no longer be edited."))
         clean, _extra = validate(db, values)
         changed = [c for c in EDITABLE_COLUMNS if old[c] != clean[c]]
         if not changed:
@@ -348,7 +348,7 @@ def update_request(db: sqlite3.Connection, user, request_id: int, values: dict[s
         columns = [*EDITABLE_COLUMNS, "repo_key", "dockerfile_content"]
         db.execute(
             f"UPDATE image_requests SET {', '.join(f'{c} = ?' for c in columns)}, updated_at = ? "
-            "WHERE id = ?", [*(clean[c] for c in columns), utcnow_iso(), request_id])
+            "WHERE id = ?", [*(clean[c] for c in columns), utcnow_iso(now), request_id])
         _sync_collaborators(db, request_id, clean["collaborators"])
         details: dict = {"fields": ["owner" if c == "owner_id" else c for c in changed],
                          "changes": {}}
@@ -366,18 +366,18 @@ def update_request(db: sqlite3.Connection, user, request_id: int, values: dict[s
                 (request_id, *RESTARTABLE_DEPLOYMENT_STATUSES)).rowcount
             details["needs_restart_marked"] = marked
         audit.record(db, "request_edit", user_id=user.id, target_type="request",
-                     target_id=request_id, details=details)
+                     target_id=request_id, details=details, now=now)
     return details["fields"]
 
 
 def may_transition(user, req, new_status: str) -> bool:
     """Whether ``user`` may make this move (assuming the flow allows it)."""
-    if access.can_review_request(user, req):
+    if permissions.can_review_request(user, req):
         return True
     if req["status"] == "draft" and new_status == "submitted":
-        return access.can_submit_request(user, req)
+        return permissions.can_submit_request(user, req)
     if req["status"] == "rejected" and new_status == "draft":
-        return access.can_rework_request(user, req)
+        return permissions.can_rework_request(user, req)
     return False
 
 
@@ -386,36 +386,37 @@ def next_statuses(user, req) -> list[str]:
     return [s for s in TRANSITIONS.get(req["status"], ()) if may_transition(user, req, s)]
 
 
-def change_status(db: sqlite3.Connection, user, request_id: int, new_status: str) -> str:
+def change_status(db: sqlite3.Connection, user, request_id: int, new_status: str, *,
+                  now: float) -> str:
     """Move a request to ``new_status``; returns the old status.
 
-    Refusals raise ActionRefused: 409 when the flow does not allow the move,
-    403 when this user may not make it. Nothing is written then.
+    Refusals raise Refused: a conflict when the flow does not allow the move,
+    forbidden when this user may not make it. Nothing is written then.
     """
     if new_status not in REQUEST_STATUSES:
-        raise ActionRefused(N_("Unknown status."), status=400)
+        raise Refused("invalid", N_("Unknown status."))
     with transaction(db):
         req = get_request(db, request_id)
         if req is None:
-            raise ActionRefused(N_("Unknown request."), status=404)
+            raise Refused("not_found", N_("Unknown request."))
         old = req["status"]
         if new_status == old:
-            raise ActionRefused(N_("The request already has this status."))
+            raise Refused("conflict", N_("The request already has this status."))
         if new_status not in TRANSITIONS.get(old, ()):
-            raise ActionRefused(N_("The status flow does not allow this change."))
+            raise Refused("conflict", N_("The status flow does not allow this change."))
         if not may_transition(user, req, new_status):
-            raise ActionRefused(N_("You may not make this status change."), status=403)
+            raise Refused("forbidden", N_("You may not make this status change."))
         db.execute("UPDATE image_requests SET status = ?, updated_at = ? WHERE id = ?",
-                   (new_status, utcnow_iso(), request_id))
+                   (new_status, utcnow_iso(now), request_id))
         action = "request_submit" if (old, new_status) == ("draft", "submitted") else "request_status"
         audit.record(db, action, user_id=user.id, target_type="request", target_id=request_id,
-                     details={"old": old, "new": new_status})
+                     details={"old": old, "new": new_status}, now=now)
     return old
 
 
-def submit_request(db: sqlite3.Connection, user, request_id: int) -> None:
+def submit_request(db: sqlite3.Connection, user, request_id: int, *, now: float) -> None:
     """draft → submitted (the developer hands the request to the operators)."""
     req = get_request(db, request_id)
     if req is not None and req["status"] != "draft":
-        raise ActionRefused(N_("Only a draft can be submitted."))
-    change_status(db, user, request_id, "submitted")
+        raise Refused("conflict", N_("Only a draft can be submitted."))
+    change_status(db, user, request_id, "submitted", now=now)

@@ -9,12 +9,13 @@ import sqlite3
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .. import audit
-from . import N_, ActionRefused, ValidationError
+from .. import permissions
+from . import N_, Refused, ValidationError
 from ..db import transaction
 from ..timeutil import utcnow_iso
 
 USERNAME_RE = re.compile(r"^[a-z0-9._-]{3,32}$")
-ROLES = ("admin", "operator", "developer")
+ROLES = permissions.ROLES
 MIN_PASSWORD_LENGTH = 8
 # Checked against when the username does not exist, so a failed login costs the
 # same time whether or not the user is real (no enumeration by timing).
@@ -44,7 +45,7 @@ def validate_password(password: str) -> str | None:
     return None
 
 
-def create_user(db: sqlite3.Connection, username: str, password: str, role: str, *,
+def create_user(db: sqlite3.Connection, username: str, password: str, role: str, *, now: float,
                 actor_id: int | None = None, must_change_password: bool = False) -> int:
     username = (username or "").strip().lower()
     errors = {}
@@ -63,17 +64,17 @@ def create_user(db: sqlite3.Connection, username: str, password: str, role: str,
             user_id = db.execute(
                 "INSERT INTO users (username, password_hash, role, is_active, created_at, must_change_password) "
                 "VALUES (?, ?, ?, 1, ?, ?)",
-                (username, generate_password_hash(password), role, utcnow_iso(), int(must_change_password)),
+                (username, generate_password_hash(password), role, utcnow_iso(now), int(must_change_password)),
             ).lastrowid
             audit.record(db, "user_create", user_id=actor_id, target_type="user", target_id=user_id,
-                         details={"username": username, "role": role})
+                         details={"username": username, "role": role}, now=now)
     except sqlite3.IntegrityError:
         # Two admins creating the same login at once: the second one loses cleanly.
         raise ValidationError({"username": N_("This username is taken.")}) from None
     return user_id
 
 
-def authenticate(db: sqlite3.Connection, username: str, password: str):
+def authenticate(db: sqlite3.Connection, username: str, password: str, *, now: float):
     """Return the user row if the credentials are right and the user is active.
 
     Every failure looks the same to the caller (no hint which part was wrong) and
@@ -86,15 +87,16 @@ def authenticate(db: sqlite3.Connection, username: str, password: str):
         with transaction(db):
             audit.record(db, "login_failed", user_id=row["id"] if row else None,
                          target_type="user", target_id=row["id"] if row else None,
-                         details={"username": (username or "")[:64], "reason": reason})
+                         details={"username": (username or "")[:64], "reason": reason}, now=now)
         return None
     with transaction(db):
-        db.execute("UPDATE users SET last_login_at = ? WHERE id = ?", (utcnow_iso(), row["id"]))
-        audit.record(db, "login", user_id=row["id"], target_type="user", target_id=row["id"])
+        db.execute("UPDATE users SET last_login_at = ? WHERE id = ?", (utcnow_iso(now), row["id"]))
+        audit.record(db, "login", user_id=row["id"], target_type="user", target_id=row["id"], now=now)
     return get_user(db, row["id"])
 
 
-def change_own_password(db: sqlite3.Connection, user_id: int, current: str, new: str, confirm: str) -> None:
+def change_own_password(db: sqlite3.Connection, user_id: int, current: str, new: str, confirm: str, *,
+                        now: float) -> None:
     row = get_user(db, user_id)
     errors = {}
     if not check_password_hash(row["password_hash"], current or ""):
@@ -116,15 +118,16 @@ def change_own_password(db: sqlite3.Connection, user_id: int, current: str, new:
             "session_version = session_version + 1 WHERE id = ?",
             (generate_password_hash(new), user_id),
         )
-        audit.record(db, "password_change", user_id=user_id, target_type="user", target_id=user_id)
+        audit.record(db, "password_change", user_id=user_id, target_type="user", target_id=user_id,
+                     now=now)
 
 
-def log_out(db: sqlite3.Connection, user_id: int) -> None:
+def log_out(db: sqlite3.Connection, user_id: int, *, now: float) -> None:
     """End the user's sessions. The cookie is signed, not stored: a copy taken before
     logout would stay valid unless the session version it carries is retired."""
     with transaction(db):
         db.execute("UPDATE users SET session_version = session_version + 1 WHERE id = ?", (user_id,))
-        audit.record(db, "logout", user_id=user_id, target_type="user", target_id=user_id)
+        audit.record(db, "logout", user_id=user_id, target_type="user", target_id=user_id, now=now)
 
 
 def set_locale(db: sqlite3.Connection, user_id: int, locale: str) -> None:
@@ -138,10 +141,10 @@ def root_has_default_password(db: sqlite3.Connection) -> bool:
 
 
 # --- administration ------------------------------------------------------------
-# Routes check access.can_* first (and hide the buttons); these functions enforce
-# the same hard rules again so no caller (CLI, JSON, a future API) can bypass them.
+# Who may block, demote or reset whom is ``permissions``; these commands ask it
+# themselves, so no caller (route, CLI, JSON, a future API) can bypass it.
 
-PROTECTED_USERNAME = "root"
+PROTECTED_USERNAME = permissions.PROTECTED_USERNAME
 TEMP_PASSWORD_BYTES = 9  # token_urlsafe(9) gives 12 characters
 
 
@@ -179,58 +182,58 @@ def like_escape(text: str) -> str:
 def _target_or_refuse(db: sqlite3.Connection, user_id: int):
     row = get_user(db, user_id)
     if row is None:
-        raise ActionRefused(N_("This user does not exist."), status=404)
+        raise Refused("not_found", N_("This user does not exist."))
     return row
 
 
-def block_user(db: sqlite3.Connection, user_id: int, *, actor_id: int | None) -> sqlite3.Row:
+def _refuse_if(refusal: str | None) -> None:
+    if refusal is not None:
+        raise Refused("forbidden", refusal)
+
+
+def block_user(db: sqlite3.Connection, user_id: int, *, actor, now: float) -> sqlite3.Row:
     """Deactivate a user and sign out all their sessions (the session version is part
     of the login cookie, see auth.py). The caller also ends their live streams."""
     row = _target_or_refuse(db, user_id)
-    if row["username"] == PROTECTED_USERNAME:
-        raise ActionRefused(N_("root cannot be blocked."), status=403)
-    if actor_id is not None and row["id"] == actor_id:
-        raise ActionRefused(N_("You cannot block yourself."), status=403)
+    _refuse_if(permissions.block_refusal(actor, row))
     if not row["is_active"]:
-        raise ActionRefused(N_("This user is already blocked."))
+        raise Refused("conflict", N_("This user is already blocked."))
     with transaction(db):
         db.execute("UPDATE users SET is_active = 0, session_version = session_version + 1 "
                    "WHERE id = ?", (user_id,))
-        audit.record(db, "user_block", user_id=actor_id, target_type="user", target_id=user_id,
-                     details={"username": row["username"]})
+        audit.record(db, "user_block", user_id=actor.id, target_type="user", target_id=user_id,
+                     details={"username": row["username"]}, now=now)
     return get_user(db, user_id)
 
 
-def unblock_user(db: sqlite3.Connection, user_id: int, *, actor_id: int | None) -> sqlite3.Row:
+def unblock_user(db: sqlite3.Connection, user_id: int, *, actor, now: float) -> sqlite3.Row:
     row = _target_or_refuse(db, user_id)
+    _refuse_if(permissions.block_refusal(actor, row))
     if row["is_active"]:
-        raise ActionRefused(N_("This user is not blocked."))
+        raise Refused("conflict", N_("This user is not blocked."))
     with transaction(db):
         db.execute("UPDATE users SET is_active = 1 WHERE id = ?", (user_id,))
-        audit.record(db, "user_unblock", user_id=actor_id, target_type="user", target_id=user_id,
-                     details={"username": row["username"]})
+        audit.record(db, "user_unblock", user_id=actor.id, target_type="user", target_id=user_id,
+                     details={"username": row["username"]}, now=now)
     return get_user(db, user_id)
 
 
-def change_role(db: sqlite3.Connection, user_id: int, role: str, *,
-                actor_id: int | None) -> bool:
+def change_role(db: sqlite3.Connection, user_id: int, role: str, *, actor, now: float) -> bool:
     """Give a user another role. Returns False when the role is already theirs
     (nothing written). Their sessions end so the new rights apply from a fresh login."""
     row = _target_or_refuse(db, user_id)
+    _refuse_if(permissions.role_change_refusal(actor, row))
     if role not in ROLES:
-        raise ValidationError({"role": N_("Choose admin, operator or developer.")})
-    if row["username"] == PROTECTED_USERNAME:
-        raise ActionRefused(N_("root cannot be demoted."), status=403)
-    if actor_id is not None and row["id"] == actor_id:
-        raise ActionRefused(N_("You cannot change your own role."), status=403)
+        raise ValidationError({"role": N_("Choose admin, operator or developer.")},
+                              message=N_("Choose admin, operator or developer."))
     if row["role"] == role:
         return False
     with transaction(db):
         db.execute("UPDATE users SET role = ?, session_version = session_version + 1 WHERE id = ?",
                    (role, user_id))
-        audit.record(db, "user_role_change", user_id=actor_id, target_type="user",
+        audit.record(db, "user_role_change", user_id=actor.id, target_type="user",
                      target_id=user_id,
-                     details={"username": row["username"], "old": row["role"], "new": role})
+                     details={"username": row["username"], "old": row["role"], "new": role}, now=now)
     return True
 
 
@@ -238,16 +241,13 @@ def generate_temporary_password() -> str:
     return secrets.token_urlsafe(TEMP_PASSWORD_BYTES)
 
 
-def reset_password(db: sqlite3.Connection, user_id: int, *, actor_id: int | None,
-                   actor_username: str | None = None, password: str | None = None) -> str:
+def reset_password(db: sqlite3.Connection, user_id: int, *, actor, now: float,
+                   password: str | None = None) -> str:
     """Set a temporary password (generated unless given), ask the user to change it at
     next login, and sign out their sessions. Returns the password so the admin can
     pass it on; it is never stored in clear or audited."""
     row = _target_or_refuse(db, user_id)
-    if actor_id is not None and row["id"] == actor_id:
-        raise ActionRefused(N_("Use the change password page for your own password."), status=403)
-    if row["username"] == PROTECTED_USERNAME and actor_username != PROTECTED_USERNAME:
-        raise ActionRefused(N_("Only root can reset the root password."), status=403)
+    _refuse_if(permissions.password_reset_refusal(actor, row))
     password = password if password is not None else generate_temporary_password()
     if (message := validate_password(password)):
         raise ValidationError({"password": message})
@@ -256,6 +256,6 @@ def reset_password(db: sqlite3.Connection, user_id: int, *, actor_id: int | None
             "UPDATE users SET password_hash = ?, must_change_password = 1, "
             "session_version = session_version + 1 WHERE id = ?",
             (generate_password_hash(password), user_id))
-        audit.record(db, "user_password_reset", user_id=actor_id, target_type="user",
-                     target_id=user_id, details={"username": row["username"]})
+        audit.record(db, "user_password_reset", user_id=actor.id, target_type="user",
+                     target_id=user_id, details={"username": row["username"]}, now=now)
     return password

@@ -1,6 +1,8 @@
 """Blueprints, one per area. Each module exposes ``bp``."""
 from __future__ import annotations
 
+from .. import web
+
 from . import (admin_routes, alert_routes, api_routes, auth_routes, build_routes, dashboard_routes,
                deployment_routes, hook_routes, image_routes, ops_routes, request_routes)
 
@@ -11,5 +13,6 @@ BLUEPRINT_MODULES = (
 
 
 def register_blueprints(app) -> None:
+    web.init_app(app)  # the one answer to a refused command, for every blueprint
     for module in BLUEPRINT_MODULES:
         app.register_blueprint(module.bp)

@@ -1,9 +1,9 @@
 """Administration (spec 4.8, 9.7, 10.3): users and the audit log. Admins only.
 
-Every route is wrapped in ``role_required("admin")`` and asks ``access`` about the
-particular target as well; the domain functions enforce the hard rules (root is
-never blocked or demoted, nobody blocks themselves) a third time. HTML forms get a
-flash and the users page; callers asking for JSON get ``{"error": ...}``.
+Every route is wrapped in ``role_required("admin")``; the domain commands ask
+``permissions`` about the particular target (root is never blocked or demoted,
+nobody blocks themselves) and refuse with the reason, which the app-level handler
+answers (``web.refused_response``).
 """
 from __future__ import annotations
 
@@ -14,19 +14,20 @@ from flask import (Blueprint, Response, abort, current_app, flash, jsonify, redi
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from .. import access, audit as audit_log
+from .. import audit as audit_log
 from ..auth import wants_json
 from ..db import get_db
-from ..domain import ActionRefused, ValidationError
+from ..domain import ValidationError
 from ..domain import audit_queries
 from ..domain import users as user_domain
 from ..pagination import Page, page_number
-from ..simulator.runtime import get_state
+from ..simulator.runtime import get_state, sim_now
 from ..templating import ROLE_LABELS
+from ..web import role_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-admin_only = access.role_required("admin")
+admin_only = role_required("admin")
 
 
 # --- helpers -------------------------------------------------------------------
@@ -62,13 +63,6 @@ def _users_page(status: int = 200, *, form: dict | None = None, errors: dict | N
                            errors=errors or {}), status
 
 
-def _refuse(message: str, status: int = 403):
-    if wants_json():
-        return jsonify(error=message), status
-    flash(message, "error")
-    return _users_page(status)
-
-
 def _done(message: str, row):
     if wants_json():
         return jsonify(message=message, user=_user_json(user_domain.get_user(get_db(), row["id"])))
@@ -80,15 +74,6 @@ def _user_json(row) -> dict:
     return {"id": row["id"], "username": row["username"], "role": row["role"],
             "is_active": bool(row["is_active"]), "created_at": row["created_at"],
             "last_login_at": row["last_login_at"]}
-
-
-def _refusal_for(target, *, root: str, own: str) -> str:
-    """Why ``access`` said no, in words the admin can act on."""
-    if target["username"] == user_domain.PROTECTED_USERNAME:
-        return root
-    if target["id"] == current_user.id:
-        return own
-    return _("You are not allowed to do this.")
 
 
 def _end_sessions(user_id: int) -> None:
@@ -121,7 +106,7 @@ def create_user():
     try:
         user_id = user_domain.create_user(
             get_db(), form["username"], request.form.get("password") or "", form["role"],
-            actor_id=current_user.id, must_change_password=form["must_change"])
+            now=sim_now(), actor_id=current_user.id, must_change_password=form["must_change"])
     except ValidationError as exc:
         if wants_json():
             return jsonify(error=_("Check the highlighted fields."),
@@ -139,13 +124,7 @@ def create_user():
 @admin_only
 def block_user(user_id: int):
     target = _user_or_404(user_id)
-    if not access.can_block_user(current_user, target):
-        return _refuse(_refusal_for(target, root=_("root cannot be blocked."),
-                                    own=_("You cannot block yourself.")))
-    try:
-        user_domain.block_user(get_db(), user_id, actor_id=current_user.id)
-    except ActionRefused as exc:
-        return _refuse(_(exc.message), exc.status)
+    user_domain.block_user(get_db(), user_id, actor=current_user, now=sim_now())
     _end_sessions(user_id)
     return _done(_("User %(name)s is blocked. Their sessions have ended.",
                    name=target["username"]), target)
@@ -155,13 +134,7 @@ def block_user(user_id: int):
 @admin_only
 def unblock_user(user_id: int):
     target = _user_or_404(user_id)
-    if not access.can_block_user(current_user, target):
-        return _refuse(_refusal_for(target, root=_("root cannot be blocked."),
-                                    own=_("You cannot block yourself.")))
-    try:
-        user_domain.unblock_user(get_db(), user_id, actor_id=current_user.id)
-    except ActionRefused as exc:
-        return _refuse(_(exc.message), exc.status)
+    user_domain.unblock_user(get_db(), user_id, actor=current_user, now=sim_now())
     return _done(_("User %(name)s is unblocked.", name=target["username"]), target)
 
 
@@ -169,17 +142,8 @@ def unblock_user(user_id: int):
 @admin_only
 def change_role(user_id: int):
     target = _user_or_404(user_id)
-    if not access.can_change_role(current_user, target):
-        return _refuse(_refusal_for(target, root=_("root cannot be demoted."),
-                                    own=_("You cannot change your own role.")))
-    try:
-        changed = user_domain.change_role(get_db(), user_id, request.form.get("role") or "",
-                                          actor_id=current_user.id)
-    except ValidationError as exc:
-        message = exc.errors["role"]
-        return _refuse(_(message), 400)
-    except ActionRefused as exc:
-        return _refuse(_(exc.message), exc.status)
+    changed = user_domain.change_role(get_db(), user_id, request.form.get("role") or "",
+                                      actor=current_user, now=sim_now())
     if not changed:
         return _done(_("Nothing changed: %(name)s already has this role.",
                        name=target["username"]), target)
@@ -194,14 +158,7 @@ def reset_password(user_id: int):
     """Generate a temporary password and show it once, in this response only: it is
     not flashed (the session cookie is signed, not encrypted) and not cached."""
     target = _user_or_404(user_id)
-    if not access.can_reset_password(current_user, target):
-        return _refuse(_refusal_for(target, root=_("Only root can reset the root password."),
-                                    own=_("Use the change password page for your own password.")))
-    try:
-        password = user_domain.reset_password(get_db(), user_id, actor_id=current_user.id,
-                                              actor_username=current_user.username)
-    except ActionRefused as exc:
-        return _refuse(_(exc.message), exc.status)
+    password = user_domain.reset_password(get_db(), user_id, actor=current_user, now=sim_now())
     _end_sessions(user_id)
     if wants_json():
         response = jsonify(user=_user_json(user_domain.get_user(get_db(), user_id)),
@@ -225,7 +182,7 @@ def audit():
         before = audit_queries.parse_cursor(request.args.get("before"))
         after = None if before else audit_queries.parse_cursor(request.args.get("after"))
         page = audit_queries.search(db, filters, before=before, after=after)
-        links = audit_log.target_links(db, page.items)
+        links = audit_queries.target_links(db, page.items)
         unknown_user = bool(filters.user) and user_domain.get_user_by_username(db, filters.user) is None
     usernames = user_domain.list_usernames(db)
     return render_template(

@@ -1,8 +1,6 @@
 """Login, logout, own password, interface language."""
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
@@ -11,21 +9,10 @@ from ..auth import User
 from ..db import get_db
 from ..domain import users as user_domain
 from ..security import limiter
-from ..simulator.runtime import get_state
+from ..simulator.runtime import get_state, sim_now
+from ..web import safe_next
 
 bp = Blueprint("auth", __name__)
-
-
-def safe_next(target: str | None) -> str | None:
-    """Only local paths are honoured: no scheme, no host, no protocol-relative '//'."""
-    if not target:
-        return None
-    target = target.strip()
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") \
-            or "\\" in target:
-        return None
-    return target
 
 
 def _login_ip_limit():
@@ -56,7 +43,8 @@ def login():
     username = ""
     if request.method == "POST":
         username = (request.form.get("username") or "").strip()
-        row = user_domain.authenticate(get_db(), username, request.form.get("password") or "")
+        row = user_domain.authenticate(get_db(), username, request.form.get("password") or "",
+                                       now=sim_now())
         if row is None:
             error = _("Wrong username or password, or the account is blocked.")
         else:
@@ -76,7 +64,7 @@ def login():
 def logout():
     if current_user.is_authenticated:
         user_id = current_user.id
-        user_domain.log_out(get_db(), user_id)
+        user_domain.log_out(get_db(), user_id, now=sim_now())
         get_state().revoke_user(user_id)  # its live log streams end with the session
     logout_user()
     session.clear()
@@ -93,7 +81,8 @@ def change_password():
         try:
             user_domain.change_own_password(
                 db, current_user.id, request.form.get("current_password", ""),
-                request.form.get("new_password", ""), request.form.get("confirm_password", ""))
+                request.form.get("new_password", ""), request.form.get("confirm_password", ""),
+                now=sim_now())
         except user_domain.ValidationError as exc:
             errors = exc.errors
         else:

@@ -6,14 +6,14 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, rend
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from .. import access
+from .. import permissions
 from ..auth import wants_json
 from ..db import get_db
-from ..domain import ActionRefused
 from ..domain import builds as build_domain
 from ..domain import images as image_domain
 from ..pagination import page_number, paginate
 from ..simulator.runtime import sim_now
+from ..web import get_build_or_404, get_request_or_404
 
 bp = Blueprint("builds", __name__)
 
@@ -45,7 +45,7 @@ def list_builds():
 @bp.route("/builds/<int:build_id>")
 @login_required
 def build_detail(build_id: int):
-    build = access.get_build_or_404(build_id)
+    build = get_build_or_404(build_id)
     state = build_domain.log_since(get_db(), build_id, 0)
     image = image_domain.get_image(get_db(), build["image_id"]) if build["image_id"] else None
     return render_template("builds/build_detail.html", build=build, log_text=state.pop("log"),
@@ -55,7 +55,7 @@ def build_detail(build_id: int):
 @bp.route("/api/builds/<int:build_id>/log")
 @login_required
 def build_log_json(build_id: int):
-    access.get_build_or_404(build_id)
+    get_build_or_404(build_id)
     try:
         offset = int(request.args.get("offset", "0"))
         if offset < 0:
@@ -72,32 +72,22 @@ def build_log_json(build_id: int):
 @bp.route("/builds/<int:build_id>/cancel", methods=["POST"])
 @login_required
 def cancel_build(build_id: int):
-    build = access.get_build_or_404(build_id)
-    if not access.is_staff(current_user):
+    build = get_build_or_404(build_id)
+    if not permissions.can_cancel_build(current_user):
         abort(403)
-    try:
-        build_domain.cancel_build(get_db(), build, current_user, sim_now())
-    except ActionRefused as exc:
-        if wants_json():
-            return jsonify(error=_(exc.message)), exc.status
-        flash(_(exc.message), "error")
-    else:
-        if wants_json():
-            return jsonify(status="cancelled")
-        flash(_("Build cancelled."), "success")
+    build_domain.cancel_build(get_db(), build, current_user, sim_now())
+    if wants_json():
+        return jsonify(status="cancelled")
+    flash(_("Build cancelled."), "success")
     return redirect(url_for("builds.build_detail", build_id=build_id))
 
 
 @bp.route("/requests/<int:request_id>/build", methods=["POST"])
 @login_required
 def start_build(request_id: int):
-    req = access.get_request_or_404(request_id)  # 404 before 403: hidden stays hidden
-    if not access.is_staff(current_user):
+    req = get_request_or_404(request_id)  # 404 before 403: hidden stays hidden
+    if not permissions.can_build(current_user):  # whether the request is approved: the domain
         abort(403)
-    try:
-        build_id = build_domain.start_build(get_db(), req, current_user, sim_now())
-    except ActionRefused as exc:
-        flash(_(exc.message), "error")
-        return redirect(url_for("requests.request_detail", request_id=request_id))
+    build_id = build_domain.start_build(get_db(), req, current_user, sim_now())
     flash(_("Build #%(id)s queued.", id=build_id), "success")
     return redirect(url_for("builds.build_detail", build_id=build_id))

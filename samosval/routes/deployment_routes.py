@@ -10,18 +10,18 @@ from flask import (Blueprint, Response, abort, current_app, flash, jsonify, redi
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from .. import access, sse
+from .. import sse
 from ..auth import wants_json
 from ..db import connect, get_db
-from ..domain import N_, ActionRefused
+from ..domain import N_
 from ..domain import deployments as deployment_domain
 from ..pagination import page_number, paginate
 from ..simulator.runtime import get_state, sim_now
 from ..timeutil import utcnow_iso
+from ..web import get_deployment_or_404
 
 bp = Blueprint("deployments", __name__)
 
-ACTIONS = ("start", "stop", "restart", "delete")
 ACTION_MESSAGES = {
     "start": N_("Deployment is starting."),
     "stop": N_("Deployment stopped."),
@@ -39,7 +39,7 @@ def status_payload(user, deployment) -> dict:
         "status": deployment["status"],
         "stopped_by_operator": bool(deployment["stopped_by_operator"]),
         "needs_restart": bool(deployment["needs_restart"]),
-        "actions": access.deployment_actions(user, deployment),
+        "actions": deployment_domain.offered_actions(user, deployment),
         "updated_at": deployment["updated_at"],
     }
 
@@ -47,10 +47,6 @@ def status_payload(user, deployment) -> dict:
 def _clock(ts: float) -> str:
     """Log and chart times: UTC like every time the portal shows."""
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%H:%M:%S")
-
-
-def _wants_json() -> bool:
-    return wants_json() or request.headers.get("X-Requested-With") == "fetch"
 
 
 # --- the list -------------------------------------------------------------------
@@ -79,7 +75,7 @@ def list_deployments():
 @bp.route("/deployments/<int:deployment_id>")
 @login_required
 def deployment_detail(deployment_id: int):
-    deployment = access.get_deployment_or_404(deployment_id)
+    deployment = get_deployment_or_404(deployment_id)
     runtime = get_state().existing(deployment_id)
     lines = runtime.logs.tail(LOG_TAIL) if runtime else []
     latest = runtime.metrics.latest() if runtime else None
@@ -98,24 +94,17 @@ def deployment_detail(deployment_id: int):
           methods=["POST"])
 @login_required
 def deployment_action(deployment_id: int, action: str):
-    deployment = access.get_deployment_or_404(deployment_id)
-    if not access.can_control_deployment(current_user, deployment, action):
-        abort(403)
+    deployment = get_deployment_or_404(deployment_id)
     db = get_db()
-    try:
-        new_status = deployment_domain.perform_action(
-            db, get_state(), deployment, current_user, action, sim_now())
-    except ActionRefused as refused:
-        if _wants_json():
-            return jsonify(error=_(refused.message)), refused.status
-        flash(_(refused.message), "error")
-        return redirect(url_for(".deployment_detail", deployment_id=deployment_id))
+    # Refusals (not this user's to control, or not in this status) are the domain's.
+    new_status = deployment_domain.perform_action(
+        db, get_state(), deployment, current_user, action, sim_now())
     if new_status == "deleted":
-        if _wants_json():
+        if wants_json():
             return jsonify(status="deleted", id=deployment_id)
         flash(_(ACTION_MESSAGES[action]), "success")
         return redirect(url_for(".list_deployments"))
-    if _wants_json():
+    if wants_json():
         fresh = deployment_domain.get_deployment(db, deployment_id)
         if fresh is None:  # deleted by someone else a moment later
             return jsonify(status="deleted", id=deployment_id)
@@ -131,7 +120,7 @@ def deployment_action(deployment_id: int, action: str):
 @bp.route("/api/deployments/<int:deployment_id>/metrics")
 @login_required
 def deployment_metrics(deployment_id: int):
-    deployment = access.get_deployment_or_404(deployment_id)
+    deployment = get_deployment_or_404(deployment_id)
     raw_since = request.args.get("since")
     since = None
     if raw_since not in (None, ""):
@@ -161,7 +150,7 @@ def deployment_metrics(deployment_id: int):
 @bp.route("/deployments/<int:deployment_id>/logs.txt")
 @login_required
 def download_logs(deployment_id: int):
-    deployment = access.get_deployment_or_404(deployment_id)
+    deployment = get_deployment_or_404(deployment_id)
     runtime = get_state().existing(deployment_id)
     lines = runtime.logs.snapshot() if runtime else []
     body = "".join(f"{utcnow_iso(line.ts)} {line.level:<5} {line.text}\n" for line in lines)
@@ -177,7 +166,7 @@ def download_logs(deployment_id: int):
 @bp.route("/api/deployments/<int:deployment_id>/logs/stream")
 @login_required
 def log_stream(deployment_id: int):
-    access.get_deployment_or_404(deployment_id)
+    get_deployment_or_404(deployment_id)
     state = get_state()
     config = current_app.config
     user = current_user._get_current_object()

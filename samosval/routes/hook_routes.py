@@ -16,9 +16,9 @@ from flask_wtf.csrf import validate_csrf
 from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms.validators import ValidationError as CSRFValidationError
 
-from .. import access
+from .. import permissions as access
 from ..db import get_db
-from ..domain import ActionRefused, ValidationError
+from ..domain import Refused as ActionRefused, ValidationError
 from ..domain import hooks
 from ..domain import tokens as token_domain
 from ..pagination import page_number, paginate
@@ -202,7 +202,7 @@ def create_token():
     name = request.form.get("name", "")
     try:
         _token_id, token = token_domain.create_token(
-            get_db(), name, secret_key=current_app.secret_key, actor_id=current_user.id)
+            get_db(), name, secret_key=current_app.secret_key, actor_id=current_user.id, now=sim_now())
     except ValidationError as exc:
         return _render_tokens(errors=exc.errors, name=name, status=400)
     # Rendered, not redirected: the token is shown this once and stored nowhere in clear.
@@ -214,7 +214,7 @@ def create_token():
 def revoke_token(token_id: int):
     _require_token_admin()
     try:
-        token_domain.revoke_token(get_db(), token_id, actor_id=current_user.id)
+        token_domain.revoke_token(get_db(), token_id, actor_id=current_user.id, now=sim_now())
     except ActionRefused as exc:
         if exc.status == 404:
             abort(404)

@@ -6,13 +6,15 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, rend
 from flask_babel import gettext as _, lazy_gettext as _l
 from flask_login import current_user, login_required
 
-from .. import access
+from .. import permissions
 from ..auth import wants_json
 from ..db import get_db
-from ..domain import ActionRefused, ValidationError
+from ..domain import ValidationError
 from ..domain import requests as request_domain
 from ..pagination import page_number, paginate
+from ..simulator.runtime import sim_now
 from ..templating import status_label
+from ..web import get_request_or_404
 
 bp = Blueprint("requests", __name__)
 
@@ -67,26 +69,26 @@ def _render_form(values: dict, req=None, errors=None, extra=None):
 @bp.route("/requests/new", methods=["GET", "POST"])
 @login_required
 def new_request():
-    if not access.can_create_request(current_user):
+    if not permissions.can_create_request(current_user):
         abort(403)
     if request.method == "POST":
         values = request_domain.form_values(request.form)
         try:
-            request_id = request_domain.create_request(get_db(), current_user, values)
+            request_id = request_domain.create_request(get_db(), current_user, values, now=sim_now())
         except ValidationError as exc:
-            return _render_form(values, errors=exc.errors, extra=getattr(exc, "extra", {})), 400
+            return _render_form(values, errors=exc.errors, extra=exc.extra), 400
         flash(_("The draft is saved. Submit it when it is ready for review."), "success")
         return redirect(url_for("requests.request_detail", request_id=request_id))
     values = dict.fromkeys(request_domain.FORM_FIELDS, "")
     values.update(repo_branch="main", update_mode="continuous", ram_mb="512", vcpu="1",
-                  owner="" if access.is_staff(current_user) else current_user.username)
+                  owner="" if permissions.is_staff(current_user) else current_user.username)
     return _render_form(values)
 
 
 @bp.route("/requests/<int:request_id>")
 @login_required
 def request_detail(request_id: int):
-    req = access.get_request_or_404(request_id)
+    req = get_request_or_404(request_id)
     if wants_json():
         return jsonify({field: req[field] for field in JSON_FIELDS})
     db = get_db()
@@ -101,34 +103,20 @@ def request_detail(request_id: int):
 @bp.route("/requests/<int:request_id>/edit", methods=["GET", "POST"])
 @login_required
 def edit_request(request_id: int):
-    req = access.get_request_or_404(request_id, for_edit=True)
+    req = get_request_or_404(request_id, for_edit=True)
     if request.method == "POST":
         values = request_domain.form_values(request.form)
         try:
-            changed = request_domain.update_request(get_db(), current_user, request_id, values)
+            changed = request_domain.update_request(get_db(), current_user, request_id, values,
+                                                    now=sim_now())
         except ValidationError as exc:
-            return _render_form(values, req=req, errors=exc.errors,
-                                extra=getattr(exc, "extra", {})), 400
-        except ActionRefused as exc:
-            return _refused(exc, request_id)
+            return _render_form(values, req=req, errors=exc.errors, extra=exc.extra), 400
         if changed:
             flash(_("The request is saved."), "success")
         else:
             flash(_("Nothing changed."), "info")
         return redirect(url_for("requests.request_detail", request_id=request_id))
     return _render_form(request_domain.values_from_row(req), req=req)
-
-
-def _refused(exc: ActionRefused, request_id: int):
-    """A refused action: JSON callers get the status code, browsers a message."""
-    if wants_json():
-        return jsonify(error=_(exc.message)), exc.status
-    if exc.status in (403, 404):
-        # Not allowed is an answer, not a redirect: the status must say so.
-        return render_template("errors/error.html", status=exc.status,
-                               message=_(exc.message)), exc.status
-    flash(_(exc.message), "error")
-    return redirect(url_for("requests.request_detail", request_id=request_id))
 
 
 def _changed(request_id: int, message: str):
@@ -142,21 +130,15 @@ def _changed(request_id: int, message: str):
 @bp.route("/requests/<int:request_id>/submit", methods=["POST"])
 @login_required
 def submit_request(request_id: int):
-    access.get_request_or_404(request_id)
-    try:
-        request_domain.submit_request(get_db(), current_user, request_id)
-    except ActionRefused as exc:
-        return _refused(exc, request_id)
+    get_request_or_404(request_id)
+    request_domain.submit_request(get_db(), current_user, request_id, now=sim_now())
     return _changed(request_id, _("The request is submitted to the operators."))
 
 
 @bp.route("/requests/<int:request_id>/status", methods=["POST"])
 @login_required
 def change_status(request_id: int):
-    access.get_request_or_404(request_id)
+    get_request_or_404(request_id)
     new_status = (request.form.get("status") or "").strip()
-    try:
-        request_domain.change_status(get_db(), current_user, request_id, new_status)
-    except ActionRefused as exc:
-        return _refused(exc, request_id)
+    request_domain.change_status(get_db(), current_user, request_id, new_status, now=sim_now())
     return _changed(request_id, _("The status is now: %(status)s.", status=status_label(new_status)))

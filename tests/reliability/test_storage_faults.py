@@ -226,7 +226,8 @@ def test_it_keeps_the_engine_stepping_through_storage_errors(app, engine, clock,
 
 def test_it_answers_503_to_the_commit_webhook_so_the_sender_retries(app, client, db, users, sample, fault):
     from samosval.domain import tokens
-    token = tokens.create_token(db, "ci", secret_key=app.secret_key, actor_id=users["alice"])[1]
+    token = tokens.create_token(db, "ci", secret_key=app.secret_key, actor_id=users["alice"],
+                                now=1_800_000_000.0)[1]
 
     def deliver():
         return client.post("/api/hooks/commit", csrf=False, headers={"Authorization": f"Bearer {token}"},

@@ -98,7 +98,8 @@ def make_alert(db, deployment_id: int, message: str = "billing-dev failed") -> i
 
 
 def make_token(app, db, actor_id: int, name: str = "ci") -> tuple[int, str]:
-    return token_domain.create_token(db, name, secret_key=app.secret_key, actor_id=actor_id)
+    return token_domain.create_token(db, name, secret_key=app.secret_key, actor_id=actor_id,
+                                     now=1_800_000_000.0)
 
 
 def build_app(instance_dir) -> object:

@@ -375,7 +375,7 @@ def test_it_survives_any_polling_parameter(hostile, offset, since):
 def hook_token(hostile) -> str:
     from samosval.domain import tokens as token_domain
     return token_domain.create_token(hostile.db, "fuzz", secret_key=hostile.app.secret_key,
-                                     actor_id=hostile.users["root"])[1]
+                                     actor_id=hostile.users["root"], now=1_800_000_000.0)[1]
 
 
 def _generic(values):

@@ -43,7 +43,7 @@ def sqli_world(world: World) -> World:
     factories.make_deployment(db, image_id=image_id, name="sam-dev")
     # A delivery so the deliveries page lists something.
     _id, token = token_domain.create_token(db, "sqli", secret_key=world.app.secret_key,
-                                           actor_id=users["root"])
+                                           actor_id=users["root"], now=1_800_000_000.0)
     world.app.test_client().post("/api/hooks/commit", data=json_body(
         {"repo_url": "https://github.com/acme/billing.git", "branch": "main", "commit": "c0ffee1"}),
         content_type="application/json", headers={"Authorization": f"Bearer {token}"}, csrf=False)

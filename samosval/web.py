@@ -1,0 +1,151 @@
+"""The web layer's shared pieces: the answer to a refused command, the role
+decorator, and fetch-or-404 lookups that hide what a user may not see.
+
+Rules themselves live in ``permissions`` (who may) and ``domain`` (what the state
+allows); this module only turns their answers into HTTP.
+"""
+from __future__ import annotations
+
+from functools import wraps
+from urllib.parse import urlsplit
+
+from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
+
+from . import permissions
+from .auth import wants_json
+from .db import get_db
+from .domain import Refused
+from .domain import builds as build_domain
+from .domain import deployments as deployment_domain
+from .domain import images as image_domain
+from .domain import requests as request_domain
+
+
+# --- where to send a browser back to ------------------------------------------------
+
+def safe_next(target: str | None) -> str | None:
+    """Only local paths are honoured: no scheme, no host, no protocol-relative '//'."""
+    if not target:
+        return None
+    target = target.strip()
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") \
+            or "\\" in target:
+        return None
+    return target
+
+
+def _page_exists(path: str) -> bool:
+    adapter = current_app.url_map.bind(request.host, script_name=request.script_root or None)
+    try:
+        endpoint, _args = adapter.match(path, method="GET")
+    except RequestRedirect:
+        return False
+    except HTTPException:
+        return False
+    return endpoint != "static" and not path.startswith("/api/")
+
+
+def nearest_page(path: str) -> str:
+    """The closest page above ``path``: ``/deployments/5/stop`` -> ``/deployments/5``,
+    ``/alerts/3/resolve`` -> ``/alerts``; the dashboard when nothing above is a page."""
+    parts = [part for part in path.split("/") if part]
+    while parts:
+        parts.pop()
+        candidate = "/" + "/".join(parts)
+        if parts and _page_exists(candidate):
+            return candidate
+    return url_for("dashboard.dashboard")
+
+
+def back_url() -> str:
+    """Where a refused form goes back to: the page it came from when that page is on
+    this site (the Referer), else the nearest page above the form's URL."""
+    referrer = request.referrer
+    if referrer:
+        parts, here = urlsplit(referrer), urlsplit(request.host_url)
+        if parts.scheme == here.scheme and parts.netloc == here.netloc:
+            local = safe_next(parts.path + (f"?{parts.query}" if parts.query else ""))
+            if local and local != request.path:
+                return local
+    return nearest_page(request.path)
+
+
+# --- refusals ----------------------------------------------------------------------------
+
+def refused_response(refusal: Refused):
+    """The one answer to a refused command. JSON callers get ``{"error": ...}`` (plus
+    the refusal's payload) with its status. Browsers get the error page with the
+    status for forbidden, not found and invalid (a form that re-renders with its
+    field errors catches ``ValidationError`` itself); a conflict (the page showed a
+    state that has changed since) gets a flash and a redirect back, to the fresh
+    state."""
+    message = _(refusal.message)
+    if wants_json():
+        body = {"error": message}
+        for key, value in refusal.payload.items():
+            if key == "errors":
+                value = {field: _(text) for field, text in value.items()}
+            body[key] = value
+        return jsonify(body), refusal.status
+    if refusal.kind != "conflict":
+        return render_template("errors/error.html", status=refusal.status,
+                               message=message), refusal.status
+    flash(message, "error")
+    return redirect(back_url())
+
+
+def init_app(app) -> None:
+    app.register_error_handler(Refused, refused_response)
+
+
+# --- roles ---------------------------------------------------------------------------------
+
+def role_required(*roles):
+    """Decorator: logged in, and one of ``roles``; otherwise 403."""
+    def decorator(view):
+        @wraps(view)
+        @login_required
+        def wrapped(*args, **kwargs):
+            if current_user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+        return wrapped
+    return decorator
+
+
+# --- fetch or 404 ------------------------------------------------------------------------
+# A hidden object and a missing one get the same 404: never reveal that it exists.
+
+def get_request_or_404(request_id: int, for_edit: bool = False):
+    req = request_domain.get_request(get_db(), request_id)
+    if req is None or not permissions.can_view_request(current_user, req):
+        abort(404)
+    if for_edit and not permissions.can_edit_request(current_user, req):
+        abort(403)
+    return req
+
+
+def get_build_or_404(build_id: int):
+    build = build_domain.get_build(get_db(), build_id)
+    if build is None or not permissions.can_view_build(current_user, build):
+        abort(404)
+    return build
+
+
+def get_image_or_404(image_id: int):
+    image = image_domain.get_image(get_db(), image_id)
+    if image is None or not permissions.can_view_image(current_user, image):
+        abort(404)
+    return image
+
+
+def get_deployment_or_404(deployment_id: int):
+    deployment = deployment_domain.get_deployment(get_db(), deployment_id)
+    if deployment is None or not permissions.can_view_deployment(current_user, deployment):
+        abort(404)
+    return deployment
