@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _util import DATA_DIR, ROOT, free_port, table, verdict, write_json
+from _util import DATA_DIR, AppProcess, table, verdict, write_json
 
 from samosval.db import connect
 from samosval.domain import tokens
@@ -63,45 +60,14 @@ def prepare(path: Path, count: int) -> str:
         db.close()
 
 
-class Server:
-    def __init__(self, instance: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, SAMOSVAL_INSTANCE_PATH=str(instance), SAMOSVAL_SECRET_KEY=SECRET,
-                   SAMOSVAL_SIM_SPEED="1", PYTHONUNBUFFERED="1")
-        self.log = open(instance / "server.log", "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=str(ROOT), env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("server did not start: " + (instance / "server.log").read_text())
-            try:
-                with urllib.request.urlopen(self.url + "/login", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self.log.close()
-
-
 def one_run(source: Path, workdir: Path, token: str, count: int, n: int) -> dict:
     instance = workdir / f"run{n}"
     instance.mkdir()
     db_path = instance / "samosval.sqlite3"
     shutil.copy(source, db_path)
-    server = Server(instance)
+    # The tests' server helper; the token is signed with SECRET, so the server must use it.
+    server = AppProcess(instance, instance / "server.log", speed=1.0,
+                        extra_env={"SAMOSVAL_SECRET_KEY": SECRET})
     try:
         time.sleep(2.5)  # the engine refreshes its running cache once a second
         sha = f"{0xBEEF0000 + n:040x}"
