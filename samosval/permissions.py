@@ -95,7 +95,10 @@ def can_build(user, req=None) -> bool:
 
 
 def can_simulate_commit(user, req) -> bool:
-    return is_staff(user) or is_request_member(user, req)
+    """The "Simulate new commit" button restarts deployments, so it follows the
+    restart button: staff, or the request's owner (the hook then restarts only the
+    deployments :func:`can_control_deployment` lets them restart)."""
+    return is_staff(user) or is_request_owner(user, req)
 
 
 # --- builds and images -------------------------------------------------------
