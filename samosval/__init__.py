@@ -30,6 +30,7 @@ DEFAULTS = {
     "HOOK_RATE_LIMIT": "300 per minute",
     "RATELIMIT_STORAGE_URI": "memory://",
     "SSE_MAX_STREAMS_PER_USER": 20,
+    "SSE_MAX_STREAMS": 10000,  # every open stream is a greenlet and a socket (gevent)
     "SSE_HEARTBEAT_SECONDS": 15,
     "SSE_RETRY_MS": 3000,
     "CHARTJS_URL": "https://cdn.jsdelivr.net/npm/chart.js@4.5.1/dist/chart.umd.min.js",
@@ -65,7 +66,7 @@ ENV_SETTINGS = {
     "SIM_BUILD_FAILURE_RATE": float, "SIM_DEPLOY_FAILURE_RATE": float,
     "WATCHDOG_BUILD_SECONDS": float, "WATCHDOG_DEPLOY_SECONDS": float,
     "LOGIN_RATE_LIMIT_IP": str, "LOGIN_RATE_LIMIT_USER": str, "HOOK_RATE_LIMIT": str,
-    "SSE_MAX_STREAMS_PER_USER": int, "SSE_HEARTBEAT_SECONDS": float,
+    "SSE_MAX_STREAMS_PER_USER": int, "SSE_MAX_STREAMS": int, "SSE_HEARTBEAT_SECONDS": float,
     "CHARTJS_URL": str, "CHARTJS_SRI": str, "SESSION_COOKIE_SECURE": "bool",
     "DEMO": "bool", "JSON_LOGS": "bool", "METRICS_TOKEN": str, "METRICS_ALLOW": str,
     "HEALTH_MAX_TICK_AGE": float, "TRUSTED_PROXIES": int,
