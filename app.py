@@ -1,29 +1,24 @@
-"""Run Samosval on a laptop: ``python app.py`` (see README for options)."""
-from __future__ import annotations
+"""Run Samosval on a laptop: ``python app.py`` (see README for options).
 
-import argparse
-import logging
-import os
-import signal
-import sys
+Serves on gevent's event loop: an open live-log stream or a slow client costs a
+greenlet, not a thread. Monkey-patching comes first, before anything else is
+imported, so that sockets, locks, ``threading`` (the simulation engine runs as a
+greenlet) and ``time.sleep`` all cooperate with the loop.
+"""
+from gevent import monkey
 
-from werkzeug.serving import WSGIRequestHandler
+monkey.patch_all()
 
-from samosval import create_app
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
 
+import gevent  # noqa: E402
 
-class BufferedRequestHandler(WSGIRequestHandler):
-    """Werkzeug's handler with a buffered socket writer. Werkzeug writes each chunk of
-    a streamed response in four small writes and then flushes; buffered, that is one
-    send per chunk, which matters when hundreds of live log streams wake at once."""
-
-    wbufsize = -1
-
-    def finish(self):
-        try:
-            super().finish()  # flushes what is buffered
-        except (ConnectionError, TimeoutError):
-            pass  # the client left: nothing is left to deliver, and nothing to report
+from samosval import create_app  # noqa: E402
+from samosval.serving import make_server, raise_fd_limit  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -38,7 +33,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    # Samosval logs its own access lines (with request ids); keep werkzeug's quiet.
+    raise_fd_limit()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app = create_app({"DEMO": args.demo})
     if args.demo:
@@ -46,17 +41,23 @@ def main(argv=None) -> None:
         printed = seed_demo(app)
         for line in printed:
             print(line)
+    from samosval.simulator.runtime import shutdown
+    server = make_server(app, args.host, args.port)
+
+    def stop():
+        # SIGTERM (systemd, docker stop, CI) ends the server like Ctrl+C does: no new
+        # connections, live streams end, the engine stops, then the server returns.
+        server.close()
+        shutdown(app)
+        server.stop(timeout=5)
+
+    gevent.signal_handler(signal.SIGTERM, stop)
+    server.start()
     print(f"Samosval is running on http://{args.host}:{args.port}/", flush=True)
     if app.config["ROOT_PASSWORD"] == "root":
         print("First login: root / root (you will be asked to change the password).", flush=True)
-    # SIGTERM (systemd, docker stop, CI) ends the server like Ctrl+C does, so the
-    # engine stops and streams close before the process exits.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    from samosval.simulator.runtime import shutdown
     try:
-        # No reloader: it would start a second process and a second engine.
-        app.run(host=args.host, port=args.port, threaded=True, use_reloader=False, debug=False,
-                request_handler=BufferedRequestHandler)
+        server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:

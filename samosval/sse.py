@@ -3,13 +3,19 @@
 Every client of a deployment reads the same :class:`~samosval.simulator.state.LogStream`
 (spec 4.7): no per-client copy of the buffer and no per-client timer. A client
 sleeps in ``wait_change()`` until a line arrives, the status changes, the stream
-closes, or it is woken because its user was blocked; otherwise it wakes once per
+closes, or it is woken because its user was blocked or signed out; otherwise it wakes once per
 heartbeat to send a comment, which is also how a vanished client is noticed (the
 write fails and the server closes the iterator).
 
+Event ids are ``<epoch>-<seq>`` (the epoch names the server run), so a client
+coming back after a restart is told ``reset`` instead of silently skipping the
+new run's first lines. Line events are encoded once per deployment and shared by
+its viewers (``LogStream.chunk_after``); the stream re-checks its viewer's access
+at every heartbeat, status change and wake-up and ends with ``end`` and a reason.
+
 The generator knows nothing about Flask: the route hands it plain values and two
-callbacks, so it runs the same in the threaded dev server, in gunicorn's gthread
-worker and in unit tests.
+callbacks, so it runs the same under gevent (``python app.py``, gunicorn's gevent
+worker), in Flask's test client and in unit tests.
 """
 from __future__ import annotations
 
@@ -82,80 +88,118 @@ def line_payload(line) -> dict:
     return {"seq": line.seq, "ts": round(line.ts, 3), "level": line.level, "text": line.text}
 
 
-def parse_after(header: str | None, query: str | None) -> int | None:
-    """Where the client stopped. The ``Last-Event-ID`` header wins over ``?after=``:
-    after an automatic reconnect the browser's header is newer than the URL it
-    was opened with. Garbage counts as "not given"."""
+def event_id(epoch: str, seq: int) -> str:
+    """``<epoch>-<seq>``: sequence numbers start again in every server run, the epoch
+    tells runs apart."""
+    return f"{epoch}-{seq}" if epoch else str(seq)
+
+
+def parse_after(header: str | None, query: str | None) -> tuple[str | None, int] | None:
+    """Where the client stopped, as ``(epoch, seq)``; the epoch is None for a bare
+    number (``?after=<seq>`` of the page just rendered). The ``Last-Event-ID`` header
+    wins over ``?after=``: after an automatic reconnect the browser's header is newer
+    than the URL it was opened with. Garbage counts as "not given"."""
     for raw in (header, query):
         if raw is None or raw.strip() == "":
             continue
+        epoch, dash, number = raw.strip().rpartition("-")
+        if dash and not epoch.isalnum():
+            continue
         try:
-            value = int(raw.strip())
+            value = int(number)
         except ValueError:
             continue
         if value >= 0:
-            return value
+            return (epoch or None, value)
     return None
 
 
-def log_events(logs, *, after: int | None, heartbeat: float, retry_ms: int | None,
-               status_payload: Callable[[], dict | None], should_stop: Callable[[], bool],
-               tail: int = INITIAL_TAIL, clock: Callable[[], float] = time.monotonic) -> Iterator[str]:
-    """The events of one client, as text chunks.
+def encode_lines(lines, epoch: str) -> bytes:
+    """The events of some log lines, ready to write: made once per deployment and
+    range, shared by every viewer (``LogStream.chunk_after``)."""
+    return "".join(format_event(line_payload(line), id=event_id(epoch, line.seq))
+                   for line in lines).encode("utf-8")
+
+
+def log_events(logs, *, after: tuple[str | None, int] | None, heartbeat: float,
+               retry_ms: int | None, status_payload: Callable[[], dict | None],
+               check_access: Callable[[], str | None], tail: int = INITIAL_TAIL,
+               clock: Callable[[], float] = time.monotonic) -> Iterator[bytes]:
+    """The events of one client, as byte chunks.
 
     ``status_payload()`` re-reads the deployment (status, flags, the actions this
-    user may take) and returns None once it no longer exists. ``should_stop()``
-    is checked after every wake-up (the user was blocked).
+    user may take) and returns None once it no longer exists. ``check_access()``
+    returns None while the viewer may still watch, else the reason the stream ends
+    (sent as ``end``); it runs at every heartbeat, every status change and every
+    wake-up (a user was blocked or signed out).
     """
-    yield format_event(retry=retry_ms) if retry_ms else format_comment("stream")
+    yield (format_event(retry=retry_ms) if retry_ms else format_comment("stream")).encode()
+    epoch = getattr(logs, "epoch", "")
+    encode = lambda lines: encode_lines(lines, epoch)  # noqa: E731
 
-    if after is not None and after > logs.last_seq:
-        # The client counted lines of an earlier server run: start it afresh.
-        yield format_event({"reason": "restarted"}, event="reset")
-        after = None
+    if after is not None:
+        after_epoch, after_seq = after
+        if (after_epoch is not None and after_epoch != epoch) or after_seq > logs.last_seq:
+            # The client counted lines of another server run: start it afresh with
+            # everything this run still holds.
+            yield format_event({"reason": "restarted"}, event="reset").encode()
+            after = (epoch, logs.last_seq - len(logs))
     if after is None:
         lines = logs.tail(tail)
-        cursor = lines[0].seq - 1 if lines else 0
+        cursor = lines[0].seq - 1 if lines else logs.last_seq
     else:
-        cursor = after
+        cursor = after[1]
+
+    def end(reason: str) -> bytes:
+        return format_event({"reason": reason}, event="end").encode()
 
     status_version = logs.status_version
     payload = status_payload()
     if payload is None:
-        yield format_event({"reason": "deleted"}, event="end")
+        yield end("deleted")
         return
-    yield format_event(payload, event="status")
+    yield format_event(payload, event="status").encode()
     last_write = clock()
+    wakeups = logs.wakeups
 
     while True:
-        if should_stop():
-            return
-        wakeups = logs.wakeups
-        lines, missed = logs.read_after(cursor, limit=BATCH)
+        if logs.wakeups != wakeups:
+            wakeups = logs.wakeups
+            if (reason := check_access()):
+                yield end(reason)
+                return
+        data, sent_to, missed = logs.chunk_after(cursor, BATCH, encode)
         chunk = []
         if missed:
-            chunk.append(format_event({"missed": missed, "after": cursor}, event="missed"))
-        if lines:
-            chunk.extend(format_event(line_payload(line), id=line.seq) for line in lines)
-            cursor = lines[-1].seq
+            chunk.append(format_event({"missed": missed, "after": cursor},
+                                      event="missed").encode())
+        if data:
+            chunk.append(data)
+            cursor = sent_to
         if logs.status_version != status_version:
             status_version = logs.status_version
             payload = status_payload()
             if payload is None:
-                yield "".join(chunk) + format_event({"reason": "deleted"}, event="end")
+                yield b"".join(chunk) + end("deleted")
                 return
-            chunk.append(format_event(payload, event="status"))
+            if (reason := check_access()):
+                yield b"".join(chunk) + end(reason)
+                return
+            chunk.append(format_event(payload, event="status").encode())
         if chunk:
-            yield "".join(chunk)
+            yield b"".join(chunk) if len(chunk) > 1 else chunk[0]
             last_write = clock()
             continue  # drain before sleeping
         if logs.closed:
             if status_payload() is None:
-                yield format_event({"reason": "deleted"}, event="end")
+                yield end("deleted")
             return  # server stopping: the browser reconnects with Last-Event-ID
         idle = clock() - last_write
         if idle >= heartbeat:
-            yield format_comment("ping")
+            if (reason := check_access()):
+                yield end(reason)
+                return
+            yield b": ping\n\n"
             last_write = clock()
             continue
         logs.wait_change(cursor, status_version, wakeups, heartbeat - idle)
@@ -175,7 +219,8 @@ class EventStream:
         return self
 
     def __next__(self) -> bytes:
-        return next(self._events).encode("utf-8")
+        chunk = next(self._events)
+        return chunk.encode("utf-8") if isinstance(chunk, str) else chunk
 
     def close(self) -> None:
         if self._closed:

@@ -52,11 +52,13 @@ class StreamGuard:
                                 self.fresh_seconds)
 
     def deployment_row(self):
-        """The deployment as of its current status (re-read once per status change)."""
+        """The deployment as of its current status: re-read once per status change and
+        when its stream closes (deleted, or the server stopping)."""
         return self.state.fresh(("deployment", self.deployment_id),
                                 lambda: self._read(deployment_domain.get_deployment,
                                                    self.deployment_id),
-                                self.fresh_seconds, version=self.logs.status_version)
+                                self.fresh_seconds,
+                                version=(self.logs.status_version, self.logs.closed))
 
     def lost_access(self) -> str | None:
         """None while the viewer may watch; otherwise one of ``END_REASONS``."""

@@ -1,6 +1,7 @@
-"""Running the real app for tests: ``python app.py`` in a subprocess on 127.0.0.1
-that dies with the test process. Used by the browser, end-to-end and reliability
-tests, and the gunicorn test."""
+"""Running the real app for tests: ``python app.py`` (gevent's WSGI server) or the
+production command (gunicorn's gevent worker, ``production=True``) in a
+subprocess on 127.0.0.1 that dies with the test process; and nginx in front of it.
+Used by the browser, end-to-end and reliability tests, and the production tests."""
 from __future__ import annotations
 
 import ctypes
@@ -17,7 +18,7 @@ from samosval.db import connect
 from samosval.domain import users as user_domain
 
 ROOT = Path(__file__).resolve().parents[1]
-PASSWORD = "password123"
+PASSWORD = "live-test-Passw0rd"  # passes the password policy
 
 
 def free_port() -> int:
@@ -35,10 +36,12 @@ def die_with_parent():
 
 
 class AppProcess:
-    """``python app.py`` on a given instance folder. Several processes may run one
-    after another on the same folder (crash recovery); each writes its own log."""
+    """``python app.py`` on a given instance folder, or with ``production=True``
+    ``gunicorn -c gunicorn.conf.py wsgi:app``. Several processes may run one after
+    another on the same folder (crash recovery); each writes its own log."""
 
-    def __init__(self, instance: Path, log_path: Path, speed: float = 10.0, extra_env=None):
+    def __init__(self, instance: Path, log_path: Path, speed: float = 10.0, extra_env=None,
+                 production: bool = False):
         self.instance = Path(instance)
         self.db_path = str(self.instance / "samosval.sqlite3")
         self.port = free_port()
@@ -57,11 +60,15 @@ class AppProcess:
         env.pop("SAMOSVAL_CHARTJS_SRI", None)
         env.pop("SAMOSVAL_DATABASE", None)
         env.update(extra_env or {})
+        if production:
+            env["SAMOSVAL_BIND"] = f"127.0.0.1:{self.port}"
+            command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+        else:
+            command = [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1",
+                       "--port", str(self.port)]
         self._log = open(self.log_path, "w")
-        self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=str(ROOT), env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent)
+        self.process = subprocess.Popen(command, cwd=str(ROOT), env=env, stdout=self._log,
+                                        stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         self._wait_ready()
 
     @property
@@ -109,17 +116,26 @@ class AppProcess:
         self._log.close()
         return self.process.returncode
 
+    @property
+    def serving_pid(self) -> int:
+        """The process that serves: gunicorn's worker, or ``python app.py`` itself."""
+        try:
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        except OSError:
+            children = []
+        return int(children[0]) if children else self.pid
+
     def thread_count(self) -> int:
-        return len(os.listdir(f"/proc/{self.pid}/task"))
+        return len(os.listdir(f"/proc/{self.serving_pid}/task"))
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the server has used so far."""
-        with open(f"/proc/{self.pid}/stat") as handle:
+        with open(f"/proc/{self.serving_pid}/stat") as handle:
             fields = handle.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_kb(self) -> int:
-        with open(f"/proc/{self.pid}/status") as handle:
+        with open(f"/proc/{self.serving_pid}/status") as handle:
             for line in handle:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
@@ -153,3 +169,118 @@ class AppProcess:
             return [dict(row) for row in db.execute(sql, params).fetchall()]
         finally:
             db.close()
+
+
+def login_cookie(base: str, username: str, password: str = PASSWORD, source: str | None = None) -> str:
+    """Log in through the login form; returns the Cookie header of the session.
+    ``source``: the local address to connect from (any 127.x.y.z on Linux)."""
+    import http.cookiejar
+    import re
+    import urllib.parse
+    import urllib.request
+
+    jar = http.cookiejar.CookieJar()
+    handlers = [urllib.request.HTTPCookieProcessor(jar)]
+    if source:
+        class FromSource(urllib.request.HTTPHandler):
+            def http_open(self, req):
+                return self.do_open(
+                    lambda host, **kw: http.client.HTTPConnection(host, source_address=(source, 0), **kw),
+                    req)
+        handlers.append(FromSource())
+    opener = urllib.request.build_opener(*handlers)
+    page = opener.open(base + "/login", timeout=20).read().decode()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    data = urllib.parse.urlencode({"username": username, "password": password,
+                                   "csrf_token": token}).encode()
+    opener.open(base + "/login", data=data, timeout=20).read()
+    cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
+    assert "session=" in cookie, "login failed"
+    return cookie
+
+
+def read_events(response, until, limit: int = 500) -> list[dict]:
+    """Parsed SSE events from an open ``http.client`` response until ``until(found)``."""
+    from samosval.sse import parse_events
+
+    buffer, found = "", []
+    for _ in range(limit):
+        chunk = response.fp.read1(65536)
+        if not chunk:
+            break
+        buffer += chunk.decode()
+        complete, _, buffer = buffer.rpartition("\n\n")
+        if complete:
+            found.extend(parse_events(complete + "\n\n"))
+        if until(found):
+            return found
+    raise AssertionError(f"condition not met; got {found[-5:]}")
+
+
+NGINX_SITE = ROOT / "deploy" / "nginx" / "samosval.conf"
+
+
+class NginxProcess:
+    """Debian's nginx with the repository's site config (``deploy/nginx/samosval.conf``)
+    on a free loopback port, in front of ``upstream`` (an :class:`AppProcess`). Runs in
+    the foreground (``daemon off``) with its pid, logs and temp files in ``workdir``;
+    ``stop()`` ends it."""
+
+    def __init__(self, workdir: Path, upstream_port: int):
+        self.workdir = Path(workdir)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        site = NGINX_SITE.read_text()
+        for default in ("127.0.0.1:8000;", "listen 80;"):
+            if default not in site:
+                raise AssertionError(f"{NGINX_SITE} no longer has {default!r}; update the test")
+        site = site.replace("127.0.0.1:8000;", f"127.0.0.1:{upstream_port};")
+        site = site.replace("listen 80;", f"listen 127.0.0.1:{self.port};")
+        (self.workdir / "samosval.conf").write_text(site)
+        for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (self.workdir / name).mkdir(parents=True, exist_ok=True)
+        temp = "\n".join(f"    {name}_temp_path {self.workdir / name};"
+                         for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        (self.workdir / "nginx.conf").write_text(
+            f"{user}daemon off;\nworker_processes 1;\npid {self.workdir / 'nginx.pid'};\n"
+            f"error_log {self.workdir / 'error.log'} info;\n"
+            "events { worker_connections 1024; }\n"
+            "http {\n"
+            f"    access_log {self.workdir / 'access.log'};\n{temp}\n"
+            f"    include {self.workdir / 'samosval.conf'};\n"
+            "}\n")
+        self._log = open(self.workdir / "nginx.out", "w")
+        self.process = subprocess.Popen(
+            ["nginx", "-p", str(self.workdir), "-e", str(self.workdir / "error.log"),
+             "-c", str(self.workdir / "nginx.conf")],
+            stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("nginx exited:\n" + self.log_text())
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("nginx did not start:\n" + self.log_text())
+
+    def log_text(self) -> str:
+        parts = []
+        for name in ("nginx.out", "error.log"):
+            path = self.workdir / name
+            if path.exists():
+                parts.append(path.read_text(errors="replace"))
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._log.close()

@@ -12,11 +12,13 @@ from flask_login import current_user, login_required
 
 from .. import sse
 from ..auth import wants_json
-from ..db import connect, get_db
+from ..db import get_db
 from ..domain import N_
 from ..domain import deployments as deployment_domain
+from ..domain import users as user_domain
 from ..pagination import page_number, paginate
 from ..simulator.runtime import get_state, sim_now
+from ..stream_guard import StreamGuard
 from ..timeutil import utcnow_iso
 from ..web import get_deployment_or_404
 
@@ -170,10 +172,17 @@ def log_stream(deployment_id: int):
     state = get_state()
     config = current_app.config
     user = current_user._get_current_object()
-    if not state.open_stream(user.id, int(config["SSE_MAX_STREAMS_PER_USER"])):
+    refused = state.open_stream(user.id, int(config["SSE_MAX_STREAMS_PER_USER"]),
+                                int(config["SSE_MAX_STREAMS"]))
+    if refused == "user":
         response = jsonify(error=_("Too many live log streams are open. Close some tabs and try again."))
         response.status_code = 429
         response.headers["Retry-After"] = "10"
+        return response
+    if refused == "total":
+        response = jsonify(error=_("The server has as many live log streams open as it can serve. Try again shortly."))
+        response.status_code = 503
+        response.headers["Retry-After"] = "30"
         return response
     try:
         runtime = state.runtime(deployment_id)
@@ -182,21 +191,18 @@ def log_stream(deployment_id: int):
         if deployment_domain.get_deployment(get_db(), deployment_id) is None:
             state.drop(deployment_id)
             abort(404)
+        user_row = user_domain.get_user(get_db(), user.id)
     except BaseException:
         state.close_stream(user.id)
         raise
     logs = runtime.logs
     logs.subscribe()
-    db_path = config["DATABASE"]
-    revocations = state.revocation_count(user.id)
+    # The body streams after the request (and ``g``'s connection) is gone: the guard
+    # reads the user and deployment rows again, shared with the other streams.
+    guard = StreamGuard(state, config["DATABASE"], user_row, deployment_id, logs)
 
     def read_status():
-        # ``g`` and its connection are gone while the body streams: a short-lived one.
-        db = connect(db_path)
-        try:
-            row = deployment_domain.get_deployment(db, deployment_id)
-        finally:
-            db.close()
+        row = guard.deployment_row()
         return status_payload(user, row) if row is not None else None
 
     def release():
@@ -209,19 +215,21 @@ def log_stream(deployment_id: int):
         heartbeat=float(config["SSE_HEARTBEAT_SECONDS"]),
         retry_ms=int(config["SSE_RETRY_MS"]),
         status_payload=read_status,
-        should_stop=lambda: state.revocation_count(user.id) != revocations,
+        check_access=guard.lost_access,
     )
-    _no_delay(request.environ.get("werkzeug.socket"))
+    _no_delay(request.environ)
     response = Response(sse.EventStream(events, release), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     return response
 
 
-def _no_delay(sock) -> None:
-    """The dev server writes each chunk as four small sends (size, CRLF, data, CRLF);
-    with Nagle's algorithm on, the later ones wait for the client's delayed ACK
-    (up to 40 ms on Linux). A live stream wants its lines out at once."""
+def _no_delay(environ) -> None:
+    """A live stream wants its lines out at once: with Nagle's algorithm on, a small
+    write waits for the client's delayed ACK of the previous one (up to 40 ms on
+    Linux). ``python app.py`` sets this on every connection; werkzeug's dev server
+    and gunicorn hand the socket over in the environ."""
+    sock = environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
     if sock is None:
         return
     try:

@@ -1,14 +1,23 @@
 """In-memory runtime data of deployments: log streams and metric series.
 
 One ``LogStream`` and one ``MetricSeries`` per deployment, shared by every
-reader (spec 4.7: one stream for all clients). The engine thread appends;
-request threads read. Each structure has its own lock, held only for the
-few instructions that touch the deque, never across I/O.
+reader (spec 4.7: one stream for all clients). The engine appends; request
+greenlets (or threads, under the test client) read. Each structure has its own
+lock, held only for the few instructions that touch the deque, never across I/O.
+
+Readers of one deployment all sleep on the same ``threading.Event`` (a gevent
+event once ``app.py`` or gunicorn's gevent worker has monkey-patched): a change
+sets it once and puts a fresh one in its place, so a thousand viewers wake from
+one notification. The lines they send are encoded once per deployment: the
+first reader to reach a range stores its bytes (:meth:`LogStream.chunk_after`)
+and the others reuse them.
 """
 from __future__ import annotations
 
 import marshal
+import secrets
 import threading
+import time
 import zlib
 from array import array
 from collections import deque
@@ -42,14 +51,20 @@ class LogStream:
     """
 
     BLOCK_LINES = 50
+    CHUNK_CACHE = 32  # encoded ranges kept for readers that arrive later
+    CHUNK_CACHE_BYTES = 256 * 1024
 
-    def __init__(self, capacity: int = LOG_CAPACITY):
+    def __init__(self, capacity: int = LOG_CAPACITY, epoch: str = ""):
         self.capacity = capacity
+        self.epoch = epoch  # names the server run: sequence numbers restart with it
         # Oldest first. Each block but the last is full; packed ones are bytes.
         self._blocks: deque[list | bytes] = deque()
         self._base_seq = 1  # seq of the first line of self._blocks[0]
         self._first_seq = 1  # oldest line still in the ring
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._changed = threading.Event()  # replaced by a fresh one at every change
+        self._chunks: dict[int, tuple[int, bytes]] = {}  # after seq -> (last seq, bytes)
+        self._chunk_bytes = 0
         self.last_seq = 0
         self.status: str | None = None
         self.status_version = 0
@@ -57,8 +72,13 @@ class LogStream:
         self.subscribers = 0
         self.wakeups = 0  # bumped by wake(): readers re-check outside conditions
 
+    def _notify(self) -> None:
+        """Wake every reader at once (the caller holds the lock)."""
+        changed, self._changed = self._changed, threading.Event()
+        changed.set()
+
     def append(self, ts: float, level: str, text: str) -> int:
-        with self._cond:
+        with self._lock:
             self.last_seq += 1
             blocks = self._blocks
             if not blocks or len(blocks[-1]) >= self.BLOCK_LINES:
@@ -70,7 +90,7 @@ class LogStream:
             while len(blocks) > 1 and self._base_seq + self.BLOCK_LINES <= self._first_seq:
                 blocks.popleft()
                 self._base_seq += self.BLOCK_LINES
-            self._cond.notify_all()
+            self._notify()
             return self.last_seq
 
     def _lines(self, first: int, count: int) -> list[LogLine]:
@@ -90,21 +110,21 @@ class LogStream:
         return lines
 
     def set_status(self, status: str) -> None:
-        with self._cond:
+        with self._lock:
             if status != self.status:
                 self.status = status
                 self.status_version += 1
-                self._cond.notify_all()
+                self._notify()
 
     def close(self) -> None:
-        with self._cond:
+        with self._lock:
             self.closed = True
-            self._cond.notify_all()
+            self._notify()
 
     def read_after(self, seq: int, limit: int | None = None) -> tuple[list[LogLine], int]:
         """Lines with a sequence number above ``seq`` (oldest first) and how many
         lines after ``seq`` were lost because the ring overwrote them."""
-        with self._cond:
+        with self._lock:
             if self.last_seq < self._first_seq or seq >= self.last_seq:
                 return [], 0
             first = self._first_seq
@@ -115,45 +135,73 @@ class LogStream:
                 count = min(count, limit)
             return self._lines(start, count), missed
 
+    def chunk_after(self, seq: int, limit: int, encode) -> tuple[bytes, int, int]:
+        """Lines after ``seq`` encoded by ``encode(lines) -> bytes``: ``(data, last seq
+        sent, missed)``. Readers at the same place share one encoding: the first one
+        stores it and the rest reuse it, even if more lines arrived meanwhile (they
+        come in the next chunk). ``encode`` must depend on the lines only."""
+        with self._lock:
+            hit = self._chunks.get(seq)
+        if hit is not None:
+            return hit[1], hit[0], 0
+        lines, missed = self.read_after(seq, limit)
+        if not lines:
+            return b"", seq, missed
+        data = encode(lines)
+        last = lines[-1].seq
+        if not missed:
+            with self._lock:
+                if seq not in self._chunks:
+                    self._chunks[seq] = (last, data)
+                    self._chunk_bytes += len(data)
+                    while len(self._chunks) > self.CHUNK_CACHE or \
+                            self._chunk_bytes > self.CHUNK_CACHE_BYTES:
+                        oldest = next(iter(self._chunks))
+                        self._chunk_bytes -= len(self._chunks.pop(oldest)[1])
+        return data, last, missed
+
     def tail(self, count: int) -> list[LogLine]:
-        with self._cond:
+        with self._lock:
             count = min(count, len(self))
             return self._lines(self.last_seq - count + 1, count)
 
     def snapshot(self) -> list[LogLine]:
-        with self._cond:
+        with self._lock:
             return self._lines(self._first_seq, len(self))
 
     def wait(self, after_seq: int, status_version: int, timeout: float) -> bool:
         """Sleep until a line after ``after_seq`` exists, the status changed from
         ``status_version``, or the stream closed. Returns False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(
-                lambda: self.last_seq > after_seq or self.status_version != status_version
-                or self.closed, timeout)
+        return self.wait_change(after_seq, status_version, None, timeout)
 
     def wake(self) -> None:
         """Wake every reader without new data, so each re-checks conditions that live
         outside the stream (its user was blocked)."""
-        with self._cond:
+        with self._lock:
             self.wakeups += 1
-            self._cond.notify_all()
+            self._notify()
 
     def wait_change(self, after_seq: int, status_version: int, wakeups: int,
                     timeout: float) -> bool:
         """Like :meth:`wait`, and also returns when :meth:`wake` was called since the
-        reader saw ``wakeups``."""
-        with self._cond:
-            return self._cond.wait_for(
-                lambda: self.last_seq > after_seq or self.status_version != status_version
-                or self.closed or self.wakeups != wakeups, timeout)
+        reader saw ``wakeups`` (None: not counted)."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            with self._lock:
+                if self.last_seq > after_seq or self.status_version != status_version \
+                        or self.closed or (wakeups is not None and self.wakeups != wakeups):
+                    return True
+                changed = self._changed
+            left = deadline - time.monotonic()
+            if left <= 0 or not changed.wait(left):
+                return False
 
     def subscribe(self) -> None:
-        with self._cond:
+        with self._lock:
             self.subscribers += 1
 
     def unsubscribe(self) -> None:
-        with self._cond:
+        with self._lock:
             self.subscribers -= 1
 
     def __len__(self) -> int:
@@ -206,8 +254,8 @@ class DeploymentRuntime:
 
     __slots__ = ("logs", "metrics", "cpu", "ram", "next_log_at", "next_metric_at")
 
-    def __init__(self):
-        self.logs = LogStream()
+    def __init__(self, epoch: str = ""):
+        self.logs = LogStream(epoch=epoch)
         self.metrics = MetricSeries()
         self.cpu: float | None = None  # random-walk position
         self.ram: float | None = None
@@ -216,19 +264,25 @@ class DeploymentRuntime:
 
 
 class SimulationState:
-    """Registry of runtimes by deployment id, plus open SSE streams per user."""
+    """Registry of runtimes by deployment id, plus open SSE streams per user.
 
-    def __init__(self):
+    ``epoch`` is a random token made when the state is: log sequence numbers start
+    again at 1 in every server run, so stream event ids are ``<epoch>-<seq>`` and a
+    client that reconnects with an id of another run is told to start afresh."""
+
+    def __init__(self, epoch: str | None = None):
+        self.epoch = epoch or secrets.token_hex(4)
         self._runtimes: dict[int, DeploymentRuntime] = {}
         self._lock = threading.Lock()
         self._streams_by_user: dict[int, int] = {}
         self._revocations: dict[int, int] = {}
+        self._memo: dict = {}
 
     def runtime(self, deployment_id: int) -> DeploymentRuntime:
         with self._lock:
             runtime = self._runtimes.get(deployment_id)
             if runtime is None:
-                runtime = self._runtimes[deployment_id] = DeploymentRuntime()
+                runtime = self._runtimes[deployment_id] = DeploymentRuntime(self.epoch)
             return runtime
 
     def existing(self, deployment_id: int) -> DeploymentRuntime | None:
@@ -246,13 +300,18 @@ class SimulationState:
         with self._lock:
             return list(self._runtimes)
 
-    def open_stream(self, user_id: int, limit: int) -> bool:
+    def open_stream(self, user_id: int, limit: int, total_limit: int | None = None) -> str | None:
+        """Count a new stream of ``user_id``. Returns None when it may open, "user"
+        when the user has ``limit`` open already, "total" when the server has
+        ``total_limit``."""
         with self._lock:
             count = self._streams_by_user.get(user_id, 0)
             if count >= limit:
-                return False
+                return "user"
+            if total_limit is not None and sum(self._streams_by_user.values()) >= total_limit:
+                return "total"
             self._streams_by_user[user_id] = count + 1
-            return True
+            return None
 
     def close_stream(self, user_id: int) -> None:
         with self._lock:
@@ -266,10 +325,32 @@ class SimulationState:
         with self._lock:
             return sum(self._streams_by_user.values())
 
+    def fresh(self, key, load, max_age: float, version=None):
+        """``load()``, shared by every caller asking for ``key`` within ``max_age``
+        seconds and the same ``version``: a thousand streams re-checking the same
+        user or deployment read it from the database once."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._memo.get(key)
+        if hit is not None and hit[1] == version and now - hit[0] < max_age:
+            return hit[2]
+        value = load()
+        with self._lock:
+            self._memo[key] = (now, version, value)
+            if len(self._memo) > 10000:  # users and deployments of the streams open now
+                self._memo.clear()
+        return value
+
+    def forget(self, key) -> None:
+        with self._lock:
+            self._memo.pop(key, None)
+
     def revoke_user(self, user_id: int) -> None:
-        """A user was blocked (or signed out everywhere): their open streams end."""
+        """A user was blocked (or signed out everywhere): their open streams re-check
+        their access at once, and end."""
         with self._lock:
             self._revocations[user_id] = self._revocations.get(user_id, 0) + 1
+            self._memo.pop(("user", user_id), None)
             runtimes = list(self._runtimes.values())
         for runtime in runtimes:  # live streams sleep on their log stream: wake them
             runtime.logs.wake()
