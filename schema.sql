@@ -1,6 +1,6 @@
 -- Samosval schema, current version (see samosval/migrations.py for SCHEMA_VERSION).
 -- A fresh database is created from this file; an older one is upgraded by the
--- ordered migrations in samosval/migrations.py. tests/test_migrations.py checks
+-- ordered migrations in samosval/migrations.py. tests/test_db.py checks
 -- that both paths produce the same tables, columns and indexes.
 
 CREATE TABLE IF NOT EXISTS users (

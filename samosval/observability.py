@@ -138,7 +138,8 @@ class _StateCollector:
         if engine is not None:
             if engine.last_tick is not None:
                 lag.add_metric([], max(0.0, engine.clock() - engine.last_tick))
-            duration.add_metric([], float(getattr(engine, "last_step_duration", 0.0) or 0.0))
+            if engine.last_step_duration is not None:
+                duration.add_metric([], engine.last_step_duration)
             alive.add_metric([], 1.0 if engine.is_alive() else 0.0)
         yield lag
         yield duration

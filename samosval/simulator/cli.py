@@ -11,8 +11,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from .runtime import get_state
 from .engine import COUNT_KEYS, SimulationEngine
+from .runtime import build_engine, get_state
 
 
 class _FakeClock:
@@ -36,12 +36,9 @@ def sim_step_command(seed, seconds, tick, resume, verbose):
     """Step the simulation engine on a fake clock and print what it did."""
     if tick <= 0 or seconds < 0:
         raise click.BadParameter("--tick must be positive and --seconds not negative")
-    config = current_app.config
     clock = _FakeClock(time.time())
-    engine = SimulationEngine(
-        db_path=config["DATABASE"], state=get_state(), clock=clock, rng=random.Random(seed),
-        speed=float(config["SIM_SPEED"]), watchdog_build_seconds=float(config["WATCHDOG_BUILD_SECONDS"]),
-        watchdog_deploy_seconds=float(config["WATCHDOG_DEPLOY_SECONDS"]))
+    # The server's builder: the same speed, watchdogs and failure rates as the app.
+    engine = build_engine(current_app, get_state(), clock=clock, rng=random.Random(seed))
     if resume:
         click.echo(f"resumed: {engine.resume(clock())}")
     totals = dict.fromkeys(COUNT_KEYS, 0)
@@ -57,7 +54,3 @@ def sim_step_command(seed, seconds, tick, resume, verbose):
     click.echo(f"{steps} step(s) over {seconds:g} fake second(s), seed {seed}:")
     for key in COUNT_KEYS:
         click.echo(f"  {key}: {totals[key]}")
-
-
-def init_app(app) -> None:
-    app.cli.add_command(sim_step_command)

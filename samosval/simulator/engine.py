@@ -24,8 +24,11 @@ from contextlib import contextmanager
 from .. import db as db_module
 from ..domain import builds as build_domain
 from ..domain import deployments as deployment_domain
+from ..domain.statuses import ACTIVE_BUILD_STATUSES
 from ..timeutil import utcnow_iso
 from . import textgen
+
+_ACTIVE_MARKS = ", ".join("?" * len(ACTIVE_BUILD_STATUSES))
 
 log = logging.getLogger("samosval.simulator")
 
@@ -89,6 +92,7 @@ class SimulationEngine:
         self._cache_refreshed_at: float | None = None
         self._gc_at: float | None = None
         self.last_tick: float | None = None
+        self.last_step_duration: float | None = None  # wall-clock seconds the last step took
 
     # -- the thread ---------------------------------------------------------
     def start(self) -> None:
@@ -145,7 +149,7 @@ class SimulationEngine:
         because the downtime was not the item's fault."""
         with self._connection() as db:
             builds = db.execute("SELECT id, status, steps_done, steps_total FROM builds "
-                                "WHERE status IN ('queued', 'building')").fetchall()
+                                f"WHERE status IN ({_ACTIVE_MARKS})", ACTIVE_BUILD_STATUSES).fetchall()
             deploying = db.execute("SELECT id FROM deployments WHERE status = 'deploying'").fetchall()
             with db_module.transaction(db):
                 for build in builds:
@@ -171,6 +175,7 @@ class SimulationEngine:
     # -- one tick -----------------------------------------------------------
     def step(self, now: float) -> dict:
         """Advance everything due at ``now``. Returns counts of what was done."""
+        started = time.perf_counter()
         self.last_tick = now
         counts = dict.fromkeys(COUNT_KEYS, 0)
         with self._connection() as db:
@@ -183,6 +188,7 @@ class SimulationEngine:
             if self._gc_at is None or now - self._gc_at >= self.STATE_GC_SECONDS:
                 self._collect_garbage(db, now)
         self._generate_runtime(now, counts)
+        self.last_step_duration = time.perf_counter() - started
         return counts
 
     # -- builds ---------------------------------------------------------------
@@ -192,8 +198,8 @@ class SimulationEngine:
             "b.commit_sha, r.image_name, r.version_tag, r.repo_url, r.repo_branch, r.update_mode, "
             "r.target_commit, r.last_commit, r.base_image, r.run_commands, r.entrypoint, "
             "r.dockerfile_content FROM builds b JOIN image_requests r ON r.id = b.request_id "
-            "WHERE b.status IN ('queued', 'building') AND (b.next_step_at IS NULL OR b.next_step_at <= ?) "
-            "ORDER BY b.id LIMIT ?", (now, self.MAX_ROWS_PER_TICK)).fetchall()
+            f"WHERE b.status IN ({_ACTIVE_MARKS}) AND (b.next_step_at IS NULL OR b.next_step_at <= ?) "
+            "ORDER BY b.id LIMIT ?", (*ACTIVE_BUILD_STATUSES, now, self.MAX_ROWS_PER_TICK)).fetchall()
         for row in rows:
             try:
                 self._advance_build(db, row, now, counts)
@@ -321,8 +327,8 @@ class SimulationEngine:
         seconds): nothing waits in "queued" forever."""
         build_limit = self.watchdog_build_seconds
         stuck_builds = db.execute(
-            "SELECT id, status FROM builds WHERE status IN ('queued', 'building') AND status_since < ?",
-            (now - build_limit / self.speed,)).fetchall()
+            f"SELECT id, status FROM builds WHERE status IN ({_ACTIVE_MARKS}) AND status_since < ?",
+            (*ACTIVE_BUILD_STATUSES, now - build_limit / self.speed)).fetchall()
         for row in stuck_builds:
             reason = (f"Watchdog: the build stayed {row['status']} for more than {build_limit:g} s "
                       f"and was stopped.")

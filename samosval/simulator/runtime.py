@@ -61,10 +61,6 @@ def stop_engine(app, timeout: float = 5.0) -> None:
             _process_engine = None
 
 
-def get_runtime() -> Runtime:
-    return current_app.extensions["samosval"]
-
-
 def sim_now() -> float:
     """The engine's clock: real time in production, the fake clock under test, so
     ``status_since`` written by a request and the engine's watchdog agree."""
