@@ -1,4 +1,6 @@
 -- Samosval schema, current version (see samosval/migrations.py for SCHEMA_VERSION).
+-- Every id is AUTOINCREMENT: a deleted row's id is never given to a new one (an old
+-- tab or an audit filter would otherwise mix two objects).
 -- A fresh database is created from this file; an older one is upgraded by the
 -- ordered migrations in samosval/migrations.py. tests/test_db.py checks
 -- that both paths produce the same tables, columns and indexes.
@@ -18,7 +20,7 @@ CREATE TABLE IF NOT EXISTS users (
 CREATE INDEX IF NOT EXISTS idx_users_role ON users(role, username);
 
 CREATE TABLE IF NOT EXISTS image_requests (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     image_name TEXT NOT NULL,
     repo_url TEXT NOT NULL,
     repo_branch TEXT NOT NULL,
@@ -57,7 +59,7 @@ CREATE TABLE IF NOT EXISTS request_collaborators (
 CREATE INDEX IF NOT EXISTS idx_request_collaborators_user ON request_collaborators(username, request_id);
 
 CREATE TABLE IF NOT EXISTS images (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     request_id INTEGER NOT NULL REFERENCES image_requests(id),
     name TEXT NOT NULL,
     version TEXT NOT NULL,
@@ -72,7 +74,7 @@ CREATE INDEX IF NOT EXISTS idx_images_created ON images(created_at);
 CREATE INDEX IF NOT EXISTS idx_images_tag ON images(image_tag, id);
 
 CREATE TABLE IF NOT EXISTS builds (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     request_id INTEGER NOT NULL REFERENCES image_requests(id),
     image_id INTEGER REFERENCES images(id),
     status TEXT NOT NULL,
@@ -94,7 +96,7 @@ CREATE INDEX IF NOT EXISTS idx_builds_request ON builds(request_id, id);
 CREATE INDEX IF NOT EXISTS idx_builds_image ON builds(image_id, id);
 
 CREATE TABLE IF NOT EXISTS deployments (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     image_id INTEGER NOT NULL REFERENCES images(id),
     name TEXT NOT NULL,
     environment TEXT NOT NULL,
@@ -116,7 +118,7 @@ CREATE INDEX IF NOT EXISTS idx_deployments_env ON deployments(environment, statu
 CREATE INDEX IF NOT EXISTS idx_deployments_updated ON deployments(updated_at);
 
 CREATE TABLE IF NOT EXISTS alerts (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     alert_type TEXT NOT NULL,
     target_id INTEGER NOT NULL,
     message TEXT NOT NULL,
@@ -130,7 +132,7 @@ CREATE INDEX IF NOT EXISTS idx_alerts_open ON alerts(resolved, created_at);
 CREATE INDEX IF NOT EXISTS idx_alerts_target ON alerts(target_type, target_id, resolved);
 
 CREATE TABLE IF NOT EXISTS audit_log (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id INTEGER REFERENCES users(id),
     action TEXT NOT NULL,
     target_id INTEGER,
@@ -146,7 +148,7 @@ CREATE INDEX IF NOT EXISTS idx_audit_action ON audit_log(action, id);
 CREATE INDEX IF NOT EXISTS idx_audit_target ON audit_log(target_type, target_id, id);
 
 CREATE TABLE IF NOT EXISTS webhook_tokens (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL,
     token_prefix TEXT NOT NULL,
     token_hash TEXT NOT NULL UNIQUE,
@@ -158,7 +160,7 @@ CREATE TABLE IF NOT EXISTS webhook_tokens (
 );
 
 CREATE TABLE IF NOT EXISTS webhook_deliveries (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     created_at TEXT NOT NULL,
     source TEXT NOT NULL,
     event TEXT,
@@ -174,8 +176,11 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     http_status INTEGER NOT NULL,
     matched_request_ids TEXT,
     restarted_ids TEXT,
-    marked_ids TEXT
+    marked_ids TEXT,
+    body_digest TEXT
 );
 CREATE INDEX IF NOT EXISTS idx_deliveries_created ON webhook_deliveries(created_at, id);
 CREATE INDEX IF NOT EXISTS idx_deliveries_key ON webhook_deliveries(delivery_key);
 CREATE INDEX IF NOT EXISTS idx_deliveries_commit ON webhook_deliveries(repo_key, branch, commit_sha, outcome);
+-- A replayed signed body is found by its SHA-256, whatever delivery id it carries.
+CREATE INDEX IF NOT EXISTS idx_deliveries_digest ON webhook_deliveries(token_id, body_digest);

@@ -21,7 +21,7 @@ from .auth import User
 from .db import connect
 from .domain import builds as build_domain
 from .domain import deployments as deployment_domain
-from .domain import hooks
+from .domain import hook_auth, hook_effects, hook_parsing
 from .domain import images as image_domain
 from .domain import requests as request_domain
 from .domain import tokens as token_domain
@@ -261,12 +261,13 @@ def _seed(app, db) -> list[str]:
     payments = request_domain.get_request(db, request_ids["payments"])
     body = json.dumps({"repo_url": payments["repo_url"], "branch": "main",
                        "commit": "4e1d0b7c9a2f5e3d8c6b1a0f9e8d7c6b5a4f3e2d"}).encode()
-    event = hooks.parse({}, body, "application/json")
-    hooks.process(db, state, event, hooks.Caller(token_id=token_id, token_name="github-actions (payments-api)"),
-                  clock.tick())
+    event = hook_parsing.parse({}, body, "application/json")
+    hook_effects.process(db, state, event, hook_auth.Caller(token_id=token_id,
+                                                            token_name="github-actions (payments-api)"),
+                         clock.tick())
     settle(lambda: not db.execute("SELECT 1 FROM deployments WHERE status = 'deploying'").fetchone())
-    hooks.refuse(db, clock.tick(), source="generic", reason=hooks.R_UNKNOWN_TOKEN,
-                 http_status=401)
+    hook_effects.refuse(db, clock.tick(), source="generic", reason=hook_parsing.R_UNKNOWN_TOKEN,
+                        http_status=401)
 
     _simulate_metric_history(app, state)
 

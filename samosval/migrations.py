@@ -8,6 +8,7 @@ one transaction per step, so a failed upgrade leaves the old data untouched.
 """
 from __future__ import annotations
 
+import re
 import sqlite3
 
 from .domain.repos import normalize_repo_url, split_logins
@@ -109,9 +110,50 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
+def _create_table_statements(schema_sql: str) -> dict[str, str]:
+    found = {}
+    for statement in _statements(schema_sql):
+        match = re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", statement)
+        if match:
+            found[match.group(1)] = statement
+    return found
+
+
+def _v3_autoincrement(db: sqlite3.Connection, schema_sql: str) -> None:
+    """Ids are never reused: every table with an id becomes AUTOINCREMENT (and
+    webhook_deliveries gains body_digest). SQLite cannot alter a primary key, so
+    each table is rebuilt from its schema.sql definition - the same shape as a
+    fresh database - keeping every row and id; indexes are then re-created.
+    Runs with foreign keys off (see :func:`upgrade`), so dropping a parent table
+    neither fails nor cascades."""
+    rebuilt = []
+    for table, create in _create_table_statements(schema_sql).items():
+        current = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                             (table,)).fetchone()
+        if current is None:
+            continue  # a table of a later version: its own step creates it
+        if "AUTOINCREMENT" in current[0].upper() and table != "webhook_deliveries":
+            continue
+        if not re.search(r"\bid INTEGER PRIMARY KEY\b", current[0], re.IGNORECASE):
+            continue  # no id column (request_collaborators)
+        rebuilt.append(table)
+        old_columns = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+        db.execute(f"ALTER TABLE {table} RENAME TO _v3_old_{table}")
+        db.execute(create)
+        new_columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        columns = ", ".join(c for c in old_columns if c in new_columns)
+        db.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _v3_old_{table} ORDER BY id")
+        db.execute(f"DROP TABLE _v3_old_{table}")
+    for statement in _statements(schema_sql):
+        match = re.match(r"CREATE INDEX IF NOT EXISTS \w+ ON (\w+)\(", statement)
+        if match and match.group(1) in rebuilt:
+            db.execute(statement)
+
+
 # (version reached, function). Append new steps; never edit a released one.
 MIGRATIONS = [
     (2, _v2_samosval_extensions),
+    (3, _v3_autoincrement),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -140,17 +182,27 @@ def upgrade(db: sqlite3.Connection, schema_sql: str) -> list[int]:
             db.execute("ROLLBACK")
             raise
         return [SCHEMA_VERSION]
-    for target, step in MIGRATIONS:
-        if version >= target:
-            continue
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            step(db, schema_sql)
-            db.execute(f"PRAGMA user_version = {int(target)}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        applied.append(target)
-        version = target
+    # Rebuilding a table drops the old one: with foreign keys on, that would delete
+    # (or cascade to) the rows that point at it. PRAGMA foreign_keys is a no-op
+    # inside a transaction, so it is switched around the steps.
+    foreign_keys = db.execute("PRAGMA foreign_keys").fetchone()[0]
+    db.execute("PRAGMA foreign_keys = OFF")
+    db.execute("PRAGMA legacy_alter_table = ON")  # renaming must not rewrite other tables' references
+    try:
+        for target, step in MIGRATIONS:
+            if version >= target:
+                continue
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                step(db, schema_sql)
+                db.execute(f"PRAGMA user_version = {int(target)}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            applied.append(target)
+            version = target
+    finally:
+        db.execute("PRAGMA legacy_alter_table = OFF")
+        db.execute(f"PRAGMA foreign_keys = {1 if foreign_keys else 0}")
     return applied

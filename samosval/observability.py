@@ -12,12 +12,14 @@ import re
 import time
 import uuid
 
-from flask import current_app, g, has_request_context, request
+from flask import Response, current_app, g, has_request_context, request
 from flask_login import current_user
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram,
+                               disable_created_metrics, generate_latest)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .db import connect
+from .domain.hook_deliveries import OUTCOMES
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 access_log = logging.getLogger("samosval.access")
@@ -37,7 +39,8 @@ def finish_request(response):
     route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
     metrics = current_app.extensions.get("samosval_metrics")
     if metrics is not None:
-        metrics.requests.labels(route=route, method=request.method, status=str(response.status_code)).inc()
+        metrics.requests.labels(route=route, method=method_label(request.method),
+                                status=status_label(response.status_code)).inc()
         if response.mimetype != "text/event-stream":
             metrics.duration.labels(route=route).observe(duration)
     access_log.info("%s %s -> %s in %.1f ms", request.method, route, response.status_code,
@@ -106,6 +109,30 @@ def configure_logging(json_logs: bool, level: int = logging.INFO, stream=None) -
 
 
 # --- metrics -------------------------------------------------------------------
+# Every label takes its value from a fixed set, so no caller can add series: a junk
+# method is "other", a route is a rule of the URL map (or "<unmatched>"), a status
+# a three-digit code, an outcome one the hook writes. The ``_created`` series
+# (one per counter child, duplicating it) are not exported.
+
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+disable_created_metrics()
+
+
+def method_label(method: str | None) -> str:
+    return method if method in KNOWN_METHODS else "other"
+
+
+def status_label(status: int) -> str:
+    return str(status) if 100 <= status <= 599 else "other"
+
+
+def metrics_response(registry) -> Response:
+    """The exposition with exactly one media type, each parameter once. Set as
+    ``content_type``: given as ``mimetype``, Werkzeug appends a second charset and
+    Prometheus 3 refuses the scrape."""
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
 
 class AppMetrics:
     """A registry per app, so several apps in one process (tests) do not collide."""
@@ -150,16 +177,20 @@ class _StateCollector:
 
         deployments = GaugeMetricFamily("samosval_deployments", "Deployments by status", labels=["status"])
         builds = GaugeMetricFamily("samosval_builds", "Builds by status", labels=["status"])
-        hooks = GaugeMetricFamily("samosval_webhook_calls", "Webhook calls by outcome", labels=["outcome"])
-        logins = GaugeMetricFamily("samosval_login_failures", "Failed logins recorded in the audit log")
+        hooks = CounterMetricFamily("samosval_webhook_calls", "Webhook calls by outcome", labels=["outcome"])
+        logins = CounterMetricFamily("samosval_login_failures", "Failed logins recorded in the audit log")
         db = connect(self.app.config["DATABASE"])
         try:
             for row in db.execute("SELECT status, COUNT(*) FROM deployments GROUP BY status"):
                 deployments.add_metric([row[0]], row[1])
             for row in db.execute("SELECT status, COUNT(*) FROM builds GROUP BY status"):
                 builds.add_metric([row[0]], row[1])
-            for row in db.execute("SELECT outcome, COUNT(*) FROM webhook_deliveries GROUP BY outcome"):
-                hooks.add_metric([row[0]], row[1])
+            calls = dict.fromkeys(OUTCOMES, 0)
+            for outcome, count in db.execute("SELECT outcome, COUNT(*) FROM webhook_deliveries GROUP BY outcome"):
+                key = outcome if outcome in calls else "other"
+                calls[key] = calls.get(key, 0) + count
+            for outcome, count in calls.items():
+                hooks.add_metric([outcome], count)
             logins.add_metric([], db.execute(
                 "SELECT COUNT(*) FROM audit_log WHERE action = 'login_failed'").fetchone()[0])
         finally:

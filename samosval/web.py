@@ -34,8 +34,8 @@ def safe_next(target: str | None) -> str | None:
     target = target.strip()
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") \
-            or "\\" in target:
-        return None
+            or "\\" in target or any(ord(c) < 32 or ord(c) == 127 for c in target):
+        return None  # a CR/LF would end up in the Location header: a 500, or a split header
     return target
 
 

@@ -16,8 +16,7 @@ SHA = "deadbeef" * 5
 
 @pytest.fixture
 def token(app, db, users):
-    return tokens.create_token(db, "ci billing", secret_key=app.secret_key, actor_id=users["alice"],
-                              now=1_800_000_000.0)[1]
+    return tokens.create_token(db, "ci billing", secret_key=app.secret_key, actor_id=users["alice"], now=1_800_000_000.0)[1]
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from samosval.domain import hooks, tokens
+from samosval.domain import hook_parsing as hooks
+from samosval.domain import tokens
 from samosval.domain.repos import normalize_repo_url
 
 SHA = "a" * 40

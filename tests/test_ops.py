@@ -61,7 +61,7 @@ def test_it_exposes_prometheus_metrics_that_count(client, users, ticking):
     text = client.get("/metrics").get_data(as_text=True)
     assert 'samosval_http_requests_total{method="GET",route="/login",status="200"} 1.0' in text
     assert "samosval_http_request_duration_seconds_bucket" in text
-    assert "samosval_login_failures 1.0" in text
+    assert "samosval_login_failures_total 1.0" in text
     assert "samosval_engine_running 1.0" in text
     assert "samosval_engine_tick_lag_seconds 0.0" in text  # the fake clock has not moved since the tick
     assert "samosval_sse_open_streams 0.0" in text

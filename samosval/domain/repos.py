@@ -1,7 +1,12 @@
-"""Repository URLs and login lists: small pure helpers shared by requests and hooks."""
+"""Repository URLs, branch names and login lists: small pure helpers shared by
+requests and hooks."""
 from __future__ import annotations
 
 import re
+
+MAX_BRANCH_LENGTH = 255
+# git check-ref-format: no control characters, space, ~ ^ : ? * [ or backslash.
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 
 _SCP_LIKE = re.compile(r"^(?:[\w.+-]+@)?(?P<host>[\w.-]+):(?P<path>(?!//)[^\s]+)$")
 _URL = re.compile(r"^(?P<scheme>https?|ssh|git)://(?:[^@/\s]+@)?(?P<host>[\w.-]+)(?::\d+)?/(?P<path>[^\s]+)$",
@@ -31,6 +36,23 @@ def normalize_repo_url(url: str | None) -> str | None:
     if not path:
         return None
     return f"{host}/{path}"
+
+
+def is_valid_branch_name(name: str | None) -> bool:
+    """Whether git accepts ``name`` as a branch (``git check-ref-format --branch``),
+    so every branch git can push can be matched: ``fix/issue#42``, ``feature/релиз-2``,
+    ``renovate/@types/node`` and ``release+1`` pass; ``a..b``, ``x.lock``, ``-x``,
+    ``@``, ``a//b``, a trailing ``/`` or ``.``, spaces and ``~^:?*[\\`` do not."""
+    if not isinstance(name, str) or not name or len(name) > MAX_BRANCH_LENGTH:
+        return False
+    if name == "@" or name.startswith("-") or "@{" in name or ".." in name:
+        return False
+    if _REF_FORBIDDEN.search(name) or name.endswith(".") or name.endswith("/") or name.startswith("/"):
+        return False
+    for part in name.split("/"):
+        if not part or part.startswith(".") or part.endswith(".lock"):
+            return False
+    return True
 
 
 def split_logins(value: str | None) -> list[str]:

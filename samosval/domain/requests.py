@@ -15,7 +15,7 @@ from .. import audit, permissions
 from ..db import transaction
 from ..timeutil import utcnow_iso
 from . import N_, Refused, ValidationError
-from .repos import normalize_repo_url, split_logins
+from .repos import is_valid_branch_name, normalize_repo_url, split_logins
 from .users import like_escape
 
 REQUEST_STATUSES = ("draft", "submitted", "in_review", "approved", "rejected")
@@ -45,7 +45,6 @@ VCPU_MAX = 64
 MAX_RUN_LINES = 100
 
 IMAGE_NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*$")
-BRANCH_RE = re.compile(r"^(?![/-])(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]+(?<![/.])$")
 COMMIT_RE = re.compile(r"^[0-9a-fA-F]{7,40}$")
 BASE_IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
 VERSION_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
@@ -197,7 +196,7 @@ def validate(db: sqlite3.Connection, values: dict[str, str]) -> tuple[dict, dict
     clean["repo_url"] = repo_url
 
     branch = values.get("repo_branch", "") or "main"
-    if not BRANCH_RE.match(branch):
+    if not is_valid_branch_name(branch):
         errors.setdefault("repo_branch", N_("Not a valid branch name."))
     clean["repo_branch"] = branch
 

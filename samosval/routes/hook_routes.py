@@ -1,26 +1,30 @@
-"""The commit webhook (``POST /api/hooks/commit``), its deliveries page and the
-admin pages for webhook tokens.
+"""The commit webhook (``POST /api/hooks/commit`` and each token's own
+``/api/hooks/commit/<token_id>``), its deliveries page and the admin pages for
+webhook tokens.
 
 The hook is exempt from the site-wide CSRF check because CI jobs and git hosts
-have no session: it authenticates every call itself, with a token, a GitHub
+have no session: ``domain.hook_auth`` authenticates every call, with a token, a
 signature, or a logged-in session that sends the CSRF header (the UI button).
+Its answers follow the caller's ``Accept-Language`` (English when none is sent);
+the button's follow the page's language.
 """
 from __future__ import annotations
 
-
 from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
                    request, url_for)
-from flask_babel import gettext as _, lazy_gettext as _l
+from flask_babel import force_locale, gettext as _, lazy_gettext as _l
 from flask_login import current_user, login_required
 from flask_wtf.csrf import validate_csrf
 from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms.validators import ValidationError as CSRFValidationError
 
-from .. import permissions as access
+from .. import permissions
 from ..db import get_db
-from ..domain import Refused as ActionRefused, ValidationError
-from ..domain import hooks
+from ..domain import ValidationError
+from ..domain import hook_auth, hook_deliveries, hook_effects
+from ..domain import hook_parsing as parsing
 from ..domain import tokens as token_domain
+from ..i18n import select_locale
 from ..pagination import page_number, paginate
 from ..security import csrf, limiter
 from ..simulator.runtime import get_state, sim_now
@@ -31,15 +35,16 @@ OUTCOME_LABELS = {
     "processed": _l("processed"), "no_match": _l("no match"), "duplicate": _l("duplicate"),
     "ignored": _l("ignored"), "pong": _l("ping"), "refused": _l("refused"), "invalid": _l("invalid"),
 }
-SOURCE_LABELS = {"generic": _l("generic JSON"), "github": "GitHub", "gitlab": "GitLab",
-                 "ui": _l("button in the UI")}
+SOURCE_LABELS = {"generic": _l("generic JSON"), "github": "GitHub", "gitea": "Gitea", "forgejo": "Forgejo",
+                 "gogs": "Gogs", "gitlab": "GitLab", "bitbucket": "Bitbucket Cloud",
+                 "bitbucket_dc": "Bitbucket Data Center", "ui": _l("button in the UI")}
 
 
 # --- the hook ------------------------------------------------------------------------
 
 def reason_text(stored: str | None) -> str:
     """A stored reason in the reader's language; literal details stay as they are."""
-    head, detail = hooks.split_reason(stored)
+    head, detail = parsing.split_reason(stored)
     if head is None:
         return ""
     text = _(head)
@@ -54,42 +59,17 @@ def summary_text(outcome: str, reason: str | None, restarted: int, marked: int) 
     return reason_text(reason)
 
 
-def _presented_token() -> str | None:
-    header = request.headers.get("Authorization", "")
-    if header[:7].lower() == "bearer ":
-        return header[7:].strip() or None
-    return (request.headers.get("X-Samosval-Token") or request.headers.get("X-Gitlab-Token")
-            or "").strip() or None
+def _answer_locale(caller: hook_auth.Caller | None) -> str:
+    """The button answers in the page's language; everyone else by Accept-Language,
+    English when they send none (CI logs are read by people of any language)."""
+    if caller is not None and caller.user_id is not None:
+        return select_locale()
+    return request.accept_languages.best_match(current_app.config["LANGUAGES"]) or "en"
 
 
-def _authenticate(db, body: bytes) -> tuple[hooks.Caller, str | None]:
-    """Who is calling, and the refusal reason if nobody acceptable is."""
-    token = _presented_token()
-    if token is not None:
-        row = token_domain.find_by_token(db, token)
-        if row is None:
-            return hooks.Caller(), hooks.R_UNKNOWN_TOKEN
-        caller = hooks.Caller(token_id=row["id"], token_name=row["name"])
-        return caller, hooks.R_REVOKED_TOKEN if row["revoked_at"] else None
-    signature = request.headers.get("X-Hub-Signature-256")
-    if signature:
-        row = token_domain.find_by_signature(db, body, signature, current_app.secret_key)
-        if row is None:
-            return hooks.Caller(), hooks.R_SIGNATURE
-        caller = hooks.Caller(token_id=row["id"], token_name=row["name"])
-        return caller, hooks.R_REVOKED_TOKEN if row["revoked_at"] else None
-    if current_user.is_authenticated:
-        caller = hooks.Caller(user_id=current_user.id, username=current_user.username)
-        try:
-            validate_csrf(request.headers.get("X-CSRFToken") or request.headers.get("X-CSRF-Token"))
-        except CSRFValidationError:
-            return caller, hooks.R_CSRF
-        return caller, None
-    return hooks.Caller(), hooks.R_NO_CREDENTIALS
-
-
-def _respond(result: hooks.HookResult):
-    text = summary_text(result.outcome, result.reason, len(result.restarted), len(result.marked))
+def _respond(result: hook_effects.HookResult, caller: hook_auth.Caller | None = None):
+    with force_locale(_answer_locale(caller)):
+        text = summary_text(result.outcome, result.reason, len(result.restarted), len(result.marked))
     if result.http_status >= 400:
         payload = {"error": text, "reason": result.reason, "outcome": result.outcome,
                    "delivery_id": result.delivery_id}
@@ -109,6 +89,23 @@ def _respond(result: hooks.HookResult):
     ), result.http_status
 
 
+def _csrf_valid() -> bool:
+    try:
+        validate_csrf(request.headers.get("X-CSRFToken") or request.headers.get("X-CSRF-Token"))
+    except CSRFValidationError:
+        return False
+    return True
+
+
+def _credentials(body: bytes, source: str) -> hook_auth.Credentials:
+    return hook_auth.Credentials(
+        token=hook_auth.presented_token(request.headers, request.args),
+        signature=parsing.signature_header(request.headers, source),
+        signed_body=parsing.signed_part(body, request.content_type, source),
+        user=current_user._get_current_object() if current_user.is_authenticated else None,
+        csrf_valid=_csrf_valid)
+
+
 def _hook_rate_limit():
     return current_app.config["HOOK_RATE_LIMIT"]
 
@@ -119,39 +116,43 @@ def _hook_rate_limit():
 # can send so junk cannot flood the table. Git hosts send far fewer.
 @limiter.limit(_hook_rate_limit)
 def commit_hook():
-    db = get_db()
-    now = sim_now()
-    detected = hooks.detect_source(request.headers)
+    return _handle_commit(token_id=None)
+
+
+@bp.route("/api/hooks/commit/<int:token_id>", methods=["POST"])
+@csrf.exempt
+@limiter.limit(_hook_rate_limit)
+def commit_hook_for_token(token_id: int):
+    """One token's own URL: its signature is checked against that token only."""
+    return _handle_commit(token_id=token_id)
+
+
+def _handle_commit(token_id: int | None):
+    db, now = get_db(), sim_now()
+    detected = parsing.detect_source(request.headers)
+    # Pushes reach 25 MB; the rest of the site keeps its 1 MiB limit. Werkzeug
+    # refuses a larger Content-Length before reading and stops a chunked body at
+    # the limit, so memory stays bounded.
+    request.max_content_length = parsing.MAX_BODY
     try:
         body = request.get_data(cache=True)
     except RequestEntityTooLarge:
-        return _respond(hooks.refuse(db, now, source=detected, reason=hooks.R_TOO_LARGE,
-                                     http_status=413))
-    caller, refusal = _authenticate(db, body)
+        return _respond(hook_effects.refuse(db, now, source=detected, reason=parsing.R_TOO_LARGE,
+                                            http_status=413))
+    caller, refusal = hook_auth.authenticate(db, _credentials(body, detected),
+                                             secret_key=current_app.secret_key, token_id=token_id)
     if refusal:
-        return _respond(hooks.refuse(db, now, source=detected, reason=refusal, http_status=401,
-                                     caller=caller))
+        return _respond(hook_effects.refuse(db, now, source=detected, reason=refusal, http_status=401,
+                                            caller=caller), caller)
     # A logged-in user calling from the page is the "ui" source whatever the body.
-    source = "ui" if caller.token_id is None else detected
+    source = detected if caller.is_token else "ui"
     try:
-        event = hooks.parse(request.headers, body, request.content_type, source=source)
-    except hooks.PayloadError as exc:
-        return _respond(hooks.refuse(db, now, source=source, http_status=400, outcome="invalid",
-                                     reason=hooks.join_reason(exc.reason, exc.detail),
-                                     caller=caller, missing=exc.missing))
-    matched = None
-    if caller.token_id is None:
-        # Sessions: staff always; a developer only for a repository and branch of a
-        # request they may see. One refusal for "hidden" and "none": nothing leaks.
-        matched = hooks.find_requests(db, event.repo_keys, event.branch)
-        if not access.is_staff(current_user):
-            # Only their own requests: others' deployments on the same repository are
-            # neither restarted nor named in the answer.
-            matched = [req for req in matched if access.can_simulate_commit(current_user, req)]
-            if not matched:
-                return _respond(hooks.refuse(db, now, source=source, reason=hooks.R_FORBIDDEN,
-                                             http_status=403, event=event, caller=caller))
-    return _respond(hooks.process(db, get_state(), event, caller, now, requests=matched))
+        event = parsing.parse(request.headers, body, request.content_type, source=source)
+    except parsing.PayloadError as exc:
+        return _respond(hook_effects.refuse(db, now, source=source, http_status=400, outcome="invalid",
+                                            reason=parsing.join_reason(exc.reason, exc.detail),
+                                            caller=caller, missing=exc.missing), caller)
+    return _respond(hook_effects.process(db, get_state(), event, caller, now), caller)
 
 
 # --- deliveries ------------------------------------------------------------------------
@@ -159,22 +160,22 @@ def commit_hook():
 @bp.route("/webhooks")
 @login_required
 def list_deliveries():
-    if not access.can_view_deliveries(current_user):
+    if not permissions.can_view_deliveries(current_user):
         abort(403)
     outcome = request.args.get("outcome") or None
     source = request.args.get("source") or None
-    sql, params = hooks.list_deliveries_sql(outcome, source)
+    sql, params = hook_deliveries.list_deliveries_sql(outcome, source)
     page = paginate(get_db(), sql, params, page_number(request.args.get("page")),
                     current_app.config["PER_PAGE"], {"outcome": outcome, "source": source})
     return render_template("hooks/list_deliveries.html", page=page, outcome=outcome, source=source,
                            outcome_labels=OUTCOME_LABELS, source_labels=SOURCE_LABELS,
-                           id_list=hooks.id_list, summary_text=summary_text)
+                           id_list=hook_deliveries.id_list, summary_text=summary_text)
 
 
 # --- tokens ------------------------------------------------------------------------------
 
 def _require_token_admin():
-    if not access.can_manage_tokens(current_user):
+    if not permissions.can_manage_tokens(current_user):
         abort(403)
 
 
@@ -213,12 +214,7 @@ def create_token():
 @login_required
 def revoke_token(token_id: int):
     _require_token_admin()
-    try:
-        token_domain.revoke_token(get_db(), token_id, actor_id=current_user.id, now=sim_now())
-    except ActionRefused as exc:
-        if exc.status == 404:
-            abort(404)
-        flash(_(exc.message), "error")
-    else:
-        flash(_("Token revoked: calls with it are refused from now on."), "success")
+    # A missing or already revoked token is refused by the domain; the app answers it.
+    token_domain.revoke_token(get_db(), token_id, actor_id=current_user.id, now=sim_now())
+    flash(_("Token revoked: calls with it are refused from now on."), "success")
     return redirect(url_for("hooks.list_tokens"))

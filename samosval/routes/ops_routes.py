@@ -4,11 +4,11 @@ from __future__ import annotations
 import hmac
 import sqlite3
 
-from flask import Blueprint, Response, current_app, jsonify, request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from flask import Blueprint, current_app, jsonify, request
 
 from .. import __version__
 from ..db import connect
+from ..observability import metrics_response
 from ..security import csrf
 
 bp = Blueprint("ops", __name__)
@@ -63,7 +63,7 @@ def metrics():
     if not metrics_allowed():
         return jsonify(error="metrics are restricted: send the metrics token or scrape from an allowed address"), 403
     registry = current_app.extensions["samosval_metrics"].registry
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    return metrics_response(registry)
 
 
 csrf.exempt(bp)  # GET-only, no session state changed

@@ -7,6 +7,7 @@ route can be added without deciding who may use it.
 What a row means:
 - anonymous and blocked callers get the login redirect (``page``) or 401 (``api``:
   JSON and SSE under /api/); ``public`` routes serve them like anyone else;
+  ``token`` routes admit one webhook token and no session: everyone here gets 401;
 - a logged-in user outside ``view`` gets 404 (``hidden`` overrides it) — a hidden
   object and a missing one look the same;
 - a user inside ``view`` but outside ``act`` (for that method) gets 403;
@@ -45,7 +46,7 @@ ROLE_OBJECTS = ("user", "alert", "token")  # no per-object visibility: the role 
 
 @dataclass(frozen=True)
 class Access:
-    kind: str                          # "page" | "api" | "public": what anonymous callers get
+    kind: str                          # "page" | "api" | "public" | "token": what anonymous callers get
     view: frozenset = ANY              # may see the object (others: ``hidden``)
     act: frozenset | dict | None = None  # may use it, for every method or per method; default: view
     obj: str | None = None             # what the URL's id names
@@ -81,10 +82,13 @@ MATRIX: dict[str, Access] = {
     "auth.set_language": Access("public"),
     "ops.healthz": Access("public", ok=(503,)),  # 503 here: the engine thread is not started in tests
     "ops.metrics": Access("public"),  # the test client comes from 127.0.0.1, which is allowed
-    # A logged-in developer calling the hook for a repository of a request they cannot
-    # see gets the same 403 as for one that matches nothing: nothing leaks.
-    "hooks.commit_hook": Access("api", obj="request", view=MEMBERS, hidden=403, data=hook_body,
-                                variants=("visible", "hidden")),
+    # The button restarts deployments: the restart rule (owner, staff). A logged-in
+    # developer calling the hook for a repository of a request they cannot see gets
+    # the same 403 as for one that matches nothing: nothing leaks.
+    "hooks.commit_hook": Access("api", obj="request", view=MEMBERS, act=OWNERS, hidden=403,
+                                data=hook_body, variants=("visible", "hidden")),
+    # A token's own hook URL: only that token (bearer or signature), never a session.
+    "hooks.commit_hook_for_token": Access("token", obj="token", data=hook_body, variants=("visible",)),
 
     # Anyone logged in.
     "dashboard.dashboard": Access("page"),
@@ -188,6 +192,8 @@ class Case:
 
 def _expectation(spec: Access, persona: str, method: str, variant: str, choice: str | None,
                  as_json: bool = False) -> str:
+    if spec.kind == "token":
+        return "401"
     if persona in ("anonymous", "blocked") and spec.kind != "public":
         return "login" if spec.kind == "page" and not as_json else "401"
     if spec.kind == "public" and spec.obj is None:
