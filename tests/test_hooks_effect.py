@@ -215,7 +215,7 @@ def test_bad_input_is_a_400_naming_what_is_wrong(client, db, token, body, conten
 
 
 def test_an_oversize_body_is_a_413_json(client, db, sample, token):
-    body = b'{"repo_url": "' + b"x" * (1024 * 1024) + b'"}'
+    body = b'{"repo_url": "' + b"x" * (25 * 1024 * 1024) + b'"}'
     response = client.post("/api/hooks/commit", data=body, content_type="application/json", csrf=False,
                            headers={"X-Samosval-Token": token})
     assert response.status_code == 413
