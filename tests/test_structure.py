@@ -7,6 +7,7 @@ cycle. Cycles are found as strongly connected components of the import graph.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "samosval"
@@ -121,3 +122,12 @@ def test_no_domain_module_reads_the_clock():
             continue
         text = path.read_text(encoding="utf-8")
         assert "time.time(" not in text and "datetime.now(" not in text and "utcnow_iso()" not in text, name
+
+
+def test_alerts_are_written_in_one_place():
+    """Raising, resolving and counting alerts is ``domain/alerts.py``'s job."""
+    sql = re.compile(r"\b(FROM|INTO|UPDATE|JOIN)\s+alerts\b", re.IGNORECASE)
+    allowed = {"samosval.domain.alerts", "samosval.migrations"}
+    for name, path in module_files().items():
+        if name not in allowed:
+            assert not sql.search(path.read_text(encoding="utf-8")), name
