@@ -134,6 +134,10 @@ def make_server(app, host: str, port: int):
                 return super().read_request(raw_requestline)
             finally:
                 self._cancel_deadline()
+                # From here on no single read or write may stall longer either: a body
+                # that stops arriving (also while the server discards what the app did
+                # not read) or a client that stops reading its stream.
+                self.socket.settimeout(self.timeout)
 
         def handle_one_request(self):
             try:

@@ -26,6 +26,18 @@ if ! command -v chromium >/dev/null 2>&1; then
   exit 1
 fi
 
+# Debian's nginx for tests/test_nginx.py (the production setup behind a proxy).
+if ! command -v nginx >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+  echo "Installing Debian's nginx for the reverse-proxy test..."
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) >/dev/null
+fi
+if ! command -v nginx >/dev/null 2>&1; then
+  echo "ERROR: nginx is not installed and could not be installed; the proxy test cannot run." >&2
+  exit 1
+fi
+export SAMOSVAL_REQUIRE_NGINX=1
+export PATH="$PATH:/usr/sbin"  # Debian puts nginx there
+
 CHARTJS_VERSION="4.5.1"
 CACHE="tests/.cache"
 if [ ! -s "$CACHE/chart.umd.min.js" ]; then
