@@ -27,6 +27,7 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 # Debian's nginx for tests/test_nginx.py (the production setup behind a proxy).
+export PATH="$PATH:/usr/sbin"  # Debian puts nginx there
 if ! command -v nginx >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
   echo "Installing Debian's nginx for the reverse-proxy test..."
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) >/dev/null
@@ -36,7 +37,6 @@ if ! command -v nginx >/dev/null 2>&1; then
   exit 1
 fi
 export SAMOSVAL_REQUIRE_NGINX=1
-export PATH="$PATH:/usr/sbin"  # Debian puts nginx there
 
 CHARTJS_VERSION="4.5.1"
 CACHE="tests/.cache"
