@@ -92,13 +92,21 @@ def browser():
         browser.close()
 
 
+# The widths pages are checked at: a laptop and a phone (portrait).
+DESKTOP = {"width": 1440, "height": 900}
+PHONE = {"width": 390, "height": 844}
+VIEWPORTS = {"desktop": DESKTOP, "phone": PHONE}
+
+
 @pytest.fixture
 def new_page(browser, live_server):
     """``new_page(username)``: a logged-in page in its own browser context."""
     contexts = []
 
-    def make(username: str | None = None, password: str = PASSWORD, locale: str = "ru"):
-        context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=live_server.url)
+    def make(username: str | None = None, password: str = PASSWORD, locale: str = "ru",
+             viewport: dict = DESKTOP):
+        context = browser.new_context(viewport=viewport, base_url=live_server.url,
+                                      is_mobile=viewport["width"] < 600, has_touch=viewport["width"] < 600)
         context.set_default_timeout(15_000)
         contexts.append(context)
         page = context.new_page()

@@ -43,6 +43,8 @@ def test_it_builds_an_approved_request_and_reaches_the_image(live_server, new_pa
     expect(page.locator("#build-live")).to_be_hidden()
     link = page.locator("#build-image-link")
     expect(link).to_be_visible()
+    image_id = live_server.query("SELECT image_id FROM builds ORDER BY id DESC LIMIT 1")[0]["image_id"]
+    expect(link).to_have_attribute("href", f"/images/{image_id}")  # filled in from the page's URL pattern
     link.click()
     page.wait_for_url("**/images/*")
     expect(page.locator("h1")).to_contain_text("billing-api:1.0.0")

@@ -31,7 +31,9 @@ def test_the_button_restarts_a_running_deployment_and_the_audit_shows_it(live_se
     result = page.locator("[data-simulate-result]")
     expect(result).to_have_attribute("data-outcome", "processed")
     expect(result).to_contain_text("перезапущено: 1")
-    expect(result.locator(f'a[data-deployment-id="{deployment_id}"]')).to_be_visible()
+    link = result.locator(f'a[data-deployment-id="{deployment_id}"]')
+    expect(link).to_be_visible()
+    expect(link).to_have_attribute("href", f"/deployments/{deployment_id}")  # from the page's URL pattern
     assert page.url.endswith(f"/requests/{request_id}")  # no navigation
     # A fresh sha is ready for the next click, so a second click is a new commit.
     expect(sha_input).not_to_have_value(sha)

@@ -47,7 +47,7 @@
       badge.textContent = data.labels[payload.status] || payload.status;
     }
     if (payload.image_id && imageLink) {
-      imageLink.href = data.imageUrl + payload.image_id;
+      imageLink.href = data.imageUrl.replace("{image_id}", encodeURIComponent(payload.image_id));
       if (imageLink.hidden) { imageLink.textContent = data.openImage; }
       imageLink.hidden = false;
       if (noImage) { noImage.hidden = true; }

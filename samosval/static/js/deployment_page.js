@@ -10,7 +10,6 @@
   var actionsBox = document.querySelector("[data-actions]");
   var messageBox = document.querySelector("[data-page-message]");
   var csrfMeta = document.querySelector('meta[name="csrf-token"]');
-  var ORDER = ["start", "stop", "restart", "delete"];
   var current = data.payload;
 
   function showMessage(text) {
@@ -36,24 +35,17 @@
     if (none) { none.hidden = payload.stopped_by_operator || payload.needs_restart; }
   }
 
+  // The forms come from the page's <template data-action-forms> (rendered by the
+  // same Jinja macro as the initial buttons); this only picks which ones show.
+  var formTemplate = document.querySelector("template[data-action-forms]");
+
   function actionForm(action) {
-    var form = document.createElement("form");
-    form.method = "post";
-    form.action = data.actionUrls[action];
-    form.className = "inline-form";
+    var source = formTemplate &&
+      formTemplate.content.querySelector('[data-action-form="' + action + '"]');
+    if (!source) { return null; }
+    var form = source.cloneNode(true);
+    form.removeAttribute("data-action-form");
     form.setAttribute("data-deployment-action", action);
-    if (action === "delete") { form.setAttribute("data-confirm", data.confirmDelete); }
-    var token = document.createElement("input");
-    token.type = "hidden";
-    token.name = "csrf_token";
-    token.value = csrfMeta ? csrfMeta.content : "";
-    form.appendChild(token);
-    var button = document.createElement("button");
-    button.type = "submit";
-    button.className = "btn" + (action === "delete" ? " btn-danger" : action === "start" ? " btn-primary" : "");
-    button.setAttribute("data-action", action);
-    button.textContent = data.actionLabels[action];
-    form.appendChild(button);
     return form;
   }
 
@@ -62,10 +54,11 @@
     var shown = Array.prototype.map.call(
       actionsBox.querySelectorAll("[data-deployment-action]"),
       function (form) { return form.getAttribute("data-deployment-action"); });
-    var wanted = ORDER.filter(function (a) { return actions.indexOf(a) !== -1; });
-    if (shown.join() === wanted.join()) { return; }  // keep focus where it is
+    if (shown.join() === actions.join()) { return; }  // keep focus where it is
     actionsBox.textContent = "";
-    wanted.forEach(function (action) { actionsBox.appendChild(actionForm(action)); });
+    actions.map(actionForm).forEach(function (form) {
+      if (form) { actionsBox.appendChild(form); }
+    });
   }
 
   function apply(payload) {

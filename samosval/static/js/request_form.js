@@ -1,5 +1,5 @@
-// Request form and list filters: login suggestions for <datalist>s from
-// /api/users/search, the collaborator "Add" button, and the static-mode hint.
+// Request form and list filters: login suggestions for <datalist>s from the
+// user search API (its URL comes in data-suggest-url), the collaborator "Add" button, and the static-mode hint.
 (function () {
   "use strict";
 
@@ -14,11 +14,11 @@
     });
   }
 
-  // Any input with data-suggest-role and a list= gets suggestions as the user
-  // types; the attribute's value ("developer" or empty for anyone) filters by role.
+  // Any input with data-suggest-url, data-suggest-role and a list= gets suggestions
+  // as the user types; the role ("developer" or empty for anyone) filters them.
   function wireSuggestions(input) {
     var list = input.list;
-    if (!list) { return; }
+    if (!list || !input.getAttribute("data-suggest-url")) { return; }
     var role = input.getAttribute("data-suggest-role");
     var timer = null;
     var lastQuery = null;
@@ -26,7 +26,7 @@
       var query = input.value.trim().toLowerCase();
       if (query === lastQuery) { return; }
       lastQuery = query;
-      var url = "/api/users/search?q=" + encodeURIComponent(query) +
+      var url = input.getAttribute("data-suggest-url") + "?q=" + encodeURIComponent(query) +
         (role ? "&role=" + encodeURIComponent(role) : "");
       fetch(url, { headers: { "Accept": "application/json" }, credentials: "same-origin" })
         .then(function (response) { return response.ok ? response.json() : []; })

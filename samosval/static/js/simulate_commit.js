@@ -31,7 +31,9 @@
         item.ids.forEach(function (id, n) {
           if (n) { list.appendChild(document.createTextNode(", ")); }
           var link = document.createElement(form.dataset.deploymentUrl ? "a" : "span");
-          if (form.dataset.deploymentUrl) { link.href = form.dataset.deploymentUrl + id; }
+          if (form.dataset.deploymentUrl) {
+            link.href = form.dataset.deploymentUrl.replace("{deployment_id}", encodeURIComponent(id));
+          }
           link.textContent = "#" + id;
           link.dataset.deploymentId = id;
           list.appendChild(link);
