@@ -51,8 +51,11 @@ class LogStream:
     """
 
     BLOCK_LINES = 50
-    CHUNK_CACHE = 32  # encoded ranges kept for readers that arrive later
-    CHUNK_CACHE_BYTES = 256 * 1024
+    # Encoded ranges kept for the other readers: live ones (a few lines at the head),
+    # not a newcomer's catch-up read, which nobody else shares.
+    CHUNK_CACHE = 16
+    CHUNK_CACHE_LINES = 50
+    CHUNK_CACHE_BYTES = 32 * 1024
 
     def __init__(self, capacity: int = LOG_CAPACITY, epoch: str = ""):
         self.capacity = capacity
@@ -149,7 +152,7 @@ class LogStream:
             return b"", seq, missed
         data = encode(lines)
         last = lines[-1].seq
-        if not missed:
+        if not missed and len(lines) <= self.CHUNK_CACHE_LINES:
             with self._lock:
                 if seq not in self._chunks:
                     self._chunks[seq] = (last, data)

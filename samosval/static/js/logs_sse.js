@@ -15,6 +15,7 @@
   var indicator = document.querySelector("[data-conn]");
   var jump = document.querySelector('[data-action="scroll-latest"]');
   var lastSeq = parseInt(win.getAttribute("data-last-seq"), 10) || 0;
+  var lastId = "";
   var source = null;
   var ended = false;
   var stick = true;
@@ -80,13 +81,16 @@
     try { line = JSON.parse(event.data); } catch (e) { return; }
     if (line.seq <= lastSeq) { return; }  // already shown (never twice)
     lastSeq = line.seq;
+    lastId = event.lastEventId || lastId;
     enqueue(lineNode(line));
   }
 
   function connect() {
     if (source || ended || !window.EventSource) { return; }
     setConn("reconnecting");
-    source = new EventSource(data.streamUrl + "?after=" + encodeURIComponent(lastSeq));
+    // The last event id names the server run too ("<epoch>-<seq>"): after a restart
+    // the server answers "reset" instead of skipping the new run's first lines.
+    source = new EventSource(data.streamUrl + "?after=" + encodeURIComponent(lastId || lastSeq));
     source.onopen = function () { setConn("live"); };
     source.onmessage = onLine;
     source.addEventListener("status", function (event) {
@@ -103,10 +107,13 @@
       lastSeq = 0;
       enqueue(noteNode(data.text.reset));
     });
-    source.addEventListener("end", function () {
+    source.addEventListener("end", function (event) {
       ended = true;
       disconnect();
-      document.dispatchEvent(new CustomEvent("samosval:deleted"));
+      var reason = "deleted";
+      try { reason = JSON.parse(event.data).reason || reason; } catch (e) { /* keep "deleted" */ }
+      if (reason === "deleted") { document.dispatchEvent(new CustomEvent("samosval:deleted")); }
+      else { enqueue(noteNode(data.text.ended[reason] || data.text.ended.no_access)); }
     });
     source.onerror = function () {
       if (!source) { return; }
