@@ -10,7 +10,9 @@ thread. Limits that keep one client from holding the server:
   gunicorn applies its ``keepalive`` setting the same way, and gunicorn.conf.py
   sets it to this value.
 - the same deadline for a request body (:class:`BodyDeadline`): the whole body
-  must arrive within it, or the answer is 408 and the connection closes.
+  must arrive within it, or the answer is 408 and the connection closes. Under
+  ``python app.py`` no single read or write of a request may stall longer either
+  (a client that stops reading its live stream is dropped).
 - ``SAMOSVAL_WORKER_CONNECTIONS``: connections held at once (streams, pages,
   keep-alives). Keep it above ``SAMOSVAL_SSE_MAX_STREAMS`` so that pages are
   served when every stream slot is taken.
