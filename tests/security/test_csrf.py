@@ -12,6 +12,7 @@ from tests.security.test_authorization_matrix import MATRIX, _object_id, _url, _
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 CSRF_MESSAGE = "the security token is missing"
 HOOK = "hooks.commit_hook"
+HOOKS = {HOOK, "hooks.commit_hook_for_token"}  # authenticate every call themselves
 
 
 def unsafe_routes(app) -> list[tuple[str, str, str | None]]:
@@ -66,7 +67,7 @@ def test_it_refuses_every_forged_state_change(csrf_world):
     world = csrf_world
     refused = []
     for endpoint, method, choice in unsafe_routes(world.app):
-        if endpoint == HOOK:
+        if endpoint in HOOKS:
             continue
         for name, attempt in _attempts(world):
             client = world.fresh_client("root")
@@ -91,7 +92,7 @@ def test_it_lets_the_same_calls_through_with_a_valid_token(csrf_world):
     """The control: the refusals above are about the token, not the call."""
     world = csrf_world
     for endpoint, method, choice in unsafe_routes(world.app):
-        if endpoint == HOOK:
+        if endpoint in HOOKS:
             continue
         client = world.fresh_client("root")
         response = client.open(_target(world, endpoint, choice), method=method, data=_form(endpoint))
@@ -120,10 +121,11 @@ def test_it_refuses_hook_calls_without_authentication(csrf_world):
                                                              "X-GitHub-Event": "push"}),
     }
     for name, (client, headers) in cases.items():
-        response = client.post("/api/hooks/commit", data=body, content_type="application/json",
-                               headers=headers, csrf=False)
-        assert response.status_code == 401, f"{name}: {response.status_code}"
-        assert response.is_json and response.get_json()["outcome"] == "refused", name
+        for url in ("/api/hooks/commit", f"/api/hooks/commit/{world.token}"):
+            response = client.post(url, data=body, content_type="application/json",
+                                   headers=headers, csrf=False)
+            assert response.status_code == 401, f"{name} {url}: {response.status_code}"
+            assert response.is_json and response.get_json()["outcome"] == "refused", name
     assert world.db.execute("SELECT id, status, updated_at FROM deployments").fetchall() == deployments
     restarted = world.db.execute(
         "SELECT COUNT(*) FROM audit_log WHERE action = 'deployments_restarted'").fetchone()[0]
