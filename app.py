@@ -18,6 +18,8 @@ import sys  # noqa: E402
 import gevent  # noqa: E402
 
 from samosval import create_app  # noqa: E402
+from samosval.auth import root_login_hint  # noqa: E402
+from samosval.security import is_loopback_host  # noqa: E402
 from samosval.serving import make_server, raise_fd_limit  # noqa: E402
 
 
@@ -35,7 +37,10 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     raise_fd_limit()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    app = create_app({"DEMO": args.demo})
+    settings = {"DEMO": args.demo}
+    if not is_loopback_host(args.host):  # reachable from other machines: no root:root
+        settings["FORCE_ROOT_PASSWORD_CHANGE"] = True
+    app = create_app(settings)
     if args.demo:
         from samosval.demo import seed_demo
         printed = seed_demo(app)
@@ -54,8 +59,8 @@ def main(argv=None) -> None:
     gevent.signal_handler(signal.SIGTERM, stop)
     server.start()
     print(f"Samosval is running on http://{args.host}:{args.port}/", flush=True)
-    if app.config["ROOT_PASSWORD"] == "root":
-        print("First login: root / root (you will be asked to change the password).", flush=True)
+    if (hint := root_login_hint(app)):
+        print(hint, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

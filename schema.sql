@@ -184,3 +184,26 @@ CREATE INDEX IF NOT EXISTS idx_deliveries_key ON webhook_deliveries(delivery_key
 CREATE INDEX IF NOT EXISTS idx_deliveries_commit ON webhook_deliveries(repo_key, branch, commit_sha, outcome);
 -- A replayed signed body is found by its SHA-256, whatever delivery id it carries.
 CREATE INDEX IF NOT EXISTS idx_deliveries_digest ON webhook_deliveries(token_id, body_digest);
+
+-- One row per signed-in browser. The cookie carries a random token; only its
+-- SHA-256 is stored. session_version must equal the user's for the row to count.
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    token_hash TEXT UNIQUE NOT NULL,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    session_version INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    last_seen_at TEXT NOT NULL,
+    address TEXT,
+    user_agent TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_sessions_user ON sessions(user_id, last_seen_at);
+
+-- Wrong passwords per username (lower-cased), for growing delays between attempts.
+CREATE TABLE IF NOT EXISTS login_throttle (
+    username TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    last_failure_at REAL NOT NULL,
+    blocked_until REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_login_throttle_age ON login_throttle(last_failure_at);

@@ -25,8 +25,18 @@ DEFAULTS = {
     # A build or deployment stuck longer than this (seconds, before speed-up) fails.
     "WATCHDOG_BUILD_SECONDS": 600,
     "WATCHDOG_DEPLOY_SECONDS": 120,
+    # Failed logins only: per address, and per username from one address (a guesser
+    # spread over many addresses meets growing per-username delays instead).
     "LOGIN_RATE_LIMIT_IP": "20 per minute",
     "LOGIN_RATE_LIMIT_USER": "5 per minute",
+    "LOGIN_DELAY_AFTER_FAILURES": 10,
+    "LOGIN_DELAY_MAX_SECONDS": 180,
+    # Server-side sessions end after this long unused, and this long after login.
+    "SESSION_IDLE_MINUTES": 720,
+    "SESSION_MAX_DAYS": 30,
+    # root:root must be changed at first login (app.py sets it off a loopback address,
+    # wsgi.py always); otherwise it is only nagged about.
+    "FORCE_ROOT_PASSWORD_CHANGE": False,
     "HOOK_RATE_LIMIT": "300 per minute",
     "RATELIMIT_STORAGE_URI": "memory://",
     "SSE_MAX_STREAMS_PER_USER": 20,
@@ -66,6 +76,8 @@ ENV_SETTINGS = {
     "SIM_BUILD_FAILURE_RATE": float, "SIM_DEPLOY_FAILURE_RATE": float,
     "WATCHDOG_BUILD_SECONDS": float, "WATCHDOG_DEPLOY_SECONDS": float,
     "LOGIN_RATE_LIMIT_IP": str, "LOGIN_RATE_LIMIT_USER": str, "HOOK_RATE_LIMIT": str,
+    "LOGIN_DELAY_AFTER_FAILURES": int, "LOGIN_DELAY_MAX_SECONDS": float,
+    "SESSION_IDLE_MINUTES": float, "SESSION_MAX_DAYS": float, "FORCE_ROOT_PASSWORD_CHANGE": "bool",
     "SSE_MAX_STREAMS_PER_USER": int, "SSE_MAX_STREAMS": int, "SSE_HEARTBEAT_SECONDS": float,
     "CHARTJS_URL": str, "CHARTJS_SRI": str, "SESSION_COOKIE_SECURE": "bool",
     "DEMO": "bool", "JSON_LOGS": "bool", "METRICS_TOKEN": str, "METRICS_ALLOW": str,
@@ -109,7 +121,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     app.config.from_mapping(_env_config())
     if test_config:
         app.config.from_mapping(test_config)
-    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    Path(app.instance_path).mkdir(mode=0o700, parents=True, exist_ok=True)  # owner only
     if not app.config["DATABASE"]:
         app.config["DATABASE"] = str(Path(app.instance_path) / "samosval.sqlite3")
     if not app.config["SECRET_KEY"]:

@@ -1,12 +1,21 @@
-"""Flask-Login wiring: the user object, its loader, and what anonymous callers get."""
+"""Flask-Login wiring: the user object, its loader, signing in, the forced password
+change, and what anonymous callers get.
+
+Flask-Login's user id is the token of a server-side session (``domain.sessions``):
+the cookie names one session of one browser, and ending that row signs out that
+browser only.
+"""
 from __future__ import annotations
 
-from flask import jsonify, redirect, request, url_for
-from flask_babel import gettext as _
-from flask_login import LoginManager, UserMixin
+from datetime import timedelta
 
+from flask import current_app, g, jsonify, redirect, request, session, url_for
+from flask_babel import gettext as _
+from flask_login import LoginManager, UserMixin, current_user, login_user
+
+from . import permissions
 from .db import get_db
-from .domain import users as user_domain
+from .domain import sessions as session_domain
 
 login_manager = LoginManager()
 
@@ -15,7 +24,7 @@ class User(UserMixin):
     """The logged-in user, read fresh from the database on every request so that a
     block or role change takes effect on the very next request."""
 
-    def __init__(self, row):
+    def __init__(self, row, session_token: str | None = None, session_id: int | None = None):
         self.id = row["id"]
         self.username = row["username"]
         self.role = row["role"]
@@ -23,27 +32,101 @@ class User(UserMixin):
         self.locale = row["locale"]
         self.must_change_password = bool(row["must_change_password"])
         self.session_version = row["session_version"]
+        self.session_token = session_token
+        self.session_id = session_id
 
     @property
     def is_active(self) -> bool:
         return self.active
 
-    def get_id(self) -> str:
-        # The session version is part of the id: changing a password or blocking
-        # the user bumps it, which signs out every existing session.
-        return f"{self.id}:{self.session_version}"
+    def get_id(self) -> str | None:
+        return self.session_token
+
+
+def clock() -> float:
+    """Now, on the engine's clock (a fake one under test)."""
+    from .simulator.runtime import sim_now
+    return sim_now()
+
+
+def session_limits() -> dict:
+    config = current_app.config
+    return {"idle_seconds": float(config["SESSION_IDLE_MINUTES"]) * 60,
+            "max_seconds": float(config["SESSION_MAX_DAYS"]) * 86400}
 
 
 @login_manager.user_loader
-def load_user(session_id: str):
+def load_user(token: str):
+    found = session_domain.resolve(get_db(), token, now=clock(), **session_limits())
+    if found is None:
+        return None
+    session_row, user_row = found
+    return User(user_row, session_token=token, session_id=session_row["id"])
+
+
+def sign_in(row) -> User:
+    """Start a new server-side session for ``row`` in this browser. The Flask session
+    is emptied first: a new session id and a new CSRF token at every login, so
+    nothing planted in the browser before (session fixation) survives it."""
+    lang = session.get("lang")
+    session.clear()
+    g.pop("csrf_token", None)  # Flask-WTF's per-request copy of the old token
+    token, session_id = session_domain.start_session(
+        get_db(), row, now=clock(), address=request.remote_addr,
+        user_agent=request.user_agent.string)
+    user = User(row, session_token=token, session_id=session_id)
+    login_user(user)
+    session.permanent = True
+    if row["locale"] or lang:
+        session["lang"] = row["locale"] or lang
+    return user
+
+
+def end_session_streams(user_id: int, session_id: int | None = None) -> None:
+    """Live log streams end with their session (``stream_guard``): call after ending
+    one session (``session_id``) or all of them. The streams of the user wake and
+    re-read what they check; only those whose session is gone end."""
+    from .simulator.runtime import get_state
+    state = get_state()
+    if session_id is not None:
+        state.forget(session_domain.stream_key(session_id))
+    state.revoke_user(user_id)
+
+
+# Endpoints that answer while a password change is required.
+PASSWORD_CHANGE_ENDPOINTS = frozenset({"auth.change_password", "auth.logout", "static"})
+
+
+def require_password_change():
+    """After an admin reset (or root:root where that is not tolerated), only the
+    change form, logout and static files answer."""
+    if request.endpoint in PASSWORD_CHANGE_ENDPOINTS or not current_user.is_authenticated:
+        return None
+    if not permissions.password_change_required(
+            current_user, root_default_allowed=not current_app.config["FORCE_ROOT_PASSWORD_CHANGE"]):
+        return None
+    if wants_json():
+        return jsonify(error=_("Change your password first: it was set by an administrator or is "
+                               "the default one. Open /account/password."),
+                       change_password_url=url_for("auth.change_password")), 403
+    return redirect(url_for("auth.change_password"))
+
+
+def root_login_hint(app) -> str | None:
+    """The start-up line about root's default password, printed only while root
+    still has it."""
+    from .db import connect
+    from .domain.users import root_has_default_password
+    db = connect(app.config["DATABASE"])
     try:
-        user_id, version = (int(part) for part in session_id.split(":", 1))
-    except (ValueError, AttributeError):
-        return None
-    row = user_domain.get_user(get_db(), user_id)
-    if row is None or not row["is_active"] or row["session_version"] != version:
-        return None
-    return User(row)
+        if not root_has_default_password(db):
+            return None
+    finally:
+        db.close()
+    if app.config["FORCE_ROOT_PASSWORD_CHANGE"]:
+        return ("First login: root / root, to be changed at once "
+                "(this server is reachable from other machines).")
+    return "First login: root / root (a banner asks you to change the password)."
 
 
 def wants_json() -> bool:
@@ -61,3 +144,6 @@ def unauthorized():
 def init_app(app) -> None:
     login_manager.init_app(app)
     login_manager.session_protection = "basic"
+    # The cookie lives no longer than the server-side session may.
+    app.permanent_session_lifetime = timedelta(days=float(app.config["SESSION_MAX_DAYS"]))
+    app.before_request(require_password_change)

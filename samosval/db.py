@@ -76,8 +76,12 @@ def init_db_if_needed(path: str, root_password: str = "root") -> dict:
     Safe to call on every start: an up-to-date database is left as it is.
     Returns what was done, for the start-up message and for tests.
     """
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     created = not os.path.exists(path)
+    if created:
+        # Password hashes and session digests live here: readable by the owner only.
+        # SQLite gives its -wal and -shm files the database file's mode.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     db = connect(path)
     try:
         applied = migrations.upgrade(db, schema_sql())

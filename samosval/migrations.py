@@ -150,10 +150,21 @@ def _v3_autoincrement(db: sqlite3.Connection, schema_sql: str) -> None:
             db.execute(statement)
 
 
+def _v4_sessions(db: sqlite3.Connection, schema_sql: str) -> None:
+    """Server-side sessions and per-username login delays: two new tables, created
+    from their schema.sql definitions."""
+    for statement in _statements(schema_sql):
+        for table in ("sessions", "login_throttle"):
+            if statement.startswith(f"CREATE TABLE IF NOT EXISTS {table} (") \
+                    or re.match(rf"CREATE INDEX IF NOT EXISTS \w+ ON {table}\(", statement):
+                db.execute(statement)
+
+
 # (version reached, function). Append new steps; never edit a released one.
 MIGRATIONS = [
     (2, _v2_samosval_extensions),
     (3, _v3_autoincrement),
+    (4, _v4_sessions),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

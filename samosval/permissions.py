@@ -227,3 +227,42 @@ def visible_requests_sql(user, alias: str = "r") -> tuple[str, list]:
         "UNION SELECT request_id FROM request_collaborators WHERE username = ?)",
         [user.id, user.id, user.username.lower()],
     )
+
+
+# --- accounts and sessions ------------------------------------------------------
+
+# Audit actions of the admin area (accounts, sign-ins, webhook tokens): only the
+# audit page's readers (admins) see them, on the dashboard too.
+ADMIN_EVENT_ACTIONS = frozenset({
+    "login", "login_failed", "logout", "password_change", "password_change_failed",
+    "user_create", "user_block", "user_unblock", "user_role_change", "user_password_reset",
+    "session_end", "sessions_end_all", "token_create", "token_revoke",
+})
+
+
+def hidden_event_actions(user) -> frozenset:
+    """Audit actions ``user`` may not see in event lists (the dashboard's)."""
+    return frozenset() if can_view_audit(user) else ADMIN_EVENT_ACTIONS
+
+
+def can_manage_sessions(actor, target_user_id: int) -> bool:
+    """See and end the sessions of ``target_user_id``: their own, or any as admin."""
+    return _signed_in(actor) and (actor.id == target_user_id or is_admin(actor))
+
+
+def searchable_roles(user) -> tuple:
+    """Roles whose logins ``user`` may look up (/api/users/search). A developer needs
+    only developers (the owner and collaborators of a request); staff need all."""
+    if is_staff(user):
+        return ROLES
+    return ("developer",) if _signed_in(user) else ()
+
+
+def password_change_required(user, *, root_default_allowed: bool) -> bool:
+    """Must ``user`` change their password before doing anything else? Yes after an
+    admin reset (``must_change_password``). root's flag means the spec's default
+    root:root, which is tolerated (with a banner) only when ``root_default_allowed``:
+    ``python app.py`` on a loopback address."""
+    if not _signed_in(user) or not getattr(user, "must_change_password", False):
+        return False
+    return not (user.username == PROTECTED_USERNAME and root_default_allowed)

@@ -1,6 +1,7 @@
 """CSRF, rate limiting and the security headers every response carries."""
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import urlsplit
 
 from flask import current_app, request
@@ -10,6 +11,22 @@ from flask_wtf.csrf import CSRFProtect
 
 csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+
+def client_address() -> str:
+    """The caller's address (behind ``TRUSTED_PROXIES``, the forwarded one)."""
+    return get_remote_address() or "unknown"
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Does binding to ``host`` serve this machine only? ("0.0.0.0" serves everyone.)"""
+    host = (host or "").strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def chartjs_origin(url: str) -> str | None:

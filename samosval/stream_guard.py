@@ -16,6 +16,7 @@ from __future__ import annotations
 from .auth import User
 from .db import connect
 from .domain import deployments as deployment_domain
+from .domain import sessions as session_domain
 from .domain import users as user_domain
 from .permissions import can_view_deployment
 
@@ -28,8 +29,9 @@ END_REASONS = ("deleted", "no_access", "blocked", "role_changed", "password_chan
 
 class StreamGuard:
     def __init__(self, state, db_path: str, user_row, deployment_id: int, logs,
-                 fresh_seconds: float = FRESH_SECONDS):
+                 fresh_seconds: float = FRESH_SECONDS, session_id: int | None = None):
         self.state = state
+        self.session_id = session_id  # the viewer's browser session (domain.sessions)
         self.db_path = db_path
         self.user_id = user_row["id"]
         self.role = user_row["role"]
@@ -49,6 +51,13 @@ class StreamGuard:
     def user_row(self):
         return self.state.fresh(("user", self.user_id),
                                 lambda: self._read(user_domain.get_user, self.user_id),
+                                self.fresh_seconds)
+
+    def session_row(self):
+        """The viewer's session; gone once it ends (logout, revoked, expired and
+        cleaned up). ``auth.end_session_streams`` forgets it and wakes the streams."""
+        return self.state.fresh(session_domain.stream_key(self.session_id),
+                                lambda: self._read(session_domain.get_session, self.session_id),
                                 self.fresh_seconds)
 
     def deployment_row(self):
@@ -74,6 +83,8 @@ class StreamGuard:
         if user["password_hash"] != self.password_hash:
             return "password_changed"
         if user["session_version"] != self.session_version:
+            return "logged_out"
+        if self.session_id is not None and self.session_row() is None:
             return "logged_out"
         deployment = self.deployment_row()
         if deployment is None:

@@ -14,8 +14,6 @@ from flask_wtf.csrf import CSRFError
 from . import permissions
 from .audit import ACTIONS, TARGET_LABELS
 from .auth import wants_json
-from .db import get_db
-from .domain import users as user_domain
 from .timeutil import iso_to_epoch
 
 log = logging.getLogger("samosval")
@@ -76,13 +74,9 @@ def format_time(value):
 
 
 def inject_globals():
-    banner = False
-    if current_user.is_authenticated:
-        try:
-            banner = current_user.must_change_password or (
-                permissions.is_admin(current_user) and user_domain.root_has_default_password(get_db()))
-        except sqlite3.Error:
-            banner = False
+    # Only about the user's own password: an admin who is not root cannot act on
+    # root's default password, so they are not shown a banner about it.
+    banner = bool(current_user.is_authenticated and current_user.must_change_password)
     return {
         "nav_items": nav_items(current_user),
         "password_banner": banner,

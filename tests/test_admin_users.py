@@ -302,7 +302,8 @@ def test_it_resets_a_password_and_shows_it_once(app, auth, users, db):
     fresh = app.test_client()
     assert fresh.post("/login", data={"username": "sam", "password": PASSWORD}).status_code == 401
     assert fresh.post("/login", data={"username": "sam", "password": password}).status_code == 302
-    assert "data-banner=\"password\"" in fresh.get("/dashboard").get_data(as_text=True)
+    assert fresh.get("/dashboard").location == "/account/password"  # the change comes first
+    assert "data-banner=\"password\"" in fresh.get("/account/password").get_data(as_text=True)
     [entry] = audit_rows(db, "user_password_reset")
     assert password not in (entry["details"] or "") and entry["target_id"] == users["sam"]
     # not kept anywhere for a second look

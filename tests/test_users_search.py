@@ -1,6 +1,8 @@
 """GET /api/users/search: login suggestions for the datalists."""
 from __future__ import annotations
 
+import pytest
+
 
 def search(client, query: str):
     return client.get("/api/users/search" + query)
@@ -18,8 +20,22 @@ def test_it_filters_by_role(auth):
     assert search(client, "?q=&role=developer").get_json() == \
         ["ann", "carl", "colin", "dana", "joanna", "sam"]
     assert search(client, "?q=o&role=developer").get_json() == []
-    assert search(client, "?q=o&role=operator").get_json() == ["oleg"]
+    assert search(auth.client_for("oleg"), "?q=o&role=operator").get_json() == ["oleg"]
     assert search(client, "?role=wizard").status_code == 400
+
+
+@pytest.mark.parametrize("role", ["admin", "operator"])
+def test_it_lets_a_developer_look_up_developers_only(auth, role):
+    """The request form needs developers (owner, collaborators): nothing lists admins."""
+    response = search(auth.client_for("carl"), f"?q=&role={role}")
+    assert response.status_code == 403 and "error" in response.get_json()
+    assert search(auth.client_for("carl"), "?q=").get_json() == \
+        ["ann", "carl", "colin", "dana", "joanna", "sam"]  # no root, alice or oleg
+
+
+def test_it_lets_staff_look_up_every_role(auth):
+    assert search(auth.client_for("oleg"), "?q=&role=admin").get_json() == ["alice", "root"]
+    assert "oleg" in search(auth.client_for("alice"), "?q=").get_json()
 
 
 def test_it_never_returns_blocked_users(auth):

@@ -35,12 +35,16 @@ def summary(db: sqlite3.Connection, user) -> dict:
 
 
 def recent_events(db: sqlite3.Connection, user, limit: int = 15) -> list:
-    """Staff see every event; a developer sees events about their own requests and
-    the builds, images and deployments made from them, and their own actions."""
+    """Staff see every event the audit page would show them (operators: none of the
+    admin area's, ``permissions.hidden_event_actions``); a developer sees events
+    about their own requests and the builds, images and deployments made from
+    them, and their own actions."""
     if permissions.is_staff(user):
+        hidden = sorted(permissions.hidden_event_actions(user))
+        where = f"WHERE a.action NOT IN ({', '.join('?' * len(hidden))}) " if hidden else ""
         return db.execute(
             "SELECT a.*, u.username FROM audit_log a LEFT JOIN users u ON u.id = a.user_id "
-            "ORDER BY a.id DESC LIMIT ?", (limit,)).fetchall()
+            f"{where}ORDER BY a.id DESC LIMIT ?", (*hidden, limit)).fetchall()
     where, params = permissions.visible_requests_sql(user, "r")
     visible = f"SELECT r.id FROM image_requests r WHERE {where}"
     return db.execute(

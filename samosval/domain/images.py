@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from .. import permissions
 from ..timeutil import utcnow_iso
 from .users import like_escape
 
@@ -35,8 +36,12 @@ def create_image(db: sqlite3.Connection, build, *, digest: str, now: float) -> i
     ).lastrowid
 
 
-def newest_image_id(db: sqlite3.Connection, image_tag: str) -> int | None:
-    row = db.execute("SELECT MAX(id) FROM images WHERE image_tag = ?", (image_tag,)).fetchone()
+def newest_image_id(db: sqlite3.Connection, image_tag: str, user) -> int | None:
+    """The newest image of this tag among those ``user`` may see: a newer build by
+    another team (same name and version) is not theirs to know of, nor to follow."""
+    where, params = permissions.visible_requests_sql(user, "r")
+    row = db.execute("SELECT MAX(i.id) FROM images i JOIN image_requests r ON r.id = i.request_id "
+                     f"WHERE i.image_tag = ? AND {where}", [image_tag, *params]).fetchone()
     return row[0]
 
 

@@ -105,14 +105,16 @@ def _escape_like(text: str) -> str:
     return like_escape(text)
 
 
-def search_logins(db: sqlite3.Connection, prefix: str, role: str | None = None,
+def search_logins(db: sqlite3.Connection, prefix: str, roles=None,
                   limit: int = 20) -> list[str]:
-    """Active users whose login starts with ``prefix`` (for the datalists)."""
+    """Active users of ``roles`` (all when None) whose login starts with ``prefix``
+    (for the datalists)."""
     sql = "SELECT username FROM users WHERE is_active = 1 AND username LIKE ? ESCAPE '\\'"
     params: list = [_escape_like((prefix or "").strip().lower()) + "%"]
-    if role:
-        sql += " AND role = ?"
-        params.append(role)
+    if roles is not None:
+        roles = tuple(roles)
+        sql += f" AND role IN ({', '.join('?' * len(roles))})" if roles else " AND 0"
+        params.extend(roles)
     sql += " ORDER BY username LIMIT ?"
     params.append(limit)
     return [row["username"] for row in db.execute(sql, params)]

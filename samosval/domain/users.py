@@ -10,13 +10,12 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from .. import audit
 from .. import permissions
-from . import N_, Refused, ValidationError
+from . import N_, Refused, ValidationError, password_policy
 from ..db import transaction
 from ..timeutil import utcnow_iso
 
 USERNAME_RE = re.compile(r"^[a-z0-9._-]{3,32}$")
 ROLES = permissions.ROLES
-MIN_PASSWORD_LENGTH = 8
 # Checked against when the username does not exist, so a failed login costs the
 # same time whether or not the user is real (no enumeration by timing).
 _DUMMY_HASH = generate_password_hash("samosval-dummy-password")
@@ -37,12 +36,9 @@ def validate_username(username: str) -> str | None:
     return None
 
 
-def validate_password(password: str) -> str | None:
-    if len(password or "") < MIN_PASSWORD_LENGTH:
-        return N_("At least 8 characters.")
-    if len(password) > 256:
-        return N_("At most 256 characters.")
-    return None
+def validate_password(password: str, username: str | None = None) -> str | None:
+    """The password policy (``password_policy``): the failed rule's message, or None."""
+    return password_policy.check(password, username)
 
 
 def create_user(db: sqlite3.Connection, username: str, password: str, role: str, *, now: float,
@@ -53,7 +49,7 @@ def create_user(db: sqlite3.Connection, username: str, password: str, role: str,
         errors["username"] = message
     elif get_user_by_username(db, username):
         errors["username"] = N_("This username is taken.")
-    if (message := validate_password(password)):
+    if (message := validate_password(password, username)):
         errors["password"] = message
     if role not in ROLES:
         errors["role"] = N_("Choose admin, operator or developer.")
@@ -101,7 +97,10 @@ def change_own_password(db: sqlite3.Connection, user_id: int, current: str, new:
     errors = {}
     if not check_password_hash(row["password_hash"], current or ""):
         errors["current_password"] = N_("The current password is wrong.")
-    if (message := validate_password(new)):
+        with transaction(db):
+            audit.record(db, "password_change_failed", user_id=user_id, target_type="user",
+                         target_id=user_id, now=now)
+    if (message := validate_password(new, row["username"])):
         errors["new_password"] = message
     elif new == current:
         errors["new_password"] = N_("Choose a password different from the current one.")
@@ -120,14 +119,6 @@ def change_own_password(db: sqlite3.Connection, user_id: int, current: str, new:
         )
         audit.record(db, "password_change", user_id=user_id, target_type="user", target_id=user_id,
                      now=now)
-
-
-def log_out(db: sqlite3.Connection, user_id: int, *, now: float) -> None:
-    """End the user's sessions. The cookie is signed, not stored: a copy taken before
-    logout would stay valid unless the session version it carries is retired."""
-    with transaction(db):
-        db.execute("UPDATE users SET session_version = session_version + 1 WHERE id = ?", (user_id,))
-        audit.record(db, "logout", user_id=user_id, target_type="user", target_id=user_id, now=now)
 
 
 def set_locale(db: sqlite3.Connection, user_id: int, locale: str) -> None:
@@ -249,7 +240,7 @@ def reset_password(db: sqlite3.Connection, user_id: int, *, actor, now: float,
     row = _target_or_refuse(db, user_id)
     _refuse_if(permissions.password_reset_refusal(actor, row))
     password = password if password is not None else generate_temporary_password()
-    if (message := validate_password(password)):
+    if (message := validate_password(password, row["username"])):
         raise ValidationError({"password": message})
     with transaction(db):
         db.execute(

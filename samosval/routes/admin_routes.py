@@ -59,7 +59,7 @@ def _users_page(status: int = 200, *, form: dict | None = None, errors: dict | N
     page = Page(items=rows[(number - 1) * per_page:number * per_page], number=number, per_page=per_page,
                 has_next=len(rows) > number * per_page, args={"role": role, "q": q})
     return render_template("admin/users.html", users=page.items, page=page, role_filter=role, q=q,
-                           roles=user_domain.ROLES, form=form or {"must_change": True},
+                           roles=user_domain.ROLES, form=form or {"must_change": False},
                            errors=errors or {}), status
 
 

@@ -199,7 +199,8 @@ def log_stream(deployment_id: int):
     logs.subscribe()
     # The body streams after the request (and ``g``'s connection) is gone: the guard
     # reads the user and deployment rows again, shared with the other streams.
-    guard = StreamGuard(state, config["DATABASE"], user_row, deployment_id, logs)
+    guard = StreamGuard(state, config["DATABASE"], user_row, deployment_id, logs,
+                        session_id=user.session_id)
 
     def read_status():
         row = guard.deployment_row()

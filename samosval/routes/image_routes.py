@@ -37,7 +37,7 @@ def _render_detail(image, form=None, errors=None, status=200):
         "images/image_detail.html", image=image,
         req=request_domain.get_request(db, image["request_id"]),
         build=image_domain.build_of_image(db, image["id"]),
-        newest_id=image_domain.newest_image_id(db, image["image_tag"]),
+        newest_id=image_domain.newest_image_id(db, image["image_tag"], current_user),
         deployments=image_domain.deployments_of_image(db, image["id"]),
         environments=deployment_domain.ENVIRONMENTS, max_replicas=deployment_domain.MAX_REPLICAS,
         form=form or default_form, errors=errors or {}), status

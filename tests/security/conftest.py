@@ -114,6 +114,7 @@ def build_app(instance_dir) -> object:
         "CHARTJS_SRI": None,
         "LOGIN_RATE_LIMIT_IP": "100000 per minute",
         "LOGIN_RATE_LIMIT_USER": "100000 per minute",
+        "LOGIN_DELAY_AFTER_FAILURES": 100000,
     }, instance_path=str(instance_dir / "instance"))
     app.test_client_class = CSRFClient
     return app

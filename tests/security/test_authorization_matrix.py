@@ -93,6 +93,10 @@ MATRIX: dict[str, Access] = {
     # Anyone logged in.
     "dashboard.dashboard": Access("page"),
     "auth.change_password": Access("page"),
+    # One's own sessions (a POST without a session id is refused as invalid).
+    "account.sessions": Access("page"),
+    "account.end_session": Access("page"),
+    "account.end_all_sessions": Access("page", new_session=True),
     "requests.list_requests": Access("page"),
     "requests.new_request": Access("page"),
     "builds.list_builds": Access("page"),
@@ -139,6 +143,8 @@ MATRIX: dict[str, Access] = {
     "admin.unblock_user": Access("page", obj="user", act=ADMIN),
     "admin.change_role": Access("page", obj="user", act=ADMIN, data={"role": "operator"}),
     "admin.reset_password": Access("page", obj="user", act=ADMIN),
+    "account.user_sessions": Access("page", obj="user", act=ADMIN),
+    "account.end_user_session": Access("page", obj="user", act=ADMIN),
     "admin.audit": Access("page", act=ADMIN),
     "admin.audit_csv": Access("page", act=ADMIN),
 }

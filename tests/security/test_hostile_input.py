@@ -66,7 +66,7 @@ def form_of(fields, base: dict | None = None) -> st.SearchStrategy[MultiDict]:
 
 VALID_REQUEST = valid_form(collaborators="colin, sam", repo_branch="main")
 VALID_DEPLOYMENT = {"name": "fuzz-dev", "environment": "staging", "replicas": "2", "ports": "8000:8000"}
-VALID_USER = {"username": "fuzz-user", "password": "password123", "role": "developer", "must_change": "1",
+VALID_USER = {"username": "fuzz-user", "password": "fuzz-user-pass-1", "role": "developer", "must_change": "1",
               "next": "/admin/users?role=developer"}
 
 
@@ -279,12 +279,16 @@ def test_it_survives_any_password_change_form(hostile, form):
     # colin's own session: a hostile form must not change his password by accident.
     client = world.client("colin")
     before = row_counts(world.db)
+    last_audit = world.db.execute("SELECT COALESCE(MAX(id), 0) FROM audit_log").fetchone()[0]
     response = client.post("/account/password", data=form)
     event(f"HTTP {response.status_code}")
     assert response.status_code in (400, 413), response.status_code  # never knows "password123"...
     if "password123" in form.getlist("current_password"):
         return  # ...unless hypothesis guessed it; then a 302 would be fine, but it only draws from VALUE
-    assert row_counts(world.db) == before
+    # Nothing changes but the audit of a wrong current password.
+    assert {**row_counts(world.db), "audit_log": 0} == {**before, "audit_log": 0}
+    assert {row[0] for row in world.db.execute("SELECT action FROM audit_log WHERE id > ?", (last_audit,))} \
+        <= {"password_change_failed"}
 
 
 # --- filters and searches (GET) --------------------------------------------------------------------
@@ -490,5 +494,7 @@ def test_it_survives_any_raw_form_body(hostile, target, body, content_type):
     assert response.status_code < 500, (url, response.status_code)
     if response.status_code >= 400:
         assert_clear_refusal(response, url)
+        if target == "/account/password":  # a wrong current password is audited, nothing else
+            after["audit_log"] = before["audit_log"]
         assert after == before
     world.db.execute("UPDATE users SET role = 'developer' WHERE id = ?", (world.target_user,))

@@ -2,6 +2,7 @@
 change and password reset, and no user enumeration through login answers or timing."""
 from __future__ import annotations
 
+import json
 import re
 import statistics
 import time
@@ -121,21 +122,40 @@ def test_it_ends_an_open_log_stream_when_the_user_is_blocked(auth, users, sample
         stream.close()
 
 
-def test_it_ends_the_users_open_log_streams_on_logout(auth, app, sample):
-    """Logging out in one tab ends the live log of another tab of the same user: its
-    cookie died with the session version."""
+def test_it_ends_the_open_log_streams_of_the_session_that_logs_out(auth, app, sample):
+    """A live log belongs to a browser's session: logging out there ends it at once
+    (not at the next heartbeat)."""
+    dana = auth.client_for("dana")
+    stream = dana.get(f"/api/deployments/{sample['deployment_id']}/logs/stream", buffered=False)
+    try:
+        body = iter(stream.response)
+        next(body), next(body)  # retry, status
+        dana.post("/logout")
+        events = parse_events(b"".join(body).decode())
+        assert all("data" not in e for e in events if e.get("event") != "end")
+        assert [json.loads(e["data"]) for e in events if e.get("event") == "end"] == [{"reason": "logged_out"}]
+    finally:
+        stream.close()
+    assert app.extensions["samosval"].state.open_stream_count() == 0
+
+
+def test_it_keeps_the_streams_of_another_browser_when_one_logs_out(auth, app, sample, engine, clock):
+    """Logging out in one browser leaves the same user's other browser, and its live
+    log, alone."""
     stream = auth.client_for("dana").get(
         f"/api/deployments/{sample['deployment_id']}/logs/stream", buffered=False)
     try:
         body = iter(stream.response)
         next(body), next(body)  # retry, status
-        other_tab = app.test_client()
-        auth.login(other_tab, "dana")
-        other_tab.post("/logout")
-        assert all("data" not in e for e in parse_events(b"".join(body).decode()))
+        other_browser = app.test_client()
+        auth.login(other_browser, "dana")
+        other_browser.post("/logout")
+        app.extensions["samosval"].state.runtime(sample["deployment_id"]).logs.append(
+            clock.now, "INFO", "still streaming")
+        line = next(body).decode()
+        assert "still streaming" in line
     finally:
         stream.close()
-    assert app.extensions["samosval"].state.open_stream_count() == 0
 
 
 # --- no user enumeration ---------------------------------------------------------------------

@@ -248,7 +248,7 @@ def test_it_escapes_free_text_typed_into_the_forms(world):
     assert refused.status_code == 400
     assert_no_raw_payload(refused.get_data(as_text=True), "request form with a bad image name")
 
-    user = root.post("/admin/users/create", data={"username": payload("u")[:60], "password": "password123",
+    user = root.post("/admin/users/create", data={"username": payload("u")[:60], "password": "xss-user-pass-1",
                                                   "role": "developer"})
     assert user.status_code == 400
     assert_no_raw_payload(user.get_data(as_text=True), "user form with a bad username")
