@@ -3,7 +3,6 @@ and signature mode the sender supports: it restarts, marks, ignores or is refuse
 as expected, and the delivery row names the sender and the reason."""
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path

@@ -17,12 +17,19 @@ Where a token can be found, cheapest first:
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from . import tokens
-from .hook_parsing import (R_CSRF, R_NO_CREDENTIALS, R_REVOKED_TOKEN, R_SIGNATURE, R_UNKNOWN_TOKEN,
-                           R_WRONG_TOKEN)
+from .hook_parsing import (
+    R_CSRF,
+    R_NO_CREDENTIALS,
+    R_REVOKED_TOKEN,
+    R_SIGNATURE,
+    R_UNKNOWN_TOKEN,
+    R_WRONG_TOKEN,
+)
 
 
 @dataclass

@@ -24,8 +24,17 @@ from ..timeutil import utcnow_iso
 from . import deployments as deployment_domain
 from . import tokens
 from .hook_auth import Caller
-from .hook_parsing import (R_DUPLICATE, R_FORBIDDEN, R_NO_MATCH, R_NOTHING_RUNNING, R_ONLY_STATIC,
-                           R_REPLAY, R_REVOKED_TOKEN, CommitEvent, join_reason)
+from .hook_parsing import (
+    R_DUPLICATE,
+    R_FORBIDDEN,
+    R_NO_MATCH,
+    R_NOTHING_RUNNING,
+    R_ONLY_STATIC,
+    R_REPLAY,
+    R_REVOKED_TOKEN,
+    CommitEvent,
+    join_reason,
+)
 
 # Deliveries with these outcomes were handled; a replay of one is a duplicate.
 # A refused or invalid delivery may be redelivered once the cause is fixed.

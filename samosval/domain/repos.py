@@ -49,10 +49,7 @@ def is_valid_branch_name(name: str | None) -> bool:
         return False
     if _REF_FORBIDDEN.search(name) or name.endswith(".") or name.endswith("/") or name.startswith("/"):
         return False
-    for part in name.split("/"):
-        if not part or part.startswith(".") or part.endswith(".lock"):
-            return False
-    return True
+    return all(part and not part.startswith(".") and not part.endswith(".lock") for part in name.split("/"))
 
 
 def split_logins(value: str | None) -> list[str]:

@@ -10,9 +10,10 @@ the button's follow the page's language.
 """
 from __future__ import annotations
 
-from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template,
-                   request, url_for)
-from flask_babel import force_locale, gettext as _, lazy_gettext as _l
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from flask_wtf.csrf import validate_csrf
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -20,8 +21,7 @@ from wtforms.validators import ValidationError as CSRFValidationError
 
 from .. import permissions
 from ..db import get_db
-from ..domain import ValidationError
-from ..domain import hook_auth, hook_deliveries, hook_effects
+from ..domain import ValidationError, hook_auth, hook_deliveries, hook_effects
 from ..domain import hook_parsing as parsing
 from ..domain import tokens as token_domain
 from ..i18n import select_locale
