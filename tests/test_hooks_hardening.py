@@ -216,3 +216,14 @@ def test_the_hook_matches_such_branches(client, db, users, token, name):
                                                       "branch": name, "commit": SHA},
                            headers={"X-Samosval-Token": token[1]}, csrf=False)
     assert response.json["restarted_deployments"] == [deployment], response.json
+
+
+@pytest.mark.parametrize("name, accepted", [(n, True) for n in ("fix/issue#42", "feature/релиз-2",
+                                                                 "renovate/@types/node", "release+1")]
+                         + [(n, False) for n in ("a..b", "x.lock", "-x", "@", "a//b", "a/", "a.", "a b", "a~b")])
+def test_the_request_form_validates_branches_as_git_does(auth, db, users, name, accepted):
+    from tests.test_requests_form import valid_form
+    response = auth.client_for("carl").post("/requests/new", data=valid_form(repo_branch=name))
+    assert (response.status_code == 302) is accepted, response.status_code
+    stored = db.execute("SELECT repo_branch FROM image_requests").fetchone()
+    assert (stored is not None and stored[0] == name) is accepted
