@@ -13,7 +13,6 @@ from flask import abort, current_app, flash, jsonify, redirect, render_template,
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import RequestRedirect
 
 from . import permissions
 from .auth import wants_json
@@ -43,9 +42,7 @@ def _page_exists(path: str) -> bool:
     adapter = current_app.url_map.bind(request.host, script_name=request.script_root or None)
     try:
         endpoint, _args = adapter.match(path, method="GET")
-    except RequestRedirect:
-        return False
-    except HTTPException:
+    except HTTPException:  # no such page, not a GET page, or a redirect (RequestRedirect)
         return False
     return endpoint != "static" and not path.startswith("/api/")
 
