@@ -29,6 +29,9 @@ from .hook_parsing import (
     R_SIGNATURE,
     R_UNKNOWN_TOKEN,
     R_WRONG_TOKEN,
+    detect_source,
+    signature_header,
+    signed_part,
 )
 
 
@@ -71,6 +74,15 @@ def presented_token(headers, args=None) -> str | None:
     value = headers.get("X-Samosval-Token") or headers.get("X-Gitlab-Token") \
         or (args.get("token") if args is not None else None) or ""
     return value.strip() or None
+
+
+def read_credentials(headers, args, body: bytes, content_type: str | None, *, user=None,
+                     csrf_valid: Callable[[], bool] = lambda: False) -> Credentials:
+    """What a call presents, read the way its sender writes it (see hook_parsing)."""
+    source = detect_source(headers)
+    return Credentials(token=presented_token(headers, args), signature=signature_header(headers, source),
+                       signed_body=signed_part(body, content_type, source), user=user,
+                       csrf_valid=csrf_valid)
 
 
 def _token_caller(row, *, signed: bool) -> tuple[Caller, str | None]:

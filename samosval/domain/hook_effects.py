@@ -1,4 +1,5 @@
-"""What a commit does (spec 4.6): a plan, then its application.
+"""What a call of the commit hook does (spec 4.6): :func:`receive` takes it from
+the raw call to the answer; a commit becomes a plan, then its application.
 
 :func:`plan_commit` reads the database and decides: duplicate or not, which
 continuous requests match, which running deployments restart and which are only
@@ -22,8 +23,9 @@ from .. import audit, permissions
 from ..db import transaction
 from ..timeutil import utcnow_iso
 from . import deployments as deployment_domain
+from . import hook_parsing as parsing
 from . import tokens
-from .hook_auth import Caller
+from .hook_auth import Caller, Credentials, authenticate
 from .hook_parsing import (
     R_DUPLICATE,
     R_FORBIDDEN,
@@ -278,6 +280,28 @@ def apply_plan(db: sqlite3.Connection, plan: Plan, now: float) -> tuple[HookResu
                          "ids": result.restarted, "marked": result.marked,
                          "sha": event.commit, "source": event.source, **caller.describe()})
     return result, lines
+
+
+def receive(db: sqlite3.Connection, state, *, headers, body: bytes | None, content_type: str | None,
+            credentials: Credentials, now: float, secret_key: str | bytes,
+            token_id: int | None = None) -> tuple[HookResult, Caller | None]:
+    """One call of the hook, start to end: authenticate, parse, plan and apply.
+    ``body`` is None when it was over :data:`hook_parsing.MAX_BODY`. Every outcome,
+    refusals included, is a delivery row. Returns the result and who called."""
+    detected = parsing.detect_source(headers)
+    if body is None:
+        return refuse(db, now, source=detected, reason=parsing.R_TOO_LARGE, http_status=413), None
+    caller, refusal = authenticate(db, credentials, secret_key=secret_key, token_id=token_id)
+    if refusal:
+        return refuse(db, now, source=detected, reason=refusal, http_status=401, caller=caller), caller
+    # A logged-in user calling from the page is the "ui" source whatever the body.
+    source = detected if caller.is_token else "ui"
+    try:
+        event = parsing.parse(headers, body, content_type, source=source)
+    except parsing.PayloadError as exc:
+        return refuse(db, now, source=source, http_status=400, outcome="invalid", caller=caller,
+                      reason=parsing.join_reason(exc.reason, exc.detail), missing=exc.missing), caller
+    return process(db, state, event, caller, now), caller
 
 
 def process(db: sqlite3.Connection, state, event: CommitEvent, caller: Caller, now: float) -> HookResult:

@@ -97,15 +97,6 @@ def _csrf_valid() -> bool:
     return True
 
 
-def _credentials(body: bytes, source: str) -> hook_auth.Credentials:
-    return hook_auth.Credentials(
-        token=hook_auth.presented_token(request.headers, request.args),
-        signature=parsing.signature_header(request.headers, source),
-        signed_body=parsing.signed_part(body, request.content_type, source),
-        user=current_user._get_current_object() if current_user.is_authenticated else None,
-        csrf_valid=_csrf_valid)
-
-
 def _hook_rate_limit():
     return current_app.config["HOOK_RATE_LIMIT"]
 
@@ -128,8 +119,6 @@ def commit_hook_for_token(token_id: int):
 
 
 def _handle_commit(token_id: int | None):
-    db, now = get_db(), sim_now()
-    detected = parsing.detect_source(request.headers)
     # Pushes reach 25 MB; the rest of the site keeps its 1 MiB limit. Werkzeug
     # refuses a larger Content-Length before reading and stops a chunked body at
     # the limit, so memory stays bounded.
@@ -137,22 +126,14 @@ def _handle_commit(token_id: int | None):
     try:
         body = request.get_data(cache=True)
     except RequestEntityTooLarge:
-        return _respond(hook_effects.refuse(db, now, source=detected, reason=parsing.R_TOO_LARGE,
-                                            http_status=413))
-    caller, refusal = hook_auth.authenticate(db, _credentials(body, detected),
-                                             secret_key=current_app.secret_key, token_id=token_id)
-    if refusal:
-        return _respond(hook_effects.refuse(db, now, source=detected, reason=refusal, http_status=401,
-                                            caller=caller), caller)
-    # A logged-in user calling from the page is the "ui" source whatever the body.
-    source = detected if caller.is_token else "ui"
-    try:
-        event = parsing.parse(request.headers, body, request.content_type, source=source)
-    except parsing.PayloadError as exc:
-        return _respond(hook_effects.refuse(db, now, source=source, http_status=400, outcome="invalid",
-                                            reason=parsing.join_reason(exc.reason, exc.detail),
-                                            caller=caller, missing=exc.missing), caller)
-    return _respond(hook_effects.process(db, get_state(), event, caller, now), caller)
+        body = None
+    user = current_user._get_current_object() if current_user.is_authenticated else None
+    credentials = hook_auth.read_credentials(request.headers, request.args, body or b"", request.content_type,
+                                             user=user, csrf_valid=_csrf_valid)
+    result, caller = hook_effects.receive(
+        get_db(), get_state(), headers=request.headers, body=body, content_type=request.content_type,
+        credentials=credentials, now=sim_now(), secret_key=current_app.secret_key, token_id=token_id)
+    return _respond(result, caller)
 
 
 # --- deliveries ------------------------------------------------------------------------
