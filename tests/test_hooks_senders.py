@@ -238,3 +238,32 @@ def test_the_deliveries_page_names_each_sender(auth, client, db, world):
                      "bitbucket_dc": "Bitbucket Data Center"}[name]
             if label:
                 assert f'data-source="{name}"' in page and label in page, name
+
+
+# --- the pure parts, without the app -----------------------------------------------------------
+
+@pytest.mark.parametrize("fixture, event, outcome, reason, branch", EVENTS, ids=[e[0] for e in EVENTS])
+def test_parsing_needs_no_database(fixture, event, outcome, reason, branch):
+    name = fixture.split("/")[0]
+    headers = SENDERS[name].headers(name, event, "d-1", None)
+    parsed = parsing.parse(headers, (FIXTURES / fixture).read_bytes(), "application/json")
+    assert (parsed.source, parsed.branch, parsed.ignored) == (name, branch, reason if outcome != "processed" else None)
+    if outcome == "processed":
+        assert parsed.commit == SHA
+        assert parsing.normalize_repo_url(SENDERS[name].repo_url) in parsed.repo_keys
+
+
+def test_a_plan_is_made_without_writing(app, db, world):
+    from samosval.domain import hook_auth, hook_effects
+    event = parsing.parse({"X-GitHub-Event": "push"}, (FIXTURES / "github/push.json").read_bytes(),
+                          "application/json")
+    db.execute("UPDATE deployments SET status = 'stopped', stopped_by_operator = 1 WHERE id = ?",
+               (world["deployments"]["gitlab"],))
+    before = db.total_changes
+    plan = hook_effects.plan_commit(db, event, hook_auth.Caller(token_id=world["token_id"], token_name="git host"))
+    assert db.total_changes == before
+    assert (plan.outcome, plan.restart, plan.mark) == ("processed", [world["deployments"]["github"]], [])
+    gitlab = parsing.parse({"X-Gitlab-Event": "Push Hook"}, (FIXTURES / "gitlab/push.json").read_bytes(),
+                           "application/json")
+    plan = hook_effects.plan_commit(db, gitlab, hook_auth.Caller(token_id=world["token_id"]))
+    assert plan.restart == [] and plan.mark == [(world["deployments"]["gitlab"], "it was stopped by an operator")]
