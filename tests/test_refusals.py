@@ -113,3 +113,13 @@ def test_no_route_catches_a_refusal_itself():
                 if any(name in ("Refused", "ActionRefused") for name in names):
                     caught.append(f"{path.name}:{node.lineno}")
     assert not caught, caught
+
+
+def test_signing_out_of_a_session_that_already_ended_is_no_refusal(db, users):
+    from samosval.domain import sessions as session_domain
+    assert session_domain.end_session(db, 999999, user_id=users["dana"], actor_id=users["dana"],
+                                      now=1_800_000_000.0, action="logout", missing_ok=True) is False
+    with pytest.raises(Refused) as refused:
+        session_domain.end_session(db, 999999, user_id=users["dana"], actor_id=users["dana"],
+                                   now=1_800_000_000.0)
+    assert refused.value.kind == "not_found"

@@ -107,16 +107,20 @@ def parse_session_id(raw) -> int:
 
 
 def end_session(db: sqlite3.Connection, session_id: int, *, user_id: int, actor_id: int | None,
-                now: float, action: str = "session_end") -> None:
+                now: float, action: str = "session_end", missing_ok: bool = False) -> bool:
     """End one session of ``user_id`` (its owner signing out or revoking it, or an
     admin). A session of someone else is refused as missing: ids are not secrets,
-    but nobody learns about another user's sessions this way."""
+    but nobody learns about another user's sessions this way. With ``missing_ok``
+    (signing out), a session already ended is no refusal: returns False."""
     with transaction(db):
         found = db.execute("DELETE FROM sessions WHERE id = ? AND user_id = ?", (session_id, user_id))
         if found.rowcount == 0:
+            if missing_ok:
+                return False
             raise Refused("not_found", N_("This session has already ended."))
         audit.record(db, action, user_id=actor_id, target_type="user", target_id=user_id,
                      details={"session": session_id}, now=now)
+    return True
 
 
 def end_all_sessions(db: sqlite3.Connection, user_id: int, *, actor_id: int | None, now: float) -> None:

@@ -95,11 +95,9 @@ def logout():
     """End this browser's session only ("Sign out everywhere" is on the sessions page)."""
     if current_user.is_authenticated:
         user_id, session_id = current_user.id, current_user.session_id
-        try:
-            session_domain.end_session(get_db(), session_id, user_id=user_id, actor_id=user_id,
-                                       now=sim_now(), action="logout")
-        except session_domain.Refused:
-            pass  # ended meanwhile (revoked from another browser): nothing left to end
+        # Ended meanwhile (revoked from another browser)? Then nothing is left to end.
+        session_domain.end_session(get_db(), session_id, user_id=user_id, actor_id=user_id,
+                                   now=sim_now(), action="logout", missing_ok=True)
         end_session_streams(user_id, session_id)
     logout_user()
     session.clear()
