@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import current_app, g, jsonify, render_template, request
-from flask_babel import format_datetime, get_locale, lazy_gettext as _l, gettext as _
+from flask_babel import format_datetime, get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 
@@ -67,7 +69,7 @@ def format_time(value):
     if not value:
         return "—"
     try:
-        moment = datetime.fromtimestamp(iso_to_epoch(value), tz=timezone.utc)
+        moment = datetime.fromtimestamp(iso_to_epoch(value), tz=UTC)
     except (TypeError, ValueError):
         return value
     return format_datetime(moment, "yyyy-MM-dd HH:mm:ss")

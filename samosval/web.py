@@ -23,7 +23,6 @@ from .domain import deployments as deployment_domain
 from .domain import images as image_domain
 from .domain import requests as request_domain
 
-
 # --- where to send a browser back to ------------------------------------------------
 
 def safe_next(target: str | None) -> str | None:

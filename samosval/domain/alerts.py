@@ -12,9 +12,9 @@ from __future__ import annotations
 import sqlite3
 
 from .. import audit
-from . import N_, Refused
 from ..db import transaction
 from ..timeutil import utcnow_iso
+from . import N_, Refused
 
 OPEN_LIMIT = 500
 RESOLVED_LIMIT = 50

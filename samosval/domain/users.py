@@ -8,11 +8,10 @@ import sqlite3
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .. import audit
-from .. import permissions
-from . import N_, Refused, ValidationError, password_policy
+from .. import audit, permissions
 from ..db import transaction
 from ..timeutil import utcnow_iso
+from . import N_, Refused, ValidationError, password_policy
 
 USERNAME_RE = re.compile(r"^[a-z0-9._-]{3,32}$")
 ROLES = permissions.ROLES
@@ -102,9 +101,7 @@ def change_own_password(db: sqlite3.Connection, user_id: int, current: str, new:
                          target_id=user_id, now=now)
     if (message := validate_password(new, row["username"])):
         errors["new_password"] = message
-    elif new == current:
-        errors["new_password"] = N_("Choose a password different from the current one.")
-    elif row["username"] == "root" and new == "root":
+    elif new == current or row["username"] == "root" and new == "root":
         errors["new_password"] = N_("Choose a password different from the current one.")
     if new != confirm:
         errors["confirm_password"] = N_("The passwords do not match.")

@@ -2,9 +2,20 @@
 from __future__ import annotations
 
 from .. import web
-
-from . import (account_routes, admin_routes, alert_routes, api_routes, auth_routes, build_routes, dashboard_routes,
-               deployment_routes, hook_routes, image_routes, ops_routes, request_routes)
+from . import (
+    account_routes,
+    admin_routes,
+    alert_routes,
+    api_routes,
+    auth_routes,
+    build_routes,
+    dashboard_routes,
+    deployment_routes,
+    hook_routes,
+    image_routes,
+    ops_routes,
+    request_routes,
+)
 
 BLUEPRINT_MODULES = (
     auth_routes, dashboard_routes, request_routes, build_routes, image_routes, deployment_routes,

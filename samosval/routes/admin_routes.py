@@ -7,18 +7,28 @@ answers (``web.refused_response``).
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from flask import (Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template,
-                   request, stream_with_context, url_for)
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_login import current_user
 
 from .. import audit as audit_log
 from ..auth import wants_json
 from ..db import get_db
-from ..domain import ValidationError
-from ..domain import audit_queries
+from ..domain import ValidationError, audit_queries
 from ..domain import users as user_domain
 from ..pagination import Page, page_number
 from ..simulator.runtime import get_state, sim_now
@@ -199,7 +209,7 @@ def audit_csv():
     if errors:
         return jsonify(error=_("Check the filters."),
                        errors={field: _(message) for field, message in errors.items()}), 400
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
     def rows():
         # get_db() here, not in the view: the view's connection is closed when the

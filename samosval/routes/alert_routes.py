@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, url_for
-from flask_babel import gettext as _, lazy_gettext as _l
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from ..auth import wants_json
