@@ -37,7 +37,9 @@ def test_it_shows_an_image_with_its_deployments(auth, db, users, sample):
     assert "billing-api:1.0.0" in html and "sha256:" + "ab" * 32 in html
     assert f'href="/deployments/{sample["deployment_id"]}"' in html
     assert 'data-newest="1"' in html
-    assert "data-simulate-commit" in html  # the hook's button, for members of the request
+    # The hook's button follows the restart rule: the owner's, not a collaborator's.
+    assert "data-simulate-commit" not in html
+    assert "data-simulate-commit" in auth.client_for("dana").get(f"/images/{sample['image_id']}").get_data(as_text=True)
     assert 'data-form="create-deployment"' not in html  # developers do not deploy
     newer = factories.make_image(db, request_id=sample["request_id"], build_number=2)
     html = client.get(f"/images/{sample['image_id']}").get_data(as_text=True)
