@@ -25,7 +25,9 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .db import connect
+from .domain.deployments import DEPLOYMENT_STATUSES
 from .domain.hook_deliveries import OUTCOMES
+from .domain.statuses import BUILD_STATUSES
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 access_log = logging.getLogger("samosval.access")
@@ -117,7 +119,7 @@ def configure_logging(json_logs: bool, level: int = logging.INFO, stream=None) -
 # --- metrics -------------------------------------------------------------------
 # Every label takes its value from a fixed set, so no caller can add series: a junk
 # method is "other", a route is a rule of the URL map (or "<unmatched>"), a status
-# a three-digit code, an outcome one the hook writes. The ``_created`` series
+# a three-digit code, a status or outcome one the app writes. The ``_created`` series
 # (one per counter child, duplicating it) are not exported.
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -131,6 +133,16 @@ def method_label(method: str | None) -> str:
 
 def status_label(status: int) -> str:
     return str(status) if 100 <= status <= 599 else "other"
+
+
+def bounded_counts(rows, known) -> dict[str, int]:
+    """``(value, count)`` rows as one count per known value (0 when absent), anything
+    else summed under "other": the series are the same on every scrape."""
+    counts = dict.fromkeys(known, 0)
+    for value, count in rows:
+        key = value if value in counts else "other"
+        counts[key] = counts.get(key, 0) + count
+    return counts
 
 
 def metrics_response(registry) -> Response:
@@ -187,16 +199,12 @@ class _StateCollector:
         logins = CounterMetricFamily("samosval_login_failures", "Failed logins recorded in the audit log")
         db = connect(self.app.config["DATABASE"])
         try:
-            for row in db.execute("SELECT status, COUNT(*) FROM deployments GROUP BY status"):
-                deployments.add_metric([row[0]], row[1])
-            for row in db.execute("SELECT status, COUNT(*) FROM builds GROUP BY status"):
-                builds.add_metric([row[0]], row[1])
-            calls = dict.fromkeys(OUTCOMES, 0)
-            for outcome, count in db.execute("SELECT outcome, COUNT(*) FROM webhook_deliveries GROUP BY outcome"):
-                key = outcome if outcome in calls else "other"
-                calls[key] = calls.get(key, 0) + count
-            for outcome, count in calls.items():
-                hooks.add_metric([outcome], count)
+            for family, sql, known in (
+                    (deployments, "SELECT status, COUNT(*) FROM deployments GROUP BY status", DEPLOYMENT_STATUSES),
+                    (builds, "SELECT status, COUNT(*) FROM builds GROUP BY status", BUILD_STATUSES),
+                    (hooks, "SELECT outcome, COUNT(*) FROM webhook_deliveries GROUP BY outcome", OUTCOMES)):
+                for value, count in bounded_counts(db.execute(sql), known).items():
+                    family.add_metric([value], count)
             logins.add_metric([], db.execute(
                 "SELECT COUNT(*) FROM audit_log WHERE action = 'login_failed'").fetchone()[0])
         finally:

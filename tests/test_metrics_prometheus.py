@@ -86,3 +86,15 @@ def test_webhook_outcomes_are_a_fixed_set(app, client, db, users):
                 headers={"X-Samosval-Token": token})
     outcomes = {s.labels["outcome"] for s in families(client)["samosval_webhook_calls"].samples}
     assert outcomes == {"processed", "no_match", "duplicate", "ignored", "pong", "refused", "invalid"}
+
+
+def test_status_series_are_the_same_on_every_scrape(client, sample, db):
+    """Every known status is there (0 when no row has it); anything else is "other"."""
+    found = families(client)
+    deployments = {s.labels["status"]: s.value for s in found["samosval_deployments"].samples}
+    assert deployments == {"deploying": 0, "running": 1, "stopped": 0, "failed": 0}
+    db.execute("UPDATE deployments SET status = 'weird'")
+    deployments = {s.labels["status"]: s.value for s in families(client)["samosval_deployments"].samples}
+    assert deployments["other"] == 1 and "weird" not in deployments
+    builds = {s.labels["status"] for s in found["samosval_builds"].samples}
+    assert builds == {"queued", "building", "success", "failed", "cancelled"}
