@@ -33,11 +33,12 @@ PERSONAS = {
 }
 
 
-# Folders whose tests start real servers or browsers: marked here, so that the fast
-# local loop ``bash scripts/test.sh -m "not slow and not browser"`` leaves them out
-# without every file having to remember its marker.
+# Tests that start real servers or browsers are marked here, so that the fast local
+# loop ``bash scripts/test.sh -m "not slow and not browser"`` leaves them out without
+# every file having to remember its marker: whole folders, and any other module that
+# uses the helpers which start the app (or gunicorn) in a subprocess.
 FOLDER_MARKERS = {"browser": "browser", "e2e": "browser", "reliability": "slow"}
-SLOW_FILES = {"test_gunicorn.py"}  # starts gunicorn in a subprocess
+SERVER_HELPERS = ("AppProcess", "NginxProcess", "die_with_parent")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -45,10 +46,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         relative = item.path.relative_to(tests_dir) if item.path.is_relative_to(tests_dir) else item.path
         marker = FOLDER_MARKERS.get(relative.parts[0]) if len(relative.parts) > 1 else None
+        module = getattr(item, "module", None)
+        if marker is None and any(hasattr(module, name) for name in SERVER_HELPERS):
+            marker = "slow"
         if marker:
             item.add_marker(marker)
-        if relative.name in SLOW_FILES:
-            item.add_marker("slow")
 
 
 # Werkzeug's default (scrypt) costs ~0.1 s per hash and per check: most of the
