@@ -98,7 +98,8 @@ def test_it_refuses_a_cookie_from_before_server_side_sessions(app, users):
 # --- the sessions page ------------------------------------------------------------------
 
 def test_it_lists_own_sessions_with_the_current_one_marked(app, auth, users):
-    first, second = browser(app, auth), browser(app, auth, agent="Browser B")
+    first = browser(app, auth)
+    browser(app, auth, agent="Browser B")
     page = first.get("/account/sessions")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
