@@ -73,7 +73,7 @@ def sign_in(row) -> User:
     g.pop("csrf_token", None)  # Flask-WTF's per-request copy of the old token
     token, session_id = session_domain.start_session(
         get_db(), row, now=clock(), address=request.remote_addr,
-        user_agent=request.user_agent.string)
+        user_agent=request.user_agent.string, **session_limits())
     user = User(row, session_token=token, session_id=session_id)
     login_user(user)
     session.permanent = True

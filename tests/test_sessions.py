@@ -224,6 +224,14 @@ def test_it_lists_only_live_sessions(app, auth, timed, users):
     assert not signed_in(old)
 
 
+def test_it_forgets_sessions_that_can_no_longer_be_alive_at_the_next_login(app, auth, timed, db, users):
+    browser(app, auth, "sam")  # and then the browser is closed for good
+    browser(app, auth, "dana")
+    timed.advance(31 * 60)
+    browser(app, auth, "carl")
+    assert [row["user_id"] for row in db.execute("SELECT user_id FROM sessions")] == [users["carl"]]
+
+
 def test_it_writes_last_seen_at_most_once_a_minute(app, auth, timed, db, users):
     client = browser(app, auth)
     [row] = session_rows(db, users["dana"])

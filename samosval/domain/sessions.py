@@ -43,9 +43,11 @@ def is_alive(session, user, *, now: float, idle_seconds: float, max_seconds: flo
 
 
 def start_session(db: sqlite3.Connection, user, *, now: float, address: str | None,
-                  user_agent: str | None) -> tuple[str, int]:
+                  user_agent: str | None, idle_seconds: float, max_seconds: float) -> tuple[str, int]:
     """Open a session for ``user`` (a row); returns its token, which is shown once
-    (it goes into the login cookie) and stored only hashed, and its id."""
+    (it goes into the login cookie) and stored only hashed, and its id. Sessions of
+    anyone that can no longer be alive are deleted on the way, so browsers that
+    were simply closed do not pile up."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
     stamp = utcnow_iso(now)
     with transaction(db):
@@ -58,6 +60,8 @@ def start_session(db: sqlite3.Connection, user, *, now: float, address: str | No
         # Sessions retired by a version bump are dead for good: forget them now.
         db.execute("DELETE FROM sessions WHERE user_id = ? AND session_version != ?",
                    (user["id"], user["session_version"]))
+        db.execute("DELETE FROM sessions WHERE last_seen_at < ? OR created_at < ?",
+                   (utcnow_iso(now - idle_seconds), utcnow_iso(now - max_seconds)))
     return token, session_id
 
 
