@@ -205,3 +205,13 @@ def test_it_gives_the_request_creator_not_the_deployer_as_created_by(db, users, 
     deployment = row(db, sample["deployment_id"])
     assert deployment["created_by"] == users["carl"] and deployment["deployed_by"] == users["oleg"]
     assert permissions.can_view_deployment(user(users, "carl"), deployment)
+
+
+@pytest.mark.parametrize("name, action", [("colin", "stop"), ("carl", "restart"), ("dana", "delete")])
+def test_the_command_itself_refuses_who_may_not_act(db, users, sample, state, name, action):
+    """The domain asks the same rule as the buttons: no caller can skip it."""
+    with pytest.raises(Refused) as refused:
+        d.perform_action(db, state, row(db, sample["deployment_id"]), user(users, name), action, 1.0)
+    assert refused.value.kind == "forbidden" and refused.value.status == 403
+    assert row(db, sample["deployment_id"])["status"] == "running"
+    assert db.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0] == 0

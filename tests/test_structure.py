@@ -131,3 +131,9 @@ def test_alerts_are_written_in_one_place():
     for name, path in module_files().items():
         if name not in allowed:
             assert not sql.search(path.read_text(encoding="utf-8")), name
+
+
+def test_templates_ask_the_same_rules(app):
+    """``{{ access.can_build(...) }}`` in a template is ``permissions.can_build``."""
+    from samosval import permissions
+    assert app.jinja_env.globals["access"] is permissions
