@@ -41,12 +41,17 @@ def main(argv=None) -> None:
     if not is_loopback_host(args.host):  # reachable from other machines: no root:root
         settings["FORCE_ROOT_PASSWORD_CHANGE"] = True
     app = create_app(settings)
+    from samosval.simulator.runtime import shutdown
     if args.demo:
-        from samosval.demo import seed_demo
-        printed = seed_demo(app)
+        from samosval.demo import DemoRefused, seed_demo
+        try:
+            printed = seed_demo(app)
+        except DemoRefused as refused:  # never serve a database demo mode did not fill
+            print("\n".join(refused.lines), file=sys.stderr, flush=True)
+            shutdown(app)
+            return 2
         for line in printed:
             print(line)
-    from samosval.simulator.runtime import shutdown
     server = make_server(app, args.host, args.port)
 
     def stop():

@@ -151,6 +151,7 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     from . import cli
     cli.init_app(app)
 
-    db.init_db_if_needed(app.config["DATABASE"], app.config["ROOT_PASSWORD"])
+    app.extensions["samosval_db_init"] = db.init_db_if_needed(app.config["DATABASE"],
+                                                              app.config["ROOT_PASSWORD"])
     runtime.init_app(app)
     return app

@@ -113,7 +113,28 @@ def init_app(app) -> None:
 @with_appcontext
 def init_db_command():
     """Create the database (or upgrade it) and the root user."""
-    result = init_db_if_needed(current_app.config["DATABASE"],
-                               current_app.config["ROOT_PASSWORD"])
-    click.echo(f"Database ready at {current_app.config['DATABASE']} "
-               f"(created={result['created']}, root created={result['root_created']}).")
+    path = current_app.config["DATABASE"]
+    # Loading the app already ran init_db_if_needed: report what that first call did,
+    # not this second one (which always finds everything in place).
+    first = current_app.extensions.get("samosval_db_init") or {}
+    result = init_db_if_needed(path, current_app.config["ROOT_PASSWORD"])
+    for key in ("created", "root_created"):
+        result[key] = result[key] or first.get(key, False)
+    result["migrated_to"] = result["migrated_to"] or first.get("migrated_to")
+    click.echo(init_db_message(path, result))
+
+
+def init_db_message(path: str, result: dict) -> str:
+    """What ``init-db`` did, in words."""
+    if result["created"]:
+        lines = [f"Database created at {path}."]
+    elif result.get("migrated_to"):
+        lines = [f"Database at {path} upgraded to schema version {max(result['migrated_to'])}."]
+    else:
+        lines = [f"Database ready at {path}: already up to date, nothing changed."]
+    if result["root_created"]:
+        lines.append("Admin user 'root' created (password from SAMOSVAL_ROOT_PASSWORD, "
+                     "or 'root': change it at the first login).")
+    else:
+        lines.append("Admin user 'root' already exists.")
+    return "\n".join(lines)

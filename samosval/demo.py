@@ -148,18 +148,26 @@ def existing_data(db) -> dict[str, int]:
     return found
 
 
+class DemoRefused(Exception):
+    """The database already has data: demo mode changes nothing (``lines`` say why)."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__(lines[0])
+        self.lines = lines
+
+
 def seed_demo(app) -> list[str]:
     """Fill a fresh database with demo data; returns the lines to print (passwords
-    included). On a database with data, returns a refusal and changes nothing."""
+    included). On a database with data, raises :class:`DemoRefused` and changes nothing."""
     db = connect(app.config["DATABASE"])
     try:
         found = existing_data(db)
         if found:
             listed = ", ".join(f"{count} {name}" for name, count in found.items())
-            return [f"Demo mode refused: the database {app.config['DATABASE']} already has data "
+            raise DemoRefused([f"Demo mode refused: the database {app.config['DATABASE']} already has data "
                     f"({listed}). Nothing was changed.",
                     "Start the demo on a fresh instance folder, e.g. "
-                    "SAMOSVAL_INSTANCE_PATH=/tmp/samosval-demo python app.py --demo"]
+                    "SAMOSVAL_INSTANCE_PATH=/tmp/samosval-demo python app.py --demo"])
         engine = app.extensions["samosval"].engine
         was_running = engine.is_alive()
         if was_running:

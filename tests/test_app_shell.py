@@ -113,9 +113,19 @@ def test_cli_refuses_a_bad_username(runner):
     assert result.exit_code != 0
 
 
-def test_cli_init_db(runner, app):
-    result = runner.invoke(args=["init-db"])
-    assert result.exit_code == 0 and "Database ready" in result.output
+def test_cli_init_db_on_a_brand_new_instance_says_what_it_created(tmp_path):
+    from samosval import create_app
+
+    def flask_init_db():  # each `flask --app app init-db` loads the app anew
+        app = create_app({"TESTING": True, "SECRET_KEY": "k", "SIMULATOR_AUTOSTART": False,
+                          "DATABASE": str(tmp_path / "new" / "samosval.sqlite3")},
+                         instance_path=str(tmp_path / "new"))
+        return app.test_cli_runner().invoke(args=["init-db"])
+    result = flask_init_db()
+    assert result.exit_code == 0 and "Database created at" in result.output
+    assert "'root' created" in result.output
+    again = flask_init_db()
+    assert "already up to date" in again.output and "already exists" in again.output
 
 
 def test_it_describes_recent_events_in_words_and_links_their_targets(auth, sample, db):

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from samosval.demo import DEMO_USERS, seed_demo
+from samosval.demo import DEMO_USERS, DemoRefused, seed_demo
 from samosval.domain.requests import REQUEST_STATUSES
 
 USER_LINE = re.compile(r"^\s+(\w+)\s+(admin|operator|developer)\s+(\S+)$")
@@ -103,12 +103,40 @@ def test_it_refuses_a_database_with_data_and_changes_nothing(app, db, setup):
     db.execute(setup)
     tables = ("users", "image_requests", "audit_log", "webhook_tokens")
     before = {t: count(db, f"SELECT COUNT(*) FROM {t}") for t in tables}
-    lines = seed_demo(app)
-    assert "refused" in lines[0] and "Nothing was changed" in lines[0]
+    with pytest.raises(DemoRefused) as refused:
+        seed_demo(app)
+    assert "refused" in refused.value.lines[0] and "Nothing was changed" in refused.value.lines[0]
     assert {t: count(db, f"SELECT COUNT(*) FROM {t}") for t in tables} == before
 
 
 def test_it_refuses_to_run_twice(app, db, seeded):
     before = count(db, "SELECT COUNT(*) FROM audit_log")
-    assert "refused" in seed_demo(app)[0]
+    with pytest.raises(DemoRefused):
+        seed_demo(app)
     assert count(db, "SELECT COUNT(*) FROM audit_log") == before
+
+
+@pytest.mark.slow
+def test_app_py_demo_on_a_used_database_exits_non_zero_without_serving(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from samosval.db import connect, init_db_if_needed
+    from tests.live import free_port
+    root = Path(__file__).resolve().parents[1]
+    instance = tmp_path / "instance"
+    database = instance / "samosval.sqlite3"
+    init_db_if_needed(str(database))
+    db = connect(str(database))
+    db.execute("INSERT INTO users (username, password_hash, role, is_active, created_at) "
+               "VALUES ('someone', 'x', 'developer', 1, '2026-01-01T00:00:00Z')")
+    db.commit()
+    db.close()
+    env = {**os.environ, "SAMOSVAL_INSTANCE_PATH": str(instance), "SAMOSVAL_DEMO": ""}
+    result = subprocess.run([sys.executable, "app.py", "--demo", "--port", str(free_port())],
+                            cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "refused" in result.stderr
+    assert "is running" not in result.stdout
