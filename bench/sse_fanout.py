@@ -1,389 +1,453 @@
-"""Fan-out of the live log stream: N concurrent SSE clients on a running server.
+"""Fan-out of the live log stream to many viewers, against a floor.
 
-    python bench/sse_fanout.py [--duration 30] [--scenarios 1,100,500,50x10] [--speed 1]
+    python bench/sse_fanout.py [--duration 15] [--scenarios 1,100,1000,5000,50x20]
+                               [--servers app,production] [--half-open 1000] [--speed 2]
 
-Each scenario starts its own server (``python app.py`` on 127.0.0.1, a temporary
-instance, ``SAMOSVAL_SIM_SPEED`` = --speed), with one running deployment (or D
-for ``DxC``: D deployments with C clients each), opens the clients, listens for
---duration seconds, and prints per scenario:
+For every scenario (N viewers of one deployment, or DxC: D deployments with C
+viewers each) and every server (``app``: ``python app.py``; ``production``:
+``gunicorn -c gunicorn.conf.py wsgi:app``; both on gevent) the script starts the
+server on 127.0.0.1 with a temporary instance and D running deployments, opens
+the viewers, listens for --duration seconds and reports:
 
-- lines produced in the window vs. delivered to each client (min / mean) and lost;
-- delay from a line's timestamp to its receipt, p50 / p99 / max. The timestamp
-  is when the engine scheduled the line; the engine appends on its next 0.1 s
-  tick, so this includes up to ~100 ms of tick lag that is not the stream's.
-  "spread" is the receipt time minus the earliest receipt of the same line by any
-  client, i.e. the cost of fanning one line out to every client;
-- the server's CPU % (of one core, from /proc) and its thread count during the
-  window and a few seconds after the clients left.
+- lines produced in the window vs. lines delivered to the viewers (and lost);
+- spread: for each line, its receipt time at each viewer minus its first receipt
+  by any viewer of that deployment (the cost of fanning one line out), p50 / p99;
+- delay: receipt time minus the line's timestamp (stamped when the engine appends
+  it), p50 / p99;
+- ``/login`` p95 from a client polling it every 100 ms during the window;
+- the serving process's CPU % (of one core), RSS and thread count, and its RSS
+  per open stream (RSS with the viewers connected minus RSS before, / viewers).
 
-werkzeug's threaded server runs one thread per connection, so 500 clients are
-500 threads: expected. Results go to bench/sse_fanout.json (gitignored).
-Everything binds to 127.0.0.1 and every scenario stops by itself.
+The floor: a bare asyncio server (``--floor-server``, a few lines below) that
+writes the same SSE bytes to every connection of a "deployment" at the same line
+rate, measured by the same client in the same run. On a 2-core machine the
+client itself needs time to read one line from 1,000 sockets, so Samosval's
+spread is reported as a multiple of the floor's.
+
+Half-open sockets: --half-open connections each send a request line and one
+header, then nothing. Reported: ``/login`` p95 meanwhile, and how long until the
+server closed each of them (p50 / max; never closed within 30 s counts as 30).
+
+The client is one asyncio process on one thread (the script itself). The open
+files limit is raised to 20,000 here and in the servers. Results go to
+bench/sse_fanout.json (gitignored); everything binds to 127.0.0.1 and stops.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
-import signal
-import statistics
+import resource
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import urllib.request
-from http.cookiejar import CookieJar
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import ROOT, free_port, percentile, table, write_json  # noqa: E402
 
 from samosval.db import connect  # noqa: E402
-from samosval.domain import users as user_domain  # noqa: E402
 from tests import factories  # noqa: E402
+from tests.live import AppProcess, login_cookie  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import free_port  # noqa: E402
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-CONNECT_BATCH = 50
-GRACE_SECONDS = 1.0  # lines this close to the end may still be in flight: not counted
+LINE = re.compile(rb'"seq":(\d+),"ts":([0-9.]+)')
+CONNECT_BATCH = 200
+GRACE_SECONDS = 1.0  # lines this close to the window's end may still be in flight
+LOGIN_EVERY = 0.1
 
 
-# --- the server -----------------------------------------------------------------------
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(20000, hard), hard))
 
-class Server:
-    def __init__(self, workdir: Path, speed: float, kind: str = "werkzeug"):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.db_path = str(workdir / "instance" / "samosval.sqlite3")
-        env = dict(os.environ)
-        env.update({
-            "SAMOSVAL_INSTANCE_PATH": str(workdir / "instance"),
-            "SAMOSVAL_SECRET_KEY": "bench-secret",
-            "SAMOSVAL_SIM_SPEED": str(speed),
-            "SAMOSVAL_SSE_MAX_STREAMS_PER_USER": "100000",
-            "SAMOSVAL_LOGIN_RATE_LIMIT_USER": "1000 per minute",
-            "SAMOSVAL_LOGIN_RATE_LIMIT_IP": "1000 per minute",
-            "PYTHONUNBUFFERED": "1",
-        })
-        self.log_path = workdir / "server.log"
-        self._log = open(self.log_path, "w")
-        if kind == "gunicorn":
-            # The production way (gunicorn.conf.py): one worker, one thread per stream.
-            env.update({"SAMOSVAL_BIND": f"127.0.0.1:{self.port}", "SAMOSVAL_THREADS": "2100"})
-            command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
-        else:
-            command = [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(self.port)]
-        self.process = subprocess.Popen(command, cwd=str(ROOT), env=env, stdout=self._log,
-                                        stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while True:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("server did not start:\n" + self.log_path.read_text())
+
+# --- the floor: a bare broadcast server ---------------------------------------------
+
+def floor_server(port: int, deployments: int, interval: float) -> None:
+    """Every ``interval`` s, one SSE line per deployment, the same bytes written to
+    every connection of that deployment (path ``/d/<k>``)."""
+    async def main():
+        viewers: dict[int, set] = {k: set() for k in range(deployments)}
+
+        async def handle(reader, writer):
             try:
-                with urllib.request.urlopen(self.url + "/login", timeout=1) as response:
-                    if response.status == 200:
-                        return
+                request = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, OSError):
+                writer.close()  # the readiness probe
+                return
+            k = int(request.split(b" ")[1].rsplit(b"/", 1)[1])
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n")
+            viewers[k].add(writer)
+            try:
+                await reader.read()
             except OSError:
-                time.sleep(0.2)
+                pass  # the viewer left
+            finally:
+                viewers[k].discard(writer)
 
-    def pids(self) -> list[int]:
-        """The server process and its children (gunicorn's worker does the work)."""
-        pids = [self.process.pid]
-        try:
-            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text()
-            pids += [int(pid) for pid in children.split()]
-        except OSError:
-            pass
-        return pids
+        async def produce():
+            seq = 0
+            while True:
+                await asyncio.sleep(interval)
+                seq += 1
+                for k, writers in viewers.items():
+                    data = b'data: {"seq":%d,"ts":%.6f,"level":"INFO","text":"floor line"}\n\n' % (
+                        seq, time.time())
+                    for writer in writers:
+                        writer.write(data)
 
-    def cpu_seconds(self) -> float:
-        total = 0.0
-        for pid in self.pids():
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-        return total
+        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=4096)
+        asyncio.ensure_future(produce())
+        await server.serve_forever()
 
-    def threads(self) -> int:
-        total = 0
-        for pid in self.pids():
-            match = re.search(r"^Threads:\s+(\d+)", Path(f"/proc/{pid}/status").read_text(), re.M)
-            total += int(match.group(1))
-        return total
+    raise_fd_limit()
+    asyncio.run(main())
+
+
+class Floor:
+    """The floor server as a subprocess with the same interface as AppProcess."""
+
+    def __init__(self, deployments: int, interval: float):
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--floor-server", str(self.port), str(deployments),
+             str(interval)])
+        self.paths = [f"/d/{k}" for k in range(deployments)]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                import socket
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("the floor server did not start")
+
+    @property
+    def serving_pid(self) -> int:
+        return self.process.pid
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self._log.close()
+        self.process.terminate()
+        self.process.wait(10)
 
 
-def seed(db_path: str, deployments: int) -> list[int]:
-    db = connect(db_path)
+# --- Samosval -----------------------------------------------------------------------
+
+class Samosval:
+    def __init__(self, workdir: Path, kind: str, deployments: int, speed: float,
+                 header_timeout: float | None = None):
+        env = {"SAMOSVAL_SSE_MAX_STREAMS_PER_USER": "100000",
+               "SAMOSVAL_LOGIN_RATE_LIMIT_IP": "100000 per minute",
+               "SAMOSVAL_LOGIN_RATE_LIMIT_USER": "100000 per minute"}
+        if header_timeout:
+            env["SAMOSVAL_HEADER_TIMEOUT"] = str(header_timeout)
+        self.app = AppProcess(workdir / "instance", workdir / "server.log", speed=speed,
+                              extra_env=env, production=kind == "production")
+        self.port = self.app.port
+        user_id = self.app.create_user("benchops", "operator")
+        db = connect(self.app.db_path)
+        try:
+            ids = []
+            for n in range(deployments):
+                request_id = factories.make_request(db, owner_id=user_id, status="approved")
+                image_id = factories.make_image(db, request_id=request_id)
+                ids.append(factories.make_deployment(db, image_id=image_id, name=f"bench-{n}"))
+        finally:
+            db.close()
+        self.cookie = login_cookie(self.app.url, "benchops")
+        self.paths = [f"/api/deployments/{i}/logs/stream" for i in ids]
+        time.sleep(2.5)  # the engine picks running deployments up within a second
+
+    @property
+    def serving_pid(self) -> int:
+        return self.app.serving_pid
+
+    def stop(self) -> None:
+        self.app.stop()
+
+
+def proc_stats(pid: int) -> dict:
+    status = Path(f"/proc/{pid}/status").read_text()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return {"cpu": (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"),
+            "rss_kb": int(re.search(r"^VmRSS:\s+(\d+)", status, re.M).group(1)),
+            "threads": int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))}
+
+
+# --- the client -----------------------------------------------------------------------
+
+class Viewer:
+    __slots__ = ("group", "received", "connected")
+
+    def __init__(self, group: int):
+        self.group = group
+        self.received: list[tuple[int, float, float]] = []  # (seq, ts, receipt)
+        self.connected = False
+
+
+async def run_viewer(viewer: Viewer, port: int, path: str, cookie: str, stop: asyncio.Event):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n"
+                 "Accept: text/event-stream\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        writer.close()
+        raise RuntimeError(head[:200])
+    viewer.connected = True
+    pending = b""
     try:
-        user_id = user_domain.create_user(db, "benchop", "bench-password-1", "operator",
-                                          now=time.time())
-        request_id = factories.make_request(db, owner_id=user_id, status="approved")
-        image_id = factories.make_image(db, request_id=request_id)
-        return [factories.make_deployment(db, image_id=image_id, name=f"fanout-{n + 1}")
-                for n in range(deployments)]
-    finally:
-        db.close()
-
-
-def login(base: str) -> str:
-    jar = CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    page = opener.open(base + "/login", timeout=10).read().decode()
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    data = urllib.parse.urlencode({"username": "benchop", "password": "bench-password-1",
-                                   "csrf_token": token}).encode()
-    opener.open(base + "/login", data=data, timeout=10)
-    return "; ".join(f"{cookie.name}={cookie.value}" for cookie in jar)
-
-
-# --- the clients --------------------------------------------------------------------------
-
-class Client:
-    def __init__(self, deployment_id: int):
-        self.deployment_id = deployment_id
-        self.received: list[tuple[int, float, float]] = []  # (seq, line ts, receipt time)
-        self.status = None
-        self.error = None
-        self.connected = asyncio.Event()
-
-
-async def run_client(client: Client, port: int, cookie: str) -> None:
-    """Read one stream until the task is cancelled at the end of the window. One
-    ``read()`` per burst and hand-made de-chunking keep the bench's own share of
-    the measured delay small."""
-    writer = None
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
-        writer.write((f"GET /api/deployments/{client.deployment_id}/logs/stream HTTP/1.1\r\n"
-                      f"Host: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n"
-                      "Accept: text/event-stream\r\n\r\n").encode())
-        await writer.drain()
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-        client.status = int(head.split(b" ", 2)[1])
-        client.connected.set()
-        if client.status != 200:
-            return
-        chunked = b"transfer-encoding: chunked" in head.lower()
-        raw = b""
-        text = ""
-        while True:
+        while not stop.is_set():
             data = await reader.read(65536)
             if not data:
-                return
+                break
             now = time.time()
-            if chunked:
-                raw += data
-                while True:
-                    eol = raw.find(b"\r\n")
-                    if eol < 0:
-                        break
-                    size = int(raw[:eol].split(b";")[0] or b"0", 16)
-                    if size == 0:
-                        return
-                    if len(raw) < eol + 2 + size + 2:
-                        break
-                    text += raw[eol + 2:eol + 2 + size].decode()
-                    raw = raw[eol + 2 + size + 2:]
-            else:
-                text += data.decode()
-            while "\n\n" in text:
-                block, text = text.split("\n\n", 1)
-                for line in block.split("\n"):
-                    if line.startswith('data: {"seq"'):
-                        payload = json.loads(line[6:])
-                        client.received.append((payload["seq"], payload["ts"], now))
-    except (asyncio.TimeoutError, asyncio.CancelledError):
-        return
-    except Exception as exc:  # noqa: BLE001 - report it, never hang the bench
-        client.error = repr(exc)
+            pending += data
+            cut = pending.rfind(b"\n\n")
+            if cut < 0:
+                continue
+            complete, pending = pending[:cut], pending[cut + 2:]
+            for match in LINE.finditer(complete):
+                viewer.received.append((int(match.group(1)), float(match.group(2)), now))
     finally:
-        client.connected.set()  # connected, refused or failed: never leave the bench waiting
-        if writer is not None:
-            writer.close()
+        writer.close()
 
 
-async def run_scenario(server: Server, deployment_ids: list[int], per_deployment: int,
-                       duration: float) -> dict:
-    cookie = login(server.url)
-    clients = [Client(d) for d in deployment_ids for _ in range(per_deployment)]
+def login_probe_process(port: int) -> None:
+    """``GET /login`` every 100 ms until stdin closes; prints the times (ms) as JSON.
+    A process of its own: in the viewers' event loop it would measure their lag."""
+    import http.client
+    import json
+    import select
+
+    samples = []
+    while not select.select([sys.stdin], [], [], LOGIN_EVERY)[0]:
+        started = time.perf_counter()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", "/login")
+            conn.getresponse().read()
+            conn.close()
+            samples.append((time.perf_counter() - started) * 1000)
+        except OSError:
+            samples.append(None)
+    print(json.dumps(samples))
+
+
+async def login_probe(port: int, stop: asyncio.Event, samples: list[float]):
+    import json
+
+    probe = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--login-probe", str(port),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    await stop.wait()
+    out, _ = await probe.communicate(b"stop")
+    samples.extend(float("inf") if x is None else x for x in json.loads(out))
+
+
+async def scenario(server, per_group: int, duration: float, login_port: int | None) -> dict:
+    viewers = [Viewer(g) for g in range(len(server.paths)) for _ in range(per_group)]
+    stop = asyncio.Event()
+    before = proc_stats(server.serving_pid)
     tasks = []
-    started_connecting = time.time()
-    for index in range(0, len(clients), CONNECT_BATCH):
-        for client in clients[index:index + CONNECT_BATCH]:
-            tasks.append(asyncio.create_task(run_client(client, server.port, cookie)))
-        await asyncio.sleep(0.05)
-    await asyncio.wait_for(asyncio.gather(*(c.connected.wait() for c in clients)), 120)
-    connect_seconds = time.time() - started_connecting
-    refused = [c.status for c in clients if c.status != 200]
-    await asyncio.sleep(1.0)  # let the initial 200-line tails drain
-
+    connect_started = time.monotonic()
+    for start in range(0, len(viewers), CONNECT_BATCH):
+        batch = viewers[start:start + CONNECT_BATCH]
+        tasks += [asyncio.ensure_future(run_viewer(v, server.port, server.paths[v.group],
+                                                   getattr(server, "cookie", ""), stop))
+                  for v in batch]
+        while sum(v.connected for v in batch) < len(batch):
+            failed = [t for t in tasks if t.done() and t.exception()]
+            if failed:
+                raise failed[0].exception()
+            await asyncio.sleep(0.01)
+    connect_seconds = time.monotonic() - connect_started
+    await asyncio.sleep(1.0)
+    logins: list[float] = []
+    probe = asyncio.ensure_future(login_probe(login_port, stop, logins)) if login_port else None
     window_start = time.time()
-    stop_at = window_start + duration
-    cpu_start = server.cpu_seconds()
-    bench_cpu_start = time.process_time()
-    max_threads = server.threads()
-    while time.time() < stop_at:
-        await asyncio.sleep(min(1.0, max(0.0, stop_at - time.time())))
-        max_threads = max(max_threads, server.threads())
+    cpu_start = proc_stats(server.serving_pid)
+    await asyncio.sleep(duration)
     window_end = time.time()
-    server_cpu = (server.cpu_seconds() - cpu_start) / (window_end - window_start) * 100
-    bench_cpu = (time.process_time() - bench_cpu_start) / (window_end - window_start) * 100
-    threads_during = server.threads()
+    during = proc_stats(server.serving_pid)
+    stop.set()
+    if probe:
+        await probe
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    await asyncio.sleep(3.0)  # the server notices the gone clients on its next write
-    threads_after = server.threads()
-    return summarise(clients, window_start, window_end, duration, per_deployment, connect_seconds,
-                     refused, server_cpu, bench_cpu, max_threads, threads_during, threads_after)
+    await asyncio.sleep(2.0)
+    after = proc_stats(server.serving_pid)
+    return summarise(viewers, len(server.paths), per_group, window_start, window_end, duration,
+                     before, cpu_start, during, after, logins, connect_seconds)
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
-
-
-def summarise(clients, window_start, window_end, duration, per_deployment, connect_seconds, refused,
-              server_cpu, bench_cpu, max_threads, threads_during, threads_after) -> dict:
-    last_counted = window_end - GRACE_SECONDS
-    by_deployment: dict[int, list[Client]] = {}
-    for client in clients:
-        by_deployment.setdefault(client.deployment_id, []).append(client)
-    produced_total = 0
-    delivered, lost, duplicates, delays, spreads = [], [], 0, [], []
-    for group in by_deployment.values():
-        in_window = {seq: ts for c in group for seq, ts, _ in c.received if window_start <= ts <= last_counted}
-        if not in_window:
-            continue
-        low, high = min(in_window), max(in_window)
-        produced = high - low + 1  # seq numbers are consecutive: a hole is a line nobody got
-        produced_total += produced
-        first_receipt: dict[int, float] = {}
-        for c in group:
-            for seq, _ts, got in c.received:
-                if low <= seq <= high:
-                    first_receipt[seq] = min(got, first_receipt.get(seq, got))
-        for c in group:
-            seqs = [seq for seq, _ts, _got in c.received if low <= seq <= high]
-            duplicates += len(seqs) - len(set(seqs))
-            delivered.append(len(set(seqs)))
-            lost.append(produced - len(set(seqs)))
-            for seq, ts, got in c.received:
-                if low <= seq <= high:
-                    delays.append((got - ts) * 1000)
-                    spreads.append((got - first_receipt[seq]) * 1000)
-    errors = [c.error for c in clients if c.error]
+def summarise(viewers, groups, per_group, window_start, window_end, duration, before, cpu_start,
+              during, after, logins, connect_seconds) -> dict:
+    first_receipt: dict[tuple[int, int], float] = {}
+    seqs_by_group: dict[int, set] = {g: set() for g in range(groups)}
+    counts: dict[tuple[int, int], int] = {}
+    for viewer in viewers:
+        for seq, ts, receipt in viewer.received:
+            if not window_start <= ts <= window_end - GRACE_SECONDS:
+                continue
+            key = (viewer.group, seq)
+            first_receipt[key] = min(first_receipt.get(key, receipt), receipt)
+            counts[key] = counts.get(key, 0) + 1
+            seqs_by_group[viewer.group].add(seq)
+    produced = sum(max(s) - min(s) + 1 for s in seqs_by_group.values() if s)
+    spreads, delays = [], []
+    for viewer in viewers:
+        for seq, ts, receipt in viewer.received:
+            key = (viewer.group, seq)
+            if key in first_receipt and window_start <= ts <= window_end - GRACE_SECONDS:
+                spreads.append((receipt - first_receipt[key]) * 1000)
+                delays.append((receipt - ts) * 1000)
+    delivered = sum(counts.values())
+    finite = [x for x in logins if x != float("inf")]
     return {
-        "clients": len(clients),
-        "deployments": len(by_deployment),
-        "clients_per_deployment": per_deployment,
-        "duration_s": round(window_end - window_start, 1),
-        "connect_s": round(connect_seconds, 2),
-        "refused": refused,
-        "errors": errors[:5],
-        "lines_produced": produced_total,
-        "delivered_min": min(delivered) if delivered else 0,
-        "delivered_mean": round(statistics.mean(delivered), 1) if delivered else 0,
-        "lost_total": sum(lost),
-        "lost_max_per_client": max(lost) if lost else 0,
-        "duplicates": duplicates,
-        "delay_p50_ms": round(percentile(delays, 0.50), 1),
-        "delay_p99_ms": round(percentile(delays, 0.99), 1),
-        "delay_max_ms": round(max(delays), 1) if delays else None,
-        "spread_p50_ms": round(percentile(spreads, 0.50), 1),
-        "spread_p99_ms": round(percentile(spreads, 0.99), 1),
-        "server_cpu_pct": round(server_cpu, 1),
-        "bench_cpu_pct": round(bench_cpu, 1),
-        "server_threads_max": max_threads,
-        "server_threads_end": threads_during,
-        "server_threads_after_clients_left": threads_after,
+        "viewers": len(viewers), "groups": groups, "per_group": per_group,
+        "connect_s": round(connect_seconds, 1),
+        "produced": produced, "expected": produced * per_group, "delivered": delivered,
+        "lost": produced * per_group - delivered,
+        "spread_p50": percentile(spreads, 50), "spread_p99": percentile(spreads, 99),
+        "delay_p50": percentile(delays, 50), "delay_p99": percentile(delays, 99),
+        "login_p95": percentile(finite, 95) if finite else None,
+        "login_failed": len(logins) - len(finite),
+        "cpu_pct": (during["cpu"] - cpu_start["cpu"]) / duration * 100,
+        "rss_mb": during["rss_kb"] / 1024, "threads": during["threads"],
+        "threads_after": after["threads"],
+        "kb_per_stream": (during["rss_kb"] - before["rss_kb"]) / max(1, len(viewers)),
     }
 
 
-# --- main ---------------------------------------------------------------------------------
+async def half_open(server, count: int, watch: float) -> dict:
+    """``count`` connections that send half a request, then nothing."""
+    closed_after: list[float] = []
+    stop = asyncio.Event()
+
+    async def one():
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(reader.read(), watch)
+            closed_after.append(time.monotonic() - started)
+        except (asyncio.TimeoutError, OSError):
+            closed_after.append(watch)
+        finally:
+            writer.close()
+
+    tasks = []
+    for start in range(0, count, CONNECT_BATCH):
+        tasks += [asyncio.ensure_future(one()) for _ in range(min(CONNECT_BATCH, count - start))]
+        await asyncio.sleep(0.05)
+    logins: list[float] = []
+    probe = asyncio.ensure_future(login_probe(server.port, stop, logins))
+    await asyncio.gather(*tasks, return_exceptions=True)
+    stop.set()
+    await probe
+    finite = [x for x in logins if x != float("inf")]
+    return {"sockets": count, "login_p95": percentile(finite, 95) if finite else None,
+            "login_samples": len(logins), "login_failed": len(logins) - len(finite),
+            "closed_p50_s": percentile(closed_after, 50), "closed_max_s": max(closed_after),
+            "never_closed": sum(1 for x in closed_after if x >= watch)}
+
+
+# --- running it ---------------------------------------------------------------------------
 
 def parse_scenario(text: str) -> tuple[int, int]:
-    """"500" -> one deployment, 500 clients; "50x10" -> 50 deployments, 10 clients each."""
     if "x" in text:
-        deployments, clients = text.lower().split("x", 1)
-        return int(deployments), int(clients)
+        groups, per_group = text.split("x")
+        return int(groups), int(per_group)
     return 1, int(text)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds of listening per scenario")
-    parser.add_argument("--scenarios", default="1,100,500,50x10",
-                        help="comma-separated: N clients on one deployment, or DxC")
-    parser.add_argument("--speed", type=float, default=float(os.environ.get("SAMOSVAL_SIM_SPEED", "1")),
-                        help="simulation speed of the server (SAMOSVAL_SIM_SPEED)")
-    parser.add_argument("--server", choices=("werkzeug", "gunicorn"), default="werkzeug",
-                        help="python app.py (werkzeug, threaded) or gunicorn -c gunicorn.conf.py")
-    parser.add_argument("--output", default=str(Path(__file__).with_suffix(".json")))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds of listening per scenario")
+    parser.add_argument("--scenarios", default="1,100,1000,5000,50x20,1000x1",
+                        help="N viewers of one deployment, or DxC (1000x1: the engine at 1,000 deployments)")
+    parser.add_argument("--servers", default="app,production")
+    parser.add_argument("--half-open", type=int, default=1000, help="0 to skip")
+    parser.add_argument("--speed", type=float, default=0.5,
+                        help="SAMOSVAL_SIM_SPEED (a running deployment writes ~2 lines/s at speed 1)")
+    parser.add_argument("--floor-server", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--login-probe", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if not 1 <= args.duration <= 600:
-        parser.error("--duration must be between 1 and 600 seconds")
-
+    if args.login_probe:
+        login_probe_process(args.login_probe)
+        return 0
+    if args.floor_server:
+        port, deployments, interval = args.floor_server
+        floor_server(int(port), int(deployments), float(interval))
+        return 0
+    raise_fd_limit()
+    interval = 1 / (2 * args.speed)  # the floor writes lines at the engine's rate
     results = []
-    for spec in args.scenarios.split(","):
-        deployments, per_deployment = parse_scenario(spec.strip())
-        if deployments * per_deployment > 2000:
-            parser.error("at most 2000 clients per scenario")
-        with tempfile.TemporaryDirectory(prefix="samosval-bench-") as workdir:
-            server = Server(Path(workdir), args.speed, args.server)
-            try:
-                ids = seed(server.db_path, deployments)
-                time.sleep(1.5)  # the engine picks running deployments up on its next refresh
-                print(f"scenario {spec}: {deployments} deployment(s) x {per_deployment} client(s), "
-                      f"{args.duration:.0f} s ...", flush=True)
-                result = asyncio.run(run_scenario(server, ids, per_deployment, args.duration))
-            finally:
-                server.stop()
-        result["scenario"] = spec
-        results.append(result)
-
-    print_table(results, args)
-    report = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "duration_s": args.duration,
-              "speed": args.speed, "cpus": os.cpu_count(), "python": sys.version.split()[0],
-              "server": ("gunicorn gthread, 1 worker" if args.server == "gunicorn"
-                         else "python app.py (werkzeug threaded)"), "results": results}
-    Path(args.output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwritten to {args.output}")
+    for text in args.scenarios.split(","):
+        groups, per_group = parse_scenario(text)
+        for kind in ["floor"] + args.servers.split(","):
+            with tempfile.TemporaryDirectory(prefix="samosval-fanout-") as tmp:
+                server = (Floor(groups, interval) if kind == "floor"
+                          else Samosval(Path(tmp), kind, groups, args.speed))
+                try:
+                    load = os.getloadavg()[0]
+                    result = asyncio.run(scenario(server, per_group, args.duration,
+                                                  None if kind == "floor" else server.port))
+                finally:
+                    server.stop()
+            result.update(scenario=text, server=kind, load=load)
+            results.append(result)
+            print(f"{text:>6} {kind:<10} lost {result['lost']} of {result['expected']}, spread p99 "
+                  f"{result['spread_p99']:.1f} ms, delay p99 {result['delay_p99']:.1f} ms, login p95 "
+                  f"{result['login_p95']}, cpu {result['cpu_pct']:.0f} %, load {load:.2f}", flush=True)
+    half_open_results = []
+    if args.half_open:
+        for kind in args.servers.split(","):
+            with tempfile.TemporaryDirectory(prefix="samosval-halfopen-") as tmp:
+                server = Samosval(Path(tmp), kind, 1, args.speed)
+                try:
+                    result = asyncio.run(half_open(server, args.half_open, 30.0))
+                    result.update(server=kind, load=os.getloadavg()[0],
+                                  threads=proc_stats(server.serving_pid)["threads"])
+                finally:
+                    server.stop()
+            half_open_results.append(result)
+            print(f"half-open {kind}: {result}", flush=True)
+    print_tables(results, half_open_results)
+    path = write_json("sse_fanout", {"args": vars(args), "results": results,
+                                     "half_open": half_open_results})
+    print(f"\nwritten to {path.relative_to(ROOT)}")
     return 0
 
 
-def print_table(results: list[dict], args) -> None:
-    print(f"\nSSE fan-out, {args.duration:.0f} s per scenario, SIM_SPEED={args.speed:g}, "
-          f"{os.cpu_count()} CPUs")
-    header = ("scenario", "clients", "produced", "deliv.min", "lost", "dups", "p50 ms", "p99 ms",
-              "spread p99", "srv CPU%", "threads", "after")
-    rows = [(r["scenario"], r["clients"], r["lines_produced"], r["delivered_min"], r["lost_total"],
-             r["duplicates"], r["delay_p50_ms"], r["delay_p99_ms"], r["spread_p99_ms"],
-             r["server_cpu_pct"], r["server_threads_max"], r["server_threads_after_clients_left"])
-            for r in results]
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
-    for row in (header, *rows):
-        print("  ".join(str(value).rjust(width) for value, width in zip(row, widths)))
+def print_tables(results, half_open_results) -> None:
+    floors = {r["scenario"]: r for r in results if r["server"] == "floor"}
+    rows = []
     for r in results:
-        if r["refused"] or r["errors"]:
-            print(f"  {r['scenario']}: refused {r['refused'][:5]} errors {r['errors']}")
+        floor = floors.get(r["scenario"])
+        ratio = (r["spread_p99"] / floor["spread_p99"]) if floor and floor["spread_p99"] else None
+        rows.append([r["scenario"], r["server"], f"{r['delivered']}/{r['expected']}",
+                     f"{r['spread_p50']:.1f} / {r['spread_p99']:.1f}",
+                     f"{ratio:.2f}" if ratio and r["server"] != "floor" else "-",
+                     f"{r['delay_p50']:.1f} / {r['delay_p99']:.1f}",
+                     f"{r['login_p95']:.1f}" if r["login_p95"] is not None else "-",
+                     f"{r['cpu_pct']:.0f}", f"{r['rss_mb']:.0f}", r["threads"],
+                     f"{r['kb_per_stream']:.1f}", f"{r['load']:.2f}"])
+    print()
+    print(table(["viewers", "server", "delivered/expected", "spread p50/p99 ms", "p99 / floor",
+                 "delay p50/p99 ms", "/login p95 ms", "CPU %", "RSS MB", "threads",
+                 "KB/stream", "load"], rows))
+    if half_open_results:
+        print()
+        print(table(["server", "half-open sockets", "/login p95 ms", "closed p50 / max s",
+                     "never closed", "threads"],
+                    [[r["server"], r["sockets"], f"{r['login_p95']:.1f}" if r["login_p95"] else "-",
+                      f"{r['closed_p50_s']:.1f} / {r['closed_max_s']:.1f}", r["never_closed"],
+                      r["threads"]] for r in half_open_results]))
 
 
 if __name__ == "__main__":

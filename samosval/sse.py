@@ -168,7 +168,8 @@ def log_events(logs, *, after: tuple[str | None, int] | None, heartbeat: float,
             if (reason := check_access()):
                 yield end(reason)
                 return
-        data, sent_to, missed = logs.chunk_after(cursor, BATCH, encode)
+        data, sent_to, missed = (logs.chunk_after(cursor, BATCH, encode)
+                                 if cursor < logs.last_seq else (b"", cursor, 0))
         chunk = []
         if missed:
             chunk.append(format_event({"missed": missed, "after": cursor},
