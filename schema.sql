@@ -110,7 +110,10 @@ CREATE TABLE IF NOT EXISTS deployments (
     created_by INTEGER REFERENCES users(id),
     next_step_at REAL,
     status_since REAL,
-    last_commit TEXT
+    last_commit TEXT,
+    current_release_id INTEGER,
+    pinned_at TEXT,
+    pinned_by INTEGER REFERENCES users(id)
 );
 CREATE INDEX IF NOT EXISTS idx_deployments_status ON deployments(status, next_step_at);
 CREATE INDEX IF NOT EXISTS idx_deployments_image ON deployments(image_id, status);
@@ -146,6 +149,24 @@ CREATE INDEX IF NOT EXISTS idx_audit_created ON audit_log(created_at, id);
 CREATE INDEX IF NOT EXISTS idx_audit_user ON audit_log(user_id, id);
 CREATE INDEX IF NOT EXISTS idx_audit_action ON audit_log(action, id);
 CREATE INDEX IF NOT EXISTS idx_audit_target ON audit_log(target_type, target_id, id);
+
+-- Audit text search: a trigram index over details (substring matching, any script),
+-- external content (the text is stored once, in audit_log), kept in step by the
+-- triggers below. Candidates are re-checked with the literal LIKE (see
+-- samosval/domain/audit_queries.py), so the index only narrows, never decides.
+CREATE VIRTUAL TABLE IF NOT EXISTS audit_fts USING fts5(
+    details, content='audit_log', content_rowid='id', tokenize='trigram'
+);
+CREATE TRIGGER IF NOT EXISTS audit_fts_insert AFTER INSERT ON audit_log BEGIN
+    INSERT INTO audit_fts (rowid, details) VALUES (new.id, new.details);
+END;
+CREATE TRIGGER IF NOT EXISTS audit_fts_delete AFTER DELETE ON audit_log BEGIN
+    INSERT INTO audit_fts (audit_fts, rowid, details) VALUES ('delete', old.id, old.details);
+END;
+CREATE TRIGGER IF NOT EXISTS audit_fts_update AFTER UPDATE OF details ON audit_log BEGIN
+    INSERT INTO audit_fts (audit_fts, rowid, details) VALUES ('delete', old.id, old.details);
+    INSERT INTO audit_fts (rowid, details) VALUES (new.id, new.details);
+END;
 
 CREATE TABLE IF NOT EXISTS webhook_tokens (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -207,3 +228,40 @@ CREATE TABLE IF NOT EXISTS login_throttle (
     blocked_until REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idx_login_throttle_age ON login_throttle(last_failure_at);
+
+-- Releases (issue 20): every rollout of a deployment is numbered v1, v2, ... per
+-- deployment. status: pending_approval | deploying | running | failed | rejected |
+-- expired | cancelled ("running" is the outcome: it came up). config_version points
+-- at the configuration it ran with (NULL until deployments have configurations).
+CREATE TABLE IF NOT EXISTS releases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    deployment_id INTEGER NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    image_id INTEGER REFERENCES images(id),
+    image_tag TEXT NOT NULL,
+    image_digest TEXT NOT NULL,
+    commit_sha TEXT,
+    config_version INTEGER,
+    trigger_kind TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    rollback_of INTEGER,
+    delivery_id INTEGER,
+    created_at TEXT NOT NULL,
+    created_ts REAL NOT NULL,
+    created_by INTEGER REFERENCES users(id),
+    finished_at TEXT,
+    failure_reason TEXT,
+    decided_at TEXT,
+    decided_by INTEGER REFERENCES users(id),
+    decision_reason TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS idx_releases_number ON releases(deployment_id, number);
+CREATE INDEX IF NOT EXISTS idx_releases_status ON releases(status, created_ts);
+
+-- Environments an admin protected: every rollout there waits for a second person.
+CREATE TABLE IF NOT EXISTS protected_environments (
+    environment TEXT PRIMARY KEY,
+    protected_at TEXT NOT NULL,
+    protected_by INTEGER REFERENCES users(id)
+);

@@ -105,9 +105,18 @@ def _v2_samosval_extensions(db: sqlite3.Connection, schema_sql: str) -> None:
 
 
 def _statements(script: str) -> list[str]:
-    """Split schema.sql into statements (it has no semicolons inside literals)."""
+    """Split schema.sql into statements (it has no semicolons inside literals; a
+    trigger's body runs to its ``END``)."""
     lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    statements, pending = [], ""
+    for part in "\n".join(lines).split(";"):
+        pending = f"{pending};{part}" if pending else part.strip()
+        if pending.upper().startswith("CREATE TRIGGER") and not pending.upper().endswith("END"):
+            continue
+        if pending:
+            statements.append(pending.strip())
+        pending = ""
+    return statements
 
 
 def _create_table_statements(schema_sql: str) -> dict[str, str]:
@@ -160,11 +169,22 @@ def _v4_sessions(db: sqlite3.Connection, schema_sql: str) -> None:
                 db.execute(statement)
 
 
+def _v5_audit_search(db: sqlite3.Connection, schema_sql: str) -> None:
+    """Audit text search: the FTS5 trigram table over ``audit_log.details`` and the
+    triggers that keep it in step, from schema.sql, then filled from every existing
+    row. ``rebuild`` only reads audit_log: no audit row is touched."""
+    for statement in _statements(schema_sql):
+        if "audit_fts" in statement:
+            db.execute(statement)
+    db.execute("INSERT INTO audit_fts (audit_fts) VALUES ('rebuild')")
+
+
 # (version reached, function). Append new steps; never edit a released one.
 MIGRATIONS = [
     (2, _v2_samosval_extensions),
     (3, _v3_autoincrement),
     (4, _v4_sessions),
+    (5, _v5_audit_search),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

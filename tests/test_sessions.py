@@ -288,7 +288,7 @@ def test_it_adds_the_session_tables_to_a_version_3_database(tmp_path):
         db.execute("DROP TABLE sessions")
         db.execute("DROP TABLE login_throttle")
         db.execute("PRAGMA user_version = 3")
-        assert migrations.upgrade(db, schema_sql()) == [4]
+        assert migrations.upgrade(db, schema_sql())[0] == 4
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert {"sessions", "login_throttle"} <= tables
