@@ -166,3 +166,50 @@ def test_it_shows_builds_and_the_build_button_on_the_request_page(auth, db, user
     draft = factories.make_request(db, owner_id=users["dana"], status="draft")
     html = auth.client_for("oleg").get(f"/requests/{draft}").get_data(as_text=True)
     assert 'data-action="start-build"' not in html
+
+
+def retry(auth, username, build_id, **kwargs):
+    return auth.client_for(username).post(f"/builds/{build_id}/retry", **kwargs)
+
+
+@pytest.mark.parametrize("old_status", ["failed", "cancelled"])
+def test_a_retry_of_a_failed_build_queues_a_new_build_of_the_same_request(auth, db, users, sample, old_status):
+    old = factories.make_build(db, request_id=sample["request_id"], built_by=users["oleg"], status=old_status)
+    page = auth.client_for("oleg").get(f"/builds/{old}").get_data(as_text=True)
+    assert 'data-action="retry-build"' in page
+    response = retry(auth, "alice", old)
+    new = db.execute("SELECT * FROM builds WHERE id != ?", (old,)).fetchone()
+    assert response.status_code == 302 and response.headers["Location"].endswith(f"/builds/{new['id']}")
+    assert new["request_id"] == sample["request_id"] and new["status"] == "queued"
+    assert new["built_by"] == users["alice"]
+    assert db.execute("SELECT status FROM builds WHERE id = ?", (old,)).fetchone()[0] == old_status
+    details = json.loads(db.execute("SELECT details FROM audit_log WHERE action = 'build_start'").fetchone()[0])
+    assert details["retry_of"] == old
+
+
+@pytest.mark.parametrize("status", ["success", "queued", "building"])
+def test_it_refuses_to_retry_a_build_that_did_not_fail(auth, db, users, sample, status):
+    old = factories.make_build(db, request_id=sample["request_id"], built_by=users["oleg"], status=status)
+    assert 'data-action="retry-build"' not in auth.client_for("oleg").get(f"/builds/{old}").get_data(as_text=True)
+    response = retry(auth, "oleg", old)
+    assert response.status_code == 302 and builds_count(db) == 1
+
+
+@pytest.mark.parametrize("username, status", [("dana", 403), ("carl", 403), ("sam", 404)])
+def test_only_who_may_build_may_retry(auth, db, users, sample, username, status):
+    old = factories.make_build(db, request_id=sample["request_id"], built_by=users["oleg"], status="failed")
+    if status == 403:
+        page = auth.client_for(username).get(f"/builds/{old}").get_data(as_text=True)
+        assert 'data-action="retry-build"' not in page
+    assert retry(auth, username, old).status_code == status
+    assert retry(auth, "oleg", old, csrf=False).status_code == 400
+    assert builds_count(db) == 1
+
+
+def test_it_refuses_to_retry_when_the_request_is_no_longer_approved(auth, db, users):
+    request_id = factories.make_request(db, owner_id=users["dana"], status="approved")
+    old = factories.make_build(db, request_id=request_id, built_by=users["oleg"], status="failed")
+    db.execute("UPDATE image_requests SET status = 'rejected' WHERE id = ?", (request_id,))
+    db.commit()
+    assert 'data-action="retry-build"' not in auth.client_for("oleg").get(f"/builds/{old}").get_data(as_text=True)
+    assert retry(auth, "oleg", old).status_code == 302 and builds_count(db) == 1

@@ -61,7 +61,7 @@ def log_line(text: str) -> str:
     return text.rstrip("\n") + "\n"
 
 
-def start_build(db: sqlite3.Connection, req, user, now: float) -> int:
+def start_build(db: sqlite3.Connection, req, user, now: float, *, retry_of: int | None = None) -> int:
     """Queue a build of an approved request. The engine picks it up (``next_step_at``
     NULL) and schedules it with its own RNG."""
     if req["status"] != "approved":
@@ -77,12 +77,26 @@ def start_build(db: sqlite3.Connection, req, user, now: float) -> int:
             "steps_done, steps_total, next_step_at, status_since) "
             "VALUES (?, 'queued', ?, ?, ?, ?, 0, 0, NULL, ?)",
             (req["id"], log_line(f"Build queued by {user.username} for "
-                                 f"{req['image_name']}:{req['version_tag']}"),
+                                 f"{req['image_name']}:{req['version_tag']}"
+                                 + (f" (retry of build #{retry_of})" if retry_of else "")),
              user.id, stamp, stamp, now)).lastrowid
         audit.record(db, "build_start", user_id=user.id, target_type="build", target_id=build_id,
                      details={"request_id": req["id"],
-                              "image": f"{req['image_name']}:{req['version_tag']}"}, now=now)
+                              "image": f"{req['image_name']}:{req['version_tag']}",
+                              **({"retry_of": retry_of} if retry_of else {})}, now=now)
     return build_id
+
+
+RETRYABLE_BUILD_STATUSES = ("failed", "cancelled")
+
+
+def retry_build(db: sqlite3.Connection, build, user, now: float) -> int:
+    """Retry a failed or cancelled build: a new build of the same request (the old
+    one stays as it ended). The request must still be approved, as for any build."""
+    if build["status"] not in RETRYABLE_BUILD_STATUSES:
+        raise Refused("conflict", N_("Only a failed or cancelled build can be retried."))
+    req = db.execute("SELECT * FROM image_requests WHERE id = ?", (build["request_id"],)).fetchone()
+    return start_build(db, req, user, now, retry_of=build["id"])
 
 
 def cancel_build(db: sqlite3.Connection, build, user, now: float) -> None:

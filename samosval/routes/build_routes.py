@@ -81,6 +81,17 @@ def cancel_build(build_id: int):
     return redirect(url_for("builds.build_detail", build_id=build_id))
 
 
+@bp.route("/builds/<int:build_id>/retry", methods=["POST"])
+@login_required
+def retry_build(build_id: int):
+    build = get_build_or_404(build_id)
+    if not permissions.can_build(current_user):  # a retry is a build: the same rule
+        abort(403)
+    new_id = build_domain.retry_build(get_db(), build, current_user, sim_now())
+    flash(_("Build #%(id)s queued: a retry of build #%(old)s.", id=new_id, old=build_id), "success")
+    return redirect(url_for("builds.build_detail", build_id=new_id))
+
+
 @bp.route("/requests/<int:request_id>/build", methods=["POST"])
 @login_required
 def start_build(request_id: int):

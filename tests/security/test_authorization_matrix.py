@@ -116,6 +116,7 @@ MATRIX: dict[str, Access] = {
     "builds.build_detail": Access("page", obj="build", view=MEMBERS),
     "builds.build_log_json": Access("api", obj="build", view=MEMBERS),
     "builds.cancel_build": Access("page", obj="build", view=MEMBERS, act=STAFF),
+    "builds.retry_build": Access("page", obj="build", view=MEMBERS, act=STAFF),  # a retry is a build
     "images.image_detail": Access("page", obj="image", view=MEMBERS),
     "images.create_deployment": Access("page", obj="image", view=MEMBERS, act=STAFF, data=DEPLOY_FORM),
 
