@@ -129,7 +129,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     created_at TEXT NOT NULL,
     target_type TEXT,
     resolved_at TEXT,
-    resolved_by INTEGER REFERENCES users(id)
+    resolved_by INTEGER REFERENCES users(id),
+    message_params TEXT
 );
 CREATE INDEX IF NOT EXISTS idx_alerts_open ON alerts(resolved, created_at);
 CREATE INDEX IF NOT EXISTS idx_alerts_target ON alerts(target_type, target_id, resolved);

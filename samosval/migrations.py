@@ -179,12 +179,19 @@ def _v5_audit_search(db: sqlite3.Connection, schema_sql: str) -> None:
     db.execute("INSERT INTO audit_fts (audit_fts) VALUES ('rebuild')")
 
 
+def _v7_alert_message_params(db: sqlite3.Connection, schema_sql: str) -> None:
+    """Alerts keep the parameters of their message (JSON), so that the text is
+    rendered in each viewer's language; ``message`` stays the English text."""
+    _add_columns(db, "alerts", ["message_params TEXT"])
+
+
 # (version reached, function). Append new steps; never edit a released one.
 MIGRATIONS = [
     (2, _v2_samosval_extensions),
     (3, _v3_autoincrement),
     (4, _v4_sessions),
     (5, _v5_audit_search),
+    (7, _v7_alert_message_params),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

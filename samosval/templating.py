@@ -2,20 +2,25 @@
 themed error pages (JSON for API callers)."""
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from datetime import UTC, datetime
 
+from babel.dates import format_timedelta
 from flask import current_app, g, jsonify, render_template, request
 from flask_babel import format_datetime, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
+from markupsafe import Markup
 
 from . import permissions
 from .audit import ACTIONS, TARGET_LABELS
 from .auth import wants_json
+from .domain import alerts as alert_domain
+from .simulator.runtime import sim_now
 from .timeutil import iso_to_epoch
 
 log = logging.getLogger("samosval")
@@ -45,8 +50,23 @@ NAVIGATION = (
 )
 
 
-def action_label(action: str) -> str:
-    """The audit action in words, in the user's language (the code stays in a title)."""
+# An action whose words depend on its outcome (``details["result"]``).
+OUTCOME_LABELS = {
+    ("build_finish", "failed"): _l("build failed"),
+    ("build_finish", "success"): _l("build succeeded"),
+}
+
+
+def action_label(action: str, details=None) -> str:
+    """The audit action in words, in the user's language (the code stays in a title).
+    With the row's ``details``, a finished build says whether it failed."""
+    if details and action in {a for a, _r in OUTCOME_LABELS}:
+        try:
+            result = json.loads(details).get("result")
+        except (ValueError, AttributeError):
+            result = None
+        if (action, result) in OUTCOME_LABELS:
+            return str(OUTCOME_LABELS[(action, result)])
     return _(ACTIONS[action]) if action in ACTIONS else action
 
 
@@ -64,8 +84,8 @@ def nav_items(user):
             if user.is_authenticated and allowed(user)]
 
 
-def format_time(value):
-    """Render a stored UTC ISO time in the user's language (UTC, as stored)."""
+def exact_time(value) -> str:
+    """A stored UTC ISO time as ``2026-05-01 10:00:00`` (UTC, as stored)."""
     if not value:
         return "—"
     try:
@@ -73,6 +93,37 @@ def format_time(value):
     except (TypeError, ValueError):
         return value
     return format_datetime(moment, "yyyy-MM-dd HH:mm:ss")
+
+
+def relative_time(epoch: float, now: float) -> str:
+    """``5 min. ago`` / ``5 мин. назад`` in the user's language."""
+    delta = epoch - now
+    if abs(delta) < 45:
+        return _("just now")
+    return format_timedelta(delta, add_direction=True, format="short", locale=get_locale())
+
+
+def format_time(value):
+    """The ``dt`` filter: a stored UTC ISO time, relative ("5 min. ago"), with the
+    exact UTC time on hover and in ``datetime`` for scripts."""
+    if not value:
+        return "—"
+    try:
+        epoch = iso_to_epoch(value)
+    except (TypeError, ValueError):
+        return value
+    return Markup('<time datetime="{}" title="{} UTC">{}</time>').format(
+        value, exact_time(value), relative_time(epoch, sim_now()))
+
+
+def actor_name(username) -> str:
+    """Who did something: a login, or the system (the engine, a webhook, the watchdog)."""
+    return username or _("system")
+
+
+def alert_text(alert) -> str:
+    """An alert's text in the user's language."""
+    return alert_domain.message_text(alert, _)
 
 
 def inject_globals():
@@ -100,8 +151,10 @@ def init_app(app) -> None:
     # ``access.can_...``: the permission rules under their template name.
     app.jinja_env.globals.update(access=permissions, status_label=status_label,
                                  role_labels=ROLE_LABELS, get_locale=get_locale,
-                                 action_label=action_label, target_label=target_label)
+                                 action_label=action_label, target_label=target_label,
+                                 actor_name=actor_name, alert_text=alert_text)
     app.jinja_env.filters["dt"] = format_time
+    app.jinja_env.filters["exact_time"] = exact_time
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
 

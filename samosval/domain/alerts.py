@@ -9,6 +9,7 @@ recovery).
 """
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from .. import audit
@@ -22,7 +23,15 @@ RESOLVED_LIMIT = 50
 # Alerts written by the spec's schema have no target_type; the type says what failed.
 TYPE_TARGETS = {"deployment_failed": "deployment", "build_failed": "build"}
 
-_COLUMNS = ("al.id, al.alert_type, al.target_type, al.target_id, al.message, al.resolved, "
+# The text of each alert type (a msgid): rendered in the viewer's language from the
+# parameters stored with the alert. ``reason`` is quoted as the simulated tool
+# printed it, like a log line.
+MESSAGES = {
+    "build_failed": N_("Build #%(id)s failed: %(reason)s"),
+    "deployment_failed": N_("Deployment %(name)s (#%(id)s) failed: %(reason)s"),
+}
+
+_COLUMNS = ("al.id, al.alert_type, al.target_type, al.target_id, al.message, al.message_params, al.resolved, "
             "al.created_at, al.resolved_at, al.resolved_by, u.username AS resolved_by_name")
 
 
@@ -72,12 +81,26 @@ def resolve_alert(db: sqlite3.Connection, alert_id: int, *, actor_id: int | None
 
 
 def raise_alert(db: sqlite3.Connection, alert_type: str, target_type: str, target_id: int,
-                message: str, *, now: float) -> int:
-    """Open an alert. Call inside the caller's transaction."""
+                *, params: dict, now: float) -> int:
+    """Open an alert whose text is ``MESSAGES[alert_type] % params``. Call inside the
+    caller's transaction. ``message`` keeps the English text (API, old readers)."""
     return db.execute(
-        "INSERT INTO alerts (alert_type, target_type, target_id, message, resolved, created_at) "
-        "VALUES (?, ?, ?, ?, 0, ?)",
-        (alert_type, target_type, target_id, message, utcnow_iso(now))).lastrowid
+        "INSERT INTO alerts (alert_type, target_type, target_id, message, message_params, resolved, "
+        "created_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
+        (alert_type, target_type, target_id, MESSAGES[alert_type] % params,
+         json.dumps(params, ensure_ascii=False, sort_keys=True), utcnow_iso(now))).lastrowid
+
+
+def message_text(alert, translate) -> str:
+    """The alert's text through ``translate`` (gettext); the stored English message
+    when the alert has no parameters (written before they were kept)."""
+    template = MESSAGES.get(alert["alert_type"])
+    if not template or not alert["message_params"]:
+        return alert["message"]
+    try:
+        return translate(template) % json.loads(alert["message_params"])
+    except (ValueError, TypeError, KeyError):
+        return alert["message"]
 
 
 def resolve_for_target(db: sqlite3.Connection, target_type: str, target_id: int, *,

@@ -242,14 +242,26 @@ def target_path(target_type: str | None, target_id: int | None, label: str | Non
     return None
 
 
-def target_links(db: sqlite3.Connection, rows) -> dict:
-    """Links to the targets of audit ``rows`` that still exist (one query per type)."""
+class TargetLinks(dict):
+    """``(target_type, target_id) -> path``; ``names`` maps the same pairs to a name
+    to show instead of the id (a user's login)."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: dict[tuple[str, int], str] = {}
+
+
+def target_links(db: sqlite3.Connection, rows) -> TargetLinks:
+    """Links to the targets of ``rows`` (audit rows or alerts: ``target_type`` and
+    ``target_id``) that still exist, one query per type."""
     found = existing_targets(db, [(r["target_type"], r["target_id"]) for r in rows])
-    links = {}
+    links = TargetLinks()
     for (target_type, target_id), label in found.items():
         path = target_path(target_type, target_id, label)
         if path:
             links[(target_type, target_id)] = path
+        if label:
+            links.names[(target_type, target_id)] = label
     return links
 
 

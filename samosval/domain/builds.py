@@ -168,7 +168,7 @@ def finish_failure(db: sqlite3.Connection, build_id: int, text: str, error: str,
         if cursor.rowcount == 0:
             return False
         alert_domain.raise_alert(db, "build_failed", "build", build_id,
-                                 f"Build #{build_id} failed: {error}", now=now)
+                                 params={"id": build_id, "reason": error}, now=now)
         if watchdog:
             audit.record(db, "watchdog_timeout", target_type="build", target_id=build_id,
                          details={"reason": error}, now=now)

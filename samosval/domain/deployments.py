@@ -314,7 +314,7 @@ def mark_failed(db: sqlite3.Connection, state, deployment_id: int, reason: str, 
         db.execute("UPDATE deployments SET status = 'failed', next_step_at = NULL, status_since = ?, "
                    "updated_at = ? WHERE id = ?", (now, stamp, deployment_id))
         alert_domain.raise_alert(db, "deployment_failed", "deployment", deployment_id,
-                                 f"Deployment {row['name']} (#{deployment_id}) failed: {reason}", now=now)
+                                 params={"name": row["name"], "id": deployment_id, "reason": reason}, now=now)
         if watchdog:
             audit.record(db, "watchdog_timeout", target_type="deployment", target_id=deployment_id,
                          details={"reason": reason}, now=now)
