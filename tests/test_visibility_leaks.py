@@ -23,6 +23,19 @@ def test_it_never_links_a_developer_to_another_teams_newer_build(auth, db, users
     assert newer_link(auth.client_for("oleg").get(f"/images/{sample['image_id']}").get_data(as_text=True)) == hidden
 
 
+def test_it_marks_the_newest_build_among_what_the_viewer_sees_in_lists(auth, db, users, sample):
+    other = factories.make_request(db, owner_id=users["sam"], image_name="billing-api", status="approved")
+    hidden = factories.make_image(db, request_id=other)
+    dana = auth.client_for("dana")
+    listed = dana.get("/images").get_data(as_text=True)
+    assert f'data-image-id="{hidden}"' not in listed and listed.count('data-newest="1"') == 1
+    request_page = dana.get(f"/requests/{sample['request_id']}").get_data(as_text=True)
+    assert "flag-newest" in request_page  # not demoted by a build dana cannot see
+    staff = auth.client_for("oleg").get("/images").get_data(as_text=True)
+    row = staff[staff.index(f'data-image-id="{sample["image_id"]}"'):]
+    assert 'data-newest="1"' not in row.split("</tr>", 1)[0]  # staff see the newer one
+
+
 def test_it_still_links_to_a_newer_build_the_viewer_may_see(auth, db, users, sample):
     rebuilt = factories.make_image(db, request_id=sample["request_id"], build_number=2)
     html = auth.client_for("dana").get(f"/images/{sample['image_id']}").get_data(as_text=True)

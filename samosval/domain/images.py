@@ -36,13 +36,19 @@ def create_image(db: sqlite3.Connection, build, *, digest: str, now: float) -> i
     ).lastrowid
 
 
+def newest_visible_sql(user, tag_sql: str) -> tuple[str, list]:
+    """A subquery: the id of the newest image of the tag ``tag_sql`` names, among the
+    images ``user`` may see. A newer build by another team (same name and version) is
+    not theirs to know of, nor to follow: pages and lists mark "newest" by this."""
+    where, params = permissions.visible_requests_sql(user, "newest_r")
+    return ("(SELECT MAX(newest_i.id) FROM images newest_i JOIN image_requests newest_r "
+            f"ON newest_r.id = newest_i.request_id WHERE newest_i.image_tag = {tag_sql} AND {where})",
+            params)
+
+
 def newest_image_id(db: sqlite3.Connection, image_tag: str, user) -> int | None:
-    """The newest image of this tag among those ``user`` may see: a newer build by
-    another team (same name and version) is not theirs to know of, nor to follow."""
-    where, params = permissions.visible_requests_sql(user, "r")
-    row = db.execute("SELECT MAX(i.id) FROM images i JOIN image_requests r ON r.id = i.request_id "
-                     f"WHERE i.image_tag = ? AND {where}", [image_tag, *params]).fetchone()
-    return row[0]
+    newest, params = newest_visible_sql(user, "?")
+    return db.execute(f"SELECT {newest}", [image_tag, *params]).fetchone()[0]
 
 
 def build_of_image(db: sqlite3.Connection, image_id: int):
@@ -50,12 +56,13 @@ def build_of_image(db: sqlite3.Connection, image_id: int):
                       "ORDER BY id DESC LIMIT 1", (image_id,)).fetchone()
 
 
-def images_of_request(db: sqlite3.Connection, request_id: int, limit: int = 20):
+def images_of_request(db: sqlite3.Connection, request_id: int, user, limit: int = 20):
+    newest, params = newest_visible_sql(user, "i.image_tag")
     return db.execute(
-        "SELECT i.*, i.id = (SELECT MAX(j.id) FROM images j WHERE j.image_tag = i.image_tag) "
-        "AS is_newest, (SELECT COUNT(*) FROM deployments d WHERE d.image_id = i.id) AS deployment_count "
+        f"SELECT i.*, i.id = {newest} AS is_newest, "
+        "(SELECT COUNT(*) FROM deployments d WHERE d.image_id = i.id) AS deployment_count "
         "FROM images i WHERE i.request_id = ? ORDER BY i.id DESC LIMIT ?",
-        (request_id, limit)).fetchall()
+        [*params, request_id, limit]).fetchall()
 
 
 def deployments_of_image(db: sqlite3.Connection, image_id: int):
@@ -64,16 +71,17 @@ def deployments_of_image(db: sqlite3.Connection, image_id: int):
         "updated_at FROM deployments WHERE image_id = ? ORDER BY id DESC", (image_id,)).fetchall()
 
 
-def list_images_sql(where: str, params: list, q: str = "") -> tuple[str, list]:
-    """The images list: newest first, each row knowing the newest image of its tag
-    (as the detail page does). ``where`` limits the request alias ``r``. Per-row
-    subqueries through idx_images_tag, not a window over every image: only the
-    page's rows are computed (a window read all 2,000 images per page view)."""
-    sql = ("SELECT i.*, r.image_name, "
-           "(SELECT MAX(j.id) FROM images j WHERE j.image_tag = i.image_tag) AS newest_id, "
+def list_images_sql(user, q: str = "") -> tuple[str, list]:
+    """The images ``user`` may see, newest first, each row knowing the newest image of
+    its tag that the user may see (as the detail page does). Per-row subqueries
+    through idx_images_tag, not a window over every image: only the page's rows are
+    computed (a window read all 2,000 images per page view)."""
+    newest, params = newest_visible_sql(user, "i.image_tag")
+    where, where_params = permissions.visible_requests_sql(user, "r")
+    sql = (f"SELECT i.*, r.image_name, {newest} AS newest_id, "
            "(SELECT COUNT(*) FROM deployments d WHERE d.image_id = i.id) AS deployment_count "
            f"FROM images i JOIN image_requests r ON r.id = i.request_id WHERE {where}")
-    params = list(params)
+    params = [*params, *where_params]
     if q:
         sql += " AND i.image_tag LIKE ? ESCAPE '\\'"
         params.append("%" + like_escape(q) + "%")

@@ -24,7 +24,7 @@ def request_builds(req) -> dict:
     """Builds and images of ``req`` for the partial on the request page."""
     db = get_db()
     return {"builds": build_domain.builds_of_request(db, req["id"]),
-            "images": image_domain.images_of_request(db, req["id"])}
+            "images": image_domain.images_of_request(db, req["id"], current_user)}
 
 
 @bp.route("/builds")

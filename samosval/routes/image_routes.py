@@ -22,8 +22,7 @@ bp = Blueprint("images", __name__)
 @login_required
 def list_images():
     q = request.args.get("q", "").strip()[:100]
-    where, params = permissions.visible_requests_sql(current_user, "r")
-    sql, params = image_domain.list_images_sql(where, params, q)
+    sql, params = image_domain.list_images_sql(current_user, q)
     page = paginate(get_db(), sql, params, page_number(request.args.get("page")),
                     current_app.config["PER_PAGE"], {"q": q})
     return render_template("images/list_images.html", page=page, q=q)
