@@ -25,6 +25,8 @@ DEFAULTS = {
     # A build or deployment stuck longer than this (seconds, before speed-up) fails.
     "WATCHDOG_BUILD_SECONDS": 600,
     "WATCHDOG_DEPLOY_SECONDS": 120,
+    # A release waiting for approval in a protected environment expires after this.
+    "APPROVAL_EXPIRY_HOURS": 24,
     # Failed logins only: per address, and per username from one address (a guesser
     # spread over many addresses meets growing per-username delays instead).
     "LOGIN_RATE_LIMIT_IP": "20 per minute",
@@ -75,6 +77,7 @@ ENV_SETTINGS = {
     "SIM_SPEED": float, "SIM_SEED": int, "SIMULATOR_AUTOSTART": "bool",
     "SIM_BUILD_FAILURE_RATE": float, "SIM_DEPLOY_FAILURE_RATE": float,
     "WATCHDOG_BUILD_SECONDS": float, "WATCHDOG_DEPLOY_SECONDS": float,
+    "APPROVAL_EXPIRY_HOURS": float,
     "LOGIN_RATE_LIMIT_IP": str, "LOGIN_RATE_LIMIT_USER": str, "HOOK_RATE_LIMIT": str,
     "LOGIN_DELAY_AFTER_FAILURES": int, "LOGIN_DELAY_MAX_SECONDS": float,
     "SESSION_IDLE_MINUTES": float, "SESSION_MAX_DAYS": float, "FORCE_ROOT_PASSWORD_CHANGE": "bool",

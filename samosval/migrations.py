@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import sqlite3
 
+from .domain.digests import image_digest
 from .domain.repos import normalize_repo_url, split_logins
 
 # The specification's own tables (version 1). Kept verbatim so tests can build
@@ -179,6 +180,33 @@ def _v5_audit_search(db: sqlite3.Connection, schema_sql: str) -> None:
     db.execute("INSERT INTO audit_fts (audit_fts) VALUES ('rebuild')")
 
 
+def _v6_releases(db: sqlite3.Connection, schema_sql: str) -> None:
+    """Releases and protected environments (issue 20): the two tables from schema.sql,
+    the deployment's current release and pin, and a v1 for every existing deployment
+    (its image and last commit, the outcome its status implies)."""
+    _add_columns(db, "deployments", [
+        "current_release_id INTEGER", "pinned_at TEXT", "pinned_by INTEGER REFERENCES users(id)",
+    ])
+    for statement in _statements(schema_sql):
+        for table in ("releases", "protected_environments"):
+            if statement.startswith(f"CREATE TABLE IF NOT EXISTS {table} (") \
+                    or re.match(rf"CREATE (UNIQUE )?INDEX IF NOT EXISTS \w+ ON {table}\(", statement):
+                db.execute(statement)
+    rows = db.execute(
+        "SELECT d.id, d.status, d.image_id, d.last_commit, d.created_at, d.created_by, d.status_since, "
+        "i.image_tag, i.digest FROM deployments d JOIN images i ON i.id = d.image_id "
+        "WHERE d.current_release_id IS NULL").fetchall()
+    for row in rows:
+        status = {"deploying": "deploying", "failed": "failed"}.get(row[1], "running")
+        release_id = db.execute(
+            "INSERT INTO releases (deployment_id, number, status, image_id, image_tag, image_digest, "
+            "commit_sha, trigger_kind, cause, created_at, created_ts, created_by) "
+            "VALUES (?, 1, ?, ?, ?, ?, ?, 'user', 'create', ?, ?, ?)",
+            (row[0], status, row[2], row[7], image_digest(row[7], row[2], row[8]), row[3], row[4],
+             row[6] or 0.0, row[5])).lastrowid
+        db.execute("UPDATE deployments SET current_release_id = ? WHERE id = ?", (release_id, row[0]))
+
+
 def _v7_alert_message_params(db: sqlite3.Connection, schema_sql: str) -> None:
     """Alerts keep the parameters of their message (JSON), so that the text is
     rendered in each viewer's language; ``message`` stays the English text."""
@@ -191,6 +219,7 @@ MIGRATIONS = [
     (3, _v3_autoincrement),
     (4, _v4_sessions),
     (5, _v5_audit_search),
+    (6, _v6_releases),
     (7, _v7_alert_message_params),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -138,6 +138,36 @@ def can_control_deployment(user, deployment, action: str) -> bool:
     return not (action in ("start", "restart") and deployment["stopped_by_operator"])
 
 
+def can_rollback(user, deployment) -> bool:
+    """Roll a deployment back to an earlier release, or unpin it: whoever may
+    restart it (issue 20)."""
+    return can_control_deployment(user, deployment, "restart")
+
+
+def approval_refusal(user, release) -> str | None:
+    """Why ``user`` may not approve or reject a pending ``release`` (None: they may).
+    Four eyes: an operator or admin other than the person who asked."""
+    if not is_staff(user):
+        return FORBIDDEN
+    if release["created_by"] is not None and release["created_by"] == user.id:
+        return N_("You asked for this release: someone else must approve or reject it.")
+    return None
+
+
+def can_decide_release(user, release) -> bool:
+    return approval_refusal(user, release) is None
+
+
+def can_see_approvals(user) -> bool:
+    """The pending-approvals list and its count in the navigation."""
+    return is_staff(user)
+
+
+def can_manage_environments(user) -> bool:
+    """Mark environments as protected."""
+    return is_admin(user)
+
+
 def stops_as_operator(user) -> bool:
     """A stop by staff sets ``stopped_by_operator``; only staff clear it by starting."""
     return is_staff(user)

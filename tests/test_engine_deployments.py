@@ -43,7 +43,7 @@ def test_it_brings_a_deployment_up_within_three_to_eight_seconds(engine, clock, 
     actions = [row[0] for row in db.execute(
         "SELECT action FROM audit_log WHERE target_type = 'deployment' AND target_id = ? ORDER BY id",
         (deployment_id,))]
-    assert actions == ["deployment_create", "deployment_running"]
+    assert actions == ["deployment_create", "release_create", "deployment_running"]
 
 
 def test_it_fails_a_deployment_with_an_alert_and_resolves_it_once_running(engine, clock, db, users, sample):

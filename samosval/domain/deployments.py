@@ -16,9 +16,10 @@ from ..db import transaction
 from ..timeutil import utcnow_iso
 from . import N_, Refused, ValidationError
 from . import alerts as alert_domain
+from . import releases as release_domain
+from .environments import ENVIRONMENTS, is_protected
 
 DEPLOYMENT_STATUSES = ("deploying", "running", "stopped", "failed")
-ENVIRONMENTS = ("dev", "staging", "prod")
 MAX_REPLICAS = 20
 MAX_NAME_LENGTH = 80
 MAX_PORT_PAIRS = 32
@@ -51,16 +52,28 @@ def action_applies(status: str, action: str) -> bool:
 
 
 def offered_actions(user, deployment) -> list[str]:
-    """The actions to offer ``user`` now: permitted and meaningful in this status."""
+    """The actions to offer ``user`` now: permitted and meaningful in this status.
+    A deployment whose first release waits for approval has nothing to start yet."""
+    waiting = _awaiting_first_release(deployment)
     return [action for action in ACTION_FROM_STATUSES
             if action_applies(deployment["status"], action)
+            and not (waiting and action in ("start", "restart"))
             and permissions.can_control_deployment(user, deployment, action)]
+
+
+def _awaiting_first_release(deployment) -> bool:
+    keys = deployment.keys()
+    return "awaiting_release" in keys and bool(deployment["awaiting_release"])
 
 
 DEPLOYMENT_COLUMNS = (
     "d.id, d.image_id, d.name, d.environment, d.status, d.replicas, d.ports, "
     "d.stopped_by_operator, d.needs_restart, d.created_at, d.updated_at, "
-    "d.created_by AS deployed_by, d.next_step_at, d.status_since, d.last_commit"
+    "d.created_by AS deployed_by, d.next_step_at, d.status_since, d.last_commit, "
+    "d.current_release_id, d.pinned_at, d.pinned_by, "
+    "(SELECT username FROM users WHERE id = d.pinned_by) AS pinned_by_name, "
+    "(d.current_release_id IS NULL AND EXISTS (SELECT 1 FROM releases WHERE deployment_id = d.id)) "
+    "AS awaiting_release"
 )
 
 
@@ -170,27 +183,39 @@ def _event(state, deployment_id: int, now: float, text: str, status: str | None)
 
 
 def create_deployment(db: sqlite3.Connection, state, image_row, user, form, now: float) -> int:
-    """Create a deployment of ``image_row`` in status ``deploying``. Raises
-    ValidationError with every field's error; nothing is written then."""
+    """Create a deployment of ``image_row`` with its release v1, rolling out
+    (``deploying``); in a protected environment v1 waits for approval and the
+    deployment stays ``stopped`` until then. Raises ValidationError with every
+    field's error; nothing is written then."""
     clean, errors = validate_deployment_form(form)
     if errors:
         raise ValidationError(errors)
     stamp = utcnow_iso(now)
     with transaction(db):
+        protected = is_protected(db, clean["environment"])
         deployment_id = db.execute(
             "INSERT INTO deployments (image_id, name, environment, status, replicas, ports, "
             "stopped_by_operator, needs_restart, created_at, updated_at, created_by, next_step_at, "
-            "status_since) VALUES (?, ?, ?, 'deploying', ?, ?, 0, 0, ?, ?, ?, NULL, ?)",
-            (image_row["id"], clean["name"], clean["environment"], clean["replicas"], clean["ports"],
+            "status_since) VALUES (?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, NULL, ?)",
+            (image_row["id"], clean["name"], clean["environment"],
+             "stopped" if protected else "deploying", clean["replicas"], clean["ports"],
              stamp, stamp, user.id, now)).lastrowid
         audit.record(db, "deployment_create", user_id=user.id, target_type="deployment",
                      target_id=deployment_id,
                      details={"name": clean["name"], "image": image_row["image_tag"],
                               "image_id": image_row["id"], "environment": clean["environment"],
                               "replicas": clean["replicas"], "ports": clean["ports"]}, now=now)
-    _event(state, deployment_id, now,
-           f"Deployment {clean['name']} created by {user.username} from {image_row['image_tag']} "
-           f"({clean['environment']}, {clean['replicas']} replica(s))", "deploying")
+        commit = db.execute("SELECT commit_sha FROM builds WHERE image_id = ? ORDER BY id DESC LIMIT 1",
+                            (image_row["id"],)).fetchone()
+        release_domain.propose_in_transaction(
+            db, deployment_id, requested_by=user.id, trigger="user", cause="create", now=now,
+            commit=commit[0] if commit else None, staff=True)
+    created = (f"Deployment {clean['name']} created by {user.username} from {image_row['image_tag']} "
+               f"({clean['environment']}, {clean['replicas']} replica(s))")
+    if protected:
+        _event(state, deployment_id, now, f"{created}; v1 waits for approval", "stopped")
+    else:
+        _event(state, deployment_id, now, created, "deploying")
     return deployment_id
 
 
@@ -215,7 +240,10 @@ def perform_action(db: sqlite3.Connection, state, deployment_row, user, action: 
         if not action_applies(current["status"], action):
             raise Refused("conflict", REFUSALS[action])
         details = {"from": current["status"], "name": current["name"]}
+        if action in ("start", "restart"):
+            release_domain.redeploy_current_in_transaction(db, deployment_id, user_id=user.id, now=now)
         if action == "stop":
+            release_domain.stopped_in_transaction(db, deployment_id, now)
             new_status = "stopped"
             db.execute(
                 "UPDATE deployments SET status = 'stopped', next_step_at = NULL, status_since = ?, "
@@ -251,23 +279,26 @@ def perform_action(db: sqlite3.Connection, state, deployment_row, user, action: 
 
 
 def restart_in_transaction(db: sqlite3.Connection, deployment_id: int, now: float, *,
-                           actor_id: int | None = None, reason: str, commit: str | None = None) -> bool:
-    """An automatic restart (the commit webhook): running/deploying -> deploying,
-    ``needs_restart`` cleared, inside the caller's transaction, so the hook restarts
-    many deployments per commit (``commit`` becomes the deployment's ``last_commit``).
-    False if the deployment is in no state to restart (stopped, failed, gone). After
-    committing, the caller calls :func:`restarted_event` for each one restarted."""
+                           actor_id: int | None = None, reason: str, commit: str | None = None
+                           ) -> tuple[int, bool] | None:
+    """An automatic restart (the commit webhook), inside the caller's transaction, so
+    the hook restarts many deployments per commit: a new release with ``commit``
+    (running/deploying -> deploying, ``needs_restart`` cleared), or, in a protected
+    environment, a pending one while the running release keeps running. None if the
+    deployment is in no state to restart (stopped, failed, gone); else
+    ``(release id, pending)``. After committing, the caller calls
+    :func:`restarted_event` for each one restarted."""
     row = db.execute("SELECT status FROM deployments WHERE id = ?", (deployment_id,)).fetchone()
     if row is None or row["status"] not in AUTO_RESTART_FROM:
-        return False
-    db.execute(
-        "UPDATE deployments SET status = 'deploying', next_step_at = NULL, status_since = ?, "
-        "updated_at = ?, needs_restart = 0, last_commit = COALESCE(?, last_commit) WHERE id = ?",
-        (now, utcnow_iso(now), commit, deployment_id))
-    audit.record(db, "deployment_restart", user_id=actor_id, target_type="deployment",
-                 target_id=deployment_id,
-                 details={"from": row["status"], "automatic": True, "reason": reason}, now=now)
-    return True
+        return None
+    release_id, pending = release_domain.propose_in_transaction(
+        db, deployment_id, requested_by=actor_id, trigger="webhook", cause="commit", now=now,
+        commit=commit)
+    if not pending:
+        audit.record(db, "deployment_restart", user_id=actor_id, target_type="deployment",
+                     target_id=deployment_id,
+                     details={"from": row["status"], "automatic": True, "reason": reason}, now=now)
+    return release_id, pending
 
 
 def restarted_event(state, deployment_id: int, now: float, reason: str) -> None:
@@ -290,6 +321,7 @@ def mark_running(db: sqlite3.Connection, state, deployment_id: int, *, since, no
             return False
         db.execute("UPDATE deployments SET status = 'running', next_step_at = NULL, status_since = ?, "
                    "updated_at = ? WHERE id = ?", (now, stamp, deployment_id))
+        release_domain.settle_in_transaction(db, deployment_id, "running", now)
         resolved = alert_domain.resolve_for_target(db, "deployment", deployment_id,
                                                    alert_type="deployment_failed", now=now)
         audit.record(db, "deployment_running", target_type="deployment", target_id=deployment_id,
@@ -313,6 +345,7 @@ def mark_failed(db: sqlite3.Connection, state, deployment_id: int, reason: str, 
             return False
         db.execute("UPDATE deployments SET status = 'failed', next_step_at = NULL, status_since = ?, "
                    "updated_at = ? WHERE id = ?", (now, stamp, deployment_id))
+        release_domain.settle_in_transaction(db, deployment_id, "failed", now, reason)
         alert_domain.raise_alert(db, "deployment_failed", "deployment", deployment_id,
                                  params={"name": row["name"], "id": deployment_id, "reason": reason}, now=now)
         if watchdog:

@@ -24,14 +24,17 @@ from ..db import transaction
 from ..timeutil import utcnow_iso
 from . import deployments as deployment_domain
 from . import hook_parsing as parsing
+from . import releases as release_domain
 from . import tokens
 from .hook_auth import Caller, Credentials, authenticate
 from .hook_parsing import (
+    R_AWAITING_APPROVAL,
     R_DUPLICATE,
     R_FORBIDDEN,
     R_NO_MATCH,
     R_NOTHING_RUNNING,
     R_ONLY_STATIC,
+    R_PINNED,
     R_REPLAY,
     R_REVOKED_TOKEN,
     CommitEvent,
@@ -51,6 +54,8 @@ class HookResult:
     matched: list[int] = field(default_factory=list)
     restarted: list[int] = field(default_factory=list)
     marked: list[int] = field(default_factory=list)
+    pinned: list[int] = field(default_factory=list)    # left alone: pinned after a rollback
+    pending: list[int] = field(default_factory=list)   # deployments whose new release waits
     delivery_id: int | None = None
     duplicate_of: int | None = None
     missing: list[str] = field(default_factory=list)
@@ -69,6 +74,7 @@ class Plan:
     repo_key: str | None = None                         # the key they are filed under
     restart: list[int] = field(default_factory=list)    # running deployments
     mark: list[tuple[int, str]] = field(default_factory=list)  # (deployment, why it is not restarted)
+    pinned: list[int] = field(default_factory=list)     # pinned after a rollback: left alone
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -171,6 +177,9 @@ def plan_commit(db: sqlite3.Connection, event: CommitEvent, caller: Caller) -> P
         if not _reaches_everything(caller) and \
                 not permissions.can_control_deployment(caller.user, deployment, "restart"):
             continue  # not theirs to restart: left alone, not even named
+        if deployment["pinned_at"]:
+            plan.pinned.append(deployment["id"])  # a rollback holds it where it is
+            continue
         if deployment["status"] in deployment_domain.AUTO_RESTART_FROM and not deployment["stopped_by_operator"]:
             plan.restart.append(deployment["id"])
             continue
@@ -179,7 +188,9 @@ def plan_commit(db: sqlite3.Connection, event: CommitEvent, caller: Caller) -> P
         why = ("it was stopped by an operator" if deployment["stopped_by_operator"]
                else f"it is {deployment['status']}")
         plan.mark.append((deployment["id"], why))
-    if not plan.restart and not plan.mark:
+    if plan.pinned:
+        plan.reason = join_reason(R_PINNED, ", ".join(f"#{i}" for i in plan.pinned))
+    elif not plan.restart and not plan.mark:
         plan.reason = R_NOTHING_RUNNING
     return plan
 
@@ -252,13 +263,26 @@ def apply_plan(db: sqlite3.Connection, plan: Plan, now: float) -> tuple[HookResu
                    [event.commit, *plan.matched])
     label = source_label(event, caller)
     reason = f"commit {event.commit[:12]} received from {label}" if event.commit else ""
+    new_releases = []
     for deployment_id in plan.restart:
-        if deployment_domain.restart_in_transaction(db, deployment_id, now, actor_id=caller.user_id,
-                                                    reason=reason, commit=event.commit):
+        outcome = deployment_domain.restart_in_transaction(db, deployment_id, now, actor_id=caller.user_id,
+                                                           reason=reason, commit=event.commit)
+        if outcome is None:  # no longer running: the same as any other non-running one
+            plan.mark.append((deployment_id, "it is no longer running"))
+            continue
+        new_releases.append(outcome[0])
+        if outcome[1]:
+            result.pending.append(deployment_id)
+            lines.append((deployment_id, f"{reason}: the new release waits for approval "
+                                         "(protected environment)", False))
+        else:
             result.restarted.append(deployment_id)
             lines.append((deployment_id, reason, True))
-        else:  # no longer running: the same as any other non-running one
-            plan.mark.append((deployment_id, "it is no longer running"))
+    for deployment_id in plan.pinned:
+        result.pinned.append(deployment_id)
+        lines.append((deployment_id, f"{reason}: not restarted, the deployment is pinned", False))
+    if result.pending and not result.pinned:
+        result.reason = join_reason(R_AWAITING_APPROVAL, ", ".join(f"#{i}" for i in result.pending))
     for deployment_id, why in plan.mark:
         db.execute("UPDATE deployments SET needs_restart = 1, updated_at = ? WHERE id = ?",
                    (utcnow_iso(now), deployment_id))
@@ -267,6 +291,7 @@ def apply_plan(db: sqlite3.Connection, plan: Plan, now: float) -> tuple[HookResu
     result.marked.sort()
     result.delivery_id = _insert_delivery(db, now, event, caller, result, source=event.source,
                                           repo_key=plan.repo_key)
+    release_domain.attach_delivery_in_transaction(db, new_releases, result.delivery_id)
     if caller.is_token:
         tokens.touch(db, caller.token_id, now)
     audit.record(db, "commit_hook_received", user_id=caller.user_id, target_type="delivery",

@@ -78,6 +78,8 @@ R_ONLY_STATIC = N_("only static requests for this repository and branch: they ar
 R_DUPLICATE = N_("already processed")
 R_REPLAY = N_("the same signed body was already answered")
 R_NOTHING_RUNNING = N_("matched, but no deployment to restart")
+R_PINNED = N_("pinned after a rollback: not restarted")
+R_AWAITING_APPROVAL = N_("protected environment: the release waits for approval")
 
 
 class PayloadError(Exception):

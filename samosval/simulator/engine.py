@@ -22,6 +22,7 @@ import time
 from contextlib import contextmanager
 
 from .. import db as db_module
+from ..domain import approvals as approval_domain
 from ..domain import builds as build_domain
 from ..domain import deployments as deployment_domain
 from ..domain.statuses import ACTIVE_BUILD_STATUSES
@@ -71,6 +72,9 @@ class SimulationEngine:
     QUEUE_DELAY = (1.0, 2.0)  # spec 8.3
     STEP_DELAY = (0.5, 1.5)
     DEPLOY_DELAY = (3.0, 8.0)  # spec 8.4
+    APPROVAL_SWEEP_SECONDS = 1.0  # how often pending releases are checked for expiry
+    approval_expiry_hours = 24.0  # SAMOSVAL_APPROVAL_EXPIRY_HOURS (set by runtime.build_engine)
+    _approvals_swept_at: float | None = None
 
     def __init__(self, db_path, state, clock=time.time, rng=None, speed=1.0,
                  watchdog_build_seconds=600, watchdog_deploy_seconds=120):
@@ -349,6 +353,19 @@ class SimulationEngine:
             except Exception:
                 counts["errors"] += 1
                 log.exception("deployment %s: watchdog failed", row["id"])
+        self._expire_approvals(db, now, counts)
+
+    def _expire_approvals(self, db, now: float, counts: dict) -> None:
+        """Pending releases nobody decided on in time expire (real hours: people
+        approve, not the simulation, so the speed factor does not apply)."""
+        if self._approvals_swept_at is not None and 0 <= now - self._approvals_swept_at < self.APPROVAL_SWEEP_SECONDS:
+            return
+        self._approvals_swept_at = now
+        try:
+            approval_domain.expire(db, self.state, now, self.approval_expiry_hours)
+        except Exception:
+            counts["errors"] += 1
+            log.exception("approval expiry failed")
 
     # -- runtime output of running deployments ------------------------------------------
     def _refresh_running(self, db, now: float) -> None:

@@ -36,6 +36,7 @@ def build_engine(app, state: SimulationState, clock=time.time, rng=None) -> Simu
     )
     engine.build_failure_rate = float(app.config["SIM_BUILD_FAILURE_RATE"])
     engine.deploy_failure_rate = float(app.config["SIM_DEPLOY_FAILURE_RATE"])
+    engine.approval_expiry_hours = float(app.config["APPROVAL_EXPIRY_HOURS"])
     return engine
 
 
