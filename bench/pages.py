@@ -1,11 +1,12 @@
 """Pages at volume: server time of every page on a company-scale database, and the
 query plan of every SQL statement each page runs.
 
-    python bench/pages.py [--runs 30] [--only SUBSTRING] [--keep-db]
+    python bench/pages.py [--runs 30] [--scale 1] [--only SUBSTRING] [--keep-db] [--db PATH]
 
-The database comes from ``bench/seed.py`` (200 users, 10,000 requests, 2,000
-images and builds, 2,000 deployments, 100,000 audit rows), plus 5,000 webhook
-deliveries, 500 alerts and a few tokens added here. The app runs in this process
+The database comes from ``bench/seed.py`` (at ``--scale 1``: 200 users, 10,000
+requests, 2,000 images and builds, 2,000 deployments, 100,000 audit rows, 5,000
+webhook deliveries; ``--scale 10`` multiplies them all by ten), plus 500 alerts and
+a few tokens added here. The app runs in this process
 (no engine thread, no network) and is called through Flask's test client as an
 admin, an operator and a developer (the one with the most visible requests). One
 deployment gets full in-memory buffers (1,000 lines, 900 points) so its detail
@@ -41,7 +42,7 @@ import samosval.db as db_module
 from samosval import create_app
 from samosval.security import limiter
 
-TARGET_P95_MS = 50.0
+TARGETS_P95_MS = {1: 20.0, 10: 25.0}  # by --scale (issue 23); other scales use the larger
 QUIET_LOAD = 1.5  # 1-minute load average below which wall times are trusted
 # Tables with thousands of rows or more in the seeded database.
 LARGE_TABLES = {"image_requests", "images", "builds", "deployments", "audit_log", "request_collaborators",
@@ -108,9 +109,9 @@ def explain(plan_db: sqlite3.Connection, statement: str) -> dict:
 
 # --- the database ---------------------------------------------------------------------
 
-def build_database(path: Path) -> dict:
-    from seed import seed
-    counts = seed(str(path))
+def build_database(path: Path, scale: int = 1) -> dict:
+    from seed import scaled, seed
+    counts = seed(str(path), **scaled(scale))
     db = _original_connect(str(path))
     now = time.time()
 
@@ -118,15 +119,6 @@ def build_database(path: Path) -> dict:
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
     db.execute("BEGIN IMMEDIATE")
-    outcomes = ("processed", "processed", "no_match", "duplicate", "refused", "ignored")
-    db.executemany(
-        "INSERT INTO webhook_deliveries (created_at, source, event, repo_url, repo_key, branch, commit_sha, "
-        "outcome, reason, http_status, matched_request_ids, restarted_ids, marked_ids) "
-        "VALUES (?, ?, 'push', ?, ?, 'main', ?, ?, NULL, 200, '[1, 2]', '[3, 4, 5]', '[]')",
-        [(stamp(now - 5000 * 60 + i * 60), ("generic", "github", "gitlab")[i % 3],
-          f"https://git.example.com/team{i % 150}/service{i % 700}.git",
-          f"git.example.com/team{i % 150}/service{i % 700}", f"{i:040x}", outcomes[i % len(outcomes)])
-         for i in range(5000)])
     db.executemany(
         "INSERT INTO alerts (alert_type, target_type, target_id, message, resolved, created_at) "
         "VALUES (?, 'deployment', ?, ?, ?, ?)",
@@ -137,7 +129,7 @@ def build_database(path: Path) -> dict:
         "VALUES (?, ?, ?, 'x', ?)", [(f"ci-{i}", f"smv_{i:04d}", f"hash{i}", stamp(now)) for i in range(5)])
     db.execute("COMMIT")
     db.execute("ANALYZE")
-    counts.update(webhook_deliveries=5000, alerts=500)
+    counts.update(alerts=500)
     db.close()
     return counts
 
@@ -311,12 +303,15 @@ def main(argv=None) -> int:
     global _captured
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--scale", type=int, default=1, help="seed.py --scale (1 or 10 have targets)")
     parser.add_argument("--only", default="", help="measure only pages whose name contains this")
     parser.add_argument("--db", default="", help="reuse this seeded database instead of seeding a new one")
     parser.add_argument("--keep-db", action="store_true", help="keep the seeded database in bench/.data/")
     args = parser.parse_args(argv)
     if not 1 <= args.runs <= 1000:
         parser.error("--runs 1..1000")
+    if not 1 <= args.scale <= 100:
+        parser.error("--scale 1..100")
     logging.getLogger("samosval.access").setLevel(logging.WARNING)
     load_before = [round(x, 2) for x in os.getloadavg()]
 
@@ -328,7 +323,7 @@ def main(argv=None) -> int:
         else:
             db_path = workdir / "pages.sqlite3"
             started = time.perf_counter()
-            counts = build_database(db_path)
+            counts = build_database(db_path, args.scale)
             print(f"seeded in {time.perf_counter() - started:.1f} s: {counts}", flush=True)
         personas = pick_personas(db_path)
         app = create_app({"DATABASE": str(db_path), "SECRET_KEY": "bench", "SIMULATOR_AUTOSTART": False,
@@ -375,9 +370,10 @@ def main(argv=None) -> int:
     # Other processes on a 2-core machine inflate wall times; the verdict then uses
     # CPU time, the page's own cost. Both are printed and stored.
     load = [round(x, 2) for x in os.getloadavg()]
+    target = TARGETS_P95_MS.get(args.scale, max(TARGETS_P95_MS.values()))
     judge = "p95_ms" if max(load_before[0], load[0]) < QUIET_LOAD else "cpu_p95_ms"
     for r in results:
-        r["ok"] = r[judge] < TARGET_P95_MS and not r["full_scans"] and r["status"] == 200
+        r["ok"] = r[judge] < target and not r["full_scans"] and r["status"] == 200
     rows = [[r["persona"], r["page"], r["status"], r["median_ms"], r["p95_ms"], r["cpu_median_ms"], r["cpu_p95_ms"],
              r["queries"], ", ".join(r["full_scans"]) or "-", verdict(r["ok"])] for r in results]
     print()
@@ -392,7 +388,7 @@ def main(argv=None) -> int:
         for walk in sorted({w for w, _ in walks}):
             print(f"  {walk}: " + ", ".join(sorted({p for w, p in walks if w == walk})))
     misses = [r for r in results if not r["ok"]]
-    print(f"\n{len(results) - len(misses)}/{len(results)} pages meet p95 < {TARGET_P95_MS:g} ms with no full scan "
+    print(f"\n{len(results) - len(misses)}/{len(results)} pages meet p95 < {target:g} ms with no full scan "
           "of a large table")
     for r in misses:
         print(f"  MISS {r['persona']} {r['page']}: status {r['status']}, p95 {r['p95_ms']} ms "
@@ -403,7 +399,7 @@ def main(argv=None) -> int:
                 print(f"       {plan['sql'][:160]}")
                 print(f"       -> {' | '.join(plan['plan'])}")
     path = write_json("pages", {"runs": args.runs, "load_average": {"before": load_before, "after": load},
-                                "verdict_on": judge, "target_p95_ms": TARGET_P95_MS, "counts": counts,
+                                "scale": args.scale, "verdict_on": judge, "target_p95_ms": target, "counts": counts,
                                 "personas": personas, "results": results,
                                 "misses": [f"{r['persona']} {r['page']}" for r in misses]})
     print(f"\nwritten to {path}")

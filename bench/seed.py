@@ -1,10 +1,13 @@
 """Seed a database at company scale for the benchmarks.
 
-    python bench/seed.py PATH [--users 200 --requests 10000 --images 2000
-                               --deployments 2000 --audit 100000 --running 0]
+    python bench/seed.py PATH [--scale 1] [--users 200 --requests 10000 --images 2000
+                               --deployments 2000 --audit 100000 --deliveries 5000 --running 0]
 
-Creates (or upgrades) the schema first, then inserts rows in a few large
-transactions. Deterministic for a given --seed. Prints what it wrote.
+``--scale N`` multiplies every count (``--scale 10``: 2,000 users, 100,000 requests,
+20,000 images and deployments, 1,000,000 audit rows, 50,000 webhook deliveries).
+Creates (or upgrades) the schema first, then inserts rows with ``executemany`` in
+one transaction (the audit search index is filled by its triggers as rows go in).
+Deterministic for a given --seed. Prints what it wrote.
 """
 from __future__ import annotations
 
@@ -31,8 +34,18 @@ def iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
+DEFAULTS = {"users": 200, "requests": 10_000, "images": 2_000, "deployments": 2_000, "audit": 100_000,
+            "deliveries": 5_000}
+OUTCOMES = ("processed", "processed", "no_match", "duplicate", "refused", "ignored")
+
+
+def scaled(scale: int) -> dict:
+    """The default counts times ``scale``."""
+    return {name: count * scale for name, count in DEFAULTS.items()}
+
+
 def seed(path: str, users=200, requests=10_000, images=2_000, deployments=2_000, audit=100_000,
-         running=0, seed_value=7) -> dict:
+         running=0, seed_value=7, deliveries=5_000) -> dict:
     rng = random.Random(seed_value)
     init_db_if_needed(path)
     db = connect(path)
@@ -94,18 +107,32 @@ def seed(path: str, users=200, requests=10_000, images=2_000, deployments=2_000,
     db.executemany("INSERT INTO deployments (image_id, name, environment, status, replicas, ports, stopped_by_operator, "
                    "needs_restart, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", deployment_rows)
 
-    audit_rows = []
-    for i in range(audit):
-        action = ACTIONS[i % len(ACTIONS)]
-        target_type = {"login": "user"}.get(action, "request")
-        audit_rows.append((rng.choice(user_ids), action, target_type, rng.randint(1, requests),
-                           f'{{"note": "event {i}", "field": "image_name"}}', iso(base + i * 50), "10.0.0.1"))
+    # Spread over the same 90 days whatever the scale (a busier company, not a longer one).
+    step = 90 * 86400 / max(audit, 1)
+
+    def audit_rows():
+        for i in range(audit):
+            action = ACTIONS[i % len(ACTIONS)]
+            yield (rng.choice(user_ids), action, "user" if action == "login" else "request",
+                   rng.randint(1, requests), f'{{"note": "event {i}", "field": "image_name"}}',
+                   iso(base + i * step), "10.0.0.1")
     db.executemany("INSERT INTO audit_log (user_id, action, target_type, target_id, details, created_at, ip) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?)", audit_rows)
+                   "VALUES (?, ?, ?, ?, ?, ?, ?)", audit_rows())
+
+    now = base + 90 * 86400
+    db.executemany(
+        "INSERT INTO webhook_deliveries (created_at, source, event, repo_url, repo_key, branch, commit_sha, "
+        "outcome, reason, http_status, matched_request_ids, restarted_ids, marked_ids) "
+        "VALUES (?, ?, 'push', ?, ?, 'main', ?, ?, NULL, 200, '[1, 2]', '[3, 4, 5]', '[]')",
+        ((iso(now - deliveries * 60 + i * 60), ("generic", "github", "gitlab")[i % 3],
+          f"https://git.example.com/team{i % 150}/service{i % 700}.git",
+          f"git.example.com/team{i % 150}/service{i % 700}", f"{i:040x}", OUTCOMES[i % len(OUTCOMES)])
+         for i in range(deliveries)))
     db.execute("COMMIT")
     db.execute("ANALYZE")
     counts = {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-              for table in ("users", "image_requests", "images", "builds", "deployments", "audit_log")}
+              for table in ("users", "image_requests", "images", "builds", "deployments", "audit_log",
+                            "webhook_deliveries")}
     db.close()
     return counts
 
@@ -113,17 +140,18 @@ def seed(path: str, users=200, requests=10_000, images=2_000, deployments=2_000,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path")
-    parser.add_argument("--users", type=int, default=200)
-    parser.add_argument("--requests", type=int, default=10_000)
-    parser.add_argument("--images", type=int, default=2_000)
-    parser.add_argument("--deployments", type=int, default=2_000)
-    parser.add_argument("--audit", type=int, default=100_000)
+    parser.add_argument("--scale", type=int, default=1, help="multiply every default count")
+    for name in DEFAULTS:
+        parser.add_argument(f"--{name}", type=int, default=None)
     parser.add_argument("--running", type=int, default=0, help="exactly this many deployments running")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
+    if not 1 <= args.scale <= 100:
+        parser.error("--scale 1..100")
+    counts = {name: getattr(args, name) if getattr(args, name) is not None else count
+              for name, count in scaled(args.scale).items()}
     started = time.perf_counter()
-    counts = seed(args.path, args.users, args.requests, args.images, args.deployments, args.audit,
-                  args.running, args.seed)
+    counts = seed(args.path, running=args.running, seed_value=args.seed, **counts)
     print(f"seeded {args.path} in {time.perf_counter() - started:.1f}s: "
           + ", ".join(f"{k}={v}" for k, v in counts.items()))
 

@@ -66,9 +66,12 @@ class AuditPage:
     has_older: bool
     has_newer: bool
     filters: AuditFilters
+    older_from: int | None = None  # where the older page starts when it is not the last row
 
     @property
     def older_cursor(self) -> int | None:
+        if self.has_older and self.older_from is not None:
+            return self.older_from
         return self.items[-1]["id"] if self.items and self.has_older else None
 
     @property
@@ -128,8 +131,47 @@ def parse_filters(args) -> tuple[AuditFilters, dict[str, str]]:
     return filters, errors
 
 
+# Text shorter than a trigram cannot use the search index: such a search reads at
+# most this many ids per page (older pages continue below the window).
+MIN_INDEXED_TEXT = 3
+SHORT_TEXT_WINDOW = 20_000
+
+
+@dataclass(frozen=True)
+class IdRange:
+    """The ids a page may read: ``low <= id <= high`` (both inclusive)."""
+    low: int = 1
+    high: int = MAX_ID
+
+    @property
+    def empty(self) -> bool:
+        return self.low > self.high
+
+
+def text_source(q: str) -> tuple[str, str, list[str], list]:
+    """How the details text filter runs, as ``(from, key, clauses, params)``: the FROM
+    item (audit rows as ``a``), the id column to seek and order by, and WHERE clauses.
+
+    The one SQLite-specific piece of the audit search (a PostgreSQL variant would use
+    a pg_trgm GIN index here). Text of three characters or more goes through the
+    FTS5 trigram table ``audit_fts``, walked newest first; every candidate is
+    re-checked with the literal, escaped LIKE, so results equal a plain LIKE over the
+    table (the index folds case in every script, LIKE only in ASCII). Shorter text
+    walks the rowid with the LIKE alone (see :data:`SHORT_TEXT_WINDOW`)."""
+    like = ["a.details LIKE ? ESCAPE '\\'"], ["%" + like_escape(q) + "%"]
+    if len(q) < MIN_INDEXED_TEXT:
+        return "audit_log a", "a.id", *like
+    # A NUL ends LIKE's pattern; like_escape turns it into \x01, and so does the
+    # index query, so both look for the same (never stored) character.
+    phrase = '"' + q.replace("\x00", "\x01").replace('"', '""') + '"'
+    # CROSS JOIN keeps the index as the outer loop: it yields ids newest first.
+    return ("audit_fts f CROSS JOIN audit_log a ON a.id = f.rowid", "f.rowid",
+            ["f.audit_fts MATCH ?", *like[0]], [phrase, *like[1]])
+
+
 def where_clause(filters: AuditFilters) -> tuple[str, list]:
-    """The WHERE fragment (over ``audit_log AS a``) for validated filters."""
+    """The WHERE fragment (over ``audit_log AS a``) for validated filters, the text
+    filter aside (see :func:`text_source`)."""
     clauses, params = [], []
     if filters.user:
         # A scalar subquery runs once, and ``user_id = <value>`` seeks idx_audit_user.
@@ -147,66 +189,142 @@ def where_clause(filters: AuditFilters) -> tuple[str, list]:
             # every row of a common type through idx_audit_target and sorting them.
             clauses.append("+a.target_type = ?")
             params.append(filters.target_type)
-    if filters.q:
-        clauses.append("a.details LIKE ? ESCAPE '\\'")
-        params.append("%" + like_escape(filters.q) + "%")
-    # Dates filter the rows read in id order (again unary plus): a wide range through
-    # idx_audit_created would mean sorting all of it to find the newest 50.
-    if filters.date_from:
+    # Dates are exact here (unary plus: a filter, not an index choice); the page is
+    # limited to their ids by :func:`date_ids`, found through idx_audit_created.
+    start, end = _date_limits(filters)
+    if start:
         clauses.append("+a.created_at >= ?")
-        params.append(f"{filters.date_from}T00:00:00Z")
-    if filters.date_to:
-        next_day = date.fromisoformat(filters.date_to) + timedelta(days=1)
+        params.append(start)
+    if end:
         clauses.append("+a.created_at < ?")
-        params.append(f"{next_day.isoformat()}T00:00:00Z")
+        params.append(end)
     return (" AND ".join(clauses) or "1 = 1"), params
+
+
+def _date_limits(filters: AuditFilters) -> tuple[str | None, str | None]:
+    start = f"{filters.date_from}T00:00:00Z" if filters.date_from else None
+    end = None
+    if filters.date_to:
+        end = f"{(date.fromisoformat(filters.date_to) + timedelta(days=1)).isoformat()}T00:00:00Z"
+    return start, end
+
+
+def date_ids(db: sqlite3.Connection, filters: AuditFilters) -> IdRange:
+    """The ids of the rows in the date range: two seeks in idx_audit_created (the
+    first and the last row of the range). Audit rows are appended with the time they
+    are written, so ids grow with ``created_at`` and the rows of a range lie between
+    those two ids; the page still checks each row's date."""
+    start, end = _date_limits(filters)
+    low, high = 1, MAX_ID
+    if start:
+        row = db.execute("SELECT id FROM audit_log WHERE created_at >= ? ORDER BY created_at, id LIMIT 1",
+                         (start,)).fetchone()
+        low = row[0] if row else MAX_ID
+    if end:
+        row = db.execute("SELECT id FROM audit_log WHERE created_at < ? ORDER BY created_at DESC, id DESC "
+                         "LIMIT 1", (end,)).fetchone()
+        high = row[0] if row else 0
+    return IdRange(low, high)
 
 
 SELECT_COLUMNS = ("a.id, a.created_at, a.user_id, u.username, a.action, a.target_type, "
                   "a.target_id, a.details, a.ip")
 
 
-def search_sql(filters: AuditFilters, *, before: int | None = None, after: int | None = None,
-               limit: int = PER_PAGE + 1) -> tuple[str, list]:
-    """The page query. Exposed so tests can EXPLAIN exactly what the page runs."""
-    where, params = where_clause(filters)
-    if after is not None:
-        keyset, order, cursor = "a.id > ?", "ASC", after
+def _query(filters: AuditFilters, columns: str, ids: IdRange, *, older: bool, cursor: int,
+           limit: int) -> tuple[str, list]:
+    """Rows matching ``filters`` older (id < cursor, newest first) or newer (id >
+    cursor, oldest first) than ``cursor``, within ``ids``."""
+    source, key, clauses, params = text_source(filters.q) if filters.q else ("audit_log a", "a.id", [], [])
+    where, where_params = where_clause(filters)
+    # The cursor folds into one id range: SQLite seeks with a single pair of bounds.
+    if older:
+        low, high, order = ids.low, min(ids.high, cursor - 1), "DESC"
     else:
-        # The first page is "before infinity": the same seek as every other page.
-        keyset, order, cursor = "a.id < ?", "DESC", before if before is not None else MAX_ID
-    sql = (f"SELECT {SELECT_COLUMNS} FROM audit_log a LEFT JOIN users u ON u.id = a.user_id "
-           f"WHERE {where} AND {keyset} ORDER BY a.id {order} LIMIT ?")
-    return sql, [*params, cursor, limit]
+        low, high, order = max(ids.low, cursor + 1), ids.high, "ASC"
+    joins = " LEFT JOIN users u ON u.id = a.user_id" if "u." in columns else ""
+    sql = (f"SELECT {columns} FROM {source}{joins} WHERE {' AND '.join([*clauses, where])} "
+           f"AND {key} BETWEEN ? AND ? ORDER BY {key} {order} LIMIT ?")
+    return sql, [*params, *where_params, low, high, limit]
 
 
-def _any_beyond(db: sqlite3.Connection, filters: AuditFilters, cursor: int, *, older: bool) -> bool:
-    """Is there a matching row older (id < cursor) or newer (id > cursor)?"""
-    where, params = where_clause(filters)
-    keyset, order = ("a.id < ?", "DESC") if older else ("a.id > ?", "ASC")
-    return db.execute(f"SELECT 1 FROM audit_log a WHERE {where} AND {keyset} "
-                      f"ORDER BY a.id {order} LIMIT 1", [*params, cursor]).fetchone() is not None
+def search_sql(filters: AuditFilters, *, before: int | None = None, after: int | None = None,
+               limit: int = PER_PAGE + 1, ids: IdRange = IdRange()) -> tuple[str, list]:
+    """The page query. Exposed so tests can EXPLAIN exactly what the page runs."""
+    if after is not None:
+        return _query(filters, SELECT_COLUMNS, ids, older=False, cursor=after, limit=limit)
+    # The first page is "before infinity": the same seek as every other page.
+    return _query(filters, SELECT_COLUMNS, ids, older=True,
+                  cursor=before if before is not None else MAX_ID, limit=limit)
+
+
+def _short_text(filters: AuditFilters) -> bool:
+    return bool(filters.q) and len(filters.q) < MIN_INDEXED_TEXT
+
+
+def _window(db: sqlite3.Connection, filters: AuditFilters, ids: IdRange, cursor: int, *,
+            older: bool) -> IdRange:
+    """``ids``, cut to SHORT_TEXT_WINDOW ids next to ``cursor`` for a short text."""
+    if not _short_text(filters):
+        return ids
+    if older:
+        if cursor >= ids.high:  # the first page: the window ends at the newest row
+            newest = db.execute("SELECT MAX(id) FROM audit_log").fetchone()[0] or 0
+            cursor = min(cursor, ids.high + 1, newest + 1)
+        return IdRange(max(ids.low, cursor - SHORT_TEXT_WINDOW), ids.high)
+    return IdRange(ids.low, min(ids.high, cursor + SHORT_TEXT_WINDOW))
+
+
+def _any_beyond(db: sqlite3.Connection, filters: AuditFilters, ids: IdRange, cursor: int, *,
+                older: bool) -> bool:
+    """Is there a matching row older (id < cursor) or newer (id > cursor)? For a
+    short text, "maybe" (ids beyond the window) counts as yes."""
+    window = _window(db, filters, ids, cursor, older=older)
+    sql, params = _query(filters, "1", window, older=older, cursor=cursor, limit=1)
+    if db.execute(sql, params).fetchone() is not None:
+        return True
+    beyond = window.low > ids.low if older else window.high < ids.high
+    return beyond and _rows_beyond(db, window, older=older)
+
+
+def _rows_beyond(db: sqlite3.Connection, window: IdRange, *, older: bool) -> bool:
+    if older:
+        return db.execute("SELECT 1 FROM audit_log WHERE id < ? LIMIT 1", (window.low,)).fetchone() is not None
+    return db.execute("SELECT 1 FROM audit_log WHERE id > ? LIMIT 1", (window.high,)).fetchone() is not None
 
 
 def search(db: sqlite3.Connection, filters: AuditFilters, *, before: int | None = None,
            after: int | None = None, per_page: int = PER_PAGE) -> AuditPage:
     """One page of matching rows, newest first. ``before`` gives the page older than
     that id, ``after`` the page newer than it; neither gives the newest page."""
+    ids = date_ids(db, filters) if filters.date_from or filters.date_to else IdRange()
     if after is not None:
-        sql, params = search_sql(filters, after=after, limit=per_page + 1)
+        sql, params = search_sql(filters, after=after, limit=per_page + 1,
+                                 ids=_window(db, filters, ids, after, older=False))
         rows = db.execute(sql, params).fetchall()
-        has_newer = len(rows) > per_page
         items = list(reversed(rows[:per_page]))
-        has_older = bool(items) and _any_beyond(db, filters, items[-1]["id"], older=True)
         if not items:  # nothing newer than the cursor: show the newest page instead
             return search(db, filters, per_page=per_page)
+        has_newer = len(rows) > per_page or (
+            _short_text(filters) and _any_beyond(db, filters, ids, items[0]["id"], older=False))
+        has_older = _any_beyond(db, filters, ids, items[-1]["id"], older=True)
         return AuditPage(items, has_older, has_newer, filters)
-    sql, params = search_sql(filters, before=before, limit=per_page + 1)
+    cursor = before if before is not None else MAX_ID
+    window = _window(db, filters, ids, cursor, older=True)
+    sql, params = search_sql(filters, before=before, limit=per_page + 1, ids=window)
     rows = db.execute(sql, params).fetchall()
     items = rows[:per_page]
-    has_older = len(rows) > per_page
+    if len(rows) > per_page:
+        has_older = True
+    elif window.low > ids.low and _rows_beyond(db, window, older=True):
+        # A short text read one window: the next page goes on below it.
+        return AuditPage(items, True, before is not None and _any_beyond(
+            db, filters, ids, items[0]["id"] if items else cursor - 1, older=False), filters,
+            older_from=window.low)
+    else:
+        has_older = False
     has_newer = before is not None and _any_beyond(
-        db, filters, items[0]["id"] if items else before - 1, older=False)
+        db, filters, ids, items[0]["id"] if items else before - 1, older=False)
     return AuditPage(items, has_older, has_newer, filters)
 
 
@@ -304,9 +422,10 @@ def iter_csv(db: sqlite3.Connection, filters: AuditFilters, *, batch: int = CSV_
     # A BOM so spreadsheet programs read the Cyrillic in details as UTF-8.
     buffer.write("\ufeff")
     writer.writerow(CSV_COLUMNS)
+    ids = date_ids(db, filters) if filters.date_from or filters.date_to else IdRange()
     before = None
     while True:
-        sql, params = search_sql(filters, before=before, limit=batch)
+        sql, params = search_sql(filters, before=before, limit=batch, ids=ids)
         rows = db.execute(sql, params).fetchall()
         for row in rows:
             writer.writerow([row["id"], row["created_at"], csv_safe(row["username"]),
