@@ -121,6 +121,12 @@ def actor_name(username) -> str:
     return username or _("system")
 
 
+def failure_alert(target_type: str, target_id: int):
+    """The newest alert about a failed build or deployment (its reason), for the top of its page."""
+    from .db import get_db
+    return alert_domain.latest_for_target(get_db(), target_type, target_id)
+
+
 def alert_text(alert) -> str:
     """An alert's text in the user's language."""
     return alert_domain.message_text(alert, _)
@@ -152,7 +158,8 @@ def init_app(app) -> None:
     app.jinja_env.globals.update(access=permissions, status_label=status_label,
                                  role_labels=ROLE_LABELS, get_locale=get_locale,
                                  action_label=action_label, target_label=target_label,
-                                 actor_name=actor_name, alert_text=alert_text)
+                                 actor_name=actor_name, alert_text=alert_text,
+                                 failure_alert=failure_alert)
     app.jinja_env.filters["dt"] = format_time
     app.jinja_env.filters["exact_time"] = exact_time
     app.jinja_env.trim_blocks = True

@@ -59,6 +59,14 @@ def list_alerts(db: sqlite3.Connection, *, open_limit: int = OPEN_LIMIT,
     return open_alerts, resolved
 
 
+def latest_for_target(db: sqlite3.Connection, target_type: str, target_id: int):
+    """The newest alert about one target (open or resolved), or None."""
+    return db.execute(
+        f"SELECT {_COLUMNS} FROM alerts al LEFT JOIN users u ON u.id = al.resolved_by "
+        "WHERE al.target_id = ? AND (al.target_type = ? OR (al.target_type IS NULL AND al.alert_type = ?)) "
+        "ORDER BY al.id DESC LIMIT 1", (target_id, target_type, f"{target_type}_failed")).fetchone()
+
+
 def open_count(db: sqlite3.Connection) -> int:
     return db.execute("SELECT COUNT(*) FROM alerts WHERE resolved = 0").fetchone()[0]
 

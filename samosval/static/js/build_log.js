@@ -54,7 +54,8 @@
     }
     if (payload.status === "failed" && payload.error_message && errorBox) {
       errorBox.textContent = payload.error_message;
-      errorBox.hidden = false;
+      var box = document.getElementById("build-error-box");
+      if (box) { box.hidden = false; }
     }
     if (payload.finished) {
       finished = true;

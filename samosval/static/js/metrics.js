@@ -76,6 +76,8 @@
     }
     chart.update("none");
     chart.$canvas.setAttribute("data-points", ds.length);
+    var empty = chart.$canvas.parentNode.querySelector("[data-chart-empty]");
+    if (empty) { empty.hidden = ds.length > 0; }
   }
 
   function showLatest(latest) {
