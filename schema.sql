@@ -266,3 +266,83 @@ CREATE TABLE IF NOT EXISTS protected_environments (
     protected_at TEXT NOT NULL,
     protected_by INTEGER REFERENCES users(id)
 );
+
+-- Configuration of deployments (issue 21): each change is a numbered version per
+-- deployment, the whole set of variables; a release's config_version is that number.
+-- A secret's value is only ever stored sealed (samosval/crypto.py): value is NULL.
+CREATE TABLE IF NOT EXISTS config_versions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    deployment_id INTEGER NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by INTEGER REFERENCES users(id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS idx_config_versions_number ON config_versions(deployment_id, number);
+CREATE TABLE IF NOT EXISTS config_entries (
+    version_id INTEGER NOT NULL REFERENCES config_versions(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT,
+    sealed_value TEXT,
+    PRIMARY KEY (version_id, key)
+);
+
+-- Notifications (issue 21): channels an admin configures (secret settings sealed),
+-- people's subscriptions, a durable outbox with every attempt, and the audit-log
+-- cursor up to which events were fanned out.
+CREATE TABLE IF NOT EXISTS notification_channels (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    sealed_settings TEXT NOT NULL,
+    enabled INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT NOT NULL,
+    created_by INTEGER REFERENCES users(id),
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notification_subscriptions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    channel_id INTEGER NOT NULL REFERENCES notification_channels(id) ON DELETE CASCADE,
+    scope TEXT NOT NULL,
+    target_id INTEGER,
+    events TEXT NOT NULL,
+    recipient TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_subscriptions_user ON notification_subscriptions(user_id, id);
+CREATE INDEX IF NOT EXISTS idx_subscriptions_target ON notification_subscriptions(scope, target_id);
+CREATE TABLE IF NOT EXISTS notification_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel_id INTEGER NOT NULL REFERENCES notification_channels(id) ON DELETE CASCADE,
+    source_audit_id INTEGER,
+    recipient TEXT NOT NULL DEFAULT '',
+    event TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    delivery_uuid TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL,
+    last_error TEXT,
+    created_at TEXT NOT NULL,
+    sent_at TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS idx_outbox_source ON notification_outbox(source_audit_id, channel_id, recipient);
+CREATE INDEX IF NOT EXISTS idx_outbox_due ON notification_outbox(status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS idx_outbox_channel ON notification_outbox(channel_id, id);
+CREATE TABLE IF NOT EXISTS notification_attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id INTEGER NOT NULL REFERENCES notification_outbox(id) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    http_status INTEGER,
+    error TEXT,
+    duration_ms REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_attempts_message ON notification_attempts(message_id, number);
+CREATE TABLE IF NOT EXISTS notification_state (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);

@@ -213,6 +213,22 @@ def _v7_alert_message_params(db: sqlite3.Connection, schema_sql: str) -> None:
     _add_columns(db, "alerts", ["message_params TEXT"])
 
 
+_V8_TABLES = ("config_versions", "config_entries", "notification_channels", "notification_subscriptions",
+              "notification_outbox", "notification_attempts", "notification_state")
+
+
+def _v8_config_and_notifications(db: sqlite3.Connection, schema_sql: str) -> None:
+    """Configuration versions and notifications (issue 21): new tables from schema.sql;
+    the fan-out starts after the newest audit row (no notifications for history)."""
+    for statement in _statements(schema_sql):
+        for table in _V8_TABLES:
+            if statement.startswith(f"CREATE TABLE IF NOT EXISTS {table} (") \
+                    or re.match(rf"CREATE (UNIQUE )?INDEX IF NOT EXISTS \w+ ON {table}\(", statement):
+                db.execute(statement)
+    db.execute("INSERT OR REPLACE INTO notification_state (name, value) "
+               "SELECT 'audit_cursor', COALESCE(MAX(id), 0) FROM audit_log")
+
+
 # (version reached, function). Append new steps; never edit a released one.
 MIGRATIONS = [
     (2, _v2_samosval_extensions),
@@ -221,6 +237,7 @@ MIGRATIONS = [
     (5, _v5_audit_search),
     (6, _v6_releases),
     (7, _v7_alert_message_params),
+    (8, _v8_config_and_notifications),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
