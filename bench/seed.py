@@ -21,8 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from werkzeug.security import generate_password_hash  # noqa: E402
 
-from samosval.db import connect, init_db_if_needed  # noqa: E402
+from samosval.db import connect, init_db_if_needed, schema_sql  # noqa: E402
 from samosval.domain.repos import normalize_repo_url  # noqa: E402
+from samosval.migrations import _statements  # noqa: E402
 
 STATUSES = ("draft", "submitted", "in_review", "approved", "rejected")
 DEPLOY_STATUSES = ("running", "running", "running", "stopped", "failed", "deploying")
@@ -49,6 +50,11 @@ def seed(path: str, users=200, requests=10_000, images=2_000, deployments=2_000,
     rng = random.Random(seed_value)
     init_db_if_needed(path)
     db = connect(path)
+    # A throw-away bulk load: no journal (a crash leaves a database to delete, not
+    # to repair), no fsync, and a page cache big enough for the search index.
+    db.execute("PRAGMA journal_mode = OFF")
+    db.execute("PRAGMA synchronous = OFF")
+    db.execute("PRAGMA cache_size = -262144")
     base = time.time() - 90 * 86400
     password_hash = generate_password_hash("password123")
     db.execute("BEGIN IMMEDIATE")
@@ -116,8 +122,13 @@ def seed(path: str, users=200, requests=10_000, images=2_000, deployments=2_000,
             yield (rng.choice(user_ids), action, "user" if action == "login" else "request",
                    rng.randint(1, requests), f'{{"note": "event {i}", "field": "image_name"}}',
                    iso(base + i * step), "10.0.0.1")
+    # The search index is built once at the end ('rebuild': 4x faster than its
+    # insert trigger row by row), then the trigger is put back as schema.sql has it.
+    db.execute("DROP TRIGGER audit_fts_insert")
     db.executemany("INSERT INTO audit_log (user_id, action, target_type, target_id, details, created_at, ip) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?)", audit_rows())
+    db.execute("INSERT INTO audit_fts (audit_fts) VALUES ('rebuild')")
+    db.execute(next(s for s in _statements(schema_sql()) if "TRIGGER IF NOT EXISTS audit_fts_insert " in s))
 
     now = base + 90 * 86400
     db.executemany(
@@ -130,6 +141,7 @@ def seed(path: str, users=200, requests=10_000, images=2_000, deployments=2_000,
          for i in range(deliveries)))
     db.execute("COMMIT")
     db.execute("ANALYZE")
+    db.execute("PRAGMA journal_mode = WAL")
     counts = {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
               for table in ("users", "image_requests", "images", "builds", "deployments", "audit_log",
                             "webhook_deliveries")}
