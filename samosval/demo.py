@@ -27,6 +27,7 @@ from .domain import requests as request_domain
 from .domain import tokens as token_domain
 from .domain import users as user_domain
 from .simulator import runtime as sim_runtime
+from .simulator import textgen
 from .simulator.engine import SimulationEngine
 from .simulator.state import SimulationState
 
@@ -34,8 +35,17 @@ from .simulator.state import SimulationState
 DEMO_USERS = (("maria", "developer"), ("ivan", "developer"), ("olga", "operator"),
               ("nadia", "admin"))
 
-# Fake seconds of metric history simulated up front, so charts are drawn at once.
-METRIC_HISTORY_SECONDS = 180
+# Fake seconds of metric history simulated up front, so charts are drawn at once
+# (the deployment page shows the last 15 minutes).
+METRIC_HISTORY_SECONDS = 900
+
+# The story is spread over the past days (the dashboard's trends cover 14), and
+# ends this long before the demo starts.
+HISTORY_DAYS = 12
+HISTORY_END_GAP = 2 * 3600
+
+# The live build lasts about this long (seconds), so the visitor sees it move.
+LIVE_BUILD_SECONDS = 40.0
 
 # Tables that must be empty (users: root only) for the demo to run.
 CHECKED_TABLES = ("image_requests", "images", "builds", "deployments", "alerts",
@@ -119,19 +129,30 @@ class _SeedEngine(SimulationEngine):
 
 
 class _Clock:
-    """The real time, read only when ``tick`` is called (so a step sees one instant).
-    With the seed engine's speed-up the whole story takes a fraction of a second,
-    and its timestamps stay in order with the rows written by request-style calls."""
+    """The story's clock. ``tick`` moves it a little (the seed engine, sped up, needs
+    only milliseconds between steps); ``later`` jumps hours ahead, as between two
+    events of a working week. It never passes ``end``."""
 
-    def __init__(self, start: float | None = None):
+    def __init__(self, start: float | None = None, end: float | None = None, rng=None):
         self.now = time.time() if start is None else start
+        self.end = end
+        self.rng = rng or random.Random()
 
     def __call__(self) -> float:
         return self.now
 
-    def tick(self, pause: float = 0.002) -> float:
-        time.sleep(pause)
-        self.now = max(self.now, time.time())
+    def tick(self, step: float = 0.05) -> float:
+        self.now += step
+        if self.end is not None:
+            self.now = min(self.now, self.end)
+        return self.now
+
+    def later(self, low_hours: float, high_hours: float) -> float:
+        """Jump ahead by a random number of hours (less when the end is near)."""
+        jump = self.rng.uniform(low_hours, high_hours) * 3600
+        if self.end is not None:
+            jump = min(jump, max(0.0, (self.end - self.now) / 4))
+        self.now += jump
         return self.now
 
 
@@ -195,7 +216,9 @@ def _wait_for_first_tick(engine, before, timeout: float = 5.0) -> None:
 
 def _seed(app, db) -> list[str]:
     state = app.extensions["samosval"].state
-    clock = _Clock()
+    real_now = time.time()
+    clock = _Clock(real_now - HISTORY_DAYS * 86400, real_now - HISTORY_END_GAP,
+                   random.Random(app.config.get("SIM_SEED")))
     engine = _SeedEngine(db_path=app.config["DATABASE"], state=state, clock=clock,
                          rng=random.Random(app.config.get("SIM_SEED")), speed=1000.0,
                          watchdog_build_seconds=1e9, watchdog_deploy_seconds=1e9)
@@ -207,6 +230,7 @@ def _seed(app, db) -> list[str]:
         user_id = user_domain.create_user(db, username, passwords[username], role, actor_id=root_id,
                                           now=clock.tick())
         people[username] = User(user_domain.get_user(db, user_id))
+        clock.later(0.2, 2)
 
     def settle(until, limit: int = 10_000) -> None:
         """Step the seed engine until ``until()`` holds."""
@@ -219,15 +243,18 @@ def _seed(app, db) -> list[str]:
     # Requests, each walked through the status flow by the people who would do it.
     request_ids = {}
     for key, (creator, final, values) in DEMO_REQUESTS.items():
+        clock.later(3, 14)
         request_id = request_domain.create_request(db, people[creator], values, now=clock.tick())
         request_ids[key] = request_id
         for actor, status in STATUS_PATHS[final]:
+            clock.later(0.3, 5)
             who = people[values["owner"] if actor == "owner" else actor]
             request_domain.change_status(db, who, request_id, status, now=clock.tick())
 
     olga = people["olga"]
 
     def build(key: str) -> int:
+        clock.later(1, 10)
         req = request_domain.get_request(db, request_ids[key])
         build_id = build_domain.start_build(db, req, olga, clock.tick())
         settle(lambda: db.execute("SELECT status FROM builds WHERE id = ?", (build_id,))
@@ -245,6 +272,7 @@ def _seed(app, db) -> list[str]:
 
     def deploy(key, name, environment, replicas, ports, *, fail=False) -> int:
         engine.deploy_failure_rate = 1.0 if fail else 0.0
+        clock.later(1, 10)
         deployment_id = deployment_domain.create_deployment(
             db, state, images[key], olga,
             {"name": name, "environment": environment, "replicas": str(replicas), "ports": ports},
@@ -257,12 +285,14 @@ def _seed(app, db) -> list[str]:
     deploy("frontend", "web-frontend-prod", "prod", 2, "80:3000,443:3443")
     deploy("frontend", "web-frontend-dev", "dev", 1, "3000:3000", fail=True)
     reports = deploy("reports", "reports-nightly", "staging", 1, "")
+    clock.later(2, 12)
     deployment_domain.perform_action(db, state, deployment_domain.get_deployment(db, reports),
                                      olga, "stop", clock.tick())
 
     # The commit hook: a CI job pushes payments-api (both deployments restart),
     # and a caller with a wrong token is refused.
     engine.deploy_failure_rate = 0.0
+    clock.later(2, 12)
     token_id, token = token_domain.create_token(
         db, "github-actions (payments-api)", secret_key=app.config["SECRET_KEY"],
         actor_id=people["nadia"].id, now=clock.tick())
@@ -270,10 +300,12 @@ def _seed(app, db) -> list[str]:
     body = json.dumps({"repo_url": payments["repo_url"], "branch": "main",
                        "commit": "4e1d0b7c9a2f5e3d8c6b1a0f9e8d7c6b5a4f3e2d"}).encode()
     event = hook_parsing.parse({}, body, "application/json")
+    clock.later(2, 24)
     hook_effects.process(db, state, event, hook_auth.Caller(token_id=token_id,
                                                             token_name="github-actions (payments-api)"),
                          clock.tick())
     settle(lambda: not db.execute("SELECT 1 FROM deployments WHERE status = 'deploying'").fetchone())
+    clock.later(1, 12)
     hook_effects.refuse(db, clock.tick(), source="generic", reason=hook_parsing.R_UNKNOWN_TOKEN,
                         http_status=401)
 
@@ -317,9 +349,13 @@ def _start_live_work(app, db) -> list[str]:
     """One build and one rollout that the app's engine plays in real time."""
     olga = User(user_domain.get_user_by_username(db, "olga"))
     state = app.extensions["samosval"].state
+    engine = app.extensions["samosval"].engine
     gateway = db.execute("SELECT * FROM image_requests WHERE image_name = 'auth-gateway'").fetchone()
-    now = time.time()
+    now = engine.clock()
     build_id = build_domain.start_build(db, request_domain.get_request(db, gateway["id"]), olga, now)
+    # A build the visitor can watch: it succeeds, one step at a time, in about 40 s.
+    steps = len(textgen.build_plan(gateway))
+    engine.guided_builds[build_id] = LIVE_BUILD_SECONDS / steps
     image = image_domain.get_image(db, db.execute(
         "SELECT MAX(i.id) FROM images i WHERE i.name = 'web-frontend'").fetchone()[0])
     deployment_id = deployment_domain.create_deployment(

@@ -140,3 +140,53 @@ def test_app_py_demo_on_a_used_database_exits_non_zero_without_serving(tmp_path)
     assert result.returncode == 2
     assert "refused" in result.stderr
     assert "is running" not in result.stdout
+
+
+def test_the_story_spreads_over_the_past_days(seeded, db):
+    import time
+
+    from samosval.timeutil import iso_to_epoch
+    stamps = [iso_to_epoch(row[0]) for row in db.execute(
+        "SELECT created_at FROM audit_log WHERE action NOT IN ('build_start', 'deployment_create') "
+        "OR target_id NOT IN (SELECT MAX(id) FROM builds UNION SELECT MAX(id) FROM deployments)")]
+    now = time.time()
+    assert min(stamps) >= now - 14 * 86400 and max(stamps) <= now + 5
+    days = {int(stamp // 86400) for stamp in stamps}
+    assert len(days) >= 5, "every row on the same day"
+    deployments = [iso_to_epoch(r[0]) for r in db.execute("SELECT created_at FROM deployments")]
+    assert len({int(d // 3600) for d in deployments}) >= 3
+
+
+def test_the_charts_start_after_the_deployment_was_created(app, seeded, db):
+    from samosval.timeutil import iso_to_epoch
+    state = app.extensions["samosval"].state
+    for deployment_id, created in db.execute("SELECT id, created_at FROM deployments WHERE status = 'running'"):
+        points = list(state.runtime(deployment_id).metrics.since())
+        assert points and points[0][0] >= iso_to_epoch(created)
+
+
+def test_the_live_build_succeeds_and_lasts_30_to_60_seconds(app, engine, clock, db):
+    seed_demo(app)  # after the engine fixture: the live build is guided by this engine
+    engine.build_failure_rate = 1.0  # even when every other build fails
+    build_id, started = db.execute("SELECT id, status_since FROM builds ORDER BY id DESC LIMIT 1").fetchone()
+    finished_at = None
+    for _ in range(400):
+        engine.step(clock.advance(0.25))
+        status = db.execute("SELECT status FROM builds WHERE id = ?", (build_id,)).fetchone()[0]
+        if status not in ("queued", "building"):
+            finished_at = clock()
+            break
+    assert status == "success"
+    assert 30 <= finished_at - started <= 60
+
+
+def test_a_memory_warning_agrees_with_the_ram_the_charts_show():
+    import random
+
+    from samosval.simulator import textgen
+    rng = random.Random(7)
+    calm = [textgen.runtime_line(rng, "api", "api:1", 2, ram=43.0)[1] for _ in range(3000)]
+    assert not any("memory" in line for line in calm)
+    busy = [line for _level, line in (textgen.runtime_line(rng, "api", "api:1", 2, ram=91.4) for _ in range(3000))
+            if "memory" in line]
+    assert busy and all("memory usage 91% of limit" in line for line in busy)

@@ -88,6 +88,9 @@ class SimulationEngine:
         # Odds of a bad outcome; tests set them to 0 or 1 to force one path.
         self.build_failure_rate = 0.15
         self.deploy_failure_rate = 0.10
+        # Builds the demo plays for a visitor: build id -> seconds per step (divided by
+        # ``speed``, like every delay); they never fail. In memory: a restart forgets them.
+        self.guided_builds: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._local = threading.local()
@@ -231,7 +234,9 @@ class SimulationEngine:
                     "UPDATE builds SET status = 'building', started_at = ?, status_since = ?, "
                     "steps_total = ?, steps_done = 0, commit_sha = ?, next_step_at = ?, updated_at = ?, "
                     "build_log = COALESCE(build_log, '') || ? WHERE id = ? AND status = 'queued'",
-                    (stamp, now, len(plan), commit, now + self._delay(self.STEP_DELAY), stamp,
+                    (stamp, now, len(plan), commit, now + (self.guided_builds[build_id] / self.speed
+                                                           if build_id in self.guided_builds
+                                                           else self._delay(self.STEP_DELAY)), stamp,
                      build_domain.log_line(f"Build started on {runner}: {row['repo_url']} "
                                            f"@ {row['repo_branch']} ({commit[:12]})"),
                      build_id))
@@ -239,6 +244,7 @@ class SimulationEngine:
             counts["build_lines"] += 1
             return
         commit = row["commit_sha"] or self._commit_for(row)
+        guided = self.guided_builds.get(build_id)
         due, done, lines = row["next_step_at"], row["steps_done"], []
         for _ in range(self.MAX_BUILD_STEPS_PER_TICK):
             if due > now:
@@ -247,7 +253,7 @@ class SimulationEngine:
                 self._finish_build_success(db, build_id, row, plan, lines, done, commit, now, counts)
                 return
             step = plan[done]
-            chance = textgen.failure_chance(plan, step.kind, self.build_failure_rate)
+            chance = 0.0 if guided else textgen.failure_chance(plan, step.kind, self.build_failure_rate)
             if chance and self.rng.random() < chance:
                 failure = textgen.render_failure(row, plan, done, self.rng)
                 lines.extend(failure.lines)
@@ -261,7 +267,7 @@ class SimulationEngine:
                 return
             lines.extend(textgen.render_step(row, plan, done, self.rng, commit=commit))
             done += 1
-            due += self._delay(self.STEP_DELAY)
+            due += guided / self.speed if guided else self._delay(self.STEP_DELAY)
         if lines:
             build_domain.append_log(db, build_id, _text(lines), steps_done=done, next_step_at=due,
                                     now=now, commit_sha=commit)
@@ -444,7 +450,8 @@ class SimulationEngine:
             logs = runtime.logs
             while entry.pending and entry.pending[0] <= now:
                 entry.pending.pop(0)
-                level, text = textgen.runtime_line(rng, entry.name, entry.image_tag, entry.replicas)
+                level, text = textgen.runtime_line(rng, entry.name, entry.image_tag, entry.replicas,
+                                                   ram=runtime.ram)
                 # Stamped with the moment it is written (as a real logger does), so a
                 # reader's delay is measured from the append, not from the schedule.
                 logs.append(now, level, text)

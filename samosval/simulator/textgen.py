@@ -227,7 +227,6 @@ _INFO = (
 _WARN = (
     lambda r: f"slow request GET {r.choice(_PATHS).format(n=r.randint(1, 9999))} took {r.randint(800, 4000)}ms",
     lambda r: f"retrying connection to redis ({r.randint(1, 3)}/3)",
-    lambda r: f"memory usage above {r.choice((70, 80, 85))}% of limit",
     lambda r: f"deprecated API /api/v0 called by client {r.randint(10, 250)}.{r.randint(0, 255)}.0.{r.randint(1, 254)}",
     lambda r: f"queue backlog {r.randint(100, 900)} messages",
 )
@@ -243,8 +242,14 @@ LEVEL_WEIGHTS = (80, 15, 5)  # spec 8.5
 _CUMULATIVE = (80, 95, 100)
 
 
-def runtime_line(rng: random.Random, name: str, image_tag: str, replicas: int) -> tuple[str, str]:
-    """One (level, text) runtime line of a running deployment."""
+MEMORY_WARN_PERCENT = 80
+
+
+def runtime_line(rng: random.Random, name: str, image_tag: str, replicas: int,
+                 ram: float | None = None) -> tuple[str, str]:
+    """One (level, text) runtime line of a running deployment. A memory warning is
+    written only while ``ram`` (the RAM the charts show, %) is above the threshold,
+    and names that value: the log agrees with the metrics."""
     roll = rng.random() * 100
     if roll < _CUMULATIVE[0]:
         level, makers = "INFO", _INFO
@@ -254,6 +259,8 @@ def runtime_line(rng: random.Random, name: str, image_tag: str, replicas: int) -
         level, makers = "ERROR", _ERROR
     replica = rng.randrange(replicas) + 1 if replicas > 1 else 1
     message = makers[rng.randrange(len(makers))](rng)
+    if level == "WARN" and ram is not None and ram > MEMORY_WARN_PERCENT and rng.random() < 0.5:
+        message = f"memory usage {ram:.0f}% of limit (above {MEMORY_WARN_PERCENT}%)"
     return level, f"[{name}-{replica} {image_tag}] {message}"
 
 
