@@ -93,6 +93,13 @@ def end_session_streams(user_id: int, session_id: int | None = None) -> None:
     state.revoke_user(user_id)
 
 
+def session_alive_check():
+    """For what outlives the request (a live stream): ``(session, user) -> bool``,
+    the idle and lifetime limits on the engine's clock, as captured now."""
+    limits, clock_now = session_limits(), current_app.extensions["samosval"].engine.clock
+    return lambda session, user: session_domain.is_alive(session, user, now=clock_now(), **limits)
+
+
 # Endpoints that answer while a password change is required.
 PASSWORD_CHANGE_ENDPOINTS = frozenset({"auth.change_password", "auth.logout", "static"})
 

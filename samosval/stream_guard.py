@@ -29,9 +29,11 @@ END_REASONS = ("deleted", "no_access", "blocked", "role_changed", "password_chan
 
 class StreamGuard:
     def __init__(self, state, db_path: str, user_row, deployment_id: int, logs,
-                 fresh_seconds: float = FRESH_SECONDS, session_id: int | None = None):
+                 fresh_seconds: float = FRESH_SECONDS, session_id: int | None = None,
+                 session_alive=None):
         self.state = state
         self.session_id = session_id  # the viewer's browser session (domain.sessions)
+        self.session_alive = session_alive  # (session, user) -> bool: idle and lifetime limits
         self.db_path = db_path
         self.user_id = user_row["id"]
         self.role = user_row["role"]
@@ -84,8 +86,10 @@ class StreamGuard:
             return "password_changed"
         if user["session_version"] != self.session_version:
             return "logged_out"
-        if self.session_id is not None and self.session_row() is None:
-            return "logged_out"
+        if self.session_id is not None:
+            session = self.session_row()
+            if session is None or (self.session_alive is not None and not self.session_alive(session, user)):
+                return "logged_out"
         deployment = self.deployment_row()
         if deployment is None:
             return "deleted"

@@ -295,3 +295,21 @@ def test_it_adds_the_session_tables_to_a_version_3_database(tmp_path):
         assert {"idx_sessions_user", "idx_login_throttle_age"} <= indexes
     finally:
         db.close()
+
+
+def test_it_ends_an_open_live_log_when_its_session_expires(app, auth, timed, users, sample):
+    """An expiry is noticed at the stream's next access check (its heartbeat)."""
+    from samosval.sse import parse_events
+    app.config["SSE_HEARTBEAT_SECONDS"] = 0.2
+    client = browser(app, auth)
+    stream = client.get(f"/api/deployments/{sample['deployment_id']}/logs/stream", buffered=False)
+    try:
+        body = iter(stream.response)
+        next(body), next(body)  # retry, status
+        timed.advance(29 * 60)
+        assert next(body).startswith(b":")  # a heartbeat: still allowed
+        timed.advance(31 * 60)  # no request for 60 minutes: the session is over
+        events = parse_events(b"".join(body).decode())
+        assert events[-1].get("event") == "end" and '"logged_out"' in events[-1]["data"]
+    finally:
+        stream.close()
