@@ -32,6 +32,7 @@ STATUS_LABELS = {
     "failed": _l("failed"), "cancelled": _l("cancelled"),
     "deploying": _l("deploying"), "running": _l("running"), "stopped": _l("stopped"),
     "open": _l("open"), "resolved": _l("resolved"),
+    "pending_approval": _l("waiting for approval"), "expired": _l("expired"),
 }
 
 ROLE_LABELS = {"admin": _l("admin"), "operator": _l("operator"), "developer": _l("developer")}

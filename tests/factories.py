@@ -48,3 +48,19 @@ def make_deployment(db, *, image_id, status="running", name="billing-dev", envir
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (image_id, name, environment, status, replicas, ports, stopped_by_operator, needs_restart,
          NOW, NOW, created_by)).lastrowid
+
+
+def make_release(db, *, deployment_id, number, status="running", created_by=None, commit=None,
+                 trigger="user", cause="create", image_tag="billing-api:1.0.0", created_ts=0.0,
+                 current=False, rollback_of=None) -> int:
+    """A release row; ``current`` makes it the deployment's current release."""
+    release_id = db.execute(
+        "INSERT INTO releases (deployment_id, number, status, image_id, image_tag, image_digest, commit_sha, "
+        "trigger_kind, cause, rollback_of, created_at, created_ts, created_by) "
+        "VALUES (?, ?, ?, (SELECT image_id FROM deployments WHERE id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (deployment_id, number, status, deployment_id, image_tag, "sha256:" + f"{number:02d}" * 32, commit,
+         trigger, cause, rollback_of, NOW, created_ts, created_by)).lastrowid
+    if current:
+        db.execute("UPDATE deployments SET current_release_id = ?, last_commit = ? WHERE id = ?",
+                   (release_id, commit, deployment_id))
+    return release_id

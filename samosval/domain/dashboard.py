@@ -5,6 +5,7 @@ import sqlite3
 
 from .. import permissions
 from . import alerts as alert_domain
+from . import releases as release_domain
 from .audit_queries import target_links
 from .deployments import DEPLOYMENT_STATUSES
 from .requests import REQUEST_STATUSES
@@ -25,12 +26,17 @@ def summary(db: sqlite3.Connection, user) -> dict:
     if permissions.can_view_alerts(user):
         open_alerts = alert_domain.open_count(db)
     events = recent_events(db, user)
+    pending = None
+    if permissions.can_see_approvals(user):
+        sql, pending_params = release_domain.pending_releases_sql(user)
+        pending = db.execute(f"{sql} LIMIT 10", pending_params).fetchall()
     return {
         "request_counts": request_counts,
         "deployment_counts": deployment_counts,
         "open_alerts": open_alerts,
         "recent_events": events,
         "event_links": target_links(db, events),
+        "pending_releases": pending,
     }
 
 

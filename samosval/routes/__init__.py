@@ -14,12 +14,14 @@ from . import (
     hook_routes,
     image_routes,
     ops_routes,
+    release_routes,
     request_routes,
 )
 
 BLUEPRINT_MODULES = (
     auth_routes, dashboard_routes, request_routes, build_routes, image_routes, deployment_routes,
     admin_routes, api_routes, hook_routes, alert_routes, ops_routes, account_routes,
+    release_routes,
 )
 
 

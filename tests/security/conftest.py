@@ -32,7 +32,7 @@ STAFF_RELATIONS = ("operator", "admin")
 
 # Tables a hostile input could leave half-written.
 COUNTED_TABLES = ("users", "image_requests", "request_collaborators", "builds", "images",
-                  "deployments", "alerts", "audit_log", "webhook_tokens", "webhook_deliveries")
+                  "deployments", "alerts", "audit_log", "webhook_tokens", "webhook_deliveries", "releases")
 
 LONG_FUZZ = os.environ.get("SAMOSVAL_LONG_FUZZ") == "1"
 
@@ -62,11 +62,12 @@ class ObjectSet:
     image_id: int
     deployment_id: int
     repo_url: str
+    release_id: int  # v3 of the deployment, waiting for approval (v1 ran, v2 runs)
 
     def id_for(self, kind: str) -> int:
         return {"request": self.request_id, "draft_request": self.draft_request_id,
                 "build": self.build_id, "image": self.image_id,
-                "deployment": self.deployment_id}[kind]
+                "deployment": self.deployment_id, "release": self.release_id}[kind]
 
 
 def make_object_set(db, users, *, members: bool) -> ObjectSet:
@@ -81,7 +82,12 @@ def make_object_set(db, users, *, members: bool) -> ObjectSet:
     image_id = factories.make_image(db, request_id=request_id)
     build_id = factories.make_build(db, request_id=request_id, built_by=users["oleg"], status="queued")
     deployment_id = factories.make_deployment(db, image_id=image_id, created_by=users["oleg"])
-    return ObjectSet(request_id, draft_id, build_id, image_id, deployment_id, repo)
+    factories.make_release(db, deployment_id=deployment_id, number=1, commit="a" * 40)
+    factories.make_release(db, deployment_id=deployment_id, number=2, commit="b" * 40, current=True)
+    release_id = factories.make_release(db, deployment_id=deployment_id, number=3, status="pending_approval",
+                                        commit="c" * 40, trigger="webhook", cause="commit",
+                                        created_by=people["owner_id"])
+    return ObjectSet(request_id, draft_id, build_id, image_id, deployment_id, repo, release_id)
 
 
 def make_target_user(db, name: str) -> int:

@@ -40,7 +40,7 @@ OWNERS = frozenset({"owner", "operator", "admin"})  # start/stop/restart a deplo
 STAFF = frozenset({"operator", "admin"})
 ADMIN = frozenset({"admin"})
 
-VISIBILITY_OBJECTS = ("request", "draft_request", "build", "image", "deployment")
+VISIBILITY_OBJECTS = ("request", "draft_request", "build", "image", "deployment", "release")
 ROLE_OBJECTS = ("user", "alert", "token")  # no per-object visibility: the role decides
 
 
@@ -129,6 +129,17 @@ MATRIX: dict[str, Access] = {
         "page", obj="deployment", view=MEMBERS,
         choices={"action": {"start": OWNERS, "stop": OWNERS, "restart": OWNERS, "delete": STAFF}}),
 
+    # Releases (issue 20): members read them; who may restart rolls back and unpins
+    # (unpinning what is not pinned is a 409); staff other than the requester decide
+    # pending ones (the requester, a developer here, is refused like any developer).
+    "releases.releases_json": Access("api", obj="deployment", view=MEMBERS),
+    "releases.release_detail": Access("page", obj="release", view=MEMBERS),
+    "releases.rollback": Access("page", obj="deployment", view=MEMBERS, act=OWNERS, data={"release": "1"}),
+    "releases.unpin": Access("page", obj="deployment", view=MEMBERS, act=OWNERS),
+    "releases.approve": Access("page", obj="release", view=MEMBERS, act=STAFF),
+    "releases.reject": Access("page", obj="release", view=MEMBERS, act=STAFF, data={"reason": "not now"}),
+    "releases.pending_list": Access("page", act=STAFF),
+
     # Operations: staff.
     "alerts.list_alerts": Access("page", act=STAFF),
     "alerts.resolve_alert": Access("page", obj="alert", act=STAFF),
@@ -148,10 +159,13 @@ MATRIX: dict[str, Access] = {
     "account.end_user_session": Access("page", obj="user", act=ADMIN),
     "admin.audit": Access("page", act=ADMIN),
     "admin.audit_csv": Access("page", act=ADMIN),
+    # Protected environments (the POST unprotects dev: a no-op that changes nothing).
+    "releases.environments": Access("page", act=ADMIN, data={"environment": "dev", "protected": "0"}),
 }
 
 # The id argument of each object kind in URL rules.
-ID_ARGS = {"request_id", "build_id", "image_id", "deployment_id", "user_id", "alert_id", "token_id"}
+ID_ARGS = {"request_id", "build_id", "image_id", "deployment_id", "user_id", "alert_id", "token_id",
+           "release_id"}
 MISSING_ID = 987654
 
 

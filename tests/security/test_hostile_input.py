@@ -187,7 +187,7 @@ def test_it_survives_any_deployment_form(hostile, form):
     event(f"HTTP {response.status_code}")
     assert response.status_code in (302, 400, 413), response.status_code
     if response.status_code == 302:
-        assert changed_tables(before, after) == {"deployments": 1, "audit_log": 1}
+        assert changed_tables(before, after) == {"deployments": 1, "audit_log": 2, "releases": 1}
         row = world.db.execute("SELECT replicas, environment, name FROM deployments ORDER BY id DESC LIMIT 1").fetchone()
         assert 1 <= row["replicas"] <= 20 and row["environment"] in ("dev", "staging", "prod")
         assert row["name"] and len(row["name"]) <= 80
