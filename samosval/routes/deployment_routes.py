@@ -25,6 +25,7 @@ from ..auth import session_alive_check, wants_json
 from ..db import get_db
 from ..domain import N_
 from ..domain import deployments as deployment_domain
+from ..domain import releases as release_domain
 from ..domain import users as user_domain
 from ..pagination import page_number, paginate
 from ..simulator.runtime import get_state, sim_now
@@ -41,6 +42,7 @@ ACTION_MESSAGES = {
     "delete": N_("Deployment deleted."),
 }
 LOG_TAIL = sse.INITIAL_TAIL
+RELEASES_SHOWN = 20  # the newest on the page; the JSON has them all
 
 
 def status_payload(user, deployment) -> dict:
@@ -53,6 +55,8 @@ def status_payload(user, deployment) -> dict:
         "needs_restart": bool(deployment["needs_restart"]),
         "actions": deployment_domain.offered_actions(user, deployment),
         "updated_at": deployment["updated_at"],
+        "pinned": bool(deployment["pinned_at"]),
+        "current_release_id": deployment["current_release_id"],
     }
 
 
@@ -97,7 +101,8 @@ def deployment_detail(deployment_id: int):
                for line in lines],
         latest=({"time": _clock(latest[0]), "cpu": latest[1], "ram": latest[2]} if latest else None),
         last_seq=lines[-1].seq if lines else 0,
-        payload=status_payload(current_user, deployment))
+        payload=status_payload(current_user, deployment),
+        releases=release_domain.list_releases(get_db(), deployment_id, limit=RELEASES_SHOWN))
 
 
 # --- actions ------------------------------------------------------------------------
