@@ -92,6 +92,8 @@ MATRIX: dict[str, Access] = {
 
     # Anyone logged in.
     "dashboard.dashboard": Access("page"),
+    "dashboard.palette": Access("api"),  # results are filtered by visibility (tests/test_dashboard.py)
+    "dashboard.favicon": Access("public"),
     "auth.change_password": Access("page"),
     # One's own sessions (a POST without a session id is refused as invalid).
     "account.sessions": Access("page"),
