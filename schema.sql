@@ -48,6 +48,24 @@ CREATE INDEX IF NOT EXISTS idx_requests_created_by ON image_requests(created_by,
 CREATE INDEX IF NOT EXISTS idx_requests_updated ON image_requests(updated_at);
 CREATE INDEX IF NOT EXISTS idx_requests_repo ON image_requests(repo_key, repo_branch, update_mode);
 
+-- The requests list's text search (image name or repository URL): a trigram index,
+-- external content, kept in step by triggers; LIKE re-checks every candidate.
+CREATE VIRTUAL TABLE IF NOT EXISTS request_fts USING fts5(
+    image_name, repo_url, content='image_requests', content_rowid='id', tokenize='trigram'
+);
+CREATE TRIGGER IF NOT EXISTS request_fts_insert AFTER INSERT ON image_requests BEGIN
+    INSERT INTO request_fts (rowid, image_name, repo_url) VALUES (new.id, new.image_name, new.repo_url);
+END;
+CREATE TRIGGER IF NOT EXISTS request_fts_delete AFTER DELETE ON image_requests BEGIN
+    INSERT INTO request_fts (request_fts, rowid, image_name, repo_url)
+        VALUES ('delete', old.id, old.image_name, old.repo_url);
+END;
+CREATE TRIGGER IF NOT EXISTS request_fts_update AFTER UPDATE OF image_name, repo_url ON image_requests BEGIN
+    INSERT INTO request_fts (request_fts, rowid, image_name, repo_url)
+        VALUES ('delete', old.id, old.image_name, old.repo_url);
+    INSERT INTO request_fts (rowid, image_name, repo_url) VALUES (new.id, new.image_name, new.repo_url);
+END;
+
 -- Collaborators are kept in image_requests.collaborators (the spec's comma-separated
 -- string) and mirrored here, one row per login, so visibility checks match whole
 -- logins through an index instead of a LIKE over the string.
@@ -202,6 +220,8 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     body_digest TEXT
 );
 CREATE INDEX IF NOT EXISTS idx_deliveries_created ON webhook_deliveries(created_at, id);
+-- The deliveries page filtered by outcome, newest first.
+CREATE INDEX IF NOT EXISTS idx_deliveries_outcome ON webhook_deliveries(outcome, id);
 CREATE INDEX IF NOT EXISTS idx_deliveries_key ON webhook_deliveries(delivery_key);
 CREATE INDEX IF NOT EXISTS idx_deliveries_commit ON webhook_deliveries(repo_key, branch, commit_sha, outcome);
 -- A replayed signed body is found by its SHA-256, whatever delivery id it carries.

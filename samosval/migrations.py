@@ -229,6 +229,15 @@ def _v8_config_and_notifications(db: sqlite3.Connection, schema_sql: str) -> Non
                "SELECT 'audit_cursor', COALESCE(MAX(id), 0) FROM audit_log")
 
 
+def _v9_list_indexes(db: sqlite3.Connection, schema_sql: str) -> None:
+    """The requests list's trigram search table (filled from every request) and its
+    triggers, and the deliveries' outcome index, from schema.sql."""
+    for statement in _statements(schema_sql):
+        if "request_fts" in statement or "idx_deliveries_outcome" in statement:
+            db.execute(statement)
+    db.execute("INSERT INTO request_fts (request_fts) VALUES ('rebuild')")
+
+
 # (version reached, function). Append new steps; never edit a released one.
 MIGRATIONS = [
     (2, _v2_samosval_extensions),
@@ -238,6 +247,7 @@ MIGRATIONS = [
     (6, _v6_releases),
     (7, _v7_alert_message_params),
     (8, _v8_config_and_notifications),
+    (9, _v9_list_indexes),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -16,7 +16,7 @@ from datetime import date, timedelta
 from urllib.parse import urlencode
 
 from .. import audit
-from . import N_
+from . import N_, text_search
 from .users import like_escape
 
 PER_PAGE = 50
@@ -133,7 +133,6 @@ def parse_filters(args) -> tuple[AuditFilters, dict[str, str]]:
 
 # Text shorter than a trigram cannot use the search index: such a search reads at
 # most this many ids per page (older pages continue below the window).
-MIN_INDEXED_TEXT = 3
 SHORT_TEXT_WINDOW = 20_000
 
 
@@ -152,21 +151,17 @@ def text_source(q: str) -> tuple[str, str, list[str], list]:
     """How the details text filter runs, as ``(from, key, clauses, params)``: the FROM
     item (audit rows as ``a``), the id column to seek and order by, and WHERE clauses.
 
-    The one SQLite-specific piece of the audit search (a PostgreSQL variant would use
-    a pg_trgm GIN index here). Text of three characters or more goes through the
-    FTS5 trigram table ``audit_fts``, walked newest first; every candidate is
+    Text of three characters or more goes through the FTS5 trigram table
+    ``audit_fts`` (see :mod:`.text_search`), walked newest first; every candidate is
     re-checked with the literal, escaped LIKE, so results equal a plain LIKE over the
-    table (the index folds case in every script, LIKE only in ASCII). Shorter text
-    walks the rowid with the LIKE alone (see :data:`SHORT_TEXT_WINDOW`)."""
+    table. Shorter text walks the rowid with the LIKE alone (see
+    :data:`SHORT_TEXT_WINDOW`)."""
     like = ["a.details LIKE ? ESCAPE '\\'"], ["%" + like_escape(q) + "%"]
-    if len(q) < MIN_INDEXED_TEXT:
+    if not text_search.indexable(q):
         return "audit_log a", "a.id", *like
-    # A NUL ends LIKE's pattern; like_escape turns it into \x01, and so does the
-    # index query, so both look for the same (never stored) character.
-    phrase = '"' + q.replace("\x00", "\x01").replace('"', '""') + '"'
     # CROSS JOIN keeps the index as the outer loop: it yields ids newest first.
     return ("audit_fts f CROSS JOIN audit_log a ON a.id = f.rowid", "f.rowid",
-            ["f.audit_fts MATCH ?", *like[0]], [phrase, *like[1]])
+            ["f.audit_fts MATCH ?", *like[0]], [text_search.phrase(q), *like[1]])
 
 
 def where_clause(filters: AuditFilters) -> tuple[str, list]:
@@ -259,7 +254,7 @@ def search_sql(filters: AuditFilters, *, before: int | None = None, after: int |
 
 
 def _short_text(filters: AuditFilters) -> bool:
-    return bool(filters.q) and len(filters.q) < MIN_INDEXED_TEXT
+    return bool(filters.q) and not text_search.indexable(filters.q)
 
 
 def _window(db: sqlite3.Connection, filters: AuditFilters, ids: IdRange, cursor: int, *,

@@ -14,7 +14,7 @@ import sqlite3
 from .. import audit, permissions
 from ..db import transaction
 from ..timeutil import utcnow_iso
-from . import N_, Refused, ValidationError
+from . import N_, Refused, ValidationError, text_search
 from .repos import is_valid_branch_name, normalize_repo_url, split_logins
 from .users import like_escape
 
@@ -78,8 +78,12 @@ def get_request(db: sqlite3.Connection, request_id: int):
 
 
 def list_requests_query(user, *, status: str | None = None, owner: str | None = None,
-                        q: str | None = None, mine: bool = False) -> tuple[str, list]:
-    """The list page's SELECT (newest first, no LIMIT) limited to what ``user`` sees."""
+                        q: str | None = None, mine: bool = False,
+                        db: sqlite3.Connection | None = None) -> tuple[str, list]:
+    """The list page's SELECT (newest first, no LIMIT) limited to what ``user`` sees.
+    With ``db``, text that few requests hold is looked up in the trigram index first
+    (see :mod:`.text_search`); common text, like short text, is checked row by row
+    while walking the page's order, which meets a page of matches soon."""
     where, params = permissions.visible_requests_sql(user, "r")
     clauses = [where]
     if status in REQUEST_STATUSES:
@@ -89,7 +93,12 @@ def list_requests_query(user, *, status: str | None = None, owner: str | None = 
         clauses.append("o.username = ?")
         params.append(owner.strip().lower())
     if q:
-        pattern = "%" + _escape_like(q.strip()) + "%"
+        text = q.strip()
+        ids = text_search.matching_ids(db, "request_fts", text) if db is not None else None
+        if ids is not None:
+            clauses.append(f"r.id IN ({', '.join('?' * len(ids))})" if ids else "0 = 1")
+            params += ids
+        pattern = "%" + _escape_like(text) + "%"
         clauses.append("(r.image_name LIKE ? ESCAPE '\\' OR r.repo_url LIKE ? ESCAPE '\\')")
         params += [pattern, pattern]
     if mine:

@@ -50,7 +50,7 @@ def list_requests():
     filters = _filters()
     sql, params = request_domain.list_requests_query(
         current_user, status=filters["status"] or None, owner=filters["owner"] or None,
-        q=filters["q"] or None, mine=bool(filters["mine"]))
+        q=filters["q"] or None, mine=bool(filters["mine"]), db=get_db())
     page = paginate(get_db(), sql, params, page_number(request.args.get("page")),
                     current_app.config["PER_PAGE"], filters)
     if wants_json():
