@@ -66,6 +66,12 @@ DEFAULTS = {
     # Number of reverse proxies in front (nginx: 1). Without it, every client would
     # look like 127.0.0.1: rate limits, audit IPs and the /metrics allow-list go wrong.
     "TRUSTED_PROXIES": 0,
+    # Secrets at rest (issue 21): sealed under ENCRYPTION_KEY, or a key derived from
+    # SECRET_KEY; ENCRYPTION_OLD_KEYS (comma-separated) still open older values.
+    "ENCRYPTION_KEY": None,
+    "ENCRYPTION_OLD_KEYS": None,
+    # Each notification try gives up after this many seconds.
+    "NOTIFY_TIMEOUT_SECONDS": 10.0,
 }
 
 # SRI of the pinned default Chart.js build (sha384 of the file the CDN serves).
@@ -85,6 +91,7 @@ ENV_SETTINGS = {
     "CHARTJS_URL": str, "CHARTJS_SRI": str, "SESSION_COOKIE_SECURE": "bool",
     "DEMO": "bool", "JSON_LOGS": "bool", "METRICS_TOKEN": str, "METRICS_ALLOW": str,
     "HEALTH_MAX_TICK_AGE": float, "TRUSTED_PROXIES": int,
+    "ENCRYPTION_KEY": str, "ENCRYPTION_OLD_KEYS": str, "NOTIFY_TIMEOUT_SECONDS": float,
 }
 
 
@@ -157,4 +164,6 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     app.extensions["samosval_db_init"] = db.init_db_if_needed(app.config["DATABASE"],
                                                               app.config["ROOT_PASSWORD"])
     runtime.init_app(app)
+    from . import notify_worker
+    notify_worker.init_app(app)
     return app

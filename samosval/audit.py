@@ -54,6 +54,15 @@ ACTIONS = {
     "token_revoke": N_("webhook token revoked"),
     "alert_resolve": N_("alert resolved"),
     "watchdog_timeout": N_("stuck item failed by the watchdog"),
+    "config_change": N_("deployment configuration changed"),
+    "notification_channel_create": N_("notification channel created"),
+    "notification_channel_update": N_("notification channel changed"),
+    "notification_channel_delete": N_("notification channel deleted"),
+    "notification_test": N_("test notification queued"),
+    "notification_retry": N_("dead notifications retried"),
+    "notification_subscribe": N_("notifications subscribed"),
+    "notification_unsubscribe": N_("notifications unsubscribed"),
+    "encryption_key_rotate": N_("secrets re-encrypted under a new key"),
 }
 
 TARGET_TYPES = ("user", "request", "build", "image", "deployment", "alert", "token", "delivery")

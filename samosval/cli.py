@@ -7,7 +7,11 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from .db import connect
+from . import audit
+from .crypto import SealError, keyring
+from .db import connect, transaction
+from .domain import config_vars as config_domain
+from .domain import notifications as notification_domain
 from .domain import users as user_domain
 
 
@@ -29,9 +33,39 @@ def create_user_command(username, role, password):
     click.echo(f"Created {role} {username.strip().lower()}.")
 
 
+@click.command("rotate-encryption-key")
+@click.option("--old-key", "old_keys", multiple=True,
+              help="A previous SAMOSVAL_ENCRYPTION_KEY (repeatable; SAMOSVAL_ENCRYPTION_OLD_KEYS works too).")
+@with_appcontext
+def rotate_encryption_key_command(old_keys):
+    """Re-encrypt every stored secret under the current key.
+
+    Set SAMOSVAL_ENCRYPTION_KEY to the new key, name the previous one with --old-key
+    (a key derived from the secret key is always tried), then run this. All or
+    nothing: if any value cannot be opened, nothing changes."""
+    config = current_app.config
+    configured = [k.strip() for k in (config.get("ENCRYPTION_OLD_KEYS") or "").split(",") if k.strip()]
+    ring = keyring(config["SECRET_KEY"], config.get("ENCRYPTION_KEY"), [*configured, *old_keys])
+    db = connect(config["DATABASE"])
+    try:
+        with transaction(db):
+            values = config_domain.reseal_all(db, ring)
+            channels = notification_domain.reseal_all(db, ring)
+            audit.record(db, "encryption_key_rotate", now=time.time(),
+                         details={"values": values, "channels": channels})
+    except SealError as exc:
+        raise click.ClickException(
+            "a stored secret cannot be opened with the current key or any old key: pass the previous "
+            "key with --old-key; nothing was changed") from exc
+    finally:
+        db.close()
+    click.echo(f"Re-encrypted {values} secret value(s) and {channels} channel(s) under the current key.")
+
+
 def init_app(app) -> None:
     from .backup import backup_command
     from .simulator.cli import sim_step_command
     app.cli.add_command(create_user_command)
     app.cli.add_command(backup_command)
     app.cli.add_command(sim_step_command)
+    app.cli.add_command(rotate_encryption_key_command)

@@ -173,6 +173,34 @@ def stops_as_operator(user) -> bool:
     return is_staff(user)
 
 
+# --- configuration and notifications (issue 21) ------------------------------------------
+
+def can_change_config(user, deployment) -> bool:
+    """Change a deployment's environment variables: a change rolls out a new release,
+    so whoever may restart the deployment."""
+    return can_control_deployment(user, deployment, "restart")
+
+
+def can_manage_channels(user) -> bool:
+    """Configure notification channels, read their delivery logs, send a test."""
+    return is_admin(user)
+
+
+def can_subscribe(user, req) -> bool:
+    """Subscribe to a request's (or its deployments') events: whoever may see it."""
+    return can_view_request(user, req)
+
+
+def can_delete_subscription(user, subscription) -> bool:
+    return _signed_in(user) and (subscription["user_id"] == user.id or is_admin(user))
+
+
+def may_be_notified(user, req) -> bool:
+    """Checked again when an event is fanned out: an active user who may still see
+    the request (a blocked user, or one removed as collaborator, hears nothing)."""
+    return bool(getattr(user, "is_active", True)) and can_view_request(user, req)
+
+
 # --- administration ------------------------------------------------------------
 
 def can_manage_users(user) -> bool:

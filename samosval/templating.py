@@ -48,6 +48,7 @@ NAVIGATION = (
     ("hooks.list_deliveries", _l("Webhooks"), permissions.can_view_deliveries),
     ("admin.list_users", _l("Users"), permissions.can_manage_users),
     ("admin.audit", _l("Audit"), permissions.can_view_audit),
+    ("notifications.my_subscriptions", _l("Notifications"), lambda u: True),
 )
 
 

@@ -298,7 +298,7 @@ def apply_plan(db: sqlite3.Connection, plan: Plan, now: float) -> tuple[HookResu
                  target_id=result.delivery_id, now=now, details={
                      "repo": event.repo_url, "branch": event.branch, "sha": event.commit,
                      "source": event.source, "outcome": result.outcome,
-                     "matched": result.matched, **caller.describe()})
+                     "matched": result.matched, "pinned": result.pinned, **caller.describe()})
     if result.restarted or result.marked:
         audit.record(db, "deployments_restarted", user_id=caller.user_id, now=now,
                      target_type="delivery", target_id=result.delivery_id, details={

@@ -9,10 +9,12 @@ from . import (
     api_routes,
     auth_routes,
     build_routes,
+    config_routes,
     dashboard_routes,
     deployment_routes,
     hook_routes,
     image_routes,
+    notification_routes,
     ops_routes,
     release_routes,
     request_routes,
@@ -21,6 +23,7 @@ from . import (
 BLUEPRINT_MODULES = (
     auth_routes, dashboard_routes, request_routes, build_routes, image_routes, deployment_routes,
     admin_routes, api_routes, hook_routes, alert_routes, ops_routes, account_routes,
+    config_routes, notification_routes,
     release_routes,
 )
 

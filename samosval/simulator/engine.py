@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from .. import db as db_module
 from ..domain import approvals as approval_domain
 from ..domain import builds as build_domain
+from ..domain import config_vars as config_domain
 from ..domain import deployments as deployment_domain
 from ..domain.statuses import ACTIVE_BUILD_STATUSES
 from ..timeutil import utcnow_iso
@@ -317,6 +318,8 @@ class SimulationEngine:
                 logs.set_status("deploying")
                 logs.append(now, "EVENT", f"Pulling {row['image_tag']} and scheduling "
                                           f"{row['replicas']} replica(s) on {row['environment']}")
+                for line in config_domain.startup_lines(db, deployment_id):  # secrets as ***
+                    logs.append(now, "INFO", line)
                 counts["deployments_scheduled"] += 1
             return
         if self.rng.random() < self.deploy_failure_rate:
