@@ -4,7 +4,7 @@
 Starts ``python app.py --demo`` on a temporary instance folder and a free
 127.0.0.1 port, serves Chart.js from the local npm copy (scripts/test.sh fetches
 it into tests/.cache), logs in as each demo role in its own browser context
-(Debian's Chromium through Playwright, 1440x900) and writes PNGs into
+(Debian's Chromium through Playwright, 1440x900, and 390x844 for the phone shots) and writes PNGs into
 docs/screenshots/. Nothing is fetched from the internet.
 """
 from __future__ import annotations
@@ -33,6 +33,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
                  "--disable-background-networking", "--disable-sync", "--hide-scrollbars",
                  "--lang=ru-RU"]
 VIEWPORT = {"width": 1440, "height": 900}
+PHONE = {"width": 390, "height": 844}
 USER_LINE = re.compile(r"^\s+(\w+)\s+(admin|operator|developer)\s+(\S+)$")
 MAX_BYTES = 400 * 1024
 
@@ -90,9 +91,13 @@ def capture(browser, base_url: str, passwords: dict, only: set[str] | None) -> l
 
     contexts = {}
 
-    def page_for(username: str):
-        if username not in contexts:
-            context = browser.new_context(viewport=VIEWPORT, base_url=base_url, locale="ru-RU")
+    def page_for(username: str, viewport: dict = VIEWPORT):
+        key = (username, viewport["width"])
+        if key not in contexts:
+            phone = viewport["width"] < 600
+            context = browser.new_context(viewport=viewport, base_url=base_url, locale="ru-RU",
+                                          is_mobile=phone, has_touch=phone,
+                                          device_scale_factor=2 if phone else 1)
             context.set_default_timeout(30_000)
             page = context.new_page()
             page.goto("/login")
@@ -100,8 +105,8 @@ def capture(browser, base_url: str, passwords: dict, only: set[str] | None) -> l
             page.fill("#password", passwords[username])
             page.click("button[type=submit].btn-primary")
             page.wait_for_url("**/dashboard")
-            contexts[username] = page
-        return contexts[username]
+            contexts[key] = page
+        return contexts[key]
 
     def deployment_id(name: str) -> int:
         page = page_for("olga")
@@ -111,6 +116,23 @@ def capture(browser, base_url: str, passwords: dict, only: set[str] | None) -> l
 
     def dashboard(page):
         page.goto("/dashboard")
+        page.wait_for_function("() => document.querySelectorAll('.trend-charts canvas').length === 0"
+                               " || !!window.Chart")
+        page.wait_for_timeout(500)
+
+    def phone_menu(page):
+        dashboard(page)
+        page.click('[data-action="nav-toggle"]')
+
+    def deployment_failed(page):
+        page.goto(f"/deployments/{deployment_id('web-frontend-dev')}")
+        page.wait_for_timeout(800)
+
+    def palette(page):
+        dashboard(page)
+        page.keyboard.press("Control+k")
+        page.keyboard.type("pay")
+        page.wait_for_selector('.palette-item:has-text("payments")')
 
     def request_form(page):
         page.goto("/requests/new")
@@ -157,17 +179,21 @@ def capture(browser, base_url: str, passwords: dict, only: set[str] | None) -> l
         page.goto("/admin/audit")
 
     # (file name, who looks, how to get there, whole page?): long pages are captured whole.
-    shots = (("dashboard", "olga", dashboard, False), ("request_form", "maria", request_form, True),
+    shots = (("dashboard", "olga", dashboard, False), ("dashboard_developer", "maria", dashboard, False),
+             ("request_form", "maria", request_form, True),
              ("request_detail", "maria", request_detail, True), ("build_log", "olga", build_log, False),
-             ("deployment", "olga", deployment, True), ("admin_users", "nadia", admin_users, False),
-             ("audit", "nadia", audit, False))
+             ("deployment", "olga", deployment, True), ("deployment_failed", "olga", deployment_failed, False),
+             ("palette", "olga", palette, False),
+             ("admin_users", "nadia", admin_users, False), ("audit", "nadia", audit, False),
+             ("phone_dashboard", "maria", phone_menu, False, PHONE),
+             ("phone_deployment", "olga", deployment, False, PHONE))
     written = []
-    for name, username, prepare, whole in shots:
+    for name, username, prepare, whole, *size in shots:
         if only and name not in only:
             continue
-        page = page_for(username)
+        page = page_for(username, *size)
         prepare(page)
-        page.wait_for_load_state("networkidle") if name != "deployment" else None
+        page.wait_for_load_state("networkidle") if "deployment" not in name and name != "palette" else None
         path = OUT / f"{name}.png"
         page.screenshot(path=str(path), full_page=whole)
         size = path.stat().st_size

@@ -192,3 +192,22 @@ def test_a_full_review_cycle_as_json(auth, db, users):
     for status in ("in_review", "approved"):
         assert operator.post(f"/requests/{request_id}/status", data={"status": status},
                              headers=headers).get_json()["status"] == status
+
+
+def test_an_approved_request_offers_only_valid_actions_with_one_primary(auth, db, users):
+    request_id = make(db, users, "approved")
+    page = auth.client_for("oleg").get(f"/requests/{request_id}").get_data(as_text=True)
+    assert 'data-action="status-in_review"' not in page  # approved: the next step is a build
+    assert 'data-action="status-draft"' in page and 'data-action="start-build"' in page
+    actions = page[page.index('data-actions="request"'):page.index('data-card="request-fields"')]
+    assert actions.count("btn-primary") == 0  # the one primary action is "Start build"
+    response = auth.client_for("oleg").post(f"/requests/{request_id}/status", data={"status": "in_review"},
+                                            headers={"Accept": "application/json"})
+    assert response.status_code == 409
+
+
+def test_a_request_in_review_has_one_primary_action(auth, db, users):
+    request_id = make(db, users, "in_review")
+    page = auth.client_for("oleg").get(f"/requests/{request_id}").get_data(as_text=True)
+    actions = page[page.index('data-actions="request"'):page.index('data-card="request-fields"')]
+    assert actions.count("btn-primary") == 1 and 'class="btn btn-danger" data-action="status-rejected"' in actions

@@ -32,7 +32,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "draft": ("submitted",),
     "submitted": ("in_review", "approved", "rejected", "draft"),
     "in_review": ("approved", "rejected", "submitted", "draft"),
-    "approved": ("in_review", "draft"),
+    "approved": ("draft",),  # an approved request is built next; rework goes back to draft
     "rejected": ("in_review", "draft"),
 }
 

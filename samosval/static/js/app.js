@@ -25,6 +25,27 @@
     });
   }
 
+  // --- required fields: a "*" after the label of every required control ---
+  function markRequired() {
+    document.querySelectorAll("form input, form select, form textarea").forEach(function (control) {
+      if (!control.id) { return; }
+      var label = document.querySelector('label[for="' + control.id + '"]');
+      if (!label) { return; }
+      var mark = label.querySelector(".required-mark");
+      if (control.required && !control.disabled && !mark) {
+        mark = document.createElement("span");
+        mark.className = "required-mark";
+        mark.setAttribute("aria-hidden", "true");
+        mark.textContent = "*";
+        label.appendChild(mark);
+      } else if ((!control.required || control.disabled) && mark) {
+        mark.remove();
+      }
+    });
+  }
+  window.samosvalMarkRequired = markRequired;
+  markRequired();
+
   // --- toasts: short notes about things that happened in the background ---
   var toastBox = document.querySelector("[data-toasts]");
   function toast(message, kind) {

@@ -50,11 +50,44 @@
       .filter(function (part) { return part.length > 0; });
   }
 
+  // One control: the logins added so far as removable chips, and the picker that adds
+  // one. The comma-separated field stays the form's value (and the whole control
+  // without JavaScript); with it, it is hidden and kept in step with the chips.
   function wireCollaboratorAdd() {
     var button = document.querySelector('[data-action="add-collaborator"]');
     var picker = document.getElementById("collaborator-pick");
     var field = document.getElementById("collaborators");
     if (!button || !picker || !field) { return; }
+    var chips = document.querySelector("[data-collaborator-chips]");
+    var none = document.querySelector("[data-collaborators-none]");
+    var raw = document.querySelector("[data-collaborators-raw]");
+    var template = document.querySelector("template[data-chip-template]");
+    function renderChips() {
+      if (!chips || !template) { return; }
+      chips.textContent = "";
+      var logins = splitLogins(field.value);
+      logins.forEach(function (login) {
+        var chip = template.content.firstElementChild.cloneNode(true);
+        chip.querySelector("[data-chip-login]").textContent = login;
+        var remove = chip.querySelector('[data-action="remove-collaborator"]');
+        remove.setAttribute("aria-label", remove.getAttribute("aria-label") + " " + login);
+        remove.addEventListener("click", function () {
+          field.value = splitLogins(field.value).filter(function (l) {
+            return l.toLowerCase() !== login.toLowerCase();
+          }).join(", ");
+          renderChips();
+          picker.focus();
+        });
+        chips.appendChild(chip);
+      });
+      chips.hidden = logins.length === 0;
+      if (none) { none.hidden = logins.length > 0; }
+    }
+    if (chips && template && raw && !field.getAttribute("aria-invalid")) {
+      raw.hidden = true;  // the chips show the list; an invalid list stays editable as text
+    }
+    renderChips();
+    field.addEventListener("input", renderChips);
     function add() {
       var login = picker.value.trim().toLowerCase();
       if (!login) { return; }
@@ -63,6 +96,7 @@
       if (known.indexOf(login) === -1) { logins.push(login); }
       field.value = logins.join(", ");
       picker.value = "";
+      renderChips();
       picker.focus();
     }
     button.addEventListener("click", add);
@@ -78,7 +112,14 @@
     var mode = document.getElementById("update_mode");
     var commit = document.getElementById("target_commit");
     if (!mode || !commit) { return; }
-    function sync() { commit.required = mode.value === "static"; }
+    // Continuous mode follows the branch: the commit field does not apply, so it is
+    // disabled (and not sent); static mode needs it.
+    function sync() {
+      var isStatic = mode.value === "static";
+      commit.required = isStatic;
+      commit.disabled = !isStatic;
+      if (window.samosvalMarkRequired) { window.samosvalMarkRequired(); }
+    }
     mode.addEventListener("change", sync);
     sync();
   }
