@@ -53,7 +53,8 @@ def reason_text(stored: str | None) -> str:
 
 def summary_text(outcome: str, reason: str | None, restarted: int, marked: int) -> str:
     if outcome == "processed" and (restarted or marked):
-        return _("restarted %(restarted)s, marked %(marked)s", restarted=restarted, marked=marked)
+        text = _("restarted %(restarted)s, marked %(marked)s", restarted=restarted, marked=marked)
+        return f"{text}; {reason_text(reason)}" if reason else text  # pinned or waiting too
     if outcome == "pong":
         return "pong"
     return reason_text(reason)
@@ -82,6 +83,8 @@ def _respond(result: hook_effects.HookResult, caller: hook_auth.Caller | None = 
         matched_requests=result.matched,
         restarted_deployments=result.restarted,
         marked_deployments=result.marked,
+        pinned_deployments=result.pinned,
+        pending_deployments=result.pending,
         ignored=result.reason if result.outcome in ("ignored", "pong") else None,
         duplicate_of=result.duplicate_of,
         reason=result.reason,

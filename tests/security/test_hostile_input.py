@@ -208,6 +208,28 @@ def test_it_survives_deployment_actions_with_junk(hostile, action, as_json, junk
     assert response.status_code in (200, 302, 409, 413), response.status_code
 
 
+# --- releases (issue 20) ------------------------------------------------------------------------
+
+@fuzz
+@given(target=st.sampled_from(["rollback", "reject", "environments"]), as_json=st.booleans(),
+       form=form_of(("release", "reason", "environment", "protected"),
+                    {"release": "1", "reason": "freeze", "environment": "dev", "protected": "0"}))
+def test_it_survives_any_release_form(hostile, target, as_json, form):
+    world = hostile
+    url = {"rollback": f"/deployments/{world.visible.deployment_id}/rollback",
+           "reject": f"/releases/{world.visible.release_id}/reject",
+           "environments": "/admin/environments"}[target]
+    headers = {"Accept": "application/json"} if as_json else {}
+    before = row_counts(world.db)
+    response = world.client("root").post(url, data=form, headers=headers)
+    event(f"{target} HTTP {response.status_code}")
+    assert response.status_code in (200, 302, 400, 404, 409, 413), response.status_code
+    if response.status_code in (400, 404, 413) or (response.status_code == 409 and as_json):
+        assert_clear_refusal(response, target)
+        assert row_counts(world.db) == before
+    world.db.execute("DELETE FROM protected_environments")  # the next example starts unprotected
+
+
 # --- administration ------------------------------------------------------------------------------
 
 @fuzz
