@@ -15,9 +15,20 @@ from . import N_, Refused, ValidationError, password_policy
 
 USERNAME_RE = re.compile(r"^[a-z0-9._-]{3,32}$")
 ROLES = permissions.ROLES
+
+
 # Checked against when the username does not exist, so a failed login costs the
-# same time whether or not the user is real (no enumeration by timing).
-_DUMMY_HASH = generate_password_hash("samosval-dummy-password")
+# same time whether or not the user is real (no enumeration by timing). Made on the
+# first sign-in, known user or not, rather than at import: hashing takes ~170 ms
+# that every start-up would otherwise pay.
+_DUMMY_HASH: str | None = None
+
+
+def _dummy_hash() -> str:
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = generate_password_hash("samosval-dummy-password")
+    return _DUMMY_HASH
 
 
 def get_user(db: sqlite3.Connection, user_id: int):
@@ -75,8 +86,9 @@ def authenticate(db: sqlite3.Connection, username: str, password: str, *, now: f
     Every failure looks the same to the caller (no hint which part was wrong) and
     is audited with the attempted username.
     """
+    dummy = _dummy_hash()
     row = get_user_by_username(db, username)
-    valid = check_password_hash(row["password_hash"] if row else _DUMMY_HASH, password or "")
+    valid = check_password_hash(row["password_hash"] if row else dummy, password or "")
     if row is None or not valid or not row["is_active"]:
         reason = "unknown user" if row is None else ("blocked" if valid else "bad password")
         with transaction(db):
