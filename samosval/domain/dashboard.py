@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from .. import permissions
 from . import N_, Refused
 from . import alerts as alert_domain
+from . import releases as release_domain
 from .audit_queries import target_links
 from .deployments import DEPLOYMENT_STATUSES
 from .requests import REQUEST_STATUSES
@@ -114,6 +115,10 @@ def summary(db: sqlite3.Connection, user, now: float) -> dict:
     if permissions.can_view_alerts(user):
         open_alerts = alert_domain.open_count(db)
     events = recent_events(db, user)
+    pending = None
+    if permissions.can_see_approvals(user):
+        sql, pending_params = release_domain.pending_releases_sql(user)
+        pending = db.execute(f"{sql} LIMIT 10", pending_params).fetchall()
     if permissions.is_staff(user):
         work = {"review_queue": review_queue(db), "failing_deployments": failing_deployments(db),
                 "running_builds": running_builds(db)}
@@ -128,6 +133,7 @@ def summary(db: sqlite3.Connection, user, now: float) -> dict:
         "open_alerts": open_alerts,
         "recent_events": events,
         "event_links": target_links(db, events),
+        "pending_releases": pending,
     }
 
 
