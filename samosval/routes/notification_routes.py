@@ -52,9 +52,10 @@ def subscribe():
 @login_required
 def unsubscribe():
     try:
-        subscription = notify.get_subscription(get_db(), int(request.form.get("subscription_id", "")))
+        subscription_id = int(request.form.get("subscription_id", ""))
     except ValueError:
-        subscription = None
+        abort(400, _("Choose a subscription."))
+    subscription = notify.get_subscription(get_db(), subscription_id)
     if subscription is None or not permissions.can_delete_subscription(current_user, subscription):
         abort(404)
     notify.unsubscribe(get_db(), current_user, subscription, sim_now())

@@ -41,7 +41,7 @@ STAFF = frozenset({"operator", "admin"})
 ADMIN = frozenset({"admin"})
 
 VISIBILITY_OBJECTS = ("request", "draft_request", "build", "image", "deployment", "release")
-ROLE_OBJECTS = ("user", "alert", "token")  # no per-object visibility: the role decides
+ROLE_OBJECTS = ("user", "alert", "token", "channel")  # no per-object visibility: the role decides
 
 
 @dataclass(frozen=True)
@@ -163,11 +163,30 @@ MATRIX: dict[str, Access] = {
     "admin.audit_csv": Access("page", act=ADMIN),
     # Protected environments (the POST unprotects dev: a no-op that changes nothing).
     "releases.environments": Access("page", act=ADMIN, data={"environment": "dev", "protected": "0"}),
+
+    # Configuration (issue 21): members see it (secrets masked); a change rolls out, so
+    # whoever may restart the deployment.
+    "config.edit_env": Access("page", obj="deployment", view=MEMBERS, act={"GET": MEMBERS, "POST": OWNERS},
+                              data={"row_count": "1", "rows-0-key": "MATRIX", "rows-0-value": "1"}),
+    "config.env_json": Access("api", obj="deployment", view=MEMBERS),
+    # Notifications: anyone manages their own subscriptions (a POST without fields is
+    # refused as invalid); admins configure channels.
+    "notifications.my_subscriptions": Access("page"),
+    "notifications.subscribe": Access("page"),
+    "notifications.unsubscribe": Access("page"),
+    "notifications.list_channels": Access("page", act=ADMIN),
+    "notifications.new_channel": Access("page", act=ADMIN, choices={"kind": {
+        "webhook": ADMIN, "slack": ADMIN, "telegram": ADMIN, "email": ADMIN}}),
+    "notifications.edit_channel": Access("page", obj="channel", act=ADMIN),
+    "notifications.delete_channel": Access("page", obj="channel", act=ADMIN),
+    "notifications.channel_deliveries": Access("page", obj="channel", act=ADMIN),
+    "notifications.test_channel": Access("page", obj="channel", act=ADMIN),
+    "notifications.retry_dead": Access("page", obj="channel", act=ADMIN),
 }
 
 # The id argument of each object kind in URL rules.
 ID_ARGS = {"request_id", "build_id", "image_id", "deployment_id", "user_id", "alert_id", "token_id",
-           "release_id"}
+           "release_id", "channel_id"}
 MISSING_ID = 987654
 
 
@@ -261,6 +280,9 @@ def _object_id(world: World, spec: Access, variant: str, fresh: bool) -> int | N
         return make_target_user(db, f"target-{world.serial()}") if fresh else world.target_user
     if spec.obj == "alert":
         return make_alert(db, world.visible.deployment_id) if fresh else world.alert
+    if spec.obj == "channel":  # a fresh one each time: a POST may delete it
+        from tests.test_notifications import make_channel
+        return make_channel(world.app, db, users, "slack", url="http://127.0.0.1:9/matrix")
     if spec.obj == "token":
         return make_token(world.app, db, users["root"], f"matrix {world.serial()}")[0] if fresh \
             else world.token
