@@ -21,8 +21,10 @@ from .auth import User
 from .db import connect
 from .domain import builds as build_domain
 from .domain import deployments as deployment_domain
+from .domain import environments as environment_domain
 from .domain import hook_auth, hook_effects, hook_parsing
 from .domain import images as image_domain
+from .domain import releases as release_domain
 from .domain import requests as request_domain
 from .domain import tokens as token_domain
 from .domain import users as user_domain
@@ -280,7 +282,7 @@ def _seed(app, db) -> list[str]:
         settle(lambda: _status(db, deployment_id) != "deploying")
         return deployment_id
 
-    deploy("payments", "payments-prod", "prod", 3, "8000:8000")
+    payments_prod = deploy("payments", "payments-prod", "prod", 3, "8000:8000")
     deploy("payments", "payments-staging", "staging", 1, "8100:8000")
     deploy("frontend", "web-frontend-prod", "prod", 2, "80:3000,443:3443")
     deploy("frontend", "web-frontend-dev", "dev", 1, "3000:3000", fail=True)
@@ -308,6 +310,14 @@ def _seed(app, db) -> list[str]:
     clock.later(1, 12)
     hook_effects.refuse(db, clock.tick(), source="generic", reason=hook_parsing.R_UNKNOWN_TOKEN,
                         http_status=401)
+
+    # Releases (issue 20): prod is protected, so a visitor meets the gate: maria asks
+    # to roll payments-prod back to v1, and it waits for olga or nadia to decide.
+    clock.later(1, 12)
+    environment_domain.set_protected(db, people["nadia"], "prod", True, clock.tick())
+    # Asked just now (the real clock): pending releases expire after a day.
+    release_domain.rollback(db, state, deployment_domain.get_deployment(db, payments_prod),
+                            people["maria"], "1", time.time())
 
     _simulate_metric_history(app, state)
 

@@ -90,7 +90,18 @@ def test_the_printed_passwords_and_token_work(app, seeded):
         json={"repo_url": "https://github.com/acme/payments-api.git", "branch": "main",
               "commit": "0123456789abcdef0123456789abcdef01234567"})
     assert response.status_code == 200
-    assert response.get_json()["restarted_deployments"] == [1, 2]
+    # payments-prod is in prod, which demo mode protects: its new release waits for approval.
+    assert response.get_json()["restarted_deployments"] == [2]
+    assert response.get_json()["pending_deployments"] == [1]
+
+
+def test_demo_mode_protects_prod_and_shows_a_release_waiting_for_approval(app, db, seeded):
+    passwords = printed_passwords(seeded)
+    olga = app.test_client()
+    olga.post("/login", data={"username": "olga", "password": passwords["olga"]})
+    page = olga.get("/approvals").get_data(as_text=True)
+    assert page.count("data-pending-release=") == 1 and "payments-prod" in page
+    assert [row[0] for row in db.execute("SELECT environment FROM protected_environments")] == ["prod"]
 
 
 @pytest.mark.parametrize("setup", [
