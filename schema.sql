@@ -366,3 +366,22 @@ CREATE TABLE IF NOT EXISTS notification_state (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+
+-- Personal access tokens for the JSON API (issue 22): shown once, kept as a SHA-256
+-- hash; scopes is a space-separated subset of "read write admin".
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    token_prefix TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    scopes TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    expires_ts REAL NOT NULL,
+    last_used_at TEXT,
+    last_used_ts REAL,
+    revoked_at TEXT
+);
+
+CREATE INDEX IF NOT EXISTS idx_api_tokens_user ON api_tokens(user_id, id);

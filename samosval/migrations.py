@@ -238,6 +238,13 @@ def _v9_list_indexes(db: sqlite3.Connection, schema_sql: str) -> None:
     db.execute("INSERT INTO request_fts (request_fts) VALUES ('rebuild')")
 
 
+def _v10_api_tokens(db: sqlite3.Connection, schema_sql: str) -> None:
+    """Personal access tokens for the JSON API (issue 22), from schema.sql."""
+    for statement in _statements(schema_sql):
+        if statement.startswith("CREATE TABLE IF NOT EXISTS api_tokens (") or "idx_api_tokens_user" in statement:
+            db.execute(statement)
+
+
 # (version reached, function). Append new steps; never edit a released one.
 MIGRATIONS = [
     (2, _v2_samosval_extensions),
@@ -248,6 +255,7 @@ MIGRATIONS = [
     (7, _v7_alert_message_params),
     (8, _v8_config_and_notifications),
     (9, _v9_list_indexes),
+    (10, _v10_api_tokens),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
