@@ -3,7 +3,7 @@
 # It installs what the tests need when it is missing: the pinned Python packages
 # (requirements-dev.lock), Debian's Chromium (for Playwright), and a Chart.js copy
 # from the npm registry that the browser tests serve locally (never committed,
-# never fetched from a CDN). Extra arguments go to pytest; the fast local loop is
+# never fetched from a CDN), and axe-core for the accessibility checks. Extra arguments go to pytest; the fast local loop is
 #   bash scripts/test.sh -m "not slow and not browser"
 # With SAMOSVAL_LINT=1, ruff (lint and format) must pass first.
 set -euo pipefail
@@ -47,7 +47,17 @@ if [ ! -s "$CACHE/chart.umd.min.js" ]; then
   mv "$CACHE/npm/package/dist/chart.umd.min.js" "$CACHE/chart.umd.min.js"
   rm -rf "$CACHE/npm"
 fi
+# axe-core (accessibility rules) for the browser tests, from the npm registry too.
+AXE_VERSION="4.11.0"
+if [ ! -s "$CACHE/axe.min.js" ]; then
+  mkdir -p "$CACHE/npm"
+  (cd "$CACHE/npm" && npm pack --silent "axe-core@$AXE_VERSION" >/dev/null \
+    && tar xzf "axe-core-$AXE_VERSION.tgz" package/axe.min.js)
+  mv "$CACHE/npm/package/axe.min.js" "$CACHE/axe.min.js"
+  rm -rf "$CACHE/npm"
+fi
 export SAMOSVAL_TEST_CHARTJS="$PWD/$CACHE/chart.umd.min.js"
+export SAMOSVAL_TEST_AXE="$PWD/$CACHE/axe.min.js"
 export SAMOSVAL_REQUIRE_BROWSER=1
 
 exec python3 -m pytest "$@"

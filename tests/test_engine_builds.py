@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -65,7 +66,8 @@ def test_it_fails_a_build_with_a_reason_a_final_line_and_an_alert(engine, clock,
     assert build["status"] == "failed"
     assert build["image_id"] is None
     assert build["error_message"]
-    assert build["build_log"].rstrip().splitlines()[-1] == f"ERROR: build failed: {build['error_message']}"
+    assert re.fullmatch(rf"\d\d:\d\d:\d\d ERROR: build failed: {re.escape(build['error_message'])}",
+                        build["build_log"].rstrip().splitlines()[-1])
     alert = db.execute("SELECT * FROM alerts WHERE target_type = 'build' AND target_id = ?", (build_id,)).fetchone()
     assert alert["alert_type"] == "build_failed" and alert["resolved"] == 0
     finish = db.execute("SELECT details FROM audit_log WHERE action = 'build_finish' AND target_id = ?",

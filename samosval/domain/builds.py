@@ -10,6 +10,7 @@ that race cannot both win.
 from __future__ import annotations
 
 import sqlite3
+import time
 
 from .. import audit, permissions
 from ..db import transaction
@@ -61,6 +62,15 @@ def log_line(text: str) -> str:
     return text.rstrip("\n") + "\n"
 
 
+def stamped(text: str, now: float) -> str:
+    """Every line of ``text`` prefixed with the time it is written (``HH:MM:SS``, UTC),
+    as a CI runner prints it; the build page shows it in its own column."""
+    if not text:
+        return text
+    clock = time.strftime("%H:%M:%S", time.gmtime(now))
+    return "".join(f"{clock} {line}" for line in text.splitlines(keepends=True))
+
+
 def start_build(db: sqlite3.Connection, req, user, now: float, *, retry_of: int | None = None) -> int:
     """Queue a build of an approved request. The engine picks it up (``next_step_at``
     NULL) and schedules it with its own RNG."""
@@ -76,9 +86,9 @@ def start_build(db: sqlite3.Connection, req, user, now: float, *, retry_of: int 
             "INSERT INTO builds (request_id, status, build_log, built_by, created_at, updated_at, "
             "steps_done, steps_total, next_step_at, status_since) "
             "VALUES (?, 'queued', ?, ?, ?, ?, 0, 0, NULL, ?)",
-            (req["id"], log_line(f"Build queued by {user.username} for "
-                                 f"{req['image_name']}:{req['version_tag']}"
-                                 + (f" (retry of build #{retry_of})" if retry_of else "")),
+            (req["id"], stamped(log_line(f"Build queued by {user.username} for "
+                                         f"{req['image_name']}:{req['version_tag']}"
+                                         + (f" (retry of build #{retry_of})" if retry_of else "")), now),
              user.id, stamp, stamp, now)).lastrowid
         audit.record(db, "build_start", user_id=user.id, target_type="build", target_id=build_id,
                      details={"request_id": req["id"],
@@ -108,7 +118,7 @@ def cancel_build(db: sqlite3.Connection, build, user, now: float) -> None:
             "build_log = COALESCE(build_log, '') || ? "
             f"WHERE id = ? AND status IN ({_ACTIVE_MARKS})",
             (now, utcnow_iso(now), utcnow_iso(now), f"Cancelled by {user.username}.",
-             log_line(f"Build cancelled by {user.username}."), build["id"], *ACTIVE_BUILD_STATUSES))
+             stamped(log_line(f"Build cancelled by {user.username}."), now), build["id"], *ACTIVE_BUILD_STATUSES))
         if cursor.rowcount == 0:
             raise Refused("conflict", N_("This build has already finished and cannot be cancelled."))
         audit.record(db, "build_cancel", user_id=user.id, target_type="build",
@@ -124,7 +134,7 @@ def append_log(db: sqlite3.Connection, build_id: int, text: str, *, steps_done: 
             "UPDATE builds SET build_log = COALESCE(build_log, '') || ?, steps_done = ?, "
             "next_step_at = ?, updated_at = ?, commit_sha = COALESCE(?, commit_sha) "
             "WHERE id = ? AND status = 'building'",
-            (text, steps_done, next_step_at, utcnow_iso(now), commit_sha, build_id))
+            (stamped(text, now), steps_done, next_step_at, utcnow_iso(now), commit_sha, build_id))
         return cursor.rowcount == 1
 
 
@@ -144,7 +154,7 @@ def finish_success(db: sqlite3.Connection, build_id: int, text: str, *, steps_do
             "UPDATE builds SET status = 'success', image_id = ?, steps_done = ?, "
             "build_log = COALESCE(build_log, '') || ?, next_step_at = NULL, status_since = ?, "
             "finished_at = ?, updated_at = ?, commit_sha = COALESCE(?, commit_sha) WHERE id = ?",
-            (image_id, steps_done, text, now, utcnow_iso(now), utcnow_iso(now), commit_sha, build_id))
+            (image_id, steps_done, stamped(text, now), now, utcnow_iso(now), utcnow_iso(now), commit_sha, build_id))
         audit.record(db, "build_finish", user_id=None, target_type="build", target_id=build_id,
                      details={"result": "success", "image_id": image_id,
                               "image": f"{build['image_name']}:{build['version_tag']}",
@@ -163,7 +173,7 @@ def finish_failure(db: sqlite3.Connection, build_id: int, text: str, error: str,
             "build_log = COALESCE(build_log, '') || ?, steps_done = COALESCE(?, steps_done), "
             "next_step_at = NULL, status_since = ?, finished_at = ?, updated_at = ? "
             f"WHERE id = ? AND status IN ({_ACTIVE_MARKS})",
-            (error, text + log_line(f"ERROR: build failed: {error}"), steps_done, now, stamp, stamp,
+            (error, stamped(text + log_line(f"ERROR: build failed: {error}"), now), steps_done, now, stamp, stamp,
              build_id, *ACTIVE_BUILD_STATUSES))
         if cursor.rowcount == 0:
             return False

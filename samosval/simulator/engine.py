@@ -169,7 +169,7 @@ class SimulationEngine:
                     db.execute(
                         "UPDATE builds SET next_step_at = NULL, status_since = ?, "
                         "build_log = COALESCE(build_log, '') || ? WHERE id = ?",
-                        (now, build_domain.log_line(line), build["id"]))
+                        (now, build_domain.stamped(build_domain.log_line(line), now), build["id"]))
                 db.execute("UPDATE deployments SET next_step_at = NULL, status_since = ? "
                            "WHERE status = 'deploying'", (now,))
         for row in deploying:
@@ -238,8 +238,9 @@ class SimulationEngine:
                     (stamp, now, len(plan), commit, now + (self.guided_builds[build_id] / self.speed
                                                            if build_id in self.guided_builds
                                                            else self._delay(self.STEP_DELAY)), stamp,
-                     build_domain.log_line(f"Build started on {runner}: {row['repo_url']} "
-                                           f"@ {row['repo_branch']} ({commit[:12]})"),
+                     build_domain.stamped(build_domain.log_line(
+                         f"Build started on {runner}: {row['repo_url']} "
+                         f"@ {row['repo_branch']} ({commit[:12]})"), now),
                      build_id))
             counts["builds_advanced"] += 1
             counts["build_lines"] += 1
