@@ -20,7 +20,7 @@ import gevent  # noqa: E402
 from samosval import create_app  # noqa: E402
 from samosval.auth import root_login_hint  # noqa: E402
 from samosval.security import is_loopback_host  # noqa: E402
-from samosval.serving import make_server, raise_fd_limit  # noqa: E402
+from samosval.serving import make_server, raise_fd_limit, tune_gc  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -62,6 +62,7 @@ def main(argv=None) -> None:
         server.stop(timeout=5)
 
     gevent.signal_handler(signal.SIGTERM, stop)
+    tune_gc()
     server.start()
     print(f"Samosval is running on http://{args.host}:{args.port}/", flush=True)
     if (hint := root_login_hint(app)):

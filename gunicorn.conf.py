@@ -44,7 +44,8 @@ serving.raise_fd_limit()  # inherited by the worker
 
 def post_worker_init(worker):
     """On SIGTERM, end live streams first: they would otherwise hold the worker
-    until the graceful timeout runs out."""
+    until the graceful timeout runs out. Then tune the garbage collector for many
+    long-lived streams (samosval/serving.py)."""
     import signal
 
     import gevent
@@ -58,6 +59,9 @@ def post_worker_init(worker):
             previous(signum, frame)
 
     signal.signal(signal.SIGTERM, on_term)
+
+    from samosval.serving import tune_gc  # the app is loaded: safe to import now
+    tune_gc()
 
 
 def worker_exit(server, worker):

@@ -22,6 +22,7 @@ This module imports gevent only inside the functions that serve: the app itself
 """
 from __future__ import annotations
 
+import gc
 import io
 import os
 import resource
@@ -49,6 +50,20 @@ def raise_fd_limit(wanted: int = FD_LIMIT) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         soft = target
     return soft
+
+
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector from pausing thousands of streams.
+
+    Every live stream keeps a few dozen long-lived objects (greenlet, generator,
+    socket, handler); a full collection walks them all, and at 5,000 streams plus
+    the app it stopped the loop for ~200 ms, several times a minute (seen as the
+    p99 of the fan-out). The objects made while starting (modules, the app, its
+    templates) are moved out of the collector's sight, and collections run after
+    50,000 allocations instead of 700, so full ones become rare."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 10)
 
 
 class BodyDeadline:
