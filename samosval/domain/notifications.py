@@ -80,6 +80,15 @@ _CHAT = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,64})$")
 _HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}$")
 
 
+def parse_id(raw) -> int | None:
+    """A row id from a form field, or None (not a number, or beyond SQLite's range)."""
+    try:
+        value = int(str(raw if raw is not None else "").strip())
+    except ValueError:
+        return None
+    return value if 0 < value < 2 ** 63 else None
+
+
 def retry_delay(attempt: int, rng) -> float:
     """Seconds to wait after failed try number ``attempt`` (1-based): about 1 min,
     2.7 min, 7 min, 19 min, 51 min, 2.3 h, then 6 h, each ±20 % so that many
@@ -295,21 +304,16 @@ def subscribe(db: sqlite3.Connection, user, form: dict, now: float) -> int:
         raise ValidationError({"scope": N_("Choose what to follow.")})
     target_id = None
     if scope != "owned":
-        try:
-            target_id = int(str(form.get("target_id") or ""))
-        except ValueError:
-            raise Refused("not_found", N_("No such request or deployment.")) from None
-        req = _request_of_target(db, scope, target_id)
+        target_id = parse_id(form.get("target_id"))
+        req = _request_of_target(db, scope, target_id) if target_id is not None else None
         # A hidden object and a missing one get the same answer.
         if req is None or not permissions.can_subscribe(user, req):
             raise Refused("not_found", N_("No such request or deployment."))
     events = [e for e in form.get("events") or [] if e in EVENTS]
     if not events:
         errors["events"] = N_("Choose at least one event.")
-    try:
-        channel = get_channel(db, int(str(form.get("channel_id") or "")))
-    except ValueError:
-        channel = None
+    channel_id = parse_id(form.get("channel_id"))
+    channel = get_channel(db, channel_id) if channel_id is not None else None
     if channel is None or not channel["enabled"]:
         errors["channel_id"] = N_("Choose a channel.")
     recipient = str(form.get("recipient") or "").strip()

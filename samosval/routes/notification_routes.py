@@ -51,9 +51,8 @@ def subscribe():
 @bp.route("/notifications/unsubscribe", methods=["POST"])
 @login_required
 def unsubscribe():
-    try:
-        subscription_id = int(request.form.get("subscription_id", ""))
-    except ValueError:
+    subscription_id = notify.parse_id(request.form.get("subscription_id"))
+    if subscription_id is None:
         abort(400, _("Choose a subscription."))
     subscription = notify.get_subscription(get_db(), subscription_id)
     if subscription is None or not permissions.can_delete_subscription(current_user, subscription):
