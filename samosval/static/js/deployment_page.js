@@ -63,6 +63,11 @@
 
   function apply(payload) {
     if (!payload || !payload.status) { return; }
+    // A change that happened in the background (the engine, another user): a toast.
+    if (current && current.status !== payload.status && window.samosvalToast && data.text.statusToast) {
+      var note = data.text.statusToast[payload.status];
+      if (note) { window.samosvalToast(note, payload.status === "failed" ? "error" : "success"); }
+    }
     current = payload;
     renderBadge(payload.status);
     renderFlags(payload);
