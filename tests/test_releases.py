@@ -8,10 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from samosval import permissions
-from samosval.domain import Refused
-from samosval.domain import approvals
+from samosval.domain import Refused, approvals, environments
 from samosval.domain import deployments as d
-from samosval.domain import environments
 from samosval.domain import releases as r
 from samosval.domain.digests import image_digest
 from samosval.simulator.state import SimulationState
@@ -371,3 +369,21 @@ def test_the_pending_list_shows_only_visible_deployments(db, users, sample, stat
 def test_four_eyes(users, requester, decider, allowed):
     release = {"created_by": users[requester] if requester else None}
     assert permissions.can_decide_release(user(users, decider), release) == allowed
+
+
+def test_the_upgrade_gives_every_existing_deployment_its_v1(tmp_path):
+    from samosval.db import connect as connect_db
+    from samosval.db import init_db_if_needed
+    from tests.test_migrations import v2_database
+    old = tmp_path / "v2.sqlite3"
+    v2_database(old)
+    assert 6 in init_db_if_needed(str(old))["migrated_to"]
+    db = connect_db(str(old))
+    try:
+        for deployment_id in (1, 7):
+            (release,) = r.list_releases(db, deployment_id)
+            assert (release["number"], release["status"], release["image_tag"]) == (1, "running", "api:v1")
+            assert release["image_digest"] == image_digest("api:v1", 1)  # the old image had none
+            assert d.get_deployment(db, deployment_id)["current_release_id"] == release["id"]
+    finally:
+        db.close()

@@ -187,16 +187,21 @@ def propose_in_transaction(db: sqlite3.Connection, deployment_id: int, *, reques
                            keep_commit: bool = True, image_id: int | None = None,
                            config_version: int | None = None, keep_config: bool = True,
                            rollback_of: int | None = None, delivery_id: int | None = None,
-                           staff: bool = False) -> tuple[int, bool]:
+                           staff: bool = False, same_as=None) -> tuple[int, bool]:
     """A new release of the deployment, from what it runs now with the given changes
-    (a new ``commit``, ``image_id`` or ``config_version``). In a protected environment
+    (a new ``commit``, ``image_id`` or ``config_version``), or exactly what release
+    ``same_as`` ran (a rollback: its image tag and digest, commit and configuration).
+    In a protected environment
     it waits for approval (an older pending one of the same deployment is cancelled:
     only the newest request counts); elsewhere it rolls out now. Audited. Returns
     ``(release id, pending)``."""
     source = _deployment_source(db, deployment_id)
     if source is None:
         raise Refused("not_found", N_("This deployment no longer exists."))
-    if image_id is not None and image_id != source["image_id"]:
+    if same_as is not None:
+        image_id, tag, digest = same_as["image_id"], same_as["image_tag"], same_as["image_digest"]
+        commit, config_version, keep_commit, keep_config = same_as["commit_sha"], same_as["config_version"], False, False
+    elif image_id is not None and image_id != source["image_id"]:
         image = db.execute("SELECT id, image_tag, digest FROM images WHERE id = ?", (image_id,)).fetchone()
         if image is None:
             raise Refused("not_found", N_("This image no longer exists."))
@@ -313,8 +318,7 @@ def rollback(db: sqlite3.Connection, state, deployment, user, raw_number, now: f
         staff = permissions.stops_as_operator(user)
         release_id, pending = propose_in_transaction(
             db, deployment_id, requested_by=user.id, trigger="rollback", cause="rollback", now=now,
-            commit=target["commit_sha"], keep_commit=False, image_id=target["image_id"],
-            config_version=target["config_version"], keep_config=False, rollback_of=number, staff=staff)
+            same_as=target, rollback_of=number, staff=staff)
         release = get_release(db, release_id)
         if not pending:
             _pin_in_transaction(db, deployment_id, user.id, now)
