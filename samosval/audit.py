@@ -52,6 +52,9 @@ ACTIONS = {
     "deployments_restarted": N_("deployments restarted by a commit"),
     "token_create": N_("webhook token created"),
     "token_revoke": N_("webhook token revoked"),
+    "api_token_create": N_("API token created"),
+    "api_token_revoke": N_("API token revoked"),
+    "api_token_refused": N_("API token refused"),
     "alert_resolve": N_("alert resolved"),
     "watchdog_timeout": N_("stuck item failed by the watchdog"),
     "config_change": N_("deployment configuration changed"),
@@ -65,10 +68,12 @@ ACTIONS = {
     "encryption_key_rotate": N_("secrets re-encrypted under a new key"),
 }
 
-TARGET_TYPES = ("user", "request", "build", "image", "deployment", "alert", "token", "delivery")
+TARGET_TYPES = ("user", "request", "build", "image", "deployment", "alert", "token", "delivery",
+                "api_token")
 TARGET_LABELS = {
     "user": N_("user"), "request": N_("request"), "build": N_("build"), "image": N_("image"),
     "deployment": N_("deployment"), "alert": N_("alert"), "token": N_("token"), "delivery": N_("delivery"),
+    "api_token": N_("API token"),
 }
 
 

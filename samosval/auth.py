@@ -15,7 +15,9 @@ from flask_login import LoginManager, UserMixin, current_user, login_user
 
 from . import permissions
 from .db import get_db
+from .domain import access_tokens as access_token_domain
 from .domain import sessions as session_domain
+from .security import bearer_token
 
 login_manager = LoginManager()
 
@@ -24,7 +26,8 @@ class User(UserMixin):
     """The logged-in user, read fresh from the database on every request so that a
     block or role change takes effect on the very next request."""
 
-    def __init__(self, row, session_token: str | None = None, session_id: int | None = None):
+    def __init__(self, row, session_token: str | None = None, session_id: int | None = None,
+                 token_id: int | None = None, token_scopes: frozenset | None = None):
         self.id = row["id"]
         self.username = row["username"]
         self.role = row["role"]
@@ -34,6 +37,10 @@ class User(UserMixin):
         self.session_version = row["session_version"]
         self.session_token = session_token
         self.session_id = session_id
+        # Signed in with a personal access token (``Authorization: Bearer`` on /api):
+        # its id and scopes. None for a browser session, which has every scope.
+        self.token_id = token_id
+        self.token_scopes = token_scopes
 
     @property
     def is_active(self) -> bool:
@@ -57,11 +64,44 @@ def session_limits() -> dict:
 
 @login_manager.user_loader
 def load_user(token: str):
+    if bearer_token() is not None:
+        return None  # a call with a bearer token is authenticated by that token alone
     found = session_domain.resolve(get_db(), token, now=clock(), **session_limits())
     if found is None:
         return None
     session_row, user_row = found
     return User(user_row, session_token=token, session_id=session_row["id"])
+
+
+@login_manager.request_loader
+def load_user_from_token(_request):
+    """``Authorization: Bearer <personal access token>`` on an /api route: the token's
+    owner, read fresh, with the token's scopes. A refused token (unknown, revoked,
+    expired, owner blocked) leaves the caller anonymous: a 401 saying why."""
+    token = bearer_token()
+    if token is None:
+        return None
+    found = access_token_domain.resolve(get_db(), token, now=clock())
+    if isinstance(found, str):
+        g.api_token_refusal = found
+        return None
+    return User(found.user, token_id=found.token["id"], token_scopes=found.scopes)
+
+
+def enforce_token_scope():
+    """A token's scopes bound every call made with it: the operation's declared
+    ``required_scope`` (users and audit: admin), else read for GET and write for
+    the rest. A missing scope is a 403, audited."""
+    if bearer_token() is None or not current_user.is_authenticated:
+        return None
+    view = current_app.view_functions.get(request.endpoint)
+    required = permissions.required_scope(request.method, getattr(view, "required_scope", None))
+    if permissions.token_allows(current_user.token_scopes, required):
+        return None
+    access_token_domain.record_scope_refusal(get_db(), current_user.token_id, current_user.id, required,
+                                             request.endpoint, now=clock())
+    return jsonify(error=_("This token lacks the %(scope)s scope.", scope=required),
+                   code="insufficient_scope"), 403
 
 
 def sign_in(row) -> User:
@@ -144,7 +184,11 @@ def wants_json() -> bool:
 @login_manager.unauthorized_handler
 def unauthorized():
     if wants_json():
-        return jsonify(error=_("Authentication required.")), 401
+        refusal = g.get("api_token_refusal")
+        message = _(access_token_domain.REFUSAL_MESSAGES[refusal]) if refusal else _("Authentication required.")
+        response = jsonify(error=message)
+        response.headers["WWW-Authenticate"] = 'Bearer realm="samosval"'
+        return response, 401
     return redirect(url_for("auth.login", next=request.full_path if request.query_string else request.path))
 
 
@@ -153,4 +197,5 @@ def init_app(app) -> None:
     login_manager.session_protection = "basic"
     # The cookie lives no longer than the server-side session may.
     app.permanent_session_lifetime = timedelta(days=float(app.config["SESSION_MAX_DAYS"]))
+    app.before_request(enforce_token_scope)
     app.before_request(require_password_change)

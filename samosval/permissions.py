@@ -270,6 +270,33 @@ def can_manage_tokens(user) -> bool:
     return is_admin(user)
 
 
+# --- personal access tokens (issue 22) -----------------------------------------------
+# read: every GET of the API; write: requests, builds, deployments and releases
+# (every other method); admin: users and audit. A token acts as its owner, so the
+# owner's role still applies on top of the scopes: a token never exceeds it.
+
+TOKEN_SCOPES = ("read", "write", "admin")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def grantable_scopes(user) -> tuple:
+    """The scopes ``user`` may put on a token: admin only for admins."""
+    if not _signed_in(user):
+        return ()
+    return TOKEN_SCOPES if is_admin(user) else ("read", "write")
+
+
+def required_scope(method: str, declared: str | None = None) -> str:
+    """The scope an API call needs: what the operation declares, else by method."""
+    if declared is not None:
+        return declared
+    return "read" if method.upper() in SAFE_METHODS else "write"
+
+
+def token_allows(scopes, required: str) -> bool:
+    return required in scopes
+
+
 # --- visibility in SQL -----------------------------------------------------------
 
 def visible_requests_sql(user, alias: str = "r") -> tuple[str, list]:
@@ -295,6 +322,7 @@ ADMIN_EVENT_ACTIONS = frozenset({
     "login", "login_failed", "logout", "password_change", "password_change_failed",
     "user_create", "user_block", "user_unblock", "user_role_change", "user_password_reset",
     "session_end", "sessions_end_all", "token_create", "token_revoke",
+    "api_token_create", "api_token_revoke", "api_token_refused",
 })
 
 

@@ -9,7 +9,35 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
 
-csrf = CSRFProtect()
+# The commit hook authenticates with its own (webhook) tokens, not personal ones.
+BEARER_EXCLUDED_PREFIX = "/api/hooks/"
+
+
+def bearer_token() -> str | None:
+    """The personal access token of this call (``Authorization: Bearer``), on /api
+    routes only; "" for an empty one; None when the call has none. Such a call is
+    authenticated by the token alone: the session cookie is ignored (auth.py)."""
+    path = request.path
+    if not path.startswith("/api/") or path.startswith(BEARER_EXCLUDED_PREFIX):
+        return None
+    scheme, _sep, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip()
+
+
+class TokenAwareCSRFProtect(CSRFProtect):
+    """CSRF protects what a browser sends on its own: the session cookie. A call
+    carrying a bearer token is authenticated by that token alone (a page cannot make
+    a browser add the header), so it needs no CSRF token; a cookie-only call does."""
+
+    def protect(self, *args, **kwargs):
+        if bearer_token() is not None:
+            return
+        super().protect(*args, **kwargs)
+
+
+csrf = TokenAwareCSRFProtect()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
 

@@ -95,8 +95,39 @@ def refused_response(refusal: Refused):
     return redirect(back_url())
 
 
+# --- the API's error shape ---------------------------------------------------------------
+# Every JSON error answer, whoever produced it (a refusal above, an error handler, a
+# route's own 400, the login manager's 401), is ``{"error": "text", ...}``. Under /api
+# it leaves as ``{"error": {"code": ..., "message": "text", ...}}`` (issue 22): one
+# rewrite here, so that no producer can answer the API in another shape. Pages' own
+# JSON (outside /api) keeps the flat form their scripts read.
+
+ERROR_CODES = {400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
+               422: "invalid", 429: "rate_limited", 500: "internal", 503: "unavailable"}
+
+
+def api_error_body(body: dict, status: int) -> dict:
+    """``{"error": text, "code"?: c, **rest}`` -> ``{"error": {"code", "message", **rest}}``."""
+    rest = dict(body)
+    message = rest.pop("error")
+    code = rest.pop("code", None) or ERROR_CODES.get(status, "error")
+    return {"error": {"code": code, "message": message, **rest}}
+
+
+def api_error_shape(response):
+    if (not request.path.startswith("/api/") or response.status_code < 400 or response.is_streamed
+            or not response.is_json):
+        return response
+    body = response.get_json(silent=True)
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        response.set_data(current_app.json.dumps(api_error_body(body, response.status_code)))
+    return response
+
+
 def init_app(app) -> None:
     app.register_error_handler(Refused, refused_response)
+    app.after_request(api_error_shape)
 
 
 # --- roles ---------------------------------------------------------------------------------

@@ -52,6 +52,11 @@ def list_releases(db: sqlite3.Connection, deployment_id: int, limit: int | None 
     return db.execute(sql, params).fetchall()
 
 
+def releases_sql(deployment_id: int) -> tuple[str, list]:
+    """A deployment's releases, newest first, for cursor pages (the API)."""
+    return _SELECT + "WHERE rel.deployment_id = ? ORDER BY rel.id DESC", [deployment_id]
+
+
 def get_release(db: sqlite3.Connection, release_id: int):
     return db.execute(_SELECT + "WHERE rel.id = ?", (release_id,)).fetchone()
 

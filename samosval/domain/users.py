@@ -166,6 +166,13 @@ def list_users(db: sqlite3.Connection, *, role: str | None = None, q: str | None
         f"FROM users {where} ORDER BY username LIMIT ?", [*params, limit]).fetchall()
 
 
+def users_sql(role: str = "") -> tuple[str, list]:
+    """Every user (optionally of one role), newest first, for cursor pages (the API)."""
+    where, params = ("WHERE role = ?", [role]) if role in ROLES else ("", [])
+    return ("SELECT id, username, role, is_active, created_at, last_login_at FROM users "
+            f"{where} ORDER BY id DESC"), params
+
+
 def list_usernames(db: sqlite3.Connection, limit: int = 500) -> list[str]:
     """Logins for filter suggestions (the audit page's datalist)."""
     return [row[0] for row in db.execute("SELECT username FROM users ORDER BY username LIMIT ?", (limit,))]

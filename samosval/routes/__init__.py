@@ -32,3 +32,5 @@ def register_blueprints(app) -> None:
     web.init_app(app)  # the one answer to a refused command, for every blueprint
     for module in BLUEPRINT_MODULES:
         app.register_blueprint(module.bp)
+    from .. import api
+    api.init_app(app)  # the documented JSON API (/api/v1) and its OpenAPI document
