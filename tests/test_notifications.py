@@ -344,3 +344,34 @@ def test_it_lists_and_removes_subscriptions(auth, webhook, db):
     assert auth.client_for("dana").post("/notifications/unsubscribe",
                                         data={"subscription_id": str(subscription_id)}).status_code == 302
     assert db.execute("SELECT COUNT(*) FROM notification_subscriptions").fetchone()[0] == 0
+
+
+def test_the_worker_thread_sends_when_woken_and_stops(app, db, users, webhook, http_receiver):  # noqa: F811
+    """The one test of the real thread: a queued message goes out without a step call."""
+    worker = NotificationWorker(app.config["DATABASE"], app_keyring(app.config), timeout=2.0)
+    worker.TICK_SECONDS = 30.0  # only the wake-up can make it send in time
+    worker.start()
+    try:
+        time.sleep(0.2)  # let the first (empty) step pass
+        notify.send_test(db, admin(users), notify.get_channel(db, webhook), {}, time.time())
+        worker.wake()
+        deadline = time.monotonic() + 10
+        while not http_receiver.calls and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+    assert len(http_receiver.calls) == 1 and not worker.is_alive()
+
+
+def test_an_upgraded_database_does_not_notify_its_history(tmp_path):
+    from samosval import migrations
+    from samosval.db import connect, schema_sql
+    path = tmp_path / "old.sqlite3"
+    old = connect(str(path))
+    old.executescript(migrations.SPEC_V1_SCHEMA)
+    old.execute("INSERT INTO audit_log (action, details, created_at) VALUES ('build_finish', '{}', 'x')")
+    old.execute("INSERT INTO audit_log (action, details, created_at) VALUES ('deployment_failed', '{}', 'x')")
+    migrations.upgrade(old, schema_sql())
+    assert old.execute("SELECT value FROM notification_state WHERE name = 'audit_cursor'").fetchone()[0] == 2
+    assert notify.fan_out(old, T0) == 0
+    old.close()

@@ -467,6 +467,11 @@ def fan_out(db: sqlite3.Connection, now: float, batch: int = FANOUT_BATCH) -> in
     """Turn audit rows after the cursor into outbox messages and move the cursor, in
     one transaction. Returns how many messages were queued."""
     queued = 0
+    # Most steps find nothing new: tell without taking the write lock.
+    cursor = db.execute("SELECT value FROM notification_state WHERE name = 'audit_cursor'").fetchone()
+    newest = db.execute("SELECT MAX(id) FROM audit_log").fetchone()[0]
+    if newest is None or newest <= (cursor[0] if cursor else 0):
+        return 0
     with transaction(db):
         cursor = db.execute("SELECT value FROM notification_state WHERE name = 'audit_cursor'").fetchone()
         after = cursor[0] if cursor else 0
@@ -516,6 +521,9 @@ def send_test(db: sqlite3.Connection, user, channel, form: dict, now: float) -> 
 def claim_due(db: sqlite3.Connection, now: float, limit: int) -> list:
     """Pending messages due at ``now`` (of enabled channels), claimed for a lease:
     a worker that dies mid-send leaves them to be tried again after it."""
+    if db.execute("SELECT 1 FROM notification_outbox WHERE status = 'pending' AND next_attempt_at <= ? LIMIT 1",
+                  (now,)).fetchone() is None:
+        return []  # the usual case: no write lock taken
     with transaction(db):
         rows = db.execute(
             "SELECT o.*, c.kind, c.settings, c.sealed_settings, c.name AS channel_name FROM notification_outbox o "
