@@ -121,6 +121,8 @@ def test_a_rollback_answers_json_and_refuses_clearly(auth, history):
     body = response.get_json()
     assert response.status_code == 200 and body["pinned"] is True
     assert (body["release"]["number"], body["release"]["rollback_of"]) == (3, 1)
+    # Exactly what v1 ran: its digest and commit, not whatever the image says now.
+    assert (body["release"]["image_digest"], body["release"]["commit"]) == ("sha256:" + "01" * 32, "a" * 40)
     assert client.post(url, data={"release": "1"}, headers=headers).status_code == 409  # rolling out now
 
 
@@ -182,6 +184,8 @@ def test_pending_releases_show_in_the_navigation_the_dashboard_and_the_list(auth
     listing = staff.get("/approvals").get_data(as_text=True)
     assert f'data-pending-release="{pending["id"]}"' in listing and 'data-action="approve"' in listing
     assert "data-pending-approvals" not in auth.client_for("dana").get("/dashboard").get_data(as_text=True)
+    auth.client_for("root").post(f"/releases/{pending['id']}/reject", data={"reason": "no"})
+    assert "data-pending-approvals" not in staff.get("/dashboard").get_data(as_text=True)  # none left: no link
     assert auth.client_for("dana").get("/approvals").status_code == 403
 
 
