@@ -381,6 +381,19 @@ def test_it_survives_any_user_search(hostile, query):
 
 
 @fuzz
+@given(query=query_of(("q",)))
+def test_it_survives_any_palette_search(hostile, query):
+    response = hostile.client("sam").get("/api/palette", query_string=query)
+    event(f"HTTP {response.status_code}")
+    assert response.status_code in (200, 400) and response.is_json
+    if response.status_code == 200:
+        items = response.get_json()["items"]
+        assert isinstance(items, list) and len(items) <= 40
+    else:
+        assert_clear_refusal(response, "palette search")
+
+
+@fuzz
 @given(offset=st.one_of(NUMBERS, st.text(CHARS, max_size=20)), since=st.one_of(NUMBERS, st.text(CHARS, max_size=20)))
 def test_it_survives_any_polling_parameter(hostile, offset, since):
     world = hostile
