@@ -42,13 +42,18 @@ def deployments_needing_attention(db: sqlite3.Connection, user, limit: int = LIS
 
 
 def review_queue(db: sqlite3.Connection, limit: int = LIST_LIMIT) -> list:
-    """Requests waiting for a reviewer: in review first, then submitted; oldest first."""
-    return db.execute(
-        "SELECT r.id, r.image_name, r.version_tag, r.status, r.updated_at, u.username AS owner "
-        "FROM image_requests r JOIN users u ON u.id = r.owner_id "
-        "WHERE r.status IN ('in_review', 'submitted') "
-        "ORDER BY CASE r.status WHEN 'in_review' THEN 0 ELSE 1 END, r.updated_at, r.id LIMIT ?",
-        (limit,)).fetchall()
+    """Requests waiting for a reviewer: in review first, then submitted; oldest first.
+    One ordered walk of idx_requests_status per status, each stopping at ``limit``
+    (one query over both would sort every waiting request: 130 ms at 100,000)."""
+    rows = []
+    for status in ("in_review", "submitted"):
+        rows += db.execute(
+            "SELECT r.id, r.image_name, r.version_tag, r.status, r.updated_at, u.username AS owner "
+            "FROM image_requests r JOIN users u ON u.id = r.owner_id WHERE r.status = ? "
+            "ORDER BY r.updated_at, r.id LIMIT ?", (status, limit - len(rows))).fetchall()
+        if len(rows) >= limit:
+            break
+    return rows
 
 
 def failing_deployments(db: sqlite3.Connection, limit: int = LIST_LIMIT) -> list:
@@ -107,9 +112,13 @@ def summary(db: sqlite3.Connection, user, now: float) -> dict:
                           "GROUP BY r.status", params):
         request_counts[row["status"]] = row["n"]
     deployment_counts = dict.fromkeys(DEPLOYMENT_STATUSES, 0)
-    for row in db.execute(
+    # Staff see every deployment: counted straight from idx_deployments_status,
+    # without joining 20,000 images and requests to learn nothing.
+    counted = ("SELECT d.status, COUNT(*) AS n FROM deployments d GROUP BY d.status", []) \
+        if permissions.is_staff(user) else (
             "SELECT d.status, COUNT(*) AS n FROM deployments d JOIN images i ON i.id = d.image_id "
-            f"JOIN image_requests r ON r.id = i.request_id WHERE {where} GROUP BY d.status", params):
+            f"JOIN image_requests r ON r.id = i.request_id WHERE {where} GROUP BY d.status", params)
+    for row in db.execute(*counted):
         deployment_counts[row["status"]] = row["n"]
     open_alerts = 0
     if permissions.can_view_alerts(user):
