@@ -185,7 +185,8 @@ def test_pending_releases_show_in_the_navigation_the_dashboard_and_the_list(auth
     assert f'data-pending-release="{pending["id"]}"' in listing and 'data-action="approve"' in listing
     assert "data-pending-approvals" not in auth.client_for("dana").get("/dashboard").get_data(as_text=True)
     auth.client_for("root").post(f"/releases/{pending['id']}/reject", data={"reason": "no"})
-    assert "data-pending-approvals" not in staff.get("/dashboard").get_data(as_text=True)  # none left: no link
+    page = staff.get("/dashboard").get_data(as_text=True)
+    assert 'data-nav="approvals"' in page and "data-pending-approvals" not in page  # none left: no count
     assert auth.client_for("dana").get("/approvals").status_code == 403
 
 
@@ -216,9 +217,11 @@ def test_a_rejection_needs_a_reason_and_is_shown(auth, db, history):
     assert release_domain.get_release(db, pending["id"])["status"] == "rejected"
 
 
-def test_environments_page_for_admins_only(auth, db):
+def test_environments_page_for_admins_only(auth, db, history):
     assert auth.client_for("oleg").get("/admin/environments").status_code == 403
+    assert 'data-action="environments"' not in auth.client_for("oleg").get("/approvals").get_data(as_text=True)
     client = english(auth.client_for("root"))
+    assert 'data-action="environments"' in client.get("/approvals").get_data(as_text=True)  # how admins get there
     assert 'data-protected="0"' in client.get("/admin/environments").get_data(as_text=True)
     response = client.post("/admin/environments", data={"environment": "prod", "protected": "1"},
                            headers={"Accept": "application/json"})
@@ -226,3 +229,5 @@ def test_environments_page_for_admins_only(auth, db):
     page = client.get("/admin/environments").get_data(as_text=True)
     assert re.search(r'data-environment="prod">\s*<td>prod</td>\s*<td data-protected="1"', page)
     assert client.post("/admin/environments", data={"environment": "mars", "protected": "1"}).status_code == 400
+    db.execute("UPDATE deployments SET environment = 'prod' WHERE id = ?", (history["deployment_id"],))
+    assert "data-protected-environment" in client.get(f"/deployments/{history['deployment_id']}").get_data(as_text=True)

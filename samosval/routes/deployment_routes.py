@@ -25,6 +25,7 @@ from ..auth import session_alive_check, wants_json
 from ..db import get_db
 from ..domain import N_
 from ..domain import deployments as deployment_domain
+from ..domain import environments as environment_domain
 from ..domain import releases as release_domain
 from ..domain import users as user_domain
 from ..pagination import page_number, paginate
@@ -102,7 +103,8 @@ def deployment_detail(deployment_id: int):
         latest=({"time": _clock(latest[0]), "cpu": latest[1], "ram": latest[2]} if latest else None),
         last_seq=lines[-1].seq if lines else 0,
         payload=status_payload(current_user, deployment),
-        releases=release_domain.list_releases(get_db(), deployment_id, limit=RELEASES_SHOWN))
+        releases=release_domain.list_releases(get_db(), deployment_id, limit=RELEASES_SHOWN),
+        environment_protected=environment_domain.is_protected(get_db(), deployment["environment"]))
 
 
 # --- actions ------------------------------------------------------------------------
