@@ -144,3 +144,14 @@ def test_the_requests_text_search_equals_the_plain_like(seeded, monkeypatch):
             old = [row["id"] for row in paginate(db, old_sql, old_params, number, 20).items]
             assert new == old, q
     db.close()
+
+
+@pytest.mark.parametrize("limit", [1, 8, 700])
+def test_the_review_queue_equals_one_sorted_query(seeded, limit):
+    from samosval.domain.dashboard import review_queue
+    db = db_module.connect(str(seeded))
+    expected = [row["id"] for row in db.execute(
+        "SELECT r.id FROM image_requests r WHERE r.status IN ('in_review', 'submitted') "
+        "ORDER BY CASE r.status WHEN 'in_review' THEN 0 ELSE 1 END, r.updated_at, r.id LIMIT ?", (limit,))]
+    assert [row["id"] for row in review_queue(db, limit)] == expected
+    db.close()
