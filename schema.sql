@@ -112,6 +112,8 @@ CREATE TABLE IF NOT EXISTS builds (
 CREATE INDEX IF NOT EXISTS idx_builds_status ON builds(status, next_step_at);
 CREATE INDEX IF NOT EXISTS idx_builds_request ON builds(request_id, id);
 CREATE INDEX IF NOT EXISTS idx_builds_image ON builds(image_id, id);
+-- The dashboard's 14-day trends read only the last days.
+CREATE INDEX IF NOT EXISTS idx_builds_created ON builds(created_at);
 
 CREATE TABLE IF NOT EXISTS deployments (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -137,6 +139,7 @@ CREATE INDEX IF NOT EXISTS idx_deployments_status ON deployments(status, next_st
 CREATE INDEX IF NOT EXISTS idx_deployments_image ON deployments(image_id, status);
 CREATE INDEX IF NOT EXISTS idx_deployments_env ON deployments(environment, status);
 CREATE INDEX IF NOT EXISTS idx_deployments_updated ON deployments(updated_at);
+CREATE INDEX IF NOT EXISTS idx_deployments_created ON deployments(created_at);
 
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -245,6 +245,13 @@ def _v10_api_tokens(db: sqlite3.Connection, schema_sql: str) -> None:
             db.execute(statement)
 
 
+def _v11_trend_indexes(db: sqlite3.Connection, schema_sql: str) -> None:
+    """Indexes on builds and deployments by creation time (the dashboard's trends)."""
+    for statement in _statements(schema_sql):
+        if "idx_builds_created" in statement or "idx_deployments_created" in statement:
+            db.execute(statement)
+
+
 # (version reached, function). Append new steps; never edit a released one.
 MIGRATIONS = [
     (2, _v2_samosval_extensions),
@@ -256,6 +263,7 @@ MIGRATIONS = [
     (8, _v8_config_and_notifications),
     (9, _v9_list_indexes),
     (10, _v10_api_tokens),
+    (11, _v11_trend_indexes),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
