@@ -104,6 +104,7 @@ def deployment_detail(deployment_id: int):
         last_seq=lines[-1].seq if lines else 0,
         payload=status_payload(current_user, deployment),
         releases=release_domain.list_releases(get_db(), deployment_id, limit=RELEASES_SHOWN),
+        releases_limit=RELEASES_SHOWN,
         environment_protected=environment_domain.is_protected(get_db(), deployment["environment"]))
 
 

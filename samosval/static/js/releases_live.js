@@ -11,8 +11,10 @@
   var busy = false;
   var lastKey = null;
 
+  // The same string as the table's data-releases-signature, over the rows it shows.
   function signature(body) {
-    return body.releases.map(function (r) { return r.id + ":" + r.status + ";"; }).join("") +
+    var limit = +card.getAttribute("data-releases-limit") || body.releases.length;
+    return body.releases.slice(0, limit).map(function (r) { return r.id + ":" + r.status + ";"; }).join("") +
       (body.current === null ? "None" : body.current);
   }
 
