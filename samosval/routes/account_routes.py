@@ -3,13 +3,26 @@
 its live log streams; "sign out everywhere" ends them all, this one included."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, logout_user
 
 from .. import permissions
 from ..auth import end_session_streams, session_limits, wants_json
 from ..db import get_db
+from ..domain import ValidationError
+from ..domain import access_tokens as access_token_domain
 from ..domain import sessions as session_domain
 from ..domain import users as user_domain
 from ..simulator.runtime import sim_now
@@ -112,3 +125,46 @@ def end_user_session(user_id: int):
         session.clear()
         return _ended(_("You have signed out everywhere."), url_for("auth.login"))
     return _ended(_("Every session of %(name)s has ended.", name=target["username"]), back)
+
+
+# --- personal access tokens for the API (issue 22) ------------------------------------
+
+def _tokens_page(new_token: str | None = None, form: dict | None = None, errors=None, status: int = 200):
+    now = sim_now()
+    rows = access_token_domain.list_tokens(get_db(), current_user.id)
+    response = current_app.make_response((render_template(
+        "account/tokens.html", tokens=[{**dict(row), "state": access_token_domain.state(row, now)}
+                                       for row in rows],
+        new_token=new_token, form=form or {"name": "", "scopes": ["read"], "days": access_token_domain.DEFAULT_DAYS},
+        errors=errors or {}, scopes=permissions.grantable_scopes(current_user),
+        max_days=access_token_domain.MAX_DAYS), status))
+    response.headers["Cache-Control"] = "no-store"  # it may carry a token in clear
+    return response
+
+
+@bp.get("/account/tokens")
+@login_required
+def tokens():
+    return _tokens_page()
+
+
+@bp.post("/account/tokens")
+@login_required
+def create_token():
+    form = {"name": request.form.get("name", ""), "scopes": request.form.getlist("scopes"),
+            "days": request.form.get("days", "")}
+    try:
+        _token_id, token = access_token_domain.create_token(
+            get_db(), current_user, form["name"], form["scopes"], form["days"], now=sim_now())
+    except ValidationError as exc:
+        return _tokens_page(form=form, errors=exc.errors, status=400)
+    # Rendered, not redirected: the token is shown this once and kept nowhere in clear.
+    return _tokens_page(new_token=token)
+
+
+@bp.post("/account/tokens/<int:token_id>/revoke")
+@login_required
+def revoke_token(token_id: int):
+    row = access_token_domain.revoke_token(get_db(), current_user, token_id, now=sim_now())
+    return _ended(_("Token “%(name)s” revoked: calls with it are refused from now on.", name=row["name"]),
+                  url_for("account.tokens"))

@@ -71,6 +71,8 @@ def hook_body(objects) -> bytes:
 
 
 DEPLOY_FORM = {"name": "matrix-dev", "environment": "dev", "replicas": "1", "ports": "8000:8000"}
+API_REQUEST = {"image_name": "matrix-api", "repo_url": "https://github.com/acme/matrix-api.git",
+               "base_image": "python:3.12-slim", "version_tag": "1.0.0"}
 
 # THE table. Keys are endpoint names; a new route must be added here.
 MATRIX: dict[str, Access] = {
@@ -111,7 +113,7 @@ MATRIX: dict[str, Access] = {
     "requests.edit_request": Access("page", obj="draft_request", view=MEMBERS, act=EDITORS),
     "requests.submit_request": Access("page", obj="draft_request", view=MEMBERS, act=EDITORS),
     "requests.change_status": Access("page", obj="request", view=MEMBERS, act=STAFF,
-                                     data={"status": "in_review"}),
+                                     data={"status": "draft"}),  # approved -> draft: staff only
     "builds.start_build": Access("page", obj="request", view=MEMBERS, act=STAFF),
 
     # Builds and images.
@@ -182,6 +184,58 @@ MATRIX: dict[str, Access] = {
     "notifications.channel_deliveries": Access("page", obj="channel", act=ADMIN),
     "notifications.test_channel": Access("page", obj="channel", act=ADMIN),
     "notifications.retry_dead": Access("page", obj="channel", act=ADMIN),
+
+    # API tokens (issue 22): one's own. Revoking a token that is not one's own (here a
+    # webhook token's id) is a 404 for everyone.
+    "account.tokens": Access("page"),
+    "account.create_token": Access("page", data={"name": "matrix", "scopes": "read", "days": "30"}),
+    "account.revoke_token": Access("page", obj="token", ok=(404,)),
+    # The JSON API (issue 22): the pages' rules, answered as JSON; what a token's scopes
+    # take away on top is tests/test_api_tokens.py. Its document and docs are public.
+    "api-docs.openapi_json": Access("public"),
+    "api_docs.docs": Access("public"),
+    "api_me.me": Access("api"),
+    "api_requests.list_requests": Access("api"),
+    "api_requests.create_request": Access("api", data=lambda objects: json_body(API_REQUEST)),
+    "api_requests.get_request": Access("api", obj="request", view=MEMBERS),
+    "api_requests.update_request": Access("api", obj="draft_request", view=MEMBERS, act=EDITORS,
+                                          data=lambda objects: json_body(API_REQUEST)),
+    "api_requests.submit_request": Access("api", obj="draft_request", view=MEMBERS, act=EDITORS),
+    "api_requests.change_request_status": Access("api", obj="request", view=MEMBERS, act=STAFF,
+                                                 data=lambda objects: json_body({"status": "draft"})),
+    "api_requests.start_build": Access("api", obj="request", view=MEMBERS, act=STAFF),
+    "api_builds.list_builds": Access("api"),
+    "api_builds.get_build": Access("api", obj="build", view=MEMBERS),
+    "api_builds.build_log": Access("api", obj="build", view=MEMBERS),
+    "api_builds.cancel_build": Access("api", obj="build", view=MEMBERS, act=STAFF),
+    "api_builds.retry_build": Access("api", obj="build", view=MEMBERS, act=STAFF),
+    "api_images.list_images": Access("api"),
+    "api_images.get_image": Access("api", obj="image", view=MEMBERS),
+    "api_images.create_deployment": Access("api", obj="image", view=MEMBERS, act=STAFF,
+                                           data=lambda objects: json_body({**DEPLOY_FORM, "replicas": 1})),
+    "api_deployments.list_deployments": Access("api"),
+    "api_deployments.get_deployment": Access("api", obj="deployment", view=MEMBERS),
+    "api_deployments.deployment_action": Access("api", obj="deployment", view=MEMBERS, act=OWNERS,
+                                                data=lambda objects: json_body({"action": "restart"})),
+    "api_deployments.deployment_logs": Access("api", obj="deployment", view=MEMBERS),
+    "api_deployments.deployment_metrics": Access("api", obj="deployment", view=MEMBERS),
+    "api_releases.list_releases": Access("api", obj="deployment", view=MEMBERS),
+    "api_releases.get_release": Access("api", obj="release", view=MEMBERS),
+    "api_releases.rollback": Access("api", obj="deployment", view=MEMBERS, act=OWNERS,
+                                    data=lambda objects: json_body({"release": 1})),
+    "api_releases.unpin": Access("api", obj="deployment", view=MEMBERS, act=OWNERS),
+    "api_releases.approve_release": Access("api", obj="release", view=MEMBERS, act=STAFF),
+    "api_releases.reject_release": Access("api", obj="release", view=MEMBERS, act=STAFF,
+                                          data=lambda objects: json_body({"reason": "not now"})),
+    "api_admin.list_users": Access("api", act=ADMIN),
+    "api_admin.create_user": Access("api", act=ADMIN, data=lambda objects: json_body(
+        {"username": "matrix-api", "password": "matrix-api-pass-1", "role": "developer"})),
+    "api_admin.get_user": Access("api", obj="user", act=ADMIN),
+    "api_admin.block_user": Access("api", obj="user", act=ADMIN),
+    "api_admin.unblock_user": Access("api", obj="user", act=ADMIN),
+    "api_admin.change_role": Access("api", obj="user", act=ADMIN,
+                                    data=lambda objects: json_body({"role": "operator"})),
+    "api_admin.audit_log": Access("api", act=ADMIN),
 }
 
 # The id argument of each object kind in URL rules.
@@ -329,7 +383,10 @@ def _matches(expected: str, spec: Access, method: str, response, as_json: bool =
     status = response.status_code
     if as_json and expected in ("401", "403", "404") and status == int(expected):
         # A refusal a script can read.
-        return response.is_json and bool((response.get_json() or {}).get("error"))
+        error = (response.get_json() or {}).get("error") if response.is_json else None
+        if isinstance(error, dict):  # under /api: {"error": {"code", "message"}}
+            error = error.get("code") and error.get("message")
+        return bool(error)
     if expected == "login":
         return status == 302 and response.headers["Location"].startswith("/login")
     if expected == "allowed":
