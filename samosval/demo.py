@@ -3,7 +3,7 @@ with a small, living company so a newcomer sees every page at work in seconds.
 
 Everything goes through the domain functions the UI uses (validation, Dockerfile,
 repo_key, collaborators, audit rows), and the builds and rollouts are played by
-the real simulation engine sped up a thousandfold, so every row is one the system
+the real simulation engine on a story clock (days pass between events), so every row is one the system
 could have produced itself. The app's own engine is paused meanwhile (two engines
 must never work on the same rows) and resumed afterwards; then one build and one
 rollout are started live, so something is moving when the first page opens.
@@ -122,18 +122,18 @@ STATUS_PATHS = {
 
 
 class _SeedEngine(SimulationEngine):
-    """The real engine, minus runtime output: sped up this much it would write
-    hundreds of log lines a second. That output comes from the app's own
-    engine (live) and from the history pass (metrics only)."""
+    """The real engine, minus runtime output (days of it would be millions of lines).
+    That output comes from the app's own engine (live) and from the history pass
+    (metrics only)."""
 
     def _generate_runtime(self, now, counts):
         pass
 
 
 class _Clock:
-    """The story's clock. ``tick`` moves it a little (the seed engine, sped up, needs
-    only milliseconds between steps); ``later`` jumps hours ahead, as between two
-    events of a working week. It never passes ``end``."""
+    """The story's clock. ``tick`` moves it a little (a step of the seed engine, or
+    the next click); ``later`` jumps hours ahead, as between two events of a working
+    week. It never passes ``end``."""
 
     def __init__(self, start: float | None = None, end: float | None = None, rng=None):
         self.now = time.time() if start is None else start
@@ -222,7 +222,7 @@ def _seed(app, db) -> list[str]:
     clock = _Clock(real_now - HISTORY_DAYS * 86400, real_now - HISTORY_END_GAP,
                    random.Random(app.config.get("SIM_SEED")))
     engine = _SeedEngine(db_path=app.config["DATABASE"], state=state, clock=clock,
-                         rng=random.Random(app.config.get("SIM_SEED")), speed=1000.0,
+                         rng=random.Random(app.config.get("SIM_SEED")), speed=1.0,
                          watchdog_build_seconds=1e9, watchdog_deploy_seconds=1e9)
     root_id = db.execute("SELECT id FROM users WHERE username = 'root'").fetchone()[0]
 
@@ -239,7 +239,7 @@ def _seed(app, db) -> list[str]:
         for _ in range(limit):
             if until():
                 return
-            engine.step(clock.tick())
+            engine.step(clock.tick(0.5))  # the engine at real pace: logs read like real ones
         raise RuntimeError("demo seeding: the simulation did not settle")
 
     # Requests, each walked through the status flow by the people who would do it.

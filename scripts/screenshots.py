@@ -148,10 +148,9 @@ def capture(browser, base_url: str, passwords: dict, only: set[str] | None) -> l
         expect(page.locator('#collaborator-options option[value="ivan"]')).to_have_count(1)
         page.fill("#collaborator-pick", "ivan")
         page.click('[data-action="add-collaborator"]')
-        # The native <datalist> popup is drawn outside the page and never appears in a
-        # headless capture: show a half-typed login with its suggestions loaded instead.
-        page.locator("#collaborator-pick").press_sequentially("ol")
-        expect(page.locator('#collaborator-options option[value="olga"]')).to_have_count(1)
+        expect(page.locator(".chip", has_text="ivan")).to_be_visible()
+        page.select_option("#update_mode", "static")  # the commit field turns required
+        page.fill("#target_commit", "3f2a9c1")
 
     def request_detail(page):
         page.goto("/requests")
