@@ -57,8 +57,14 @@ def _request_json(request_id: int) -> dict:
     return body
 
 
-def _form(values: dict) -> dict:
-    return request_domain.form_values({key: "" if value is None else str(value) for key, value in values.items()})
+def _form(values: dict, owner: str | None = None) -> dict:
+    """The JSON body as the form's values. Without an owner: the request's owner on
+    an edit; on a new request, as the form does, the developer filing it (staff must
+    name one)."""
+    values = {key: "" if value is None else str(value) for key, value in values.items()}
+    if not values.get("owner"):
+        values["owner"] = owner or ("" if permissions.is_staff(current_user) else current_user.username)
+    return request_domain.form_values(values)
 
 
 @requests_bp.route("/requests", methods=["GET"])
@@ -99,8 +105,9 @@ def get_request(request_id: int):
 @signed_in
 def update_request(body, request_id: int):
     """Replace a request's fields (while it may be edited)."""
-    get_request_or_404(request_id, for_edit=True)
-    request_domain.update_request(get_db(), current_user, request_id, _form(body), now=sim_now())
+    req = get_request_or_404(request_id, for_edit=True)
+    request_domain.update_request(get_db(), current_user, request_id, _form(body, req["owner_username"]),
+                                  now=sim_now())
     return _request_json(request_id)
 
 
