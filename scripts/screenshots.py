@@ -132,7 +132,8 @@ def capture(browser, base_url: str, passwords: dict, only: set[str] | None) -> l
         dashboard(page)
         page.keyboard.press("Control+k")
         page.keyboard.type("pay")
-        page.wait_for_selector('.palette-item:has-text("payments")')
+        page.wait_for_function("() => { const items = document.querySelectorAll('.palette-item');"
+                               " return items.length > 0 && [...items].every(n => /pay/i.test(n.textContent)); }")
 
     def request_form(page):
         page.goto("/requests/new")

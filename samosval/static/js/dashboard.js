@@ -54,9 +54,9 @@
     new window.Chart(failures, {
       type: "line",
       data: {labels: labels, datasets: [{
-        label: data.text.failureRate, data: trends.failure_rate, spanGaps: true,
+        label: data.text.failureRate, data: trends.failure_rate, spanGaps: false,
         borderColor: cssVar("--danger", "#ff5c5c"), backgroundColor: cssVar("--danger", "#ff5c5c"),
-        borderWidth: 2, pointRadius: 2, tension: 0.25
+        borderWidth: 2, pointRadius: 3, tension: 0.25
       }]},
       options: options
     });
