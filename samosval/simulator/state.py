@@ -143,8 +143,7 @@ class LogStream:
         sent, missed)``. Readers at the same place share one encoding: the first one
         stores it and the rest reuse it, even if more lines arrived meanwhile (they
         come in the next chunk). ``encode`` must depend on the lines only."""
-        with self._lock:
-            hit = self._chunks.get(seq)
+        hit = self._chunks.get(seq)  # one dict lookup: atomic, no lock needed
         if hit is not None:
             return hit[1], hit[0], 0
         lines, missed = self.read_after(seq, limit)
@@ -199,11 +198,6 @@ class LogStream:
             left = deadline - time.monotonic()
             if left <= 0 or not changed.wait(left):
                 return False
-            # Woken with every other reader of this deployment: under gevent, queue up
-            # behind them instead of writing at once, so the loop serves pages and
-            # other I/O between viewers (it polls every few ms of queued callbacks)
-            # rather than after all 5,000 have written. Without gevent: a GIL yield.
-            time.sleep(0)
 
     def subscribe(self) -> None:
         with self._lock:
