@@ -333,7 +333,9 @@ def test_it_stays_on_indexes_with_100k_rows(auth, db, users):
           f"2026-{1 + n // 10_000:02d}-{1 + n % 28:02d}T12:00:00Z") for n in range(100_000)))
     db.execute("COMMIT")
     seeded_in = time.perf_counter() - started
-    assert seeded_in < 10
+    # Each row also goes into the trigram search index (about 3 s per 100,000 rows
+    # on a quiet core): generous for a busy CI box.
+    assert seeded_in < 40
     for filters in FILTER_CASES:
         for cursor in ({}, {"before": 50_000}, {"after": 50_000}):
             sql, params = audit_queries.search_sql(filters, **cursor)
