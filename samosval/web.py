@@ -13,6 +13,7 @@ from flask import abort, current_app, flash, jsonify, redirect, render_template,
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from . import permissions
 from .auth import wants_json
@@ -125,7 +126,18 @@ def api_error_shape(response):
     return response
 
 
+class BoundedIntConverter(IntegerConverter):
+    """``<int:...>`` up to SQLite's largest integer: a bigger id in a URL is a 404 like
+    any missing one, not an OverflowError (a 500) when it reaches the database."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", 2 ** 63 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
 def init_app(app) -> None:
+    """Before any blueprint: the int converter applies to the rules added after it."""
+    app.url_map.converters["int"] = BoundedIntConverter
     app.register_error_handler(Refused, refused_response)
     app.after_request(api_error_shape)
 

@@ -26,6 +26,13 @@ def tokens(app, db, users, engine, clock):
     return make
 
 
+@pytest.fixture(autouse=True)
+def english(client):
+    """Refusals of a token are read by anonymous callers: English via the session."""
+    with client.session_transaction() as session:
+        session["lang"] = "en"
+
+
 def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 

@@ -11,6 +11,13 @@ from ..domain.statuses import BUILD_STATUSES
 from .common import PageArgsSchema, page_schema
 
 
+class Flag(fields.Boolean):
+    """A boolean answer from SQLite's 0/1 (marshmallow passes 0 through as 0)."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else bool(value)
+
+
 def _text(**kwargs):
     return fields.String(allow_none=True, **kwargs)
 
@@ -35,7 +42,7 @@ class RequestListArgs(PageArgsSchema):
     status = fields.String(load_default="", validate=validate.OneOf(("", *REQUEST_STATUSES)))
     owner = fields.String(load_default="", validate=validate.Length(max=64))
     q = fields.String(load_default="", validate=validate.Length(max=100))
-    mine = fields.Boolean(load_default=False)
+    mine = fields.Bool(load_default=False)
 
 
 class RequestItemSchema(Schema):
@@ -126,7 +133,7 @@ class BuildLogSchema(Schema):
     progress = fields.Float(required=True)
     image_id = _int()
     error_message = _text()
-    finished = fields.Boolean(required=True)
+    finished = Flag(required=True)
 
 
 # --- images --------------------------------------------------------------------------------
@@ -172,8 +179,8 @@ class DeploymentItemSchema(Schema):
     status = fields.String(required=True)
     replicas = _int()
     ports = _text()
-    stopped_by_operator = fields.Boolean(required=True)
-    needs_restart = fields.Boolean(required=True)
+    stopped_by_operator = Flag(required=True)
+    needs_restart = Flag(required=True)
     updated_at = _text()
     created_at = _text()
     image_id = fields.Integer(required=True)
@@ -181,7 +188,7 @@ class DeploymentItemSchema(Schema):
 
 
 class DeploymentSchema(DeploymentItemSchema):
-    pinned = fields.Boolean(required=True)
+    pinned = Flag(required=True)
     current_release_id = _int()
     actions = fields.List(fields.String(), required=True,
                           metadata={"description": "The actions you may take now."})
@@ -195,10 +202,10 @@ class DeploymentStateSchema(Schema):
     id = fields.Integer(required=True)
     status = fields.String(required=True)
     actions = fields.List(fields.String())
-    stopped_by_operator = fields.Boolean()
-    needs_restart = fields.Boolean()
+    stopped_by_operator = Flag()
+    needs_restart = Flag()
     updated_at = _text()
-    pinned = fields.Boolean()
+    pinned = Flag()
     current_release_id = _int()
 
 
@@ -259,7 +266,7 @@ class ReleaseSchema(Schema):
     decided_by = _text()
     decided_at = _text()
     decision_reason = _text()
-    current = fields.Boolean(required=True)
+    current = Flag(required=True)
     deployment_id = fields.Integer()
 
 
@@ -274,12 +281,12 @@ class RejectInput(Schema):
 
 class ReleaseAnswerSchema(Schema):
     release = fields.Nested(ReleaseSchema, required=True)
-    pinned = fields.Boolean(required=True)
+    pinned = Flag(required=True)
 
 
 class PinSchema(Schema):
     id = fields.Integer(required=True)
-    pinned = fields.Boolean(required=True)
+    pinned = Flag(required=True)
 
 
 # --- users and audit (admins) ---------------------------------------------------------------------
@@ -292,7 +299,7 @@ class UserSchema(Schema):
     id = fields.Integer(required=True)
     username = fields.String(required=True)
     role = fields.String(required=True)
-    is_active = fields.Boolean(required=True)
+    is_active = Flag(required=True)
     created_at = _text()
     last_login_at = _text()
 
