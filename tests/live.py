@@ -80,15 +80,17 @@ class AppProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError("server exited:\n" + self.log_text())
+            # gunicorn's arbiter accepts before its worker serves: a connection
+            # may be dropped while it starts, and must not be left open.
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 conn.request("GET", "/login")
-                ok = conn.getresponse().status == 200
-                conn.close()
-                if ok:
+                if conn.getresponse().status == 200:
                     return
             except OSError:
                 pass
+            finally:
+                conn.close()
             time.sleep(0.1)
         self.kill()
         raise RuntimeError("server did not start:\n" + self.log_text())

@@ -71,3 +71,20 @@ def test_pages_answer_while_slow_clients_wait(server):
     finally:
         for sock in silent:
             sock.close()
+
+
+def test_sigterm_ends_open_streams_and_the_server(server):
+    """``python app.py`` and gunicorn alike: SIGTERM closes live streams, stops the
+    engine and exits 0 (a stream would otherwise hold the process open)."""
+    import signal
+
+    from tests.test_gunicorn import open_stream, seed_deployment
+    from tests.live import login_cookie, read_events
+
+    deployment_id = seed_deployment(server)
+    response = open_stream(server, login_cookie(server.url, "opsuser"), deployment_id)
+    read_events(response, lambda found: any(e.get("event") == "status" for e in found))
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(30) == 0, server.log_text()
+    response.close()
+    response.connection.close()
