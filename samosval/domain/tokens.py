@@ -17,7 +17,6 @@ A token is shown once, when an admin creates it. What is kept:
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import logging
@@ -25,10 +24,9 @@ import secrets
 import sqlite3
 
 from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .. import audit
+from ..crypto import hkdf_fernet
 from ..db import transaction
 from ..timeutil import utcnow_iso
 from . import N_, Refused, ValidationError
@@ -55,11 +53,7 @@ def hash_token(token: str) -> str:
 
 
 def _fernet(secret_key: str | bytes) -> Fernet:
-    if isinstance(secret_key, str):
-        secret_key = secret_key.encode("utf-8")
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT,
-               info=_HKDF_INFO).derive(secret_key)
-    return Fernet(base64.urlsafe_b64encode(key))
+    return hkdf_fernet(secret_key, _HKDF_SALT, _HKDF_INFO)
 
 
 def seal(token: str, secret_key: str | bytes) -> str:
