@@ -195,7 +195,9 @@ def test_it_keeps_secrets_encrypted_in_a_backup(app, saved, tmp_path):
     assert app_keyring(app.config).open(sealed) == SECRET
 
 
-def test_it_rotates_the_encryption_key(app, saved, db, runner):
+def test_it_rotates_the_encryption_key(app, saved, db, runner, users):
+    from tests.test_notifications import make_channel
+    channel_id = make_channel(app, db, users, "slack", url="https://hooks.example.com/services/T/B/secretpath")
     old = db.execute("SELECT sealed_value FROM config_entries WHERE key = 'API_TOKEN'").fetchone()[0]
     app.config["ENCRYPTION_KEY"] = "the-new-key"
     result = runner.invoke(args=["rotate-encryption-key"])  # the old key (derived from SECRET_KEY) opens
@@ -213,6 +215,9 @@ def test_it_rotates_the_encryption_key(app, saved, db, runner):
     assert result.exit_code == 0, result.output
     final = db.execute("SELECT sealed_value FROM config_entries WHERE key = 'API_TOKEN'").fetchone()[0]
     assert keyring("x", "a-third-key").open(final) == SECRET
+    sealed_channel = db.execute("SELECT sealed_settings FROM notification_channels WHERE id = ?",
+                                (channel_id,)).fetchone()[0]
+    assert "secretpath" in keyring("x", "a-third-key").open(sealed_channel)
     assert db.execute("SELECT details FROM audit_log WHERE action = 'encryption_key_rotate'").fetchone() is not None
 
 
