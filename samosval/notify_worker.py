@@ -232,6 +232,16 @@ def wake() -> None:
         worker.wake()
 
 
+def stop_process_worker(timeout: float = 2.0) -> None:
+    """At shutdown: stop this process's worker (a send still in flight is tried
+    again after the next start, once its claim lapses)."""
+    global _process_worker
+    with _process_lock:
+        worker, _process_worker = _process_worker, None
+    if worker is not None:
+        worker.stop(timeout)
+
+
 def init_app(app) -> None:
     """One worker per process, started with the engine (not in CLI commands)."""
     global _process_worker

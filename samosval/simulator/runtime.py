@@ -90,3 +90,5 @@ def shutdown(app, timeout: float = 5.0) -> None:
         if runtime is not None:
             runtime.logs.close()
     stop_engine(app, timeout)
+    from .. import notify_worker
+    notify_worker.stop_process_worker()
