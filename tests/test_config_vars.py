@@ -255,3 +255,23 @@ def test_a_rollback_brings_back_the_old_configuration(engine, clock, auth, saved
     assert response.status_code in (302, 303), response.get_data(as_text=True)
     body = auth.client_for("dana").get(f"/api/deployments/{deployment_id}/env").get_json()
     assert body["config_version"] == 1 and [v["key"] for v in body["variables"]] == ["DATABASE_HOST", "API_TOKEN"]
+
+
+def test_no_page_or_json_of_the_app_shows_the_secret(engine, clock, app, auth, saved, db):
+    """Every GET route an admin may open, with this deployment's ids (the live stream's
+    lines are the log download's)."""
+    engine.step(clock.advance(0.1))
+    release_id = db.execute("SELECT MAX(id) FROM releases").fetchone()[0]
+    ids = {"deployment_id": saved["deployment_id"], "request_id": saved["request_id"],
+           "image_id": saved["image_id"], "release_id": release_id, "user_id": 1}
+    client, seen = auth.client_for("alice"), 0
+    for rule in app.url_map.iter_rules():
+        if "GET" not in rule.methods or rule.endpoint in ("static", "deployments.log_stream", "auth.logout") \
+                or not set(rule.arguments) <= set(ids):
+            continue
+        url = rule.build({name: ids[name] for name in rule.arguments})[1]
+        for accept in ("text/html", "application/json"):
+            response = client.get(url, headers={"Accept": accept})
+            assert SECRET not in response.get_data(as_text=True), url
+            seen += 1
+    assert seen > 40
