@@ -118,3 +118,13 @@ def test_every_page_has_a_favicon_and_the_ico_path_answers(client):
     assert response.status_code == 200 and response.mimetype == "image/svg+xml"
     response.close()
     assert 'rel="icon"' in client.get("/login").get_data(as_text=True)
+
+
+def test_times_are_relative_with_the_exact_utc_time_on_hover(app, engine):  # engine: the fake clock
+    from samosval.templating import format_time
+    with app.test_request_context("/"):
+        html = str(format_time("2027-01-15T07:55:00Z"))  # 5 minutes before the fake clock
+        assert html == ('<time datetime="2027-01-15T07:55:00Z" title="2027-01-15 07:55:00 UTC">'
+                        "5 мин. назад</time>")
+        assert ">только что<" in str(format_time("2027-01-15T08:00:00Z"))
+        assert format_time(None) == "—"

@@ -247,3 +247,30 @@ def test_the_main_flow_works_with_the_keyboard_alone(browser, live_server, world
     assert op.evaluate("() => document.activeElement.id") == "log-window"
     op.context.close()
     dev.context.close()
+
+
+def test_the_request_form_reads_as_one_form(new_page, world):
+    page = new_page("dora")
+    page.goto("/requests/new")
+    # Required fields are marked; placeholders read as examples, not as values.
+    expect(page.locator('label[for="image_name"] .required-mark')).to_have_count(1)
+    expect(page.locator('label[for="repo_branch"] .required-mark')).to_have_count(0)
+    assert page.get_attribute("#image_name", "placeholder").startswith("например")
+    # Continuous mode: the commit does not apply; static mode needs it.
+    expect(page.locator("#target_commit")).to_be_disabled()
+    page.select_option("#update_mode", "static")
+    expect(page.locator("#target_commit")).to_be_enabled()
+    expect(page.locator('label[for="target_commit"] .required-mark')).to_have_count(1)
+    page.select_option("#update_mode", "continuous")
+    expect(page.locator("#target_commit")).to_be_disabled()
+    # Collaborators: one control, the picker labelled, who is added shown and removable.
+    expect(page.locator("[data-collaborators-raw]")).to_be_hidden()
+    expect(page.locator('label[for="collaborator-pick"]')).to_be_visible()
+    for login in ("olga", "adam"):
+        page.fill("#collaborator-pick", login)
+        page.keyboard.press("Enter")
+    expect(page.locator(".chip")).to_have_count(2)
+    expect(page.locator("#collaborators")).to_have_value("olga, adam")
+    page.click('.chip:has-text("olga") [data-action="remove-collaborator"]')
+    expect(page.locator(".chip")).to_have_count(1)
+    expect(page.locator("#collaborators")).to_have_value("adam")
