@@ -139,3 +139,16 @@ def test_alert_audit_and_actor_texts_are_russian(auth, users, lived_in):
     assert 'data-actor="system">система<' in audit_page
     details = json.loads(json.dumps({"ok": True}))  # the JSON API keeps codes: nothing to translate there
     assert details
+
+
+def test_main_pages_in_english_show_no_russian(auth, lived_in):
+    leaks = []
+    for who, path in [("root", "/dashboard"), ("dana", "/dashboard"), ("oleg", "/alerts"), ("root", "/admin/audit"),
+                      ("oleg", f"/deployments/{lived_in['deployment_id']}"), ("oleg", f"/builds/{lived_in['build']}"),
+                      ("dana", "/requests/new")]:
+        client = auth.client_for(who)
+        client.post("/lang", data={"lang": "en", "next": "/"})
+        client.get("/dashboard")  # shows (and drops) a flash written in Russian at login
+        text = visible_text(client.get(path).get_data(as_text=True))
+        leaks += [f"{path} ({who}): {line.strip()!r}" for line in text.splitlines() if re.search("[А-Яа-яЁё]", line)]
+    assert not leaks, "\n".join(leaks[:20])
