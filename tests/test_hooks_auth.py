@@ -60,7 +60,7 @@ def test_it_accepts_a_token_in_each_header(client, db, sample, token, header):
 def test_it_refuses_calls_without_a_valid_token(client, db, sample, token, headers, reason):
     response = post(client, headers=headers)
     assert response.status_code == 401
-    assert response.json["reason"] == reason and response.json["error"]
+    assert response.json["error"]["reason"] == reason and response.json["error"]["message"]
     (row,) = deliveries(db)
     assert (row["outcome"], row["reason"], row["http_status"]) == ("refused", reason, 401)
     audit = db.execute("SELECT * FROM audit_log WHERE action = 'commit_hook_refused'").fetchone()
@@ -73,7 +73,7 @@ def test_it_refuses_a_revoked_token(app, client, db, sample, users, token):
     token_id = db.execute("SELECT id FROM webhook_tokens").fetchone()["id"]
     tokens.revoke_token(db, token_id, actor_id=users["alice"], now=1_800_000_000.0)
     response = post(client, headers={"X-Samosval-Token": token})
-    assert response.status_code == 401 and response.json["reason"] == "token revoked"
+    assert response.status_code == 401 and response.json["error"]["reason"] == "token revoked"
     assert deliveries(db)[-1]["token_id"] == token_id
     assert token not in everything_stored(db)
 
@@ -102,7 +102,7 @@ def test_it_refuses_a_bad_signature(client, db, sample, token):
     body = body_for()
     bad = tokens.github_signature(token, body + b"tampered")
     response = post(client, body, headers={"X-Hub-Signature-256": bad, "X-GitHub-Event": "push"})
-    assert response.status_code == 401 and response.json["reason"] == "signature mismatch"
+    assert response.status_code == 401 and response.json["error"]["reason"] == "signature mismatch"
     assert deliveries(db)[-1]["source"] == "github"
 
 
@@ -111,7 +111,7 @@ def test_it_refuses_a_signature_made_with_a_revoked_token(client, db, sample, us
                         actor_id=users["alice"], now=1_800_000_000.0)
     body = body_for()
     response = post(client, body, headers={"X-Hub-Signature-256": tokens.github_signature(token, body)})
-    assert response.status_code == 401 and response.json["reason"] == "token revoked"
+    assert response.status_code == 401 and response.json["error"]["reason"] == "token revoked"
 
 
 def test_signatures_stop_verifying_when_the_secret_key_changes(app, client, db, sample, token):
@@ -143,7 +143,7 @@ def test_the_button_obeys_the_restart_rule(auth, db, sample, username):
     assert response.status_code == 403
     response = post(auth.client_for(username), csrf=True)
     assert response.status_code == 403, response.json
-    assert response.json["reason"] == "not allowed to simulate commits for this repository"
+    assert response.json["error"]["reason"] == "not allowed to simulate commits for this repository"
     row = db.execute("SELECT status FROM deployments WHERE id = ?", (deployment,)).fetchone()
     assert row["status"] == "running"
 
@@ -162,7 +162,7 @@ def test_the_owners_button_leaves_what_an_operator_stopped_alone(auth, db, sampl
 def test_a_session_without_the_csrf_header_is_refused(auth, db, sample):
     response = post(auth.client_for("oleg"), csrf=False)
     assert response.status_code == 401
-    assert response.json["reason"] == "missing or invalid CSRF token"
+    assert response.json["error"]["reason"] == "missing or invalid CSRF token"
     assert db.execute("SELECT status FROM deployments").fetchone()["status"] == "running"
 
 
@@ -175,7 +175,7 @@ def test_a_session_with_a_forged_csrf_header_is_refused(auth, db, sample):
 def test_a_developer_who_cannot_see_the_request_is_refused(auth, db, sample, repo):
     response = post(auth.client_for("sam"), body_for(repo=repo), csrf=True)
     assert response.status_code == 403
-    assert response.json["reason"] == "not allowed to simulate commits for this repository"
+    assert response.json["error"]["reason"] == "not allowed to simulate commits for this repository"
     row = deliveries(db)[-1]
     assert (row["outcome"], row["http_status"]) == ("refused", 403)
     assert db.execute("SELECT status FROM deployments").fetchone()["status"] == "running"

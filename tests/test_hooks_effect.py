@@ -207,10 +207,10 @@ def test_bad_input_is_a_400_naming_what_is_wrong(client, db, token, body, conten
     response = client.post("/api/hooks/commit", data=body, content_type=content_type, csrf=False,
                            headers={"X-Samosval-Token": token})
     assert response.status_code == 400
-    assert response.json["error"] and response.json["outcome"] == "invalid"
+    assert response.json["error"]["message"] and response.json["error"]["outcome"] == "invalid"
     if missing:
-        assert response.json["missing"] == missing
-        assert "branch, commit" in response.json["error"]
+        assert response.json["error"]["missing"] == missing
+        assert "branch, commit" in response.json["error"]["message"]
     assert db.execute("SELECT outcome FROM webhook_deliveries").fetchone()[0] == "invalid"
 
 

@@ -63,7 +63,7 @@ def test_it_accepts_a_big_form_encoded_push(client, db, sample, token):
 def test_it_refuses_a_push_over_25_mib(client, db, token):
     body = b"{" + b" " * (parsing.MAX_BODY + 10) + b"}"
     response = signed_post(client, body, token[1])
-    assert response.status_code == 413 and response.json["reason"] == parsing.R_TOO_LARGE
+    assert response.status_code == 413 and response.json["error"]["reason"] == parsing.R_TOO_LARGE
     assert deliveries(db)[-1]["http_status"] == 413
 
 
@@ -78,7 +78,7 @@ def test_it_answers_in_english_when_no_language_is_asked_for(client, token):
     response = client.post("/api/hooks/commit", json={"repo_url": "https://github.com/acme/none"},
                            headers={"X-Samosval-Token": token[1]}, csrf=False)
     assert response.status_code == 400
-    assert response.json["error"].startswith("missing fields")
+    assert response.json["error"]["message"].startswith("missing fields")
 
 
 def test_it_follows_accept_language(client, token):
@@ -86,8 +86,8 @@ def test_it_follows_accept_language(client, token):
                            headers={"X-Samosval-Token": token[1], "Accept-Language": "ru-RU,ru;q=0.9"},
                            csrf=False)
     assert response.status_code == 400
-    assert response.json["error"].startswith("не хватает полей"), response.json
-    assert response.json["reason"].startswith("missing fields")  # the stored form stays English
+    assert response.json["error"]["message"].startswith("не хватает полей"), response.json
+    assert response.json["error"]["reason"].startswith("missing fields")  # the stored form stays English
 
 
 # --- 9. deep JSON --------------------------------------------------------------------------------
@@ -128,15 +128,15 @@ def test_a_tokens_own_url_refuses_other_tokens_and_sessions(auth, client, db, sa
     other_id, other = tokens.create_token(db, "other", secret_key=client.application.secret_key,
                                           actor_id=users["alice"], now=NOW)
     url = f"/api/hooks/commit/{token[0]}"
-    assert signed_post(client, github_push(), other, url=url).json["reason"] == parsing.R_SIGNATURE
+    assert signed_post(client, github_push(), other, url=url).json["error"]["reason"] == parsing.R_SIGNATURE
     response = client.post(url, data=github_push(), content_type="application/json", csrf=False,
                            headers={"Authorization": f"Bearer {other}", "X-GitHub-Event": "push"})
-    assert response.status_code == 401 and response.json["reason"] == parsing.R_WRONG_TOKEN
+    assert response.status_code == 401 and response.json["error"]["reason"] == parsing.R_WRONG_TOKEN
     response = auth.client_for("oleg").post(url, json={"repo_url": "https://github.com/acme/billing",
                                                        "branch": "main", "commit": SHA})
-    assert response.status_code == 401 and response.json["reason"] == parsing.R_NO_CREDENTIALS
+    assert response.status_code == 401 and response.json["error"]["reason"] == parsing.R_NO_CREDENTIALS
     response = signed_post(client, github_push(), token[1], url="/api/hooks/commit/987654")
-    assert response.status_code == 401 and response.json["reason"] == parsing.R_UNKNOWN_TOKEN
+    assert response.status_code == 401 and response.json["error"]["reason"] == parsing.R_UNKNOWN_TOKEN
     assert db.execute("SELECT status FROM deployments").fetchone()[0] == "running"
 
 

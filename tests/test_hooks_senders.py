@@ -199,7 +199,7 @@ def test_each_sender_and_event_does_what_it_should(app, client, db, world, name,
 def test_a_wrong_signature_is_refused_and_labelled_by_sender(client, db, world, name, fixture, event, mode):
     response = send(client, name, fixture, event, mode, world, tamper=True)
     assert response.status_code == 401
-    assert response.json["reason"] == parsing.R_SIGNATURE
+    assert response.json["error"]["reason"] == parsing.R_SIGNATURE
     row = last_delivery(db)
     assert (row["source"], row["outcome"], row["http_status"]) == (name, "refused", 401)
     status = db.execute("SELECT status FROM deployments WHERE id = ?", (world["deployments"][name],)).fetchone()
@@ -223,7 +223,7 @@ def test_gitea_form_deliveries_are_not_checked_over_the_form_body(client, db, wo
     headers = SENDERS["gitea"].headers("gitea", "push", "d-1", hexsig(world["token"], body))
     response = client.post("/api/hooks/commit", data=body, content_type="application/x-www-form-urlencoded",
                            headers=headers, csrf=False)
-    assert response.status_code == 401 and response.json["reason"] == parsing.R_SIGNATURE
+    assert response.status_code == 401 and response.json["error"]["reason"] == parsing.R_SIGNATURE
 
 
 def test_the_deliveries_page_names_each_sender(auth, client, db, world):

@@ -98,7 +98,8 @@ def test_it_explains_the_refusal_to_json_clients(after_reset):
     response = after_reset.get("/api/users/search?q=", headers={"Accept": "application/json"})
     assert response.status_code == 403
     body = response.get_json()
-    assert "/account/password" in body["error"] and body["change_password_url"] == "/account/password"
+    error = body["error"]  # under /api: {"error": {"code", "message", ...}}
+    assert "/account/password" in error["message"] and error["change_password_url"] == "/account/password"
 
 
 def test_it_refuses_actions_too_until_the_change(after_reset, db):

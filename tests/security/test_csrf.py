@@ -81,7 +81,9 @@ def test_it_refuses_every_forged_state_change(csrf_world):
             assert response.status_code == 400, f"{where}: {response.status_code}"
             assert CSRF_MESSAGE in body, f"{where}: not the CSRF refusal"
             if name.startswith("JSON"):
-                assert response.is_json and CSRF_MESSAGE in response.get_json()["error"], where
+                error = response.get_json()["error"] if response.is_json else None
+                message = error["message"] if isinstance(error, dict) else error  # /api: the one shape
+                assert message and CSRF_MESSAGE in message, where
             assert row_counts(world.db) == before, f"{where} wrote rows"
             assert client.get("/dashboard").status_code == 200, f"{where} ended the session"
             refused.append(where)
@@ -125,7 +127,7 @@ def test_it_refuses_hook_calls_without_authentication(csrf_world):
             response = client.post(url, data=body, content_type="application/json",
                                    headers=headers, csrf=False)
             assert response.status_code == 401, f"{name} {url}: {response.status_code}"
-            assert response.is_json and response.get_json()["outcome"] == "refused", name
+            assert response.is_json and response.get_json()["error"]["outcome"] == "refused", name
     assert world.db.execute("SELECT id, status, updated_at FROM deployments").fetchall() == deployments
     restarted = world.db.execute(
         "SELECT COUNT(*) FROM audit_log WHERE action = 'deployments_restarted'").fetchone()[0]

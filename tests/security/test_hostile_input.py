@@ -81,6 +81,9 @@ def assert_clear_refusal(response, where: str) -> None:
     """A 4xx that says what is wrong: a JSON ``error`` or a page with a message."""
     if response.is_json:
         error = response.get_json().get("error")
+        if isinstance(error, dict):  # under /api: {"error": {"code", "message"}}
+            assert error.get("code"), f"{where}: no error code"
+            error = error.get("message")
         assert isinstance(error, str) and error.strip(), f"{where}: no error message"
         return
     body = response.get_data(as_text=True)

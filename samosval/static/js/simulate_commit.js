@@ -74,7 +74,9 @@
     }).then(function (reply) {
       var data = reply.data || {};
       if (!reply.ok) {
-        show(data.outcome || "refused", data.error || form.dataset.msgFailed);
+        // Errors under /api: {"error": {"code", "message", "outcome", ...}}.
+        var error = data.error || {};
+        show(error.outcome || "refused", error.message || form.dataset.msgFailed);
         return;
       }
       var groups = [];
