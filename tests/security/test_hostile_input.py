@@ -536,3 +536,43 @@ def test_it_survives_any_raw_form_body(hostile, target, body, content_type):
             after["audit_log"] = before["audit_log"]
         assert after == before
     world.db.execute("UPDATE users SET role = 'developer' WHERE id = ?", (world.target_user,))
+
+
+# --- the JSON API (issue 22) ------------------------------------------------------------------------
+
+API_REQUEST = {"image_name": "fuzz-api", "repo_url": "https://github.com/acme/fuzz-api.git",
+               "base_image": "python:3.12-slim", "version_tag": "1.0.0"}
+API_BODIES = st.one_of(
+    JSON_VALUES,
+    st.builds(lambda extra: {**API_REQUEST, **extra},
+              st.dictionaries(st.sampled_from([*FORM_FIELDS, "stray"]), JSON_SCALARS, max_size=3)),
+)
+
+
+@pytest.fixture(scope="module")
+def api_token(hostile) -> str:
+    from types import SimpleNamespace
+
+    from samosval.domain import access_tokens
+    owner = SimpleNamespace(id=hostile.users["carl"], username="carl", role="developer")
+    now = hostile.app.extensions["samosval"].engine.clock()
+    return access_tokens.create_token(hostile.db, owner, "fuzz", ("read", "write"), 30, now=now)[1]
+
+
+@fuzz
+@given(body=API_BODIES)
+def test_it_survives_any_api_request_body(hostile, api_token, body):
+    """Any JSON to POST /api/v1/requests with a token: created (201) or a 400 naming
+    the fields, in the one error shape, writing nothing."""
+    before = row_counts(hostile.db)
+    response = hostile.app.test_client().post("/api/v1/requests", json=body, csrf=False,
+                                              headers={"Authorization": f"Bearer {api_token}"})
+    after = row_counts(hostile.db)
+    event(f"HTTP {response.status_code}")
+    assert response.status_code in (201, 400), response.status_code
+    if response.status_code == 400:
+        assert set(response.get_json()) == {"error"}
+        assert_clear_refusal(response, "API request")
+        assert after == before, changed_tables(before, after)
+    else:
+        assert after["image_requests"] == before["image_requests"] + 1
