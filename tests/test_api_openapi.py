@@ -130,11 +130,15 @@ def _now() -> float:
     return time.time()
 
 
-# The developer runs first: the admin's run may block or demote them.
-@pytest.mark.parametrize("persona", ["developer", "admin"])
-def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(live_api, persona):
+# The developer runs first: the admin's run may block or demote them. Positive
+# examples follow the document (answers must match it); negative ones break it on
+# purpose (wrong types, missing fields): those must still never be a 5xx.
+@pytest.mark.parametrize("persona, mode", [("developer", "positive"), ("developer", "negative"),
+                                           ("admin", "positive"), ("admin", "negative")])
+def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(live_api, persona, mode):
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
+    from schemathesis import GenerationMode
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import (
         content_type_conformance,
@@ -145,7 +149,8 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(live_
     headers = {"Authorization": f"Bearer {live_api.tokens[persona]}"}
     schema = schemathesis.openapi.from_url(f"{live_api.url}/api/openapi.json")
     checks = [not_a_server_error, response_schema_conformance, status_code_conformance,
-              content_type_conformance]
+              content_type_conformance] if mode == "positive" else [not_a_server_error, content_type_conformance]
+    generation = GenerationMode.POSITIVE if mode == "positive" else GenerationMode.NEGATIVE
     failures, operations, examples = [], 0, []
     for result in schema.get_all_operations():
         operation = result.ok()
@@ -155,7 +160,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(live_
         def make_run(operation, count):
             @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
                       phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
-            @given(case=operation.as_strategy())
+            @given(case=operation.as_strategy(generation_mode=generation))
             def run(case):
                 count[0] += 1
                 case.call_and_validate(base_url=live_api.url, headers=headers, checks=checks, timeout=30)
@@ -166,7 +171,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(live_
         except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - every failure is collected
             failures.append(f"{operation.label}: {type(exc).__name__}: {str(exc)[:800]}")
         examples.append(count[0])
-    print(f"schemathesis as {persona}: {operations} operations, {sum(examples)} examples, "
+    print(f"schemathesis as {persona}, {mode}: {operations} operations, {sum(examples)} examples, "
           f"{len(failures)} failing")
-    assert operations >= 30 and sum(examples) >= operations
+    assert operations >= 30 and sum(examples) >= (operations if mode == "positive" else 1)
     assert not failures, "\n\n".join(failures) + "\n\nserver log:\n" + live_api.server.log_text()[-3000:]
