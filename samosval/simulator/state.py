@@ -65,7 +65,7 @@ class LogStream:
         self._base_seq = 1  # seq of the first line of self._blocks[0]
         self._first_seq = 1  # oldest line still in the ring
         self._lock = threading.Lock()
-        self._changed = threading.Event()  # replaced by a fresh one at every change
+        self._changed: threading.Event | None = None  # made by the first reader to wait
         self._chunks: dict[int, tuple[int, bytes]] = {}  # after seq -> (last seq, bytes)
         self._chunk_bytes = 0
         self.last_seq = 0
@@ -76,9 +76,22 @@ class LogStream:
         self.wakeups = 0  # bumped by wake(): readers re-check outside conditions
 
     def _notify(self) -> None:
-        """Wake every reader at once (the caller holds the lock)."""
-        changed, self._changed = self._changed, threading.Event()
-        changed.set()
+        """Wake every reader at once (the caller holds the lock). With nobody waiting
+        (most deployments, most of the time) this costs one attribute check."""
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set()
+
+    def _change_event(self) -> threading.Event:
+        """The event the next change sets, shared by every reader waiting for it."""
+        changed = self._changed
+        if changed is None:
+            with self._lock:
+                if self._changed is None:
+                    self._changed = threading.Event()
+                changed = self._changed
+        return changed
 
     def append(self, ts: float, level: str, text: str) -> int:
         with self._lock:
@@ -191,7 +204,7 @@ class LogStream:
         while True:
             # The event first, then the check, no lock: a change after the check sets
             # this very event, so the wait below cannot miss it.
-            changed = self._changed
+            changed = self._change_event()
             if self.last_seq > after_seq or self.status_version != status_version \
                     or self.closed or (wakeups is not None and self.wakeups != wakeups):
                 return True
