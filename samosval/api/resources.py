@@ -5,9 +5,10 @@ function as the page does, and answers JSON. Refusals become the one error shape
 from __future__ import annotations
 
 from flask import abort
-from flask_login import current_user
+from flask_login import current_user, login_required
 
 from .. import permissions
+from ..auth import end_session_streams
 from ..db import get_db
 from ..domain import ValidationError, audit_queries
 from ..domain import approvals as approval_domain
@@ -22,7 +23,7 @@ from ..routes.release_routes import get_release_or_404
 from ..simulator.runtime import get_state, sim_now
 from ..web import get_build_or_404, get_deployment_or_404, get_image_or_404, get_request_or_404
 from . import schemas as s
-from .common import Blueprint, cursor_page, scope, signed_in
+from .common import DEFAULT_LIMIT, Blueprint, cursor_page, decode_cursor, encode_cursor, scope
 
 me_bp = Blueprint("api_me", __name__, description="Who the caller is.")
 requests_bp = Blueprint("api_requests", __name__, description="Image requests and their actions.")
@@ -40,7 +41,7 @@ BLUEPRINTS = (me_bp, requests_bp, builds_bp, images_bp, deployments_bp, releases
 
 @me_bp.route("/me", methods=["GET"])
 @me_bp.response(200, s.MeSchema)
-@signed_in
+@login_required
 def me():
     """The caller: user, role and (with a token) its scopes."""
     scopes = current_user.token_scopes
@@ -70,7 +71,7 @@ def _form(values: dict, owner: str | None = None) -> dict:
 @requests_bp.route("/requests", methods=["GET"])
 @requests_bp.arguments(s.RequestListArgs, location="query")
 @requests_bp.response(200, s.RequestPage)
-@signed_in
+@login_required
 def list_requests(args):
     """Requests you may see, newest first."""
     sql, params = request_domain.list_requests_query(
@@ -82,7 +83,7 @@ def list_requests(args):
 @requests_bp.route("/requests", methods=["POST"])
 @requests_bp.arguments(s.RequestInputSchema)
 @requests_bp.response(201, s.RequestSchema)
-@signed_in
+@login_required
 def create_request(body):
     """Create a draft request (the form's rules)."""
     if not permissions.can_create_request(current_user):
@@ -93,7 +94,7 @@ def create_request(body):
 
 @requests_bp.route("/requests/<int:request_id>", methods=["GET"])
 @requests_bp.response(200, s.RequestSchema)
-@signed_in
+@login_required
 def get_request(request_id: int):
     """One request."""
     return _request_json(get_request_or_404(request_id)["id"])
@@ -102,7 +103,7 @@ def get_request(request_id: int):
 @requests_bp.route("/requests/<int:request_id>", methods=["PUT"])
 @requests_bp.arguments(s.RequestInputSchema)
 @requests_bp.response(200, s.RequestSchema)
-@signed_in
+@login_required
 def update_request(body, request_id: int):
     """Replace a request's fields (while it may be edited)."""
     req = get_request_or_404(request_id, for_edit=True)
@@ -113,7 +114,7 @@ def update_request(body, request_id: int):
 
 @requests_bp.route("/requests/<int:request_id>/submit", methods=["POST"])
 @requests_bp.response(200, s.StatusChangedSchema)
-@signed_in
+@login_required
 def submit_request(request_id: int):
     """Submit a draft for review."""
     get_request_or_404(request_id)
@@ -124,7 +125,7 @@ def submit_request(request_id: int):
 @requests_bp.route("/requests/<int:request_id>/status", methods=["POST"])
 @requests_bp.arguments(s.RequestStatusInput)
 @requests_bp.response(200, s.StatusChangedSchema)
-@signed_in
+@login_required
 def change_request_status(body, request_id: int):
     """Move a request to another status (review, approve, reject, rework)."""
     get_request_or_404(request_id)
@@ -134,7 +135,7 @@ def change_request_status(body, request_id: int):
 
 @requests_bp.route("/requests/<int:request_id>/builds", methods=["POST"])
 @requests_bp.response(201, s.BuildSchema)
-@signed_in
+@login_required
 def start_build(request_id: int):
     """Build an approved request."""
     req = get_request_or_404(request_id)
@@ -149,7 +150,7 @@ def start_build(request_id: int):
 @builds_bp.route("/builds", methods=["GET"])
 @builds_bp.arguments(s.BuildListArgs, location="query")
 @builds_bp.response(200, s.BuildPage)
-@signed_in
+@login_required
 def list_builds(args):
     """Builds of the requests you may see, newest first."""
     sql, params = build_domain.list_builds_sql(current_user, args["status"])
@@ -158,7 +159,7 @@ def list_builds(args):
 
 @builds_bp.route("/builds/<int:build_id>", methods=["GET"])
 @builds_bp.response(200, s.BuildSchema)
-@signed_in
+@login_required
 def get_build(build_id: int):
     """One build."""
     return dict(get_build_or_404(build_id))
@@ -167,7 +168,7 @@ def get_build(build_id: int):
 @builds_bp.route("/builds/<int:build_id>/log", methods=["GET"])
 @builds_bp.arguments(s.BuildLogArgs, location="query")
 @builds_bp.response(200, s.BuildLogSchema)
-@signed_in
+@login_required
 def build_log(args, build_id: int):
     """The build log after ``offset`` characters; poll with the offset it answers."""
     get_build_or_404(build_id)
@@ -176,7 +177,7 @@ def build_log(args, build_id: int):
 
 @builds_bp.route("/builds/<int:build_id>/cancel", methods=["POST"])
 @builds_bp.response(200, s.BuildSchema)
-@signed_in
+@login_required
 def cancel_build(build_id: int):
     """Cancel a queued or running build (staff)."""
     build = get_build_or_404(build_id)
@@ -188,7 +189,7 @@ def cancel_build(build_id: int):
 
 @builds_bp.route("/builds/<int:build_id>/retry", methods=["POST"])
 @builds_bp.response(201, s.BuildSchema)
-@signed_in
+@login_required
 def retry_build(build_id: int):
     """Build the same request again."""
     build = get_build_or_404(build_id)
@@ -203,7 +204,7 @@ def retry_build(build_id: int):
 @images_bp.route("/images", methods=["GET"])
 @images_bp.arguments(s.ImageListArgs, location="query")
 @images_bp.response(200, s.ImagePage)
-@signed_in
+@login_required
 def list_images(args):
     """Images you may see, newest first."""
     sql, params = image_domain.list_images_sql(current_user, args["q"].strip())
@@ -212,7 +213,7 @@ def list_images(args):
 
 @images_bp.route("/images/<int:image_id>", methods=["GET"])
 @images_bp.response(200, s.ImageSchema)
-@signed_in
+@login_required
 def get_image(image_id: int):
     """One image."""
     return dict(get_image_or_404(image_id))
@@ -221,7 +222,7 @@ def get_image(image_id: int):
 @images_bp.route("/images/<int:image_id>/deployments", methods=["POST"])
 @images_bp.arguments(s.DeploymentInputSchema)
 @images_bp.response(201, s.DeploymentSchema)
-@signed_in
+@login_required
 def create_deployment(body, image_id: int):
     """Deploy an image (release v1 rolls out, or waits for approval)."""
     image = get_image_or_404(image_id)
@@ -243,7 +244,7 @@ def _deployment_json(row) -> dict:
 @deployments_bp.route("/deployments", methods=["GET"])
 @deployments_bp.arguments(s.DeploymentListArgs, location="query")
 @deployments_bp.response(200, s.DeploymentPage)
-@signed_in
+@login_required
 def list_deployments(args):
     """Deployments you may see, newest first."""
     sql, params = deployment_domain.list_deployments_sql(current_user, args["status"], args["environment"])
@@ -252,7 +253,7 @@ def list_deployments(args):
 
 @deployments_bp.route("/deployments/<int:deployment_id>", methods=["GET"])
 @deployments_bp.response(200, s.DeploymentSchema)
-@signed_in
+@login_required
 def get_deployment(deployment_id: int):
     """One deployment, with the actions you may take now."""
     return _deployment_json(get_deployment_or_404(deployment_id))
@@ -261,7 +262,7 @@ def get_deployment(deployment_id: int):
 @deployments_bp.route("/deployments/<int:deployment_id>/actions", methods=["POST"])
 @deployments_bp.arguments(s.DeploymentActionInput)
 @deployments_bp.response(200, s.DeploymentStateSchema)
-@signed_in
+@login_required
 def deployment_action(body, deployment_id: int):
     """start, stop, restart or delete."""
     deployment = get_deployment_or_404(deployment_id)
@@ -277,7 +278,7 @@ def deployment_action(body, deployment_id: int):
 @deployments_bp.route("/deployments/<int:deployment_id>/logs", methods=["GET"])
 @deployments_bp.arguments(s.LogArgs, location="query")
 @deployments_bp.response(200, s.LogPageSchema)
-@signed_in
+@login_required
 def deployment_logs(args, deployment_id: int):
     """Log lines after ``after`` (the live buffer: the last 1000 lines)."""
     get_deployment_or_404(deployment_id)
@@ -291,7 +292,7 @@ def deployment_logs(args, deployment_id: int):
 @deployments_bp.route("/deployments/<int:deployment_id>/metrics", methods=["GET"])
 @deployments_bp.arguments(s.MetricsArgs, location="query")
 @deployments_bp.response(200, s.MetricsSchema)
-@signed_in
+@login_required
 def deployment_metrics(args, deployment_id: int):
     """CPU (%) and RAM (MB) points of the last 15 minutes, after ``since``."""
     deployment = get_deployment_or_404(deployment_id)
@@ -316,7 +317,7 @@ def _release_json(release_id: int, deployment_id: int) -> dict:
 @releases_bp.route("/deployments/<int:deployment_id>/releases", methods=["GET"])
 @releases_bp.arguments(s.PageArgsSchema, location="query")
 @releases_bp.response(200, s.ReleasePage)
-@signed_in
+@login_required
 def list_releases(args, deployment_id: int):
     """A deployment's releases, newest first."""
     deployment = get_deployment_or_404(deployment_id)
@@ -328,7 +329,7 @@ def list_releases(args, deployment_id: int):
 
 @releases_bp.route("/releases/<int:release_id>", methods=["GET"])
 @releases_bp.response(200, s.ReleaseSchema)
-@signed_in
+@login_required
 def get_release(release_id: int):
     """One release."""
     release, deployment = get_release_or_404(release_id)
@@ -339,7 +340,7 @@ def get_release(release_id: int):
 @releases_bp.route("/deployments/<int:deployment_id>/rollback", methods=["POST"])
 @releases_bp.arguments(s.RollbackInput)
 @releases_bp.response(200, s.ReleaseAnswerSchema)
-@signed_in
+@login_required
 def rollback(body, deployment_id: int):
     """Roll back to release number ``release`` and pin the deployment (in a
     protected environment the rollback waits for approval)."""
@@ -351,7 +352,7 @@ def rollback(body, deployment_id: int):
 
 @releases_bp.route("/deployments/<int:deployment_id>/unpin", methods=["POST"])
 @releases_bp.response(200, s.PinSchema)
-@signed_in
+@login_required
 def unpin(deployment_id: int):
     """Let new commits restart the deployment again."""
     deployment = get_deployment_or_404(deployment_id)
@@ -361,7 +362,7 @@ def unpin(deployment_id: int):
 
 @releases_bp.route("/releases/<int:release_id>/approve", methods=["POST"])
 @releases_bp.response(200, s.ReleaseAnswerSchema)
-@signed_in
+@login_required
 def approve_release(release_id: int):
     """Approve a release waiting in a protected environment."""
     release, deployment = get_release_or_404(release_id)
@@ -372,7 +373,7 @@ def approve_release(release_id: int):
 @releases_bp.route("/releases/<int:release_id>/reject", methods=["POST"])
 @releases_bp.arguments(s.RejectInput)
 @releases_bp.response(200, s.ReleaseAnswerSchema)
-@signed_in
+@login_required
 def reject_release(body, release_id: int):
     """Reject a waiting release, with a reason."""
     release, deployment = get_release_or_404(release_id)
@@ -391,7 +392,7 @@ def _admin_only() -> None:
 @admin_bp.arguments(s.UserListArgs, location="query")
 @admin_bp.response(200, s.UserPage)
 @scope("admin")
-@signed_in
+@login_required
 def list_users(args):
     """Every user, newest first."""
     _admin_only()
@@ -402,7 +403,7 @@ def list_users(args):
 @admin_bp.arguments(s.UserInputSchema)
 @admin_bp.response(201, s.UserSchema)
 @scope("admin")
-@signed_in
+@login_required
 def create_user(body):
     """Create a user."""
     _admin_only()
@@ -421,7 +422,7 @@ def _user_or_404(user_id: int):
 @admin_bp.route("/users/<int:user_id>", methods=["GET"])
 @admin_bp.response(200, s.UserSchema)
 @scope("admin")
-@signed_in
+@login_required
 def get_user(user_id: int):
     """One user."""
     _admin_only()
@@ -431,12 +432,11 @@ def get_user(user_id: int):
 @admin_bp.route("/users/<int:user_id>/block", methods=["POST"])
 @admin_bp.response(200, s.UserSchema)
 @scope("admin")
-@signed_in
+@login_required
 def block_user(user_id: int):
     """Block a user: their sessions end and their tokens stop working."""
     _admin_only()
     _user_or_404(user_id)
-    from ..auth import end_session_streams
     row = user_domain.block_user(get_db(), user_id, actor=current_user, now=sim_now())
     end_session_streams(user_id)
     return dict(row)
@@ -445,7 +445,7 @@ def block_user(user_id: int):
 @admin_bp.route("/users/<int:user_id>/unblock", methods=["POST"])
 @admin_bp.response(200, s.UserSchema)
 @scope("admin")
-@signed_in
+@login_required
 def unblock_user(user_id: int):
     """Unblock a user."""
     _admin_only()
@@ -457,12 +457,11 @@ def unblock_user(user_id: int):
 @admin_bp.arguments(s.RoleInput)
 @admin_bp.response(200, s.UserSchema)
 @scope("admin")
-@signed_in
+@login_required
 def change_role(body, user_id: int):
     """Give a user another role (their sessions end)."""
     _admin_only()
     _user_or_404(user_id)
-    from ..auth import end_session_streams
     if user_domain.change_role(get_db(), user_id, body["role"], actor=current_user, now=sim_now()):
         end_session_streams(user_id)
     return dict(user_domain.get_user(get_db(), user_id))
@@ -472,7 +471,7 @@ def change_role(body, user_id: int):
 @admin_bp.arguments(s.AuditArgs, location="query")
 @admin_bp.response(200, s.AuditPage)
 @scope("admin")
-@signed_in
+@login_required
 def audit_log(args):
     """The audit log, newest first, with the audit page's filters."""
     if not permissions.can_view_audit(current_user):
@@ -480,7 +479,6 @@ def audit_log(args):
     filters, errors = audit_queries.parse_filters(args)
     if errors:
         raise ValidationError(errors)
-    from .common import DEFAULT_LIMIT, decode_cursor, encode_cursor
     page = audit_queries.search(get_db(), filters, before=decode_cursor(args.get("cursor")),
                                 per_page=args.get("limit") or DEFAULT_LIMIT)
     items = [dict(row) for row in page.items]
