@@ -137,6 +137,8 @@ def test_it_recovers_from_kill_9_without_losing_or_freezing_anything(tmp_path):
         first.kill()
         editor.stop.set()
         editor.join(10)
+        operator.close()  # gevent kept their connections alive to the dead server
+        editing.close()
     finally:
         if editor is not None:
             editor.stop.set()
@@ -167,6 +169,7 @@ def test_it_recovers_from_kill_9_without_losing_or_freezing_anything(tmp_path):
         assert "Engine restarted: rolling out again" in body.decode()
         status, _h, _b = survivor.get(f"/builds/{transitional_builds[0]}")
         assert status == 200
+        survivor.close()  # gevent keeps the connection alive
     finally:
         exit_code = second.stop()
 
