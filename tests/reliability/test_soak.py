@@ -305,7 +305,9 @@ def test_it_keeps_every_write_and_serves_no_5xx_under_concurrent_load(tmp_path):
         while server.metric("samosval_sse_open_streams") > 0 and time.monotonic() < deadline:
             time.sleep(0.2)
         open_streams = server.metric("samosval_sse_open_streams")
-        health_status, _h, health = Client(server.port).get("/healthz")
+        checker = Client(server.port)
+        health_status, _h, health = checker.get("/healthz")
+        checker.close()  # gevent keeps connections alive
     finally:
         exit_code = server.stop()
     log_text = server.log_text()
