@@ -143,7 +143,8 @@ def test_it_answers_503_when_the_database_cannot_be_opened_at_all(app, auth, sam
     assert page.status_code == 503
     assert translated(app) in page.get_data(as_text=True)
     api = oleg.get(f"/api/deployments/{sample['deployment_id']}/metrics")
-    assert api.status_code == 503 and api.get_json() == {"error": translated(app)}
+    assert api.status_code == 503
+    assert api.get_json() == {"error": {"code": "unavailable", "message": translated(app)}}
     fault.mode = None
     assert oleg.get("/deployments").status_code == 200
 
@@ -238,7 +239,8 @@ def test_it_answers_503_to_the_commit_webhook_so_the_sender_retries(app, client,
     deliveries = db.execute("SELECT COUNT(*) FROM webhook_deliveries").fetchone()[0]
     fault.mode = "readonly"
     response = deliver()
-    assert response.status_code == 503 and response.get_json() == {"error": translated(app)}
+    assert response.status_code == 503
+    assert response.get_json() == {"error": {"code": "unavailable", "message": translated(app)}}
     assert counts(db) == before
     assert db.execute("SELECT COUNT(*) FROM webhook_deliveries").fetchone()[0] == deliveries
     assert db.execute("SELECT status FROM deployments WHERE id = ?", (sample["deployment_id"],)).fetchone()[0] \
