@@ -6,6 +6,7 @@ protected environment it waits for approval."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,33 @@ def test_no_page_or_json_of_the_app_shows_the_secret(engine, clock, app, auth, s
             assert SECRET not in response.get_data(as_text=True), url
             seen += 1
     assert seen > 40
+
+
+def test_a_release_page_names_the_configuration_keys_that_changed_never_values(auth, saved, db):
+    client, deployment_id = auth.client_for("dana"), saved["deployment_id"]
+    replaced = "an0ther-Secret-" + "Xy7" * 5
+    assert client.post(env_url(deployment_id), data=form(
+        ("DATABASE_HOST", "db2.internal", False), {"existing": "API_TOKEN", "value": replaced},
+        ("LOG_LEVEL", "debug", False))).status_code == 302
+    assert client.post(env_url(deployment_id), data=form(
+        ("DATABASE_HOST", "db2.internal", False), ("LOG_LEVEL", "debug", False))).status_code == 302
+
+    def page(config_version):
+        release_id = db.execute("SELECT id FROM releases WHERE deployment_id = ? AND config_version = ?",
+                                (deployment_id, config_version)).fetchone()[0]
+        response = client.get(f"/releases/{release_id}")
+        assert response.status_code == 200
+        return response.get_data(as_text=True)
+
+    def keys(html, kind):
+        found = re.search(rf'<li data-config-{kind}>(.*?)</li>', html, re.S)
+        return re.findall(r'data-key="([A-Z_]+)"', found.group(1)) if found else []
+
+    second = page(2)
+    assert keys(second, "added") == ["LOG_LEVEL"]
+    assert keys(second, "changed") == ["DATABASE_HOST", "API_TOKEN"]
+    assert keys(second, "removed") == []
+    third = page(3)
+    assert keys(third, "removed") == ["API_TOKEN"] and keys(third, "added") == keys(third, "changed") == []
+    for html in (second, third):
+        assert SECRET not in html and replaced not in html and "db2.internal" not in html

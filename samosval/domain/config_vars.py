@@ -102,6 +102,28 @@ def describe(db: sqlite3.Connection, deployment_id: int) -> dict:
     }
 
 
+def key_changes(db: sqlite3.Connection, deployment_id: int, before: int | None,
+                after: int | None) -> dict[str, list[dict]]:
+    """Which keys configuration ``after`` adds, changes and removes against ``before``
+    (``{"added", "changed", "removed"}``, each ``[{"key", "secret"}]``): names only,
+    never a value. A secret counts as changed when it was replaced (its sealed bytes
+    differ: a kept secret keeps them) or when it became, or stopped being, secret."""
+    if before == after:
+        return {"added": [], "changed": [], "removed": []}
+    old = {e["key"]: e for e in version_entries(db, deployment_id, before)}
+    new = {e["key"]: e for e in version_entries(db, deployment_id, after)}
+
+    def item(entry) -> dict:
+        return {"key": entry["key"], "secret": entry["sealed_value"] is not None}
+
+    return {
+        "added": [item(e) for key, e in new.items() if key not in old],
+        "changed": [item(e) for key, e in new.items() if key in old
+                    and (old[key]["value"], old[key]["sealed_value"]) != (e["value"], e["sealed_value"])],
+        "removed": [item(e) for key, e in old.items() if key not in new],
+    }
+
+
 def startup_lines(db: sqlite3.Connection, deployment_id: int) -> list[str]:
     """What the simulated runtime prints at start: ``env: KEY=value``, secrets as
     ``***`` (long plain values cut at 200 characters)."""

@@ -12,6 +12,7 @@ from .. import permissions
 from ..auth import wants_json
 from ..db import get_db
 from ..domain import approvals as approval_domain
+from ..domain import config_vars as config_domain
 from ..domain import deployments as deployment_domain
 from ..domain import environments as environment_domain
 from ..domain import releases as release_domain
@@ -72,8 +73,11 @@ def release_detail(release_id: int):
     release, deployment = get_release_or_404(release_id)
     db = get_db()
     previous = release_domain.previous_release(db, release)
+    config_changes = config_domain.key_changes(db, deployment["id"], previous["config_version"] if previous else None,
+                                               release["config_version"])
     return render_template("releases/release_detail.html", release=release, deployment=deployment,
-                           previous=previous, changes=release_domain.changes(previous, release))
+                           previous=previous, changes=release_domain.changes(previous, release),
+                           config_changes=config_changes)
 
 
 @bp.route("/approvals")
