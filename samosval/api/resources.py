@@ -22,8 +22,49 @@ from ..routes.deployment_routes import status_payload
 from ..routes.release_routes import get_release_or_404
 from ..simulator.runtime import get_state, sim_now
 from ..web import get_build_or_404, get_deployment_or_404, get_image_or_404, get_request_or_404
-from . import schemas as s
 from .common import DEFAULT_LIMIT, Blueprint, cursor_page, decode_cursor, encode_cursor, scope
+from .schemas import (
+    AuditArgs,
+    AuditPage,
+    BuildListArgs,
+    BuildLogArgs,
+    BuildLogSchema,
+    BuildPage,
+    BuildSchema,
+    DeploymentActionInput,
+    DeploymentInputSchema,
+    DeploymentItemSchema,
+    DeploymentListArgs,
+    DeploymentPage,
+    DeploymentSchema,
+    DeploymentStateSchema,
+    ImageListArgs,
+    ImagePage,
+    ImageSchema,
+    LogArgs,
+    LogPageSchema,
+    MeSchema,
+    MetricsArgs,
+    MetricsSchema,
+    PageArgsSchema,
+    PinSchema,
+    RejectInput,
+    ReleaseAnswerSchema,
+    ReleasePage,
+    ReleaseSchema,
+    RequestInputSchema,
+    RequestListArgs,
+    RequestPage,
+    RequestSchema,
+    RequestStatusInput,
+    RoleInput,
+    RollbackInput,
+    StatusChangedSchema,
+    UserInputSchema,
+    UserListArgs,
+    UserPage,
+    UserSchema,
+)
 
 me_bp = Blueprint("api_me", __name__, description="Who the caller is.")
 requests_bp = Blueprint("api_requests", __name__, description="Image requests and their actions.")
@@ -40,7 +81,7 @@ BLUEPRINTS = (me_bp, requests_bp, builds_bp, images_bp, deployments_bp, releases
 # --- me ------------------------------------------------------------------------------------
 
 @me_bp.route("/me", methods=["GET"])
-@me_bp.response(200, s.MeSchema)
+@me_bp.response(200, MeSchema)
 @login_required
 def me():
     """The caller: user, role and (with a token) its scopes."""
@@ -69,8 +110,8 @@ def _form(values: dict, owner: str | None = None) -> dict:
 
 
 @requests_bp.route("/requests", methods=["GET"])
-@requests_bp.arguments(s.RequestListArgs, location="query")
-@requests_bp.response(200, s.RequestPage)
+@requests_bp.arguments(RequestListArgs, location="query")
+@requests_bp.response(200, RequestPage)
 @login_required
 def list_requests(args):
     """Requests you may see, newest first."""
@@ -81,8 +122,8 @@ def list_requests(args):
 
 
 @requests_bp.route("/requests", methods=["POST"])
-@requests_bp.arguments(s.RequestInputSchema)
-@requests_bp.response(201, s.RequestSchema)
+@requests_bp.arguments(RequestInputSchema)
+@requests_bp.response(201, RequestSchema)
 @login_required
 def create_request(body):
     """Create a draft request (the form's rules)."""
@@ -93,7 +134,7 @@ def create_request(body):
 
 
 @requests_bp.route("/requests/<int:request_id>", methods=["GET"])
-@requests_bp.response(200, s.RequestSchema)
+@requests_bp.response(200, RequestSchema)
 @login_required
 def get_request(request_id: int):
     """One request."""
@@ -101,8 +142,8 @@ def get_request(request_id: int):
 
 
 @requests_bp.route("/requests/<int:request_id>", methods=["PUT"])
-@requests_bp.arguments(s.RequestInputSchema)
-@requests_bp.response(200, s.RequestSchema)
+@requests_bp.arguments(RequestInputSchema)
+@requests_bp.response(200, RequestSchema)
 @login_required
 def update_request(body, request_id: int):
     """Replace a request's fields (while it may be edited)."""
@@ -113,7 +154,7 @@ def update_request(body, request_id: int):
 
 
 @requests_bp.route("/requests/<int:request_id>/submit", methods=["POST"])
-@requests_bp.response(200, s.StatusChangedSchema)
+@requests_bp.response(200, StatusChangedSchema)
 @login_required
 def submit_request(request_id: int):
     """Submit a draft for review."""
@@ -123,8 +164,8 @@ def submit_request(request_id: int):
 
 
 @requests_bp.route("/requests/<int:request_id>/status", methods=["POST"])
-@requests_bp.arguments(s.RequestStatusInput)
-@requests_bp.response(200, s.StatusChangedSchema)
+@requests_bp.arguments(RequestStatusInput)
+@requests_bp.response(200, StatusChangedSchema)
 @login_required
 def change_request_status(body, request_id: int):
     """Move a request to another status (review, approve, reject, rework)."""
@@ -134,7 +175,7 @@ def change_request_status(body, request_id: int):
 
 
 @requests_bp.route("/requests/<int:request_id>/builds", methods=["POST"])
-@requests_bp.response(201, s.BuildSchema)
+@requests_bp.response(201, BuildSchema)
 @login_required
 def start_build(request_id: int):
     """Build an approved request."""
@@ -148,8 +189,8 @@ def start_build(request_id: int):
 # --- builds -----------------------------------------------------------------------------------
 
 @builds_bp.route("/builds", methods=["GET"])
-@builds_bp.arguments(s.BuildListArgs, location="query")
-@builds_bp.response(200, s.BuildPage)
+@builds_bp.arguments(BuildListArgs, location="query")
+@builds_bp.response(200, BuildPage)
 @login_required
 def list_builds(args):
     """Builds of the requests you may see, newest first."""
@@ -158,7 +199,7 @@ def list_builds(args):
 
 
 @builds_bp.route("/builds/<int:build_id>", methods=["GET"])
-@builds_bp.response(200, s.BuildSchema)
+@builds_bp.response(200, BuildSchema)
 @login_required
 def get_build(build_id: int):
     """One build."""
@@ -166,8 +207,8 @@ def get_build(build_id: int):
 
 
 @builds_bp.route("/builds/<int:build_id>/log", methods=["GET"])
-@builds_bp.arguments(s.BuildLogArgs, location="query")
-@builds_bp.response(200, s.BuildLogSchema)
+@builds_bp.arguments(BuildLogArgs, location="query")
+@builds_bp.response(200, BuildLogSchema)
 @login_required
 def build_log(args, build_id: int):
     """The build log after ``offset`` characters; poll with the offset it answers."""
@@ -176,7 +217,7 @@ def build_log(args, build_id: int):
 
 
 @builds_bp.route("/builds/<int:build_id>/cancel", methods=["POST"])
-@builds_bp.response(200, s.BuildSchema)
+@builds_bp.response(200, BuildSchema)
 @login_required
 def cancel_build(build_id: int):
     """Cancel a queued or running build (staff)."""
@@ -188,7 +229,7 @@ def cancel_build(build_id: int):
 
 
 @builds_bp.route("/builds/<int:build_id>/retry", methods=["POST"])
-@builds_bp.response(201, s.BuildSchema)
+@builds_bp.response(201, BuildSchema)
 @login_required
 def retry_build(build_id: int):
     """Build the same request again."""
@@ -202,8 +243,8 @@ def retry_build(build_id: int):
 # --- images ------------------------------------------------------------------------------------
 
 @images_bp.route("/images", methods=["GET"])
-@images_bp.arguments(s.ImageListArgs, location="query")
-@images_bp.response(200, s.ImagePage)
+@images_bp.arguments(ImageListArgs, location="query")
+@images_bp.response(200, ImagePage)
 @login_required
 def list_images(args):
     """Images you may see, newest first."""
@@ -212,7 +253,7 @@ def list_images(args):
 
 
 @images_bp.route("/images/<int:image_id>", methods=["GET"])
-@images_bp.response(200, s.ImageSchema)
+@images_bp.response(200, ImageSchema)
 @login_required
 def get_image(image_id: int):
     """One image."""
@@ -220,8 +261,8 @@ def get_image(image_id: int):
 
 
 @images_bp.route("/images/<int:image_id>/deployments", methods=["POST"])
-@images_bp.arguments(s.DeploymentInputSchema)
-@images_bp.response(201, s.DeploymentSchema)
+@images_bp.arguments(DeploymentInputSchema)
+@images_bp.response(201, DeploymentSchema)
 @login_required
 def create_deployment(body, image_id: int):
     """Deploy an image (release v1 rolls out, or waits for approval)."""
@@ -237,13 +278,13 @@ def create_deployment(body, image_id: int):
 
 def _deployment_json(row) -> dict:
     values = dict(row)
-    return {**{key: values[key] for key in s.DeploymentItemSchema().fields if key in values},
+    return {**{key: values[key] for key in DeploymentItemSchema().fields if key in values},
             **status_payload(current_user, row)}
 
 
 @deployments_bp.route("/deployments", methods=["GET"])
-@deployments_bp.arguments(s.DeploymentListArgs, location="query")
-@deployments_bp.response(200, s.DeploymentPage)
+@deployments_bp.arguments(DeploymentListArgs, location="query")
+@deployments_bp.response(200, DeploymentPage)
 @login_required
 def list_deployments(args):
     """Deployments you may see, newest first."""
@@ -252,7 +293,7 @@ def list_deployments(args):
 
 
 @deployments_bp.route("/deployments/<int:deployment_id>", methods=["GET"])
-@deployments_bp.response(200, s.DeploymentSchema)
+@deployments_bp.response(200, DeploymentSchema)
 @login_required
 def get_deployment(deployment_id: int):
     """One deployment, with the actions you may take now."""
@@ -260,8 +301,8 @@ def get_deployment(deployment_id: int):
 
 
 @deployments_bp.route("/deployments/<int:deployment_id>/actions", methods=["POST"])
-@deployments_bp.arguments(s.DeploymentActionInput)
-@deployments_bp.response(200, s.DeploymentStateSchema)
+@deployments_bp.arguments(DeploymentActionInput)
+@deployments_bp.response(200, DeploymentStateSchema)
 @login_required
 def deployment_action(body, deployment_id: int):
     """start, stop, restart or delete."""
@@ -276,8 +317,8 @@ def deployment_action(body, deployment_id: int):
 
 
 @deployments_bp.route("/deployments/<int:deployment_id>/logs", methods=["GET"])
-@deployments_bp.arguments(s.LogArgs, location="query")
-@deployments_bp.response(200, s.LogPageSchema)
+@deployments_bp.arguments(LogArgs, location="query")
+@deployments_bp.response(200, LogPageSchema)
 @login_required
 def deployment_logs(args, deployment_id: int):
     """Log lines after ``after`` (the live buffer: the last 1000 lines)."""
@@ -290,8 +331,8 @@ def deployment_logs(args, deployment_id: int):
 
 
 @deployments_bp.route("/deployments/<int:deployment_id>/metrics", methods=["GET"])
-@deployments_bp.arguments(s.MetricsArgs, location="query")
-@deployments_bp.response(200, s.MetricsSchema)
+@deployments_bp.arguments(MetricsArgs, location="query")
+@deployments_bp.response(200, MetricsSchema)
 @login_required
 def deployment_metrics(args, deployment_id: int):
     """CPU (%) and RAM (MB) points of the last 15 minutes, after ``since``."""
@@ -315,8 +356,8 @@ def _release_json(release_id: int, deployment_id: int) -> dict:
 
 
 @releases_bp.route("/deployments/<int:deployment_id>/releases", methods=["GET"])
-@releases_bp.arguments(s.PageArgsSchema, location="query")
-@releases_bp.response(200, s.ReleasePage)
+@releases_bp.arguments(PageArgsSchema, location="query")
+@releases_bp.response(200, ReleasePage)
 @login_required
 def list_releases(args, deployment_id: int):
     """A deployment's releases, newest first."""
@@ -328,7 +369,7 @@ def list_releases(args, deployment_id: int):
 
 
 @releases_bp.route("/releases/<int:release_id>", methods=["GET"])
-@releases_bp.response(200, s.ReleaseSchema)
+@releases_bp.response(200, ReleaseSchema)
 @login_required
 def get_release(release_id: int):
     """One release."""
@@ -338,8 +379,8 @@ def get_release(release_id: int):
 
 
 @releases_bp.route("/deployments/<int:deployment_id>/rollback", methods=["POST"])
-@releases_bp.arguments(s.RollbackInput)
-@releases_bp.response(200, s.ReleaseAnswerSchema)
+@releases_bp.arguments(RollbackInput)
+@releases_bp.response(200, ReleaseAnswerSchema)
 @login_required
 def rollback(body, deployment_id: int):
     """Roll back to release number ``release`` and pin the deployment (in a
@@ -351,7 +392,7 @@ def rollback(body, deployment_id: int):
 
 
 @releases_bp.route("/deployments/<int:deployment_id>/unpin", methods=["POST"])
-@releases_bp.response(200, s.PinSchema)
+@releases_bp.response(200, PinSchema)
 @login_required
 def unpin(deployment_id: int):
     """Let new commits restart the deployment again."""
@@ -361,7 +402,7 @@ def unpin(deployment_id: int):
 
 
 @releases_bp.route("/releases/<int:release_id>/approve", methods=["POST"])
-@releases_bp.response(200, s.ReleaseAnswerSchema)
+@releases_bp.response(200, ReleaseAnswerSchema)
 @login_required
 def approve_release(release_id: int):
     """Approve a release waiting in a protected environment."""
@@ -371,8 +412,8 @@ def approve_release(release_id: int):
 
 
 @releases_bp.route("/releases/<int:release_id>/reject", methods=["POST"])
-@releases_bp.arguments(s.RejectInput)
-@releases_bp.response(200, s.ReleaseAnswerSchema)
+@releases_bp.arguments(RejectInput)
+@releases_bp.response(200, ReleaseAnswerSchema)
 @login_required
 def reject_release(body, release_id: int):
     """Reject a waiting release, with a reason."""
@@ -389,8 +430,8 @@ def _admin_only() -> None:
 
 
 @admin_bp.route("/users", methods=["GET"])
-@admin_bp.arguments(s.UserListArgs, location="query")
-@admin_bp.response(200, s.UserPage)
+@admin_bp.arguments(UserListArgs, location="query")
+@admin_bp.response(200, UserPage)
 @scope("admin")
 @login_required
 def list_users(args):
@@ -400,8 +441,8 @@ def list_users(args):
 
 
 @admin_bp.route("/users", methods=["POST"])
-@admin_bp.arguments(s.UserInputSchema)
-@admin_bp.response(201, s.UserSchema)
+@admin_bp.arguments(UserInputSchema)
+@admin_bp.response(201, UserSchema)
 @scope("admin")
 @login_required
 def create_user(body):
@@ -420,7 +461,7 @@ def _user_or_404(user_id: int):
 
 
 @admin_bp.route("/users/<int:user_id>", methods=["GET"])
-@admin_bp.response(200, s.UserSchema)
+@admin_bp.response(200, UserSchema)
 @scope("admin")
 @login_required
 def get_user(user_id: int):
@@ -430,7 +471,7 @@ def get_user(user_id: int):
 
 
 @admin_bp.route("/users/<int:user_id>/block", methods=["POST"])
-@admin_bp.response(200, s.UserSchema)
+@admin_bp.response(200, UserSchema)
 @scope("admin")
 @login_required
 def block_user(user_id: int):
@@ -443,7 +484,7 @@ def block_user(user_id: int):
 
 
 @admin_bp.route("/users/<int:user_id>/unblock", methods=["POST"])
-@admin_bp.response(200, s.UserSchema)
+@admin_bp.response(200, UserSchema)
 @scope("admin")
 @login_required
 def unblock_user(user_id: int):
@@ -454,8 +495,8 @@ def unblock_user(user_id: int):
 
 
 @admin_bp.route("/users/<int:user_id>/role", methods=["POST"])
-@admin_bp.arguments(s.RoleInput)
-@admin_bp.response(200, s.UserSchema)
+@admin_bp.arguments(RoleInput)
+@admin_bp.response(200, UserSchema)
 @scope("admin")
 @login_required
 def change_role(body, user_id: int):
@@ -468,8 +509,8 @@ def change_role(body, user_id: int):
 
 
 @admin_bp.route("/audit", methods=["GET"])
-@admin_bp.arguments(s.AuditArgs, location="query")
-@admin_bp.response(200, s.AuditPage)
+@admin_bp.arguments(AuditArgs, location="query")
+@admin_bp.response(200, AuditPage)
 @scope("admin")
 @login_required
 def audit_log(args):
