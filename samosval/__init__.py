@@ -40,6 +40,10 @@ DEFAULTS = {
     # wsgi.py always); otherwise it is only nagged about.
     "FORCE_ROOT_PASSWORD_CHANGE": False,
     "HOOK_RATE_LIMIT": "300 per minute",
+    # Failed bearer (personal access token) authentications: per address, answered
+    # 429 beyond it; and, over every address, how many are audited.
+    "API_TOKEN_FAILURE_LIMIT": "30 per minute",
+    "API_TOKEN_FAILURE_AUDIT_LIMIT": "300 per minute",
     "RATELIMIT_STORAGE_URI": "memory://",
     "SSE_MAX_STREAMS_PER_USER": 20,
     "SSE_MAX_STREAMS": 10000,  # every open stream is a greenlet and a socket (gevent)
@@ -85,6 +89,7 @@ ENV_SETTINGS = {
     "WATCHDOG_BUILD_SECONDS": float, "WATCHDOG_DEPLOY_SECONDS": float,
     "APPROVAL_EXPIRY_HOURS": float,
     "LOGIN_RATE_LIMIT_IP": str, "LOGIN_RATE_LIMIT_USER": str, "HOOK_RATE_LIMIT": str,
+    "API_TOKEN_FAILURE_LIMIT": str, "API_TOKEN_FAILURE_AUDIT_LIMIT": str,
     "LOGIN_DELAY_AFTER_FAILURES": int, "LOGIN_DELAY_MAX_SECONDS": float,
     "SESSION_IDLE_MINUTES": float, "SESSION_MAX_DAYS": float, "FORCE_ROOT_PASSWORD_CHANGE": "bool",
     "SSE_MAX_STREAMS_PER_USER": int, "SSE_MAX_STREAMS": int, "SSE_HEARTBEAT_SECONDS": float,

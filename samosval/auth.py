@@ -17,9 +17,11 @@ from . import permissions
 from .db import get_db
 from .domain import access_tokens as access_token_domain
 from .domain import sessions as session_domain
-from .security import bearer_token
+from .security import bearer_token, count_token_failure, token_failure_retry_after
 
 login_manager = LoginManager()
+# ``g.api_token_refusal`` when this address has failed too many bearer tokens.
+RATE_LIMITED = "rate_limited"
 
 
 class User(UserMixin):
@@ -77,13 +79,18 @@ def load_user(token: str):
 def load_user_from_token(_request):
     """``Authorization: Bearer <personal access token>`` on an /api route: the token's
     owner, read fresh, with the token's scopes. A refused token (unknown, revoked,
-    expired, owner blocked) leaves the caller anonymous: a 401 saying why."""
+    expired, owner blocked) leaves the caller anonymous: a 401 saying why, audited;
+    beyond the address's limit of failed uses, a 429 (``enforce_token_scope``),
+    unaudited."""
     token = bearer_token()
     if token is None:
         return None
     found = access_token_domain.resolve(get_db(), token, now=clock())
-    if isinstance(found, str):
-        g.api_token_refusal = found
+    if isinstance(found, access_token_domain.Refusal):
+        answer, audit = count_token_failure()
+        if audit:
+            access_token_domain.record_refusal(get_db(), found, now=clock())
+        g.api_token_refusal = found.reason if answer else RATE_LIMITED
         return None
     return User(found.user, token_id=found.token["id"], token_scopes=found.scopes)
 
@@ -91,8 +98,17 @@ def load_user_from_token(_request):
 def enforce_token_scope():
     """A token's scopes bound every call made with it: the operation's declared
     ``required_scope`` (users and audit: admin), else read for GET and write for
-    the rest. A missing scope is a 403, audited."""
-    if bearer_token() is None or not current_user.is_authenticated:
+    the rest. A missing scope is a 403, audited. Too many failed tokens from this
+    address: a 429."""
+    if bearer_token() is None:
+        return None
+    if not current_user.is_authenticated:
+        if g.get("api_token_refusal") == RATE_LIMITED:
+            response = jsonify(error=_("Too many calls with an invalid token from this address. "
+                                       "Wait a minute and try again."), code=RATE_LIMITED)
+            response.status_code = 429
+            response.headers["Retry-After"] = str(token_failure_retry_after())
+            return response
         return None
     view = current_app.view_functions.get(request.endpoint)
     required = permissions.required_scope(request.method, getattr(view, "required_scope", None))
@@ -131,6 +147,22 @@ def end_session_streams(user_id: int, session_id: int | None = None) -> None:
     if session_id is not None:
         state.forget(session_domain.stream_key(session_id))
     state.revoke_user(user_id)
+
+
+def end_token_streams(user_id: int, token_id: int) -> None:
+    """Live log streams opened with a token end when it is revoked: they wake and
+    re-read the token (``stream_guard``)."""
+    from .simulator.runtime import get_state
+    state = get_state()
+    state.forget(access_token_domain.stream_key(token_id))
+    state.revoke_user(user_id)
+
+
+def token_refusal_check():
+    """For a live stream opened with a token: ``token row -> None | "revoked" |
+    "expired"`` on the engine's clock (a fake one under test)."""
+    clock_now = current_app.extensions["samosval"].engine.clock
+    return lambda token: access_token_domain.refusal_reason(token, now=clock_now())
 
 
 def session_alive_check():
@@ -185,7 +217,8 @@ def wants_json() -> bool:
 def unauthorized():
     if wants_json():
         refusal = g.get("api_token_refusal")
-        message = _(access_token_domain.REFUSAL_MESSAGES[refusal]) if refusal else _("Authentication required.")
+        known = access_token_domain.REFUSAL_MESSAGES.get(refusal)
+        message = _(known) if known else _("Authentication required.")
         response = jsonify(error=message)
         response.headers["WWW-Authenticate"] = 'Bearer realm="samosval"'
         return response, 401

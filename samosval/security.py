@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 from urllib.parse import urlsplit
 
 from flask import current_app, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
+from limits import parse as parse_limit
 
 # The commit hook authenticates with its own (webhook) tokens, not personal ones.
 BEARER_EXCLUDED_PREFIX = "/api/hooks/"
@@ -44,6 +46,32 @@ limiter = Limiter(key_func=get_remote_address, default_limits=[])
 def client_address() -> str:
     """The caller's address (behind ``TRUSTED_PROXIES``, the forwarded one)."""
     return get_remote_address() or "unknown"
+
+
+def count_token_failure() -> tuple[bool, bool]:
+    """One failed bearer authentication from this address: ``(answer, audit)``.
+    ``answer`` is False once the address is over ``API_TOKEN_FAILURE_LIMIT`` (the
+    call then gets a 429, unaudited); ``audit`` is also False once every address
+    together is over ``API_TOKEN_FAILURE_AUDIT_LIMIT``. So failed uses are audited,
+    but anonymous garbage cannot grow the audit log without bound."""
+    if not limiter.enabled:
+        return True, True
+    config = current_app.config
+    strategy = limiter.limiter
+    answer = strategy.hit(parse_limit(config["API_TOKEN_FAILURE_LIMIT"]), "api-token-failure",
+                          client_address())
+    audit = answer and strategy.hit(parse_limit(config["API_TOKEN_FAILURE_AUDIT_LIMIT"]),
+                                    "api-token-failure-audit")
+    return answer, audit
+
+
+def token_failure_retry_after() -> int:
+    """Seconds until this address may fail a bearer authentication again."""
+    if not limiter.enabled:
+        return 1
+    stats = limiter.limiter.get_window_stats(parse_limit(current_app.config["API_TOKEN_FAILURE_LIMIT"]),
+                                             "api-token-failure", client_address())
+    return max(1, int(stats.reset_time - time.time()) + 1)
 
 
 def is_loopback_host(host: str | None) -> bool:

@@ -8,7 +8,8 @@ What a token may do is the intersection of two things, decided at every use:
 its scopes (``permissions.token_allows``) and its owner's role *now* (the API asks
 the same ``permissions`` functions as the pages, with the owner as the user). A
 token therefore never exceeds its owner's role, and it stops working when its
-owner is blocked. Creation, revocation and every refused use are audited.
+owner is blocked. Creation, revocation and refused uses are audited (refused
+uses within a per-address limit, see ``resolve``).
 """
 from __future__ import annotations
 
@@ -126,11 +127,7 @@ def list_tokens(db: sqlite3.Connection, user_id: int) -> list:
 
 def state(row, now: float) -> str:
     """active, expired or revoked: what the tokens page shows."""
-    if row["revoked_at"]:
-        return "revoked"
-    if row["expires_ts"] <= now:
-        return "expired"
-    return "active"
+    return refusal_reason(row, now) or "active"
 
 
 def revoke_token(db: sqlite3.Connection, user, token_id, *, now: float) -> sqlite3.Row:
@@ -152,39 +149,67 @@ def revoke_token(db: sqlite3.Connection, user, token_id, *, now: float) -> sqlit
     return row
 
 
-def _refuse(db: sqlite3.Connection, reason: str, row, now: float, **details) -> None:
-    with transaction(db):
-        audit.record(db, "api_token_refused", user_id=row["user_id"] if row is not None else None,
-                     target_type="api_token" if row is not None else None,
-                     target_id=row["id"] if row is not None else None,
-                     details={"reason": reason, **details}, now=now)
+@dataclass(frozen=True)
+class Refusal:
+    """Why a token was refused (a key of ``REFUSAL_MESSAGES``) and what to audit."""
+    reason: str
+    row: sqlite3.Row | None = None
+    prefix: str = ""
 
 
-def resolve(db: sqlite3.Connection, token: str, *, now: float) -> Resolved | str:
-    """The token, its owner and scopes; or why it is refused (a key of
-    ``REFUSAL_MESSAGES``), audited. A successful use refreshes "last used"."""
+def refusal_reason(row, now: float) -> str | None:
+    """revoked or expired (what ends a token's use, and its live streams), else None.
+    A token row that is gone counts as revoked."""
+    if row is None or row["revoked_at"]:
+        return "revoked"
+    if row["expires_ts"] <= now:
+        return "expired"
+    return None
+
+
+def get_token(db: sqlite3.Connection, token_id: int) -> sqlite3.Row | None:
+    return db.execute("SELECT * FROM api_tokens WHERE id = ?", (token_id,)).fetchone()
+
+
+def stream_key(token_id: int) -> tuple[str, int]:
+    """The key live log streams share one token's row under (``SimulationState.fresh``)."""
+    return ("api_token", token_id)
+
+
+def resolve(db: sqlite3.Connection, token: str, *, now: float) -> Resolved | Refusal:
+    """The token, its owner and scopes; or why it is refused. The caller audits a
+    refusal (``record_refusal``) while the caller's address is under its limit of
+    failed uses (auth.py): anonymous garbage cannot grow the audit log without
+    bound. A successful use refreshes "last used"."""
     token = (token or "").strip()
     row = None
     if token and len(token) <= MAX_TOKEN_LENGTH:
         row = db.execute("SELECT * FROM api_tokens WHERE token_hash = ?", (hash_token(token),)).fetchone()
     if row is None:
-        _refuse(db, "unknown", None, now, prefix=token[:PREFIX_LENGTH])
-        return "unknown"
-    if row["revoked_at"]:
-        reason = "revoked"
-    elif row["expires_ts"] <= now:
-        reason = "expired"
-    else:
+        return Refusal("unknown", prefix=token[:PREFIX_LENGTH])
+    reason = refusal_reason(row, now)
+    if reason is None:
         user = db.execute("SELECT * FROM users WHERE id = ?", (row["user_id"],)).fetchone()
         reason = "blocked" if user is None or not user["is_active"] else None
     if reason is not None:
-        _refuse(db, reason, row, now, name=row["name"])
-        return reason
+        return Refusal(reason, row)
     if row["last_used_ts"] is None or now - row["last_used_ts"] >= LAST_USED_EVERY:
         with transaction(db):
             db.execute("UPDATE api_tokens SET last_used_at = ?, last_used_ts = ? WHERE id = ?",
                        (utcnow_iso(now), now, row["id"]))
     return Resolved(token=row, user=user, scopes=parse_scopes(row["scopes"]))
+
+
+def record_refusal(db: sqlite3.Connection, refusal: Refusal, *, now: float) -> None:
+    """Audit a failed use: the token and its owner when the token exists, else the
+    first characters of what was sent."""
+    row = refusal.row
+    details = {"name": row["name"]} if row is not None else {"prefix": refusal.prefix}
+    with transaction(db):
+        audit.record(db, "api_token_refused", user_id=row["user_id"] if row is not None else None,
+                     target_type="api_token" if row is not None else None,
+                     target_id=row["id"] if row is not None else None,
+                     details={"reason": refusal.reason, **details}, now=now)
 
 
 def record_scope_refusal(db: sqlite3.Connection, token_id: int, user_id: int, required: str,
