@@ -3,7 +3,8 @@
 A stream outlives the request that opened it, so it re-checks what the request
 checked: at every heartbeat, status change and wake-up (``sse.log_events``). The
 user row is read again to notice a block, a role change, a new password or a
-logout (each bumps ``session_version``); the deployment row to notice that it was
+logout (each bumps ``session_version``); the personal access token a script opened
+it with, to notice that it was revoked or expired; the deployment row to notice that it was
 deleted or that the viewer no longer sees it (removed as collaborator, request
 hidden). The permission itself is ``permissions.can_view_deployment``.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from .auth import User
 from .db import connect
+from .domain import access_tokens as access_token_domain
 from .domain import deployments as deployment_domain
 from .domain import sessions as session_domain
 from .domain import users as user_domain
@@ -24,14 +26,16 @@ FRESH_SECONDS = 1.0
 
 # Why a stream ended, as sent in its ``end`` event.
 END_REASONS = ("deleted", "no_access", "blocked", "role_changed", "password_changed",
-               "logged_out")
+               "logged_out", "token_revoked", "token_expired")
 
 
 class StreamGuard:
     def __init__(self, state, db_path: str, user_row, deployment_id: int, logs,
                  fresh_seconds: float = FRESH_SECONDS, session_id: int | None = None,
-                 session_alive=None):
+                 session_alive=None, token_id: int | None = None, token_refusal=None):
         self.state = state
+        self.token_id = token_id  # the personal access token it was opened with (auth.py)
+        self.token_refusal = token_refusal  # token -> None | "revoked" | "expired"
         self.session_id = session_id  # the viewer's browser session (domain.sessions)
         self.session_alive = session_alive  # (session, user) -> bool: idle and lifetime limits
         self.db_path = db_path
@@ -62,6 +66,13 @@ class StreamGuard:
                                 lambda: self._read(session_domain.get_session, self.session_id),
                                 self.fresh_seconds)
 
+    def token_row(self):
+        """The token the stream was opened with; ``auth.end_token_streams`` forgets it
+        at revocation and wakes the streams."""
+        return self.state.fresh(access_token_domain.stream_key(self.token_id),
+                                lambda: self._read(access_token_domain.get_token, self.token_id),
+                                self.fresh_seconds)
+
     def deployment_row(self):
         """The deployment as of its current status: re-read once per status change and
         when its stream closes (deleted, or the server stopping)."""
@@ -90,6 +101,10 @@ class StreamGuard:
             session = self.session_row()
             if session is None or (self.session_alive is not None and not self.session_alive(session, user)):
                 return "logged_out"
+        if self.token_id is not None and self.token_refusal is not None:
+            reason = self.token_refusal(self.token_row())
+            if reason is not None:
+                return f"token_{reason}"
         deployment = self.deployment_row()
         if deployment is None:
             return "deleted"

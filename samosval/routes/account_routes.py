@@ -19,7 +19,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required, logout_user
 
 from .. import permissions
-from ..auth import end_session_streams, session_limits, wants_json
+from ..auth import end_session_streams, end_token_streams, session_limits, wants_json
 from ..db import get_db
 from ..domain import ValidationError
 from ..domain import access_tokens as access_token_domain
@@ -166,5 +166,6 @@ def create_token():
 @login_required
 def revoke_token(token_id: int):
     row = access_token_domain.revoke_token(get_db(), current_user, token_id, now=sim_now())
+    end_token_streams(current_user.id, row["id"])
     return _ended(_("Token “%(name)s” revoked: calls with it are refused from now on.", name=row["name"]),
                   url_for("account.tokens"))

@@ -21,7 +21,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from .. import sse
-from ..auth import session_alive_check, wants_json
+from ..auth import session_alive_check, token_refusal_check, wants_json
 from ..db import get_db
 from ..domain import N_
 from ..domain import deployments as deployment_domain
@@ -218,7 +218,8 @@ def log_stream(deployment_id: int):
     # The body streams after the request (and ``g``'s connection) is gone: the guard
     # reads the user and deployment rows again, shared with the other streams.
     guard = StreamGuard(state, config["DATABASE"], user_row, deployment_id, logs,
-                        session_id=user.session_id, session_alive=session_alive_check())
+                        session_id=user.session_id, session_alive=session_alive_check(),
+                        token_id=user.token_id, token_refusal=token_refusal_check())
 
     def read_status():
         row = guard.deployment_row()
