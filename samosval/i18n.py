@@ -15,7 +15,8 @@ from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask import current_app, g, has_app_context, session
-from flask_babel import Babel, get_translations
+from flask_babel import Babel, force_locale, get_translations
+from flask_babel import gettext as _gettext
 from flask_login import current_user
 
 TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
@@ -72,6 +73,18 @@ def request_translations():
     if translations is None:
         translations = g._samosval_translations = get_translations()
     return translations
+
+
+def translator(app):
+    """``translate(locale, message, params)``: English source ``message`` in ``locale``
+    (None or a language the app does not offer: the app's default), formatted with
+    ``params``, for code that runs outside a request (the notification worker)."""
+    def translate(locale: str | None, message: str, params: dict | None = None) -> str:
+        if locale not in app.config["LANGUAGES"]:
+            locale = app.config["BABEL_DEFAULT_LOCALE"]
+        with app.app_context(), force_locale(locale):
+            return _gettext(message, **(params or {}))
+    return translate
 
 
 def init_app(app) -> None:

@@ -37,6 +37,7 @@ from . import db as db_module
 from .crypto import Keyring, SealError, app_keyring
 from .domain import notifications as notify
 from .domain.tokens import github_signature
+from .i18n import translator
 
 log = logging.getLogger("samosval.notifications")
 
@@ -136,13 +137,15 @@ class NotificationWorker:
     CONCURRENCY = 4
 
     def __init__(self, db_path: str, keyring: Keyring, clock=time.time, rng=None, timeout: float = 10.0,
-                 sender=send_message):
+                 sender=send_message, translate=None):
         self.db_path = db_path
         self.keyring = keyring
         self.clock = clock
         self.rng = rng if rng is not None else random.Random()
         self.timeout = timeout
         self.sender = sender
+        # (locale, message, params) -> text: each recipient reads their language.
+        self.translate = translate
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -154,7 +157,7 @@ class NotificationWorker:
         counts = {"queued": 0, "sent": 0, "failed": 0, "dead": 0}
         db = db_module.connect(self.db_path)
         try:
-            counts["queued"] = notify.fan_out(db, now)
+            counts["queued"] = notify.fan_out(db, now, translate=self.translate)
             messages = notify.claim_due(db, now, self.BATCH)
             if not messages:
                 return counts
@@ -222,7 +225,8 @@ _process_worker: NotificationWorker | None = None
 def build_worker(app, clock=None, rng=None, sender=send_message) -> NotificationWorker:
     return NotificationWorker(app.config["DATABASE"], app_keyring(app.config),
                               clock=clock or time.time, rng=rng,
-                              timeout=float(app.config["NOTIFY_TIMEOUT_SECONDS"]), sender=sender)
+                              timeout=float(app.config["NOTIFY_TIMEOUT_SECONDS"]), sender=sender,
+                              translate=translator(app))
 
 
 def wake() -> None:

@@ -16,7 +16,7 @@ from samosval.crypto import app_keyring
 from samosval.domain import builds as build_domain
 from samosval.domain import deployments as deployment_domain
 from samosval.domain import notifications as notify
-from samosval.notify_worker import NotificationWorker
+from samosval.notify_worker import NotificationWorker, build_worker
 from samosval.simulator.state import SimulationState
 from tests import factories
 from tests.notify_receivers import http_receiver, smtp_server  # noqa: F401 - fixtures
@@ -290,6 +290,26 @@ def test_it_tells_the_owner_a_build_failed(app, auth, db, users, sample, webhook
     assert body["event"] == "build_failed" and "pip install failed" in body["text"]
     assert body["build_id"] == build_id and body["request_id"] == sample["request_id"]
     assert worker.step(T0 + 1)["queued"] == 0  # the cursor moved: queued once
+
+
+def test_each_recipient_reads_their_language(app, auth, db, users, sample, webhook, http_receiver):  # noqa: F811
+    """dana chose English; colin chose nothing: the app's default, Russian."""
+    db.execute("UPDATE users SET locale = 'en' WHERE id = ?", (users["dana"],))
+    db.execute("UPDATE users SET locale = NULL WHERE id = ?", (users["colin"],))
+    subscribe(auth, "dana", scope="owned", channel_id=str(webhook), events=["build_failed"])
+    other = make_channel(app, db, users, "webhook", url=f"{http_receiver.url}/other", signing_secret=SIGNING)
+    subscribe(auth, "colin", scope="request", target_id=str(sample["request_id"]), channel_id=str(other),
+              events=["build_failed"])
+    build_id = factories.make_build(db, request_id=sample["request_id"], built_by=users["oleg"], status="building")
+    build_domain.finish_failure(db, build_id, "", "pip install failed", now=T0)
+    assert build_worker(app, rng=random.Random(7)).step(T0)["sent"] == 2
+    texts = sorted(json.loads(call["body"])["text"] for call in http_receiver.calls)
+    assert texts[0].startswith(f"Build #{build_id} of ") and texts[0].endswith(" failed: pip install failed")
+    assert texts[1].startswith(f"Сборка #{build_id} образа ") and texts[1].endswith(": pip install failed")
+    # A test message speaks the language of the admin who sent it.
+    assert auth.client_for("alice").post(f"/admin/notifications/{webhook}/test").status_code == 302
+    build_worker(app, rng=random.Random(7)).step(T0 + 1)
+    assert json.loads(http_receiver.calls[-1]["body"])["text"] == "Тестовое сообщение от Samosval, отправил alice"
 
 
 def test_it_tells_of_a_failure_and_the_recovery(app, auth, db, users, sample, webhook, http_receiver):  # noqa: F811

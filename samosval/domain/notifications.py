@@ -362,8 +362,33 @@ def _deployment_context(db, deployment_id):
         (deployment_id,)).fetchone()
 
 
+# What each decision on a release says, without and with a reason.
+_VERDICTS = {
+    "release_approve": (N_("Release %(release)s of %(name)s approved"),
+                        N_("Release %(release)s of %(name)s approved: %(reason)s")),
+    "release_reject": (N_("Release %(release)s of %(name)s rejected"),
+                       N_("Release %(release)s of %(name)s rejected: %(reason)s")),
+    "release_expire": (N_("Release %(release)s of %(name)s expired"),
+                       N_("Release %(release)s of %(name)s expired: %(reason)s")),
+}
+
+
+def render(event: dict, locale: str | None, translate=None) -> str:
+    """The text of ``event`` in ``locale``: its ``message`` (English source) with its
+    ``params``, those named in ``localized`` (themselves source strings, such as a
+    failure reason) translated too. ``translate(locale, message, params)`` comes from
+    the web layer (:func:`samosval.i18n.translator`); without it, English."""
+    if translate is None:
+        return event["message"] % event["params"]
+    localized = event.get("localized", ())
+    params = {name: translate(locale, value) if name in localized and value else value
+              for name, value in event["params"].items()}
+    return translate(locale, event["message"], params)
+
+
 def events_of(db: sqlite3.Connection, row) -> list[dict]:
-    """The notification events one audit row stands for (usually none or one)."""
+    """The notification events one audit row stands for (usually none or one); each
+    carries its text as ``message`` and ``params`` (see :func:`render`)."""
     action = row["action"]
     details = json.loads(row["details"]) if row["details"] else {}
     if not isinstance(details, dict):
@@ -376,12 +401,15 @@ def events_of(db: sqlite3.Connection, row) -> list[dict]:
         if build is not None:
             ok = details.get("result") == "success"
             image = f"{build['image_name']}:{build['version_tag']}"
+            params = {"id": build["id"], "image": image}
+            if not ok:
+                params["error"] = details.get("error") or N_("unknown error")
             found.append({
                 "event": "build_succeeded" if ok else "build_failed", "request_id": build["request_id"],
                 "deployment_id": None, "build_id": build["id"],
-                "text": (f"Build #{build['id']} of {image} succeeded" if ok
-                         else f"Build #{build['id']} of {image} failed: {details.get('error') or 'unknown error'}"),
-                "url": f"/builds/{build['id']}"})
+                "message": (N_("Build #%(id)s of %(image)s succeeded") if ok
+                            else N_("Build #%(id)s of %(image)s failed: %(error)s")),
+                "params": params, "localized": ("error",), "url": f"/builds/{build['id']}"})
         return found
     deployment_ids: list[int] = []
     if row["target_type"] == "deployment" and row["target_id"] is not None and action != "commit_hook_received":
@@ -397,7 +425,9 @@ def events_of(db: sqlite3.Connection, row) -> list[dict]:
                 "url": f"/deployments/{deployment_id}"}
         if action == "deployment_failed":
             found.append({**base, "event": "deployment_failed",
-                          "text": f"Deployment {name} failed: {details.get('reason') or 'unknown reason'}"})
+                          "message": N_("Deployment %(name)s failed: %(reason)s"),
+                          "params": {"name": name, "reason": details.get("reason") or N_("unknown reason")},
+                          "localized": ("reason",)})
         elif action == "deployment_running":
             previous = db.execute(
                 "SELECT action FROM audit_log WHERE target_type = 'deployment' AND target_id = ? AND id < ? "
@@ -405,20 +435,25 @@ def events_of(db: sqlite3.Connection, row) -> list[dict]:
                 (deployment_id, row["id"])).fetchone()
             if previous is not None and previous["action"] == "deployment_failed":
                 found.append({**base, "event": "deployment_recovered",
-                              "text": f"Deployment {name} recovered: running again"})
+                              "message": N_("Deployment %(name)s recovered: running again"),
+                              "params": {"name": name}})
         elif action == "release_request":
             found.append({**base, "event": "approval_needed",
-                          "text": f"Release {details.get('release')} of {name} waits for approval"})
-        elif action in ("release_approve", "release_reject", "release_expire"):
-            verdict = {"release_approve": "approved", "release_reject": "rejected",
-                       "release_expire": "expired"}[action]
-            reason = f": {details['reason']}" if details.get("reason") else ""
-            found.append({**base, "event": "approval_decided",
-                          "text": f"Release {details.get('release')} of {name} {verdict}{reason}"})
+                          "message": N_("Release %(release)s of %(name)s waits for approval"),
+                          "params": {"release": details.get("release"), "name": name}})
+        elif action in _VERDICTS:
+            plain, with_reason = _VERDICTS[action]
+            params = {"release": details.get("release"), "name": name}
+            if details.get("reason"):
+                params["reason"] = details["reason"]
+            # An expiry's reason is the app's own text; a rejection's is the person's words.
+            found.append({**base, "event": "approval_decided", "message": with_reason if "reason" in params else plain,
+                          "params": params, "localized": ("reason",) if action == "release_expire" else ()})
         elif action == "commit_hook_received":
             sha = str(details.get("sha") or "")[:12]
             found.append({**base, "event": "pinned_skipped",
-                          "text": f"Deployment {name} is pinned: commit {sha} was not rolled out"})
+                          "message": N_("Deployment %(name)s is pinned: commit %(sha)s was not rolled out"),
+                          "params": {"name": name, "sha": sha}})
     return found
 
 
@@ -429,7 +464,7 @@ def _recipients(db: sqlite3.Connection, event: dict) -> list:
     if req is None:
         return []
     rows = db.execute(
-        "SELECT s.*, u.username, u.role, u.is_active, c.kind AS channel_kind FROM notification_subscriptions s "
+        "SELECT s.*, u.username, u.role, u.is_active, u.locale, c.kind AS channel_kind FROM notification_subscriptions s "
         "JOIN users u ON u.id = s.user_id JOIN notification_channels c ON c.id = s.channel_id AND c.enabled = 1 "
         "WHERE (s.scope = 'request' AND s.target_id = ?) OR (s.scope = 'deployment' AND s.target_id = ?) "
         "OR (s.scope = 'owned' AND s.user_id = ?) ORDER BY s.id",
@@ -445,9 +480,10 @@ def _recipients(db: sqlite3.Connection, event: dict) -> list:
     return wanted
 
 
-def payload_for(event: dict, audit_row) -> dict:
-    """The JSON body of a message (no secrets: what the audit row already says)."""
-    return {"event": event["event"], "text": event["text"], "occurred_at": audit_row["created_at"],
+def payload_for(event: dict, audit_row, text: str) -> dict:
+    """The JSON body of a message (no secrets: what the audit row already says), with
+    ``text`` in the recipient's language."""
+    return {"event": event["event"], "text": text, "occurred_at": audit_row["created_at"],
             "request_id": event["request_id"], "deployment_id": event["deployment_id"],
             "build_id": event["build_id"], "url": event["url"], "audit_id": audit_row["id"]}
 
@@ -463,9 +499,10 @@ def _enqueue(db, channel_id: int, recipient: str, event: str, payload: dict, now
          utcnow_iso(now))).rowcount)
 
 
-def fan_out(db: sqlite3.Connection, now: float, batch: int = FANOUT_BATCH) -> int:
+def fan_out(db: sqlite3.Connection, now: float, batch: int = FANOUT_BATCH, translate=None) -> int:
     """Turn audit rows after the cursor into outbox messages and move the cursor, in
-    one transaction. Returns how many messages were queued."""
+    one transaction; each message's text is in its recipient's language (``users.locale``,
+    see :func:`render`). Returns how many messages were queued."""
     queued = 0
     # Most steps find nothing new: tell without taking the write lock.
     cursor = db.execute("SELECT value FROM notification_state WHERE name = 'audit_cursor'").fetchone()
@@ -485,17 +522,19 @@ def fan_out(db: sqlite3.Connection, now: float, batch: int = FANOUT_BATCH) -> in
         if rows and db.execute("SELECT 1 FROM notification_subscriptions LIMIT 1").fetchone():
             for row in rows:
                 for event in events_of(db, row):
-                    payload = payload_for(event, row)
                     for sub in _recipients(db, event):
+                        payload = payload_for(event, row, render(event, sub["locale"], translate))
                         recipient = sub["recipient"] if sub["channel_kind"] in ("email", "telegram") else ""
                         queued += _enqueue(db, sub["channel_id"], recipient, event["event"], payload, now, row["id"])
         db.execute("INSERT OR REPLACE INTO notification_state (name, value) VALUES ('audit_cursor', ?)", (last,))
     return queued
 
 
-def send_test(db: sqlite3.Connection, user, channel, form: dict, now: float) -> int:
-    """Queue a test message on ``channel`` (the worker sends it, never the request).
-    Email needs a recipient address; Telegram may name a chat."""
+def send_test(db: sqlite3.Connection, user, channel, form: dict, now: float, *, locale: str | None = None,
+              translate=None) -> int:
+    """Queue a test message on ``channel`` (the worker sends it, never the request),
+    its text in ``locale`` (see :func:`render`). Email needs a recipient address;
+    Telegram may name a chat."""
     if not permissions.can_manage_channels(user):
         raise Refused("forbidden", permissions.FORBIDDEN)
     recipient = str(form.get("recipient") or "").strip()
@@ -505,7 +544,9 @@ def send_test(db: sqlite3.Connection, user, channel, form: dict, now: float) -> 
         raise ValidationError({"recipient": N_("A chat id is a number or @channelname.")})
     if channel["kind"] not in ("email", "telegram"):
         recipient = ""
-    payload = {"event": "test", "text": f"Test message from Samosval, sent by {user.username}",
+    text = render({"message": N_("Test message from Samosval, sent by %(user)s"),
+                   "params": {"user": user.username}}, locale, translate)
+    payload = {"event": "test", "text": text,
                "occurred_at": utcnow_iso(now), "request_id": None, "deployment_id": None, "build_id": None,
                "url": None, "audit_id": None}
     with transaction(db):

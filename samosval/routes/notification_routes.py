@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
@@ -13,6 +14,7 @@ from ..crypto import app_keyring
 from ..db import get_db
 from ..domain import ValidationError
 from ..domain import notifications as notify
+from ..i18n import translator
 from ..simulator.runtime import sim_now
 from ..web import safe_next
 
@@ -159,7 +161,8 @@ def channel_deliveries(channel_id: int):
 def test_channel(channel_id: int):
     channel = _channel_or_404(channel_id)
     try:
-        notify.send_test(get_db(), current_user, channel, request.form, sim_now())
+        notify.send_test(get_db(), current_user, channel, request.form, sim_now(), locale=str(get_locale()),
+                         translate=translator(current_app._get_current_object()))
     except ValidationError as exc:
         return render_template("notifications/deliveries.html", channel=channel,
                                summary=notify.channel_summary(channel), errors=exc.errors,
