@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from .db import connect
 from .domain.deployments import DEPLOYMENT_STATUSES
 from .domain.hook_deliveries import OUTCOMES
+from .domain.notifications import KINDS as CHANNEL_KINDS
 from .domain.statuses import BUILD_STATUSES
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -197,6 +198,14 @@ class _StateCollector:
         builds = GaugeMetricFamily("samosval_builds", "Builds by status", labels=["status"])
         hooks = CounterMetricFamily("samosval_webhook_calls", "Webhook calls by outcome", labels=["outcome"])
         logins = CounterMetricFamily("samosval_login_failures", "Failed logins recorded in the audit log")
+        # The notification outbox: labels are the channel's kind and fixed words, never a
+        # channel's name, address or anything sealed.
+        attempts = CounterMetricFamily("samosval_notification_attempts",
+                                       "Notification send attempts by channel kind and outcome",
+                                       labels=["channel_kind", "outcome"])
+        outbox = GaugeMetricFamily("samosval_notification_outbox",
+                                   "Notifications waiting to be sent (pending) or given up on (dead)",
+                                   labels=["status"])
         db = connect(self.app.config["DATABASE"])
         try:
             for family, sql, known in (
@@ -207,12 +216,29 @@ class _StateCollector:
                     family.add_metric([value], count)
             logins.add_metric([], db.execute(
                 "SELECT COUNT(*) FROM audit_log WHERE action = 'login_failed'").fetchone()[0])
+            for status, count in bounded_counts(db.execute(
+                    "SELECT status, COUNT(*) FROM notification_outbox WHERE status IN ('pending', 'dead') "
+                    "GROUP BY status"), ("pending", "dead")).items():
+                outbox.add_metric([status], count)
+            # Every try but a message's successful one failed: counted from the outbox alone.
+            tries = {kind: (0, 0) for kind in CHANNEL_KINDS}
+            for kind, total, sent in db.execute(
+                    "SELECT c.kind, SUM(o.attempts), SUM(o.status = 'sent') FROM notification_outbox o "
+                    "JOIN notification_channels c ON c.id = o.channel_id GROUP BY c.kind"):
+                key = kind if kind in tries else "other"
+                before = tries.get(key, (0, 0))
+                tries[key] = (before[0] + (sent or 0), before[1] + (total or 0) - (sent or 0))
+            for kind, (sent, failed) in tries.items():
+                attempts.add_metric([kind, "sent"], sent)
+                attempts.add_metric([kind, "failed"], failed)
         finally:
             db.close()
         yield deployments
         yield builds
         yield hooks
         yield logins
+        yield attempts
+        yield outbox
 
 
 def init_app(app) -> None:

@@ -395,3 +395,41 @@ def test_an_upgraded_database_does_not_notify_its_history(tmp_path):
     assert old.execute("SELECT value FROM notification_state WHERE name = 'audit_cursor'").fetchone()[0] == 2
     assert notify.fan_out(old, T0) == 0
     old.close()
+
+
+# --- /metrics ----------------------------------------------------------------------------------
+
+def test_metrics_count_tries_and_the_outbox_without_secrets(app, client, db, users, webhook, http_receiver):  # noqa: F811
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape():
+        response = client.get("/metrics")
+        assert response.status_code == 200
+        text = response.get_data(as_text=True)
+        assert URL_TOKEN not in text and SIGNING not in text and http_receiver.url not in text
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for f in text_string_to_metric_families(text) if f.name.startswith("samosval_notification")
+                for s in f.samples}
+
+    http_receiver.fail_first = 1
+    channel, worker = notify.get_channel(db, webhook), worker_for(app)
+    notify.send_test(db, admin(users), channel, {}, T0)
+    assert scrape()[("samosval_notification_outbox", (("status", "pending"),))] == 1
+    worker.step(T0)
+    worker.step(messages(db)[0]["next_attempt_at"])  # failed once, then sent
+    http_receiver.always_fail = True
+    notify.send_test(db, admin(users), channel, {}, T0)
+    now = T0
+    for _ in range(notify.MAX_ATTEMPTS):
+        worker.step(now)
+        now = messages(db)[1]["next_attempt_at"] or now
+    samples = scrape()
+    assert samples[("samosval_notification_attempts_total", (("channel_kind", "webhook"), ("outcome", "sent")))] == 1
+    assert samples[("samosval_notification_attempts_total", (("channel_kind", "webhook"), ("outcome", "failed")))] == 9
+    assert samples[("samosval_notification_outbox", (("status", "pending"),))] == 0
+    assert samples[("samosval_notification_outbox", (("status", "dead"),))] == 1
+    # Every kind is there from the start, and no label value comes from outside fixed sets.
+    kinds = {dict(labels).get("channel_kind") for (name, labels) in samples if name.endswith("attempts_total")}
+    assert kinds == set(notify.KINDS)
+    assert {dict(labels).get("outcome") for (name, labels) in samples if name.endswith("attempts_total")} == {
+        "sent", "failed"}
