@@ -433,3 +433,47 @@ def test_metrics_count_tries_and_the_outbox_without_secrets(app, client, db, use
     assert kinds == set(notify.KINDS)
     assert {dict(labels).get("outcome") for (name, labels) in samples if name.endswith("attempts_total")} == {
         "sent", "failed"}
+
+
+def test_channel_secrets_never_reach_the_log_stream_a_page_or_a_backup(tmp_path, http_receiver):  # noqa: F811
+    """JSON log lines (as production writes them) over creating channels, a refused
+    form, a failing send and every page of a channel; then a backup's bytes."""
+    from samosval.backup import backup_database
+    from samosval.db import connect
+    from tests.conftest import PASSWORD, add_personas
+    from tests.test_ops import _app_with_log_stream, _reset_logging
+    app, stream = _app_with_log_stream(tmp_path, json_logs=True)
+    secrets = (URL_TOKEN, SIGNING, BOT_TOKEN)
+    try:
+        db = connect(app.config["DATABASE"])
+        add_personas(db)
+        client = app.test_client()
+        client.post("/login", data={"username": "alice", "password": PASSWORD})
+        assert client.post("/admin/notifications/new/webhook", data={
+            "name": "ci", "url": f"{http_receiver.url}/hook?token={URL_TOKEN}", "signing_secret": SIGNING,
+            "enabled": "1"}).status_code == 302
+        refused = client.post("/admin/notifications/new/telegram", data={
+            "name": "tg", "bot_token": BOT_TOKEN, "chat_id": "not a chat", "enabled": "1"})
+        assert refused.status_code == 400
+        channel_id = db.execute("SELECT id FROM notification_channels").fetchone()[0]
+        assert client.post(f"/admin/notifications/{channel_id}/test").status_code == 302
+        http_receiver.always_fail = True
+        assert build_worker(app, rng=random.Random(7)).step(T0 + 10**6)["failed"] == 1
+        pages = [refused.get_data(as_text=True)]
+        for url in ("/admin/notifications", f"/admin/notifications/{channel_id}",
+                    f"/admin/notifications/{channel_id}/deliveries", "/notifications"):
+            for accept in ("text/html", "application/json"):
+                response = client.get(url, headers={"Accept": accept})
+                assert response.status_code == 200, url
+                pages.append(response.get_data(as_text=True))
+        backup = tmp_path / "backup.sqlite3"
+        backup_database(app.config["DATABASE"], str(backup))
+        db.close()
+        text = stream.getvalue()
+        assert "to channel ci failed, attempt 1: HTTP 500" in text  # the failing try was logged...
+        for secret in secrets:  # ...and nothing secret was
+            assert secret not in text
+            assert all(secret not in page for page in pages)
+            assert secret.encode() not in backup.read_bytes()
+    finally:
+        _reset_logging()
