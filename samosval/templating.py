@@ -8,7 +8,7 @@ import sqlite3
 from datetime import UTC, datetime
 
 from babel.dates import format_timedelta
-from flask import current_app, g, jsonify, render_template, request
+from flask import current_app, g, jsonify, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -37,18 +37,23 @@ STATUS_LABELS = {
 
 ROLE_LABELS = {"admin": _l("admin"), "operator": _l("operator"), "developer": _l("developer")}
 
-# (endpoint, label, who sees it): the top navigation, filtered by ``permissions``.
+# (endpoint, label, who sees it, menu): the top navigation, filtered by
+# ``permissions``. The "admin" menu (admin-only pages) folds into one "Admin" item
+# so that an admin's bar stays one row wide (base.html).
 NAVIGATION = (
-    ("dashboard.dashboard", _l("Dashboard"), lambda u: True),
-    ("requests.list_requests", _l("Requests"), lambda u: True),
-    ("builds.list_builds", _l("Builds"), lambda u: True),
-    ("images.list_images", _l("Images"), lambda u: True),
-    ("deployments.list_deployments", _l("Deployments"), lambda u: True),
-    ("alerts.list_alerts", _l("Alerts"), permissions.can_view_alerts),
-    ("hooks.list_deliveries", _l("Webhooks"), permissions.can_view_deliveries),
-    ("admin.list_users", _l("Users"), permissions.can_manage_users),
-    ("admin.audit", _l("Audit"), permissions.can_view_audit),
-    ("notifications.my_subscriptions", _l("Notifications"), lambda u: True),
+    ("dashboard.dashboard", _l("Dashboard"), lambda u: True, "main"),
+    ("requests.list_requests", _l("Requests"), lambda u: True, "main"),
+    ("builds.list_builds", _l("Builds"), lambda u: True, "main"),
+    ("images.list_images", _l("Images"), lambda u: True, "main"),
+    ("deployments.list_deployments", _l("Deployments"), lambda u: True, "main"),
+    ("alerts.list_alerts", _l("Alerts"), permissions.can_view_alerts, "main"),
+    ("hooks.list_deliveries", _l("Webhooks"), permissions.can_view_deliveries, "main"),
+    ("notifications.my_subscriptions", _l("Notifications"), lambda u: True, "main"),
+    ("admin.list_users", _l("Users"), permissions.can_manage_users, "admin"),
+    ("admin.audit", _l("Audit"), permissions.can_view_audit, "admin"),
+    ("hooks.list_tokens", _l("Webhook tokens"), permissions.can_manage_tokens, "admin"),
+    ("notifications.list_channels", _l("Notification channels"), permissions.can_manage_channels, "admin"),
+    ("releases.environments", _l("Protected environments"), permissions.can_manage_environments, "admin"),
 )
 
 
@@ -81,9 +86,22 @@ def status_label(status: str) -> str:
     return str(label) if label is not None else status
 
 
-def nav_items(user):
-    return [(endpoint, label) for endpoint, label, allowed in NAVIGATION
-            if user.is_authenticated and allowed(user)]
+def nav_items(user, menu: str | None = None):
+    """The user's ``(endpoint, label)`` pages: of one ``menu``, or all (the palette)."""
+    return [(endpoint, label) for endpoint, label, allowed, group in NAVIGATION
+            if user.is_authenticated and allowed(user) and menu in (None, group)]
+
+
+def current_nav(items, path: str) -> str | None:
+    """The endpoint of ``items`` this page belongs to: the one whose address is the
+    longest prefix of ``path`` (``/requests/7`` -> Requests, ``/admin/notifications/3``
+    -> Notification channels, not Notifications)."""
+    best, best_length = None, 0
+    for endpoint, _label in items:
+        url = url_for(endpoint)
+        if (path == url or path.startswith(url.rstrip("/") + "/")) and len(url) > best_length:
+            best, best_length = endpoint, len(url)
+    return best
 
 
 def exact_time(value) -> str:
@@ -143,8 +161,11 @@ def inject_globals():
     # Only about the user's own password: an admin who is not root cannot act on
     # root's default password, so they are not shown a banner about it.
     banner = bool(current_user.is_authenticated and current_user.must_change_password)
+    items = nav_items(current_user)
     return {
-        "nav_items": nav_items(current_user),
+        "nav_items": nav_items(current_user, "main"),
+        "admin_nav_items": nav_items(current_user, "admin"),
+        "nav_current": current_nav(items, request.path) if items else None,
         "password_banner": banner,
         "chartjs_url": current_app.config["CHARTJS_URL"],
         "chartjs_sri": current_app.config["CHARTJS_SRI"],

@@ -145,3 +145,37 @@ def test_the_readme_documents_every_setting():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     assert [k for k in ENV_SETTINGS if f"`SAMOSVAL_{k}`" not in readme] == []
     assert [k for k in DEFAULTS if f"`{k}`" not in readme and f"`SAMOSVAL_{k}`" not in readme] == []
+
+
+def admin_menu(html: str) -> str:
+    match = re.search(r'<details class="nav-menu".*?</details>', html, re.S)
+    return match.group(0) if match else ""
+
+
+def test_admin_only_pages_sit_under_one_admin_menu(auth):
+    html = auth.client_for("root").get("/dashboard").get_data(as_text=True)
+    menu = admin_menu(html)
+    admin_only = {"admin.list_users", "admin.audit", "hooks.list_tokens", "notifications.list_channels",
+                  "releases.environments"}
+    assert nav_endpoints(menu) == admin_only | {"admin-menu"}
+    top_level = nav_endpoints(html.replace(menu, ""))
+    assert not admin_only & top_level
+    assert len(top_level) <= 9  # the main links, Approvals and the menu fit one row
+
+
+def test_operators_get_no_admin_menu(auth):
+    html = auth.client_for("oleg").get("/dashboard").get_data(as_text=True)
+    assert admin_menu(html) == "" and "hooks.list_deliveries" in nav_endpoints(html)
+
+
+@pytest.mark.parametrize("path, current", [
+    ("/notifications", "notifications.my_subscriptions"),
+    ("/admin/notifications", "notifications.list_channels"),
+    ("/webhooks", "hooks.list_deliveries"),
+    ("/admin/tokens", "hooks.list_tokens"),
+    ("/admin/audit", "admin.audit"),
+])
+def test_it_marks_the_current_page_only(auth, path, current):
+    html = auth.client_for("root").get(path).get_data(as_text=True)
+    assert re.findall(r'data-nav="([^"]+)" class="active" aria-current="page"', html) == [current]
+    assert ('<summary data-nav="admin-menu" class="active">' in html) == (current in nav_endpoints(admin_menu(html)))

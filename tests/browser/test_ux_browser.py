@@ -274,3 +274,59 @@ def test_the_request_form_reads_as_one_form(new_page, world):
     page.click('.chip:has-text("olga") [data-action="remove-collaborator"]')
     expect(page.locator(".chip")).to_have_count(1)
     expect(page.locator("#collaborators")).to_have_value("adam")
+
+
+def nav_rows(page) -> int:
+    """How many rows the top-level items of the main navigation take."""
+    return page.evaluate("""() => new Set([...document.querySelectorAll(
+        "#mainnav > a, #mainnav > details > summary")].map(e => Math.round(e.getBoundingClientRect().top))).size""")
+
+
+@pytest.mark.parametrize("locale", ["ru", "en"])
+def test_an_admins_nav_fits_one_row_and_its_admin_menu_works_by_keyboard(new_page, world, locale):
+    page = new_page("adam")
+    if locale == "en":
+        page.click('[data-lang="en"]')
+    page.goto("/dashboard")
+    widths = page.evaluate("""() => [...document.querySelectorAll(
+        ".topbar > *, #mainnav > a, #mainnav > details > summary, .topbar-right > *")].map(
+        e => (e.dataset.nav || e.className || e.tagName) + ":" + Math.round(e.getBoundingClientRect().width))""")
+    assert nav_rows(page) == 1, f"the admin's navigation wraps at 1440 px: {widths}"
+    top = page.locator("header.topbar").bounding_box()
+    assert top["height"] < 70, "the top bar wraps into two rows"
+    menu = page.locator('[data-nav="admin-menu"]')
+    items = page.locator(".nav-menu-list a")
+    expect(items.first).to_be_hidden()
+    menu.focus()
+    page.keyboard.press("Enter")
+    expect(items).to_have_count(5)
+    expect(items.first).to_be_visible()
+    assert axe_violations(page) == []
+    page.keyboard.press("Escape")
+    expect(items.first).to_be_hidden()
+    expect(menu).to_be_focused()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    expect(page.locator('.nav-menu-list a[data-nav="admin.list_users"]')).to_be_focused()
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/admin/users")
+    expect(page.locator('[data-nav="admin-menu"]')).to_have_class(re.compile(r"\bactive\b"))
+    # a click elsewhere closes the open menu
+    page.click('[data-nav="admin-menu"]')
+    expect(items.first).to_be_visible()
+    page.click("main h1")
+    expect(items.first).to_be_hidden()
+
+
+def test_an_admins_phone_menu_opens_the_admin_menu(new_page, world):
+    page = new_page("adam", viewport=PHONE)
+    page.goto("/dashboard")
+    page.click('[data-action="nav-toggle"]')
+    page.click('[data-nav="admin-menu"]')
+    link = page.locator('.nav-menu-list a[data-nav="admin.audit"]')
+    expect(link).to_be_visible()
+    box = link.bounding_box()
+    assert box["height"] >= 32 and box["x"] + box["width"] <= PHONE["width"]
+    no_horizontal_overflow(page)
+    link.click()
+    page.wait_for_url("**/admin/audit")

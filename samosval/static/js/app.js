@@ -17,11 +17,27 @@
       }
     });
     document.addEventListener("keydown", function (event) {
+      var menu = nav.querySelector("[data-nav-menu][open]");
+      if (event.key === "Escape" && menu) {  // the admin menu first, then the phone menu
+        menu.open = false;
+        menu.querySelector("summary").focus();
+        return;
+      }
       if (event.key === "Escape" && nav.classList.contains("open")) {
         nav.classList.remove("open");
         toggle.setAttribute("aria-expanded", "false");
         toggle.focus();
       }
+    });
+  }
+
+  // --- the admin menu (<details>): closes on a click or focus outside it ---
+  var adminMenu = document.querySelector("[data-nav-menu]");
+  if (adminMenu) {
+    ["click", "focusin"].forEach(function (type) {
+      document.addEventListener(type, function (event) {
+        if (adminMenu.open && !adminMenu.contains(event.target)) { adminMenu.open = false; }
+      });
     });
   }
 
