@@ -22,6 +22,7 @@ from .domain import Refused
 from .domain import builds as build_domain
 from .domain import deployments as deployment_domain
 from .domain import images as image_domain
+from .domain import releases as release_domain
 from .domain import requests as request_domain
 
 # --- where to send a browser back to ------------------------------------------------
@@ -188,3 +189,11 @@ def get_deployment_or_404(deployment_id: int):
     if deployment is None or not permissions.can_view_deployment(current_user, deployment):
         abort(404)
     return deployment
+
+
+def get_release_or_404(release_id: int):
+    """The release and its deployment; a release of a hidden deployment is a 404."""
+    release = release_domain.get_release(get_db(), release_id)
+    if release is None:
+        abort(404)
+    return release, get_deployment_or_404(release["deployment_id"])

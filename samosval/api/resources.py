@@ -19,9 +19,14 @@ from ..domain import releases as release_domain
 from ..domain import requests as request_domain
 from ..domain import users as user_domain
 from ..routes.deployment_routes import status_payload
-from ..routes.release_routes import get_release_or_404
 from ..simulator.runtime import get_state, sim_now
-from ..web import get_build_or_404, get_deployment_or_404, get_image_or_404, get_request_or_404
+from ..web import (
+    get_build_or_404,
+    get_deployment_or_404,
+    get_image_or_404,
+    get_release_or_404,
+    get_request_or_404,
+)
 from .common import DEFAULT_LIMIT, Blueprint, cursor_page, decode_cursor, encode_cursor, scope
 from .schemas import (
     AuditArgs,

@@ -18,17 +18,9 @@ from ..domain import environments as environment_domain
 from ..domain import releases as release_domain
 from ..pagination import page_number, paginate
 from ..simulator.runtime import get_state, sim_now
-from ..web import get_deployment_or_404
+from ..web import get_deployment_or_404, get_release_or_404
 
 bp = Blueprint("releases", __name__)
-
-
-def get_release_or_404(release_id: int):
-    """The release and its deployment; a release of a hidden deployment is a 404."""
-    release = release_domain.get_release(get_db(), release_id)
-    if release is None:
-        abort(404)
-    return release, get_deployment_or_404(release["deployment_id"])
 
 
 def _release_answer(release_id: int, message: str, deployment_id: int):
