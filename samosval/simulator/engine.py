@@ -70,6 +70,10 @@ class SimulationEngine:
     MAX_CATCH_UP_SECONDS = 5.0  # simulated seconds of runtime output written after a gap
     MAX_BUILD_STEPS_PER_TICK = 25
     MAX_ROWS_PER_TICK = 500
+    # Under gevent the engine is a greenlet: a long stretch of work (resuming
+    # thousands of deployments after a restart) would hold every request. After this
+    # much work within one tick it lets the loop turn (see ``_let_others_run``).
+    SHARE_AFTER_SECONDS = 0.01
     QUEUE_DELAY = (1.0, 2.0)  # spec 8.3
     STEP_DELAY = (0.5, 1.5)
     DEPLOY_DELAY = (3.0, 8.0)  # spec 8.4
@@ -95,6 +99,7 @@ class SimulationEngine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._local = threading.local()
+        self._worked_since: float | None = None  # set while run() drives the ticks
         self._running: dict[int, _Running] = {}
         self._mismatches: dict[int, int] = {}
         self._cache_refreshed_at: float | None = None
@@ -118,6 +123,11 @@ class SimulationEngine:
 
     def run(self) -> None:
         self._local.db = db_module.connect(self.db_path)
+        # Under gevent the engine greenlet runs as soon as start() waits for it: pause
+        # first, so the process that started it goes on to bind its server, and the
+        # resume below shares the loop with the first requests.
+        time.sleep(0.0005)
+        self._worked_since = time.perf_counter()
         try:
             try:
                 self.resume(self.clock())
@@ -129,7 +139,9 @@ class SimulationEngine:
                 except Exception:  # keep the thread alive whatever one tick did
                     log.exception("simulation tick failed")
                 self._stop.wait(self.TICK_SECONDS)
+                self._worked_since = time.perf_counter()
         finally:
+            self._worked_since = None
             self._local.db.close()
             self._local.db = None
 
@@ -146,6 +158,18 @@ class SimulationEngine:
             yield db
         finally:
             db.close()
+
+    def _let_others_run(self) -> None:
+        """Between two items of a tick: if the tick has worked ``SHARE_AFTER_SECONDS``
+        since it last paused, pause briefly. Under gevent this lets the loop accept
+        and answer requests (a server that just started answers its first page
+        while the engine resumes); as an OS thread it only releases the GIL. Only
+        in run(): a direct ``step(now)`` (tests, tools) never sleeps."""
+        since = self._worked_since
+        if since is None or time.perf_counter() - since < self.SHARE_AFTER_SECONDS:
+            return
+        time.sleep(0.0005)  # a timer, so the loop polls its sockets first
+        self._worked_since = time.perf_counter()
 
     def _delay(self, bounds: tuple[float, float]) -> float:
         return self.rng.uniform(*bounds) / self.speed
@@ -173,6 +197,7 @@ class SimulationEngine:
                 db.execute("UPDATE deployments SET next_step_at = NULL, status_since = ? "
                            "WHERE status = 'deploying'", (now,))
         for row in deploying:
+            self._let_others_run()
             logs = self.state.runtime(row["id"]).logs
             logs.append(now, "EVENT", "Engine restarted: rolling out again")
             logs.set_status("deploying")
@@ -209,6 +234,7 @@ class SimulationEngine:
             f"WHERE b.status IN ({_ACTIVE_MARKS}) AND (b.next_step_at IS NULL OR b.next_step_at <= ?) "
             "ORDER BY b.id LIMIT ?", (*ACTIVE_BUILD_STATUSES, now, self.MAX_ROWS_PER_TICK)).fetchall()
         for row in rows:
+            self._let_others_run()
             try:
                 self._advance_build(db, row, now, counts)
             except Exception:
@@ -300,6 +326,7 @@ class SimulationEngine:
             "AND (d.next_step_at IS NULL OR d.next_step_at <= ?) ORDER BY d.id LIMIT ?",
             (now, self.MAX_ROWS_PER_TICK)).fetchall()
         for row in rows:
+            self._let_others_run()
             try:
                 self._advance_deployment(db, row, now, counts)
             except Exception:
