@@ -5,6 +5,7 @@ greenlet, not a thread. Monkey-patching comes first, before anything else is
 imported, so that sockets, locks, ``threading`` (the simulation engine runs as a
 greenlet) and ``time.sleep`` all cooperate with the loop.
 """
+
 from gevent import monkey
 
 monkey.patch_all()
@@ -27,9 +28,12 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Samosval deployment portal")
     parser.add_argument("--host", default=os.environ.get("SAMOSVAL_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("SAMOSVAL_PORT", "5000")))
-    parser.add_argument("--demo", action="store_true",
-                        default=os.environ.get("SAMOSVAL_DEMO", "").lower() in {"1", "true", "yes"},
-                        help="fill a fresh database with demo users, requests and deployments")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        default=os.environ.get("SAMOSVAL_DEMO", "").lower() in {"1", "true", "yes"},
+        help="fill a fresh database with demo users, requests and deployments",
+    )
     return parser.parse_args(argv)
 
 
@@ -42,8 +46,10 @@ def main(argv=None) -> None:
         settings["FORCE_ROOT_PASSWORD_CHANGE"] = True
     app = create_app(settings)
     from samosval.simulator.runtime import shutdown
+
     if args.demo:
         from samosval.demo import DemoRefused, seed_demo
+
         try:
             printed = seed_demo(app)
         except DemoRefused as refused:  # never serve a database demo mode did not fill
@@ -65,7 +71,7 @@ def main(argv=None) -> None:
     tune_gc()
     server.start()
     print(f"Samosval is running on http://{args.host}:{args.port}/", flush=True)
-    if (hint := root_login_hint(app)):
+    if hint := root_login_hint(app):
         print(hint, flush=True)
     try:
         server.serve_forever()

@@ -7,6 +7,7 @@ and every slow client costs a greenlet, not a thread; ``worker_connections``
 bounds them all (streams, pages, keep-alives) and stays above
 ``SAMOSVAL_SSE_MAX_STREAMS`` so pages are served when every stream slot is taken.
 """
+
 import importlib.util
 import math
 import os
@@ -61,6 +62,7 @@ def post_worker_init(worker):
     signal.signal(signal.SIGTERM, on_term)
 
     from samosval.serving import tune_gc  # the app is loaded: safe to import now
+
     tune_gc()
 
 
@@ -74,4 +76,5 @@ def _shutdown(worker):
     if app is None or not hasattr(app, "extensions"):
         return
     from samosval.simulator.runtime import shutdown
+
     shutdown(app)

@@ -1,5 +1,6 @@
 """WSGI entry point for production servers: ``gunicorn -c gunicorn.conf.py wsgi:app``
 (gunicorn's gevent worker; it monkey-patches before loading this module)."""
+
 from samosval import create_app
 from samosval.serving import BodyDeadline, header_timeout
 

@@ -1,6 +1,7 @@
 """Small helpers shared by the benchmark scripts: percentiles, tables, JSON output,
 and a description of the machine the figures came from. Servers are started with
 the tests' own helper (``tests.live.AppProcess``), so there is one way to run the app."""
+
 from __future__ import annotations
 
 import json
@@ -36,13 +37,20 @@ def percentile(values, pct: float) -> float:
 def machine() -> dict:
     model = platform.processor() or "?"
     try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout.splitlines():
+        for line in subprocess.run(
+            ["lscpu"], capture_output=True, text=True, check=False
+        ).stdout.splitlines():
             if line.startswith("Model name:"):
                 model = line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "nproc": os.cpu_count(), "cpu": model,
-            "python": sys.version.split()[0], "sqlite": __import__("sqlite3").sqlite_version}
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": sys.version.split()[0],
+        "sqlite": __import__("sqlite3").sqlite_version,
+    }
 
 
 def table(headers: list[str], rows: list[list], title: str | None = None) -> str:
@@ -50,7 +58,9 @@ def table(headers: list[str], rows: list[list], title: str | None = None) -> str
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = [title] if title else []
     for n, row in enumerate(cells):
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        lines.append(
+            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        )
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -64,8 +74,9 @@ def _fmt(value) -> str:
 
 def write_json(name: str, payload: dict) -> Path:
     path = BENCH_DIR / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), **payload}, indent=2, default=str) + "\n",
-                    encoding="utf-8")
+    path.write_text(
+        json.dumps({"machine": machine(), **payload}, indent=2, default=str) + "\n", encoding="utf-8"
+    )
     return path
 
 

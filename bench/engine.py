@@ -23,6 +23,7 @@ tracemalloc (and the RSS delta as a cross-check), divided by N.
 Everything runs in this process; nothing listens on the network. Results go to
 bench/engine.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,10 +63,15 @@ def prepare_db(path: Path, running: int) -> None:
     db = connect(str(path))
     try:
         db.execute("BEGIN IMMEDIATE")
-        db.execute("UPDATE deployments SET status = CASE WHEN id <= ? THEN 'running' ELSE 'stopped' END, "
-                   "next_step_at = NULL", (running,))
+        db.execute(
+            "UPDATE deployments SET status = CASE WHEN id <= ? THEN 'running' ELSE 'stopped' END, "
+            "next_step_at = NULL",
+            (running,),
+        )
         db.execute("COMMIT")
-        assert db.execute("SELECT COUNT(*) FROM deployments WHERE status = 'running'").fetchone()[0] == running
+        assert (
+            db.execute("SELECT COUNT(*) FROM deployments WHERE status = 'running'").fetchone()[0] == running
+        )
     finally:
         db.close()
 
@@ -94,7 +100,9 @@ class Recorder:
 
     def _sample_delays(self) -> None:
         if not self._sample:
-            self._sample = [entry.runtime for entry in list(self.engine._running.values())[:SAMPLED_DEPLOYMENTS]]
+            self._sample = [
+                entry.runtime for entry in list(self.engine._running.values())[:SAMPLED_DEPLOYMENTS]
+            ]
         wall = time.time()
         for n, runtime in enumerate(self._sample):
             latest = runtime.metrics.latest()
@@ -107,8 +115,16 @@ class Recorder:
 def run_engine(db_path: Path, running: int, seconds: float) -> dict:
     prepare_db(db_path, running)
     with tempfile.TemporaryDirectory(prefix="samosval-bench-") as instance:
-        app = create_app({"DATABASE": str(db_path), "SECRET_KEY": "bench", "SIMULATOR_AUTOSTART": False,
-                          "SIM_SPEED": 1.0, "SIM_SEED": 7}, instance_path=instance)
+        app = create_app(
+            {
+                "DATABASE": str(db_path),
+                "SECRET_KEY": "bench",
+                "SIMULATOR_AUTOSTART": False,
+                "SIM_SPEED": 1.0,
+                "SIM_SEED": 7,
+            },
+            instance_path=instance,
+        )
         engine = app.extensions["samosval"].engine
         recorder = Recorder(engine)
         engine.start()
@@ -197,10 +213,14 @@ def measure_memory(count: int) -> dict:
     tracemalloc.stop()
     del state
     gc.collect()
-    return {"deployments": count, "log_lines_each": LOG_CAPACITY, "metric_points_each": METRIC_CAPACITY,
-            "mean_line_chars": round(total_chars / (count * LOG_CAPACITY), 1),
-            "kb_per_deployment": round(traced / count / 1024, 1),
-            "rss_kb_per_deployment": round(rss / count / 1024, 1)}
+    return {
+        "deployments": count,
+        "log_lines_each": LOG_CAPACITY,
+        "metric_points_each": METRIC_CAPACITY,
+        "mean_line_chars": round(total_chars / (count * LOG_CAPACITY), 1),
+        "kb_per_deployment": round(traced / count / 1024, 1),
+        "rss_kb_per_deployment": round(rss / count / 1024, 1),
+    }
 
 
 def _rss() -> int:
@@ -218,11 +238,15 @@ def main(argv=None) -> int:
         parser.error("--seconds 1..300, counts up to 2000")
 
     memory = measure_memory(args.memory_deployments)
-    print(f"memory: {memory['kb_per_deployment']} KB per deployment with full buffers "
-          f"(tracemalloc; RSS delta {memory['rss_kb_per_deployment']} KB), "
-          f"mean line {memory['mean_line_chars']} chars", flush=True)
+    print(
+        f"memory: {memory['kb_per_deployment']} KB per deployment with full buffers "
+        f"(tracemalloc; RSS delta {memory['rss_kb_per_deployment']} KB), "
+        f"mean line {memory['mean_line_chars']} chars",
+        flush=True,
+    )
 
     from seed import seed
+
     DATA_DIR.mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="engine-", dir=DATA_DIR))
     results = []
@@ -235,25 +259,63 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    rows = [[r["running"], r["ticks_per_s"], r["log_lines_per_s"], r["metric_points_per_s"], r["cpu_pct"],
-             r["cpu_pct_proc"], r["step_ms_p50"], r["step_ms_p99"], r["step_cpu_ms_p99"], r["tick_lag_ms_p50"],
-             r["tick_lag_ms_p99"], r["output_delay_ms_p50"], r["output_delay_ms_p99"], r["load_average"]]
-            for r in results]
+    rows = [
+        [
+            r["running"],
+            r["ticks_per_s"],
+            r["log_lines_per_s"],
+            r["metric_points_per_s"],
+            r["cpu_pct"],
+            r["cpu_pct_proc"],
+            r["step_ms_p50"],
+            r["step_ms_p99"],
+            r["step_cpu_ms_p99"],
+            r["tick_lag_ms_p50"],
+            r["tick_lag_ms_p99"],
+            r["output_delay_ms_p50"],
+            r["output_delay_ms_p99"],
+            r["load_average"],
+        ]
+        for r in results
+    ]
     print()
-    print(table(["running", "ticks/s", "lines/s", "points/s", "cpu %", "cpu % /proc", "step p50 ms",
-                 "step p99 ms", "step cpu p99", "lag p50 ms", "lag p99 ms", "out p50 ms", "out p99 ms", "load"], rows,
-                title=f"Engine at SIM_SPEED=1, {args.seconds:g} s per row (cpu % of one core)"))
+    print(
+        table(
+            [
+                "running",
+                "ticks/s",
+                "lines/s",
+                "points/s",
+                "cpu %",
+                "cpu % /proc",
+                "step p50 ms",
+                "step p99 ms",
+                "step cpu p99",
+                "lag p50 ms",
+                "lag p99 ms",
+                "out p50 ms",
+                "out p99 ms",
+                "load",
+            ],
+            rows,
+            title=f"Engine at SIM_SPEED=1, {args.seconds:g} s per row (cpu % of one core)",
+        )
+    )
     biggest = max(results, key=lambda r: r["running"])
     checks = {
         f"cpu at {biggest['running']} < 20 %": verdict(biggest["cpu_pct"] < TARGETS["cpu_pct"]),
-        f"tick lag p99 at {biggest['running']} < 100 ms": verdict(biggest["tick_lag_ms_p99"] < TARGETS["tick_lag_p99_ms"]),
+        f"tick lag p99 at {biggest['running']} < 100 ms": verdict(
+            biggest["tick_lag_ms_p99"] < TARGETS["tick_lag_p99_ms"]
+        ),
         "memory < 150 KB per deployment": verdict(memory["kb_per_deployment"] < TARGETS["kb_per_deployment"]),
     }
     print()
     for name, result in checks.items():
         print(f"{result:4}  {name}")
-    path = write_json("engine", {"seconds": args.seconds, "targets": TARGETS, "memory": memory,
-                                 "runs": results, "checks": checks})
+    path = write_json(
+        "engine",
+        {"seconds": args.seconds, "targets": TARGETS, "memory": memory, "runs": results, "checks": checks},
+    )
     print(f"\nwritten to {path}")
     return 0
 

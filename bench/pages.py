@@ -20,6 +20,7 @@ statement goes through ``EXPLAIN QUERY PLAN``. A "full scan" is a ``SCAN`` of a
 large table without an index; ``SCAN ... USING INDEX`` (an ordered walk bounded
 by the page's LIMIT) is listed separately. Results go to bench/pages.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,15 @@ from samosval.security import limiter
 TARGETS_P95_MS = {1: 20.0, 10: 25.0}  # by --scale (issue 23); other scales use the larger
 QUIET_LOAD = 1.5  # 1-minute load average below which wall times are trusted
 # Tables with thousands of rows or more in the seeded database.
-LARGE_TABLES = {"image_requests", "images", "builds", "deployments", "audit_log", "request_collaborators",
-                "webhook_deliveries"}
+LARGE_TABLES = {
+    "image_requests",
+    "images",
+    "builds",
+    "deployments",
+    "audit_log",
+    "request_collaborators",
+    "webhook_deliveries",
+}
 PASSWORD = "password123"
 
 # --- SQL capture ----------------------------------------------------------------------
@@ -68,8 +76,11 @@ def _trace(statement: str) -> None:
 
 db_module.connect = _traced_connect  # get_db() looks the name up in samosval.db at call time
 
-ALIAS_RE = re.compile(r"\b(?:FROM|JOIN)\s+(\w+)(?:\s+(?:AS\s+)?(?!ON\b|WHERE\b|JOIN\b|LEFT\b|ORDER\b|GROUP\b|"
-                      r"LIMIT\b|INNER\b|UNION\b|USING\b)(\w+))?", re.IGNORECASE)
+ALIAS_RE = re.compile(
+    r"\b(?:FROM|JOIN)\s+(\w+)(?:\s+(?:AS\s+)?(?!ON\b|WHERE\b|JOIN\b|LEFT\b|ORDER\b|GROUP\b|"
+    r"LIMIT\b|INNER\b|UNION\b|USING\b)(\w+))?",
+    re.IGNORECASE,
+)
 SCAN_RE = re.compile(r"^SCAN (\w+)(?: USING (COVERING )?INDEX (\w+))?")
 
 
@@ -88,8 +99,11 @@ def explain(plan_db: sqlite3.Connection, statement: str) -> dict:
     # "SCAN t" with ORDER BY t.id, a LIMIT and no sort step walks the table in rowid
     # order and stops after LIMIT + OFFSET rows: a walk, like SCAN ... USING INDEX.
     ordered = re.search(r"ORDER BY\s+(?:(\w+)\.)?id\b", statement, re.IGNORECASE)
-    rowid_walk = bool(ordered) and " LIMIT " in statement.upper() and \
-        not any("TEMP B-TREE FOR ORDER BY" in detail for detail in plan)
+    rowid_walk = (
+        bool(ordered)
+        and " LIMIT " in statement.upper()
+        and not any("TEMP B-TREE FOR ORDER BY" in detail for detail in plan)
+    )
     full, walks = [], []
     for detail in plan:
         match = SCAN_RE.match(detail)
@@ -109,8 +123,10 @@ def explain(plan_db: sqlite3.Connection, statement: str) -> dict:
 
 # --- the database ---------------------------------------------------------------------
 
+
 def build_database(path: Path, scale: int = 1) -> dict:
     from seed import scaled, seed
+
     counts = seed(str(path), **scaled(scale))
     db = _original_connect(str(path))
     now = time.time()
@@ -122,11 +138,22 @@ def build_database(path: Path, scale: int = 1) -> dict:
     db.executemany(
         "INSERT INTO alerts (alert_type, target_type, target_id, message, resolved, created_at) "
         "VALUES (?, 'deployment', ?, ?, ?, ?)",
-        [(("deployment_failed", "build_failed")[i % 2], 1 + i % 2000, f"failure {i}", int(i >= 40),
-          stamp(now - 500 * 600 + i * 600)) for i in range(500)])
+        [
+            (
+                ("deployment_failed", "build_failed")[i % 2],
+                1 + i % 2000,
+                f"failure {i}",
+                int(i >= 40),
+                stamp(now - 500 * 600 + i * 600),
+            )
+            for i in range(500)
+        ],
+    )
     db.executemany(
         "INSERT INTO webhook_tokens (name, token_prefix, token_hash, sealed_secret, created_at) "
-        "VALUES (?, ?, ?, 'x', ?)", [(f"ci-{i}", f"smv_{i:04d}", f"hash{i}", stamp(now)) for i in range(5)])
+        "VALUES (?, ?, ?, 'x', ?)",
+        [(f"ci-{i}", f"smv_{i:04d}", f"hash{i}", stamp(now)) for i in range(5)],
+    )
     db.execute("COMMIT")
     db.execute("ANALYZE")
     counts.update(alerts=500)
@@ -137,36 +164,63 @@ def build_database(path: Path, scale: int = 1) -> dict:
 def pick_personas(path: Path) -> dict:
     db = _original_connect(str(path))
     try:
-        admin = db.execute("SELECT id, username FROM users WHERE role = 'admin' AND username LIKE 'user%' "
-                           "ORDER BY id LIMIT 1").fetchone()
-        operator = db.execute("SELECT id, username FROM users WHERE role = 'operator' ORDER BY id LIMIT 1").fetchone()
+        admin = db.execute(
+            "SELECT id, username FROM users WHERE role = 'admin' AND username LIKE 'user%' "
+            "ORDER BY id LIMIT 1"
+        ).fetchone()
+        operator = db.execute(
+            "SELECT id, username FROM users WHERE role = 'operator' ORDER BY id LIMIT 1"
+        ).fetchone()
         developer = db.execute(
             "SELECT u.id, u.username, (SELECT COUNT(*) FROM image_requests r WHERE r.owner_id = u.id "
             "OR r.created_by = u.id OR r.id IN (SELECT request_id FROM request_collaborators c "
             "WHERE c.username = u.username)) AS n FROM users u WHERE u.role = 'developer' "
-            "AND u.username LIKE 'user%' ORDER BY n DESC LIMIT 1").fetchone()
+            "AND u.username LIKE 'user%' ORDER BY n DESC LIMIT 1"
+        ).fetchone()
         dev_request = db.execute(
             "SELECT r.id FROM image_requests r JOIN images i ON i.request_id = r.id "
             "JOIN deployments d ON d.image_id = i.id WHERE d.status = 'running' AND (r.owner_id = ? OR "
-            "r.created_by = ?) ORDER BY r.id LIMIT 1", (developer["id"], developer["id"])).fetchone()["id"]
+            "r.created_by = ?) ORDER BY r.id LIMIT 1",
+            (developer["id"], developer["id"]),
+        ).fetchone()["id"]
         ids = {}
         for key, request_id in (("admin", 7), ("developer", dev_request)):
-            image = db.execute("SELECT id FROM images WHERE request_id = ? ORDER BY id LIMIT 1", (request_id,)).fetchone()["id"]
+            image = db.execute(
+                "SELECT id FROM images WHERE request_id = ? ORDER BY id LIMIT 1", (request_id,)
+            ).fetchone()["id"]
             ids[key] = {
-                "request": request_id, "image": image,
-                "build": db.execute("SELECT id FROM builds WHERE request_id = ? LIMIT 1", (request_id,)).fetchone()["id"],
-                "deployment": db.execute("SELECT id FROM deployments WHERE image_id = ? ORDER BY status = 'running' DESC, id "
-                                         "LIMIT 1", (image,)).fetchone()["id"],
+                "request": request_id,
+                "image": image,
+                "build": db.execute(
+                    "SELECT id FROM builds WHERE request_id = ? LIMIT 1", (request_id,)
+                ).fetchone()["id"],
+                "deployment": db.execute(
+                    "SELECT id FROM deployments WHERE image_id = ? ORDER BY status = 'running' DESC, id "
+                    "LIMIT 1",
+                    (image,),
+                ).fetchone()["id"],
             }
         old_audit_id = db.execute("SELECT MIN(id) + 2000 FROM audit_log").fetchone()[0]
-        busy_user = db.execute("SELECT u.username FROM audit_log a JOIN users u ON u.id = a.user_id "
-                               "GROUP BY a.user_id ORDER BY COUNT(*) DESC LIMIT 1").fetchone()[0]
-        dates = db.execute("SELECT substr(MIN(created_at), 1, 10), substr(MAX(created_at), 1, 10) FROM audit_log").fetchone()
+        busy_user = db.execute(
+            "SELECT u.username FROM audit_log a JOIN users u ON u.id = a.user_id "
+            "GROUP BY a.user_id ORDER BY COUNT(*) DESC LIMIT 1"
+        ).fetchone()[0]
+        dates = db.execute(
+            "SELECT substr(MIN(created_at), 1, 10), substr(MAX(created_at), 1, 10) FROM audit_log"
+        ).fetchone()
     finally:
         db.close()
-    return {"admin": admin["username"], "operator": operator["username"], "developer": developer["username"],
-            "developer_visible_requests": developer["n"], "ids": ids, "old_audit_id": old_audit_id,
-            "busy_user": busy_user, "first_day": dates[0], "last_day": dates[1]}
+    return {
+        "admin": admin["username"],
+        "operator": operator["username"],
+        "developer": developer["username"],
+        "developer_visible_requests": developer["n"],
+        "ids": ids,
+        "old_audit_id": old_audit_id,
+        "busy_user": busy_user,
+        "first_day": dates[0],
+        "last_day": dates[1],
+    }
 
 
 def pages(p: dict) -> list[tuple[str, str, str]]:
@@ -180,8 +234,11 @@ def pages(p: dict) -> list[tuple[str, str, str]]:
             (persona, "requests", "/requests"),
             (persona, f"requests page {deep}", f"/requests?page={deep}"),
             (persona, "requests status=approved", "/requests?status=approved"),
-            (persona, f"requests status=approved page {max(2, deep // 5)}",
-             f"/requests?status=approved&page={max(2, deep // 5)}"),
+            (
+                persona,
+                f"requests status=approved page {max(2, deep // 5)}",
+                f"/requests?status=approved&page={max(2, deep // 5)}",
+            ),
             (persona, "requests q=service-12", "/requests?q=service-12"),
             (persona, "requests mine=1", "/requests?mine=1"),
             (persona, "builds", "/builds"),
@@ -219,13 +276,19 @@ def pages(p: dict) -> list[tuple[str, str, str]]:
         ("admin", "audit q=nothing-matches", "/admin/audit?q=nothing-matches"),
         ("admin", "audit date range", f"/admin/audit?from={p['first_day']}&to={p['first_day']}"),
         ("admin", "audit target request #42", "/admin/audit?target_type=request&target_id=42"),
-        ("admin", "audit user+action+dates", (f"/admin/audit?user={p['busy_user']}&action=login"
-                                              f"&from={p['first_day']}&to={p['last_day']}")),
+        (
+            "admin",
+            "audit user+action+dates",
+            (f"/admin/audit?user={p['busy_user']}&action=login&from={p['first_day']}&to={p['last_day']}"),
+        ),
         ("admin", "webhooks", "/webhooks"),
         ("admin", "webhooks page 100", "/webhooks?page=100"),
         ("admin", "webhooks outcome=processed", "/webhooks?outcome=processed"),
-        ("admin", "webhooks outcome=refused source=github page 20",
-         "/webhooks?outcome=refused&source=github&page=20"),
+        (
+            "admin",
+            "webhooks outcome=refused source=github page 20",
+            "/webhooks?outcome=refused&source=github&page=20",
+        ),
         ("operator", "webhooks", "/webhooks"),
         ("admin", "alerts", "/alerts"),
         ("operator", "alerts", "/alerts"),
@@ -241,9 +304,11 @@ def pages(p: dict) -> list[tuple[str, str, str]]:
             (persona, "deployment metrics JSON", f"/api/deployments/{ids['deployment']}/metrics"),
             (persona, "deployment logs.txt", f"/deployments/{ids['deployment']}/logs.txt"),
         ]
-    rows += [("admin", "request edit form", f"/requests/{a['request']}/edit"),
-             ("operator", "request edit form", f"/requests/{a['request']}/edit"),
-             ("developer", "request form (new)", "/requests/new")]
+    rows += [
+        ("admin", "request edit form", f"/requests/{a['request']}/edit"),
+        ("operator", "request edit form", f"/requests/{a['request']}/edit"),
+        ("developer", "request form (new)", "/requests/new"),
+    ]
     return rows
 
 
@@ -261,6 +326,7 @@ def fill_runtime(app, deployment_ids) -> None:
     import random
 
     from samosval.simulator import textgen
+
     rng = random.Random(7)
     state = app.extensions["samosval"].state
     now = time.time()
@@ -271,7 +337,9 @@ def fill_runtime(app, deployment_ids) -> None:
             level, text = textgen.runtime_line(rng, f"svc-{deployment_id}", "service-1:1.0.0", 2)
             runtime.logs.append(now - 1000 + n, level, text)
         for n in range(900):
-            runtime.metrics.append(now - 900 + n, round(rng.uniform(10, 90), 1), round(rng.uniform(20, 70), 1))
+            runtime.metrics.append(
+                now - 900 + n, round(rng.uniform(10, 90), 1), round(rng.uniform(20, 70), 1)
+            )
 
 
 def get(client, url: str):
@@ -326,11 +394,20 @@ def main(argv=None) -> int:
             counts = build_database(db_path, args.scale)
             print(f"seeded in {time.perf_counter() - started:.1f} s: {counts}", flush=True)
         personas = pick_personas(db_path)
-        app = create_app({"DATABASE": str(db_path), "SECRET_KEY": "bench", "SIMULATOR_AUTOSTART": False,
-                          "LOGIN_RATE_LIMIT_USER": "1000 per minute", "LOGIN_RATE_LIMIT_IP": "1000 per minute"},
-                         instance_path=str(workdir / "instance"))
+        app = create_app(
+            {
+                "DATABASE": str(db_path),
+                "SECRET_KEY": "bench",
+                "SIMULATOR_AUTOSTART": False,
+                "LOGIN_RATE_LIMIT_USER": "1000 per minute",
+                "LOGIN_RATE_LIMIT_IP": "1000 per minute",
+            },
+            instance_path=str(workdir / "instance"),
+        )
         limiter.reset()
-        fill_runtime(app, {personas["ids"]["admin"]["deployment"], personas["ids"]["developer"]["deployment"]})
+        fill_runtime(
+            app, {personas["ids"]["admin"]["deployment"], personas["ids"]["developer"]["deployment"]}
+        )
         clients = {name: login(app, personas[name]) for name in ("admin", "operator", "developer")}
         clients["anonymous"] = app.test_client()
         plan_db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
@@ -344,22 +421,36 @@ def main(argv=None) -> int:
             _captured = []
             get(client, url)
             statements, _captured = _captured, None
-            queries = [s for s in statements if s.lstrip().upper().startswith(("SELECT", "WITH", "UPDATE",
-                                                                               "INSERT", "DELETE"))]
+            queries = [
+                s
+                for s in statements
+                if s.lstrip().upper().startswith(("SELECT", "WITH", "UPDATE", "INSERT", "DELETE"))
+            ]
             plans = {}
             for statement in dict.fromkeys(queries):
                 plans[statement] = explain(plan_db, statement)
-            results.append({
-                "persona": persona, "page": name, "url": url, "status": status,
-                "median_ms": round(statistics.median(times), 2), "p95_ms": round(percentile(times, 95), 2),
-                "max_ms": round(max(times), 2), "cpu_median_ms": round(statistics.median(cpu_times), 2),
-                "cpu_p95_ms": round(percentile(cpu_times, 95), 2), "queries": len(queries),
-                "full_scans": sorted({t for p in plans.values() for t in p["full_scans"]}),
-                "index_scans": sorted({t for p in plans.values() for t in p["index_scans"]}),
-                "plans": [{"sql": s, **p} for s, p in plans.items()],
-            })
-            print(f"{results[-1]['p95_ms']:8.2f} ms p95 wall {results[-1]['cpu_p95_ms']:8.2f} ms p95 cpu  "
-                  f"{persona:9} {name}", flush=True)
+            results.append(
+                {
+                    "persona": persona,
+                    "page": name,
+                    "url": url,
+                    "status": status,
+                    "median_ms": round(statistics.median(times), 2),
+                    "p95_ms": round(percentile(times, 95), 2),
+                    "max_ms": round(max(times), 2),
+                    "cpu_median_ms": round(statistics.median(cpu_times), 2),
+                    "cpu_p95_ms": round(percentile(cpu_times, 95), 2),
+                    "queries": len(queries),
+                    "full_scans": sorted({t for p in plans.values() for t in p["full_scans"]}),
+                    "index_scans": sorted({t for p in plans.values() for t in p["index_scans"]}),
+                    "plans": [{"sql": s, **p} for s, p in plans.items()],
+                }
+            )
+            print(
+                f"{results[-1]['p95_ms']:8.2f} ms p95 wall {results[-1]['cpu_p95_ms']:8.2f} ms p95 cpu  "
+                f"{persona:9} {name}",
+                flush=True,
+            )
         plan_db.close()
     finally:
         if not args.keep_db:
@@ -374,34 +465,76 @@ def main(argv=None) -> int:
     judge = "p95_ms" if max(load_before[0], load[0]) < QUIET_LOAD else "cpu_p95_ms"
     for r in results:
         r["ok"] = r[judge] < target and not r["full_scans"] and r["status"] == 200
-    rows = [[r["persona"], r["page"], r["status"], r["median_ms"], r["p95_ms"], r["cpu_median_ms"], r["cpu_p95_ms"],
-             r["queries"], ", ".join(r["full_scans"]) or "-", verdict(r["ok"])] for r in results]
+    rows = [
+        [
+            r["persona"],
+            r["page"],
+            r["status"],
+            r["median_ms"],
+            r["p95_ms"],
+            r["cpu_median_ms"],
+            r["cpu_p95_ms"],
+            r["queries"],
+            ", ".join(r["full_scans"]) or "-",
+            verdict(r["ok"]),
+        ]
+        for r in results
+    ]
     print()
-    print(table(["persona", "page", "status", "median ms", "p95 ms", "cpu median", "cpu p95", "queries",
-                 "full scans", ""], rows,
-                title=f"Pages at volume, {args.runs} runs each (developer {personas['developer']} sees "
-                      f"{personas['developer_visible_requests']} requests); load average {load_before[0]} "
-                      f"before, {load[0]} after: verdict on {'wall' if judge == 'p95_ms' else 'CPU'} p95"))
+    print(
+        table(
+            [
+                "persona",
+                "page",
+                "status",
+                "median ms",
+                "p95 ms",
+                "cpu median",
+                "cpu p95",
+                "queries",
+                "full scans",
+                "",
+            ],
+            rows,
+            title=f"Pages at volume, {args.runs} runs each (developer {personas['developer']} sees "
+            f"{personas['developer_visible_requests']} requests); load average {load_before[0]} "
+            f"before, {load[0]} after: verdict on {'wall' if judge == 'p95_ms' else 'CPU'} p95",
+        )
+    )
     walks = sorted({(w, r["page"]) for r in results for w in r["index_scans"]})
     if walks:
         print("\nIndex walks (SCAN ... USING INDEX, bounded by LIMIT/OFFSET):")
         for walk in sorted({w for w, _ in walks}):
             print(f"  {walk}: " + ", ".join(sorted({p for w, p in walks if w == walk})))
     misses = [r for r in results if not r["ok"]]
-    print(f"\n{len(results) - len(misses)}/{len(results)} pages meet p95 < {target:g} ms with no full scan "
-          "of a large table")
+    print(
+        f"\n{len(results) - len(misses)}/{len(results)} pages meet p95 < {target:g} ms with no full scan "
+        "of a large table"
+    )
     for r in misses:
-        print(f"  MISS {r['persona']} {r['page']}: status {r['status']}, p95 {r['p95_ms']} ms "
-              f"(cpu {r['cpu_p95_ms']} ms), "
-              f"full scans: {', '.join(r['full_scans']) or '-'}")
+        print(
+            f"  MISS {r['persona']} {r['page']}: status {r['status']}, p95 {r['p95_ms']} ms "
+            f"(cpu {r['cpu_p95_ms']} ms), "
+            f"full scans: {', '.join(r['full_scans']) or '-'}"
+        )
         for plan in r["plans"]:
             if plan["full_scans"]:
                 print(f"       {plan['sql'][:160]}")
                 print(f"       -> {' | '.join(plan['plan'])}")
-    path = write_json("pages", {"runs": args.runs, "load_average": {"before": load_before, "after": load},
-                                "scale": args.scale, "verdict_on": judge, "target_p95_ms": target, "counts": counts,
-                                "personas": personas, "results": results,
-                                "misses": [f"{r['persona']} {r['page']}" for r in misses]})
+    path = write_json(
+        "pages",
+        {
+            "runs": args.runs,
+            "load_average": {"before": load_before, "after": load},
+            "scale": args.scale,
+            "verdict_on": judge,
+            "target_p95_ms": target,
+            "counts": counts,
+            "personas": personas,
+            "results": results,
+            "misses": [f"{r['persona']} {r['page']}" for r in misses],
+        },
+    )
     print(f"\nwritten to {path}")
     return 0
 

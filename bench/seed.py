@@ -9,6 +9,7 @@ Creates (or upgrades) the schema first, then inserts rows with ``executemany`` i
 one transaction (the audit search index is filled by its triggers as rows go in).
 Deterministic for a given --seed. Prints what it wrote.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,16 +28,32 @@ from samosval.migrations import _statements  # noqa: E402
 
 STATUSES = ("draft", "submitted", "in_review", "approved", "rejected")
 DEPLOY_STATUSES = ("running", "running", "running", "stopped", "failed", "deploying")
-ACTIONS = ("login", "request_create", "request_edit", "request_status", "build_start", "build_finish",
-           "deployment_create", "deployment_restart", "deployment_stop", "commit_hook_received")
+ACTIONS = (
+    "login",
+    "request_create",
+    "request_edit",
+    "request_status",
+    "build_start",
+    "build_finish",
+    "deployment_create",
+    "deployment_restart",
+    "deployment_stop",
+    "commit_hook_received",
+)
 
 
 def iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-DEFAULTS = {"users": 200, "requests": 10_000, "images": 2_000, "deployments": 2_000, "audit": 100_000,
-            "deliveries": 5_000}
+DEFAULTS = {
+    "users": 200,
+    "requests": 10_000,
+    "images": 2_000,
+    "deployments": 2_000,
+    "audit": 100_000,
+    "deliveries": 5_000,
+}
 OUTCOMES = ("processed", "processed", "no_match", "duplicate", "refused", "ignored")
 
 
@@ -45,8 +62,17 @@ def scaled(scale: int) -> dict:
     return {name: count * scale for name, count in DEFAULTS.items()}
 
 
-def seed(path: str, users=200, requests=10_000, images=2_000, deployments=2_000, audit=100_000,
-         running=0, seed_value=7, deliveries=5_000) -> dict:
+def seed(
+    path: str,
+    users=200,
+    requests=10_000,
+    images=2_000,
+    deployments=2_000,
+    audit=100_000,
+    running=0,
+    seed_value=7,
+    deliveries=5_000,
+) -> dict:
     rng = random.Random(seed_value)
     init_db_if_needed(path)
     db = connect(path)
@@ -63,10 +89,14 @@ def seed(path: str, users=200, requests=10_000, images=2_000, deployments=2_000,
     for i in range(users):
         role = roles[i] if i < len(roles) else "developer"
         user_rows.append((f"user{i:04d}", password_hash, role, 1, iso(base + i)))
-    db.executemany("INSERT INTO users (username, password_hash, role, is_active, created_at) VALUES (?, ?, ?, ?, ?)",
-                   user_rows)
+    db.executemany(
+        "INSERT INTO users (username, password_hash, role, is_active, created_at) VALUES (?, ?, ?, ?, ?)",
+        user_rows,
+    )
     user_ids = [r[0] for r in db.execute("SELECT id FROM users WHERE username LIKE 'user%' ORDER BY id")]
-    dev_ids = [r[0] for r in db.execute("SELECT id FROM users WHERE role = 'developer' AND username LIKE 'user%'")]
+    dev_ids = [
+        r[0] for r in db.execute("SELECT id FROM users WHERE role = 'developer' AND username LIKE 'user%'")
+    ]
     dev_names = {r[0]: r[1] for r in db.execute("SELECT id, username FROM users WHERE role='developer'")}
 
     request_rows, collab_rows = [], []
@@ -76,42 +106,104 @@ def seed(path: str, users=200, requests=10_000, images=2_000, deployments=2_000,
         collaborators = rng.sample(dev_ids, 2)
         repo = f"https://git.example.com/team{i % 150}/service{i % 700}.git"
         updated = base + i * 60
-        request_rows.append((
-            i + 1, f"service-{i}", repo, "main", "continuous" if i % 3 else "static",
-            None if i % 3 else "a" * 40, "python:3.12-slim", "pip install -r requirements.txt",
-            "gunicorn app:app", "FROM python:3.12-slim", 256 + (i % 8) * 128, 1.0, f"1.{i % 50}.0",
-            owner, STATUSES[i % 5] if i >= images else "approved",
-            ", ".join(dev_names[c] for c in collaborators), creator, iso(updated), iso(updated),
-            normalize_repo_url(repo)))
+        request_rows.append(
+            (
+                i + 1,
+                f"service-{i}",
+                repo,
+                "main",
+                "continuous" if i % 3 else "static",
+                None if i % 3 else "a" * 40,
+                "python:3.12-slim",
+                "pip install -r requirements.txt",
+                "gunicorn app:app",
+                "FROM python:3.12-slim",
+                256 + (i % 8) * 128,
+                1.0,
+                f"1.{i % 50}.0",
+                owner,
+                STATUSES[i % 5] if i >= images else "approved",
+                ", ".join(dev_names[c] for c in collaborators),
+                creator,
+                iso(updated),
+                iso(updated),
+                normalize_repo_url(repo),
+            )
+        )
         collab_rows.extend((i + 1, dev_names[c]) for c in collaborators)
     db.executemany(
         "INSERT INTO image_requests (id, image_name, repo_url, repo_branch, update_mode, target_commit, base_image, "
         "run_commands, entrypoint, dockerfile_content, ram_mb, vcpu, version_tag, owner_id, status, collaborators, "
         "created_by, created_at, updated_at, repo_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        request_rows)
-    db.executemany("INSERT OR IGNORE INTO request_collaborators (request_id, username) VALUES (?, ?)", collab_rows)
+        request_rows,
+    )
+    db.executemany(
+        "INSERT OR IGNORE INTO request_collaborators (request_id, username) VALUES (?, ?)", collab_rows
+    )
 
     image_rows, build_rows = [], []
     for i in range(images):
         request_id = i + 1
-        image_rows.append((i + 1, request_id, f"service-{i}", f"1.{i % 50}.0", f"service-{i}:1.{i % 50}.0",
-                           iso(base + i * 60 + 30), f"sha256:{rng.getrandbits(256):064x}", 1))
-        build_rows.append((request_id, i + 1, "success", "Step 1/5 ...\nPushed.\n", rng.choice(user_ids[:20]),
-                           iso(base + i * 60 + 10), iso(base + i * 60 + 30), 5, 5))
-    db.executemany("INSERT INTO images (id, request_id, name, version, image_tag, created_at, digest, build_number) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", image_rows)
-    db.executemany("INSERT INTO builds (request_id, image_id, status, build_log, built_by, created_at, updated_at, "
-                   "steps_done, steps_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", build_rows)
+        image_rows.append(
+            (
+                i + 1,
+                request_id,
+                f"service-{i}",
+                f"1.{i % 50}.0",
+                f"service-{i}:1.{i % 50}.0",
+                iso(base + i * 60 + 30),
+                f"sha256:{rng.getrandbits(256):064x}",
+                1,
+            )
+        )
+        build_rows.append(
+            (
+                request_id,
+                i + 1,
+                "success",
+                "Step 1/5 ...\nPushed.\n",
+                rng.choice(user_ids[:20]),
+                iso(base + i * 60 + 10),
+                iso(base + i * 60 + 30),
+                5,
+                5,
+            )
+        )
+    db.executemany(
+        "INSERT INTO images (id, request_id, name, version, image_tag, created_at, digest, build_number) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        image_rows,
+    )
+    db.executemany(
+        "INSERT INTO builds (request_id, image_id, status, build_log, built_by, created_at, updated_at, "
+        "steps_done, steps_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        build_rows,
+    )
 
     deployment_rows = []
     for i in range(deployments):
         status = "running" if i < running else DEPLOY_STATUSES[i % len(DEPLOY_STATUSES)]
         if running and i >= running and status == "running":
             status = "stopped"
-        deployment_rows.append((i % images + 1, f"svc-{i}", ("dev", "staging", "prod")[i % 3], status, 1 + i % 3,
-                                f"{8000 + i % 1000}:8000", 0, 0, iso(base + i * 70), iso(base + i * 70)))
-    db.executemany("INSERT INTO deployments (image_id, name, environment, status, replicas, ports, stopped_by_operator, "
-                   "needs_restart, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", deployment_rows)
+        deployment_rows.append(
+            (
+                i % images + 1,
+                f"svc-{i}",
+                ("dev", "staging", "prod")[i % 3],
+                status,
+                1 + i % 3,
+                f"{8000 + i % 1000}:8000",
+                0,
+                0,
+                iso(base + i * 70),
+                iso(base + i * 70),
+            )
+        )
+    db.executemany(
+        "INSERT INTO deployments (image_id, name, environment, status, replicas, ports, stopped_by_operator, "
+        "needs_restart, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        deployment_rows,
+    )
 
     # Spread over the same 90 days whatever the scale (a busier company, not a longer one).
     step = 90 * 86400 / max(audit, 1)
@@ -119,14 +211,24 @@ def seed(path: str, users=200, requests=10_000, images=2_000, deployments=2_000,
     def audit_rows():
         for i in range(audit):
             action = ACTIONS[i % len(ACTIONS)]
-            yield (rng.choice(user_ids), action, "user" if action == "login" else "request",
-                   rng.randint(1, requests), f'{{"note": "event {i}", "field": "image_name"}}',
-                   iso(base + i * step), "10.0.0.1")
+            yield (
+                rng.choice(user_ids),
+                action,
+                "user" if action == "login" else "request",
+                rng.randint(1, requests),
+                f'{{"note": "event {i}", "field": "image_name"}}',
+                iso(base + i * step),
+                "10.0.0.1",
+            )
+
     # The search index is built once at the end ('rebuild': 4x faster than its
     # insert trigger row by row), then the trigger is put back as schema.sql has it.
     db.execute("DROP TRIGGER audit_fts_insert")
-    db.executemany("INSERT INTO audit_log (user_id, action, target_type, target_id, details, created_at, ip) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?)", audit_rows())
+    db.executemany(
+        "INSERT INTO audit_log (user_id, action, target_type, target_id, details, created_at, ip) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        audit_rows(),
+    )
     db.execute("INSERT INTO audit_fts (audit_fts) VALUES ('rebuild')")
     db.execute(next(s for s in _statements(schema_sql()) if "TRIGGER IF NOT EXISTS audit_fts_insert " in s))
 
@@ -135,22 +237,41 @@ def seed(path: str, users=200, requests=10_000, images=2_000, deployments=2_000,
         "INSERT INTO webhook_deliveries (created_at, source, event, repo_url, repo_key, branch, commit_sha, "
         "outcome, reason, http_status, matched_request_ids, restarted_ids, marked_ids) "
         "VALUES (?, ?, 'push', ?, ?, 'main', ?, ?, NULL, 200, '[1, 2]', '[3, 4, 5]', '[]')",
-        ((iso(now - deliveries * 60 + i * 60), ("generic", "github", "gitlab")[i % 3],
-          f"https://git.example.com/team{i % 150}/service{i % 700}.git",
-          f"git.example.com/team{i % 150}/service{i % 700}", f"{i:040x}", OUTCOMES[i % len(OUTCOMES)])
-         for i in range(deliveries)))
+        (
+            (
+                iso(now - deliveries * 60 + i * 60),
+                ("generic", "github", "gitlab")[i % 3],
+                f"https://git.example.com/team{i % 150}/service{i % 700}.git",
+                f"git.example.com/team{i % 150}/service{i % 700}",
+                f"{i:040x}",
+                OUTCOMES[i % len(OUTCOMES)],
+            )
+            for i in range(deliveries)
+        ),
+    )
     db.execute("COMMIT")
     db.execute("ANALYZE")
     db.execute("PRAGMA journal_mode = WAL")
-    counts = {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-              for table in ("users", "image_requests", "images", "builds", "deployments", "audit_log",
-                            "webhook_deliveries")}
+    counts = {
+        table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        for table in (
+            "users",
+            "image_requests",
+            "images",
+            "builds",
+            "deployments",
+            "audit_log",
+            "webhook_deliveries",
+        )
+    }
     db.close()
     return counts
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("path")
     parser.add_argument("--scale", type=int, default=1, help="multiply every default count")
     for name in DEFAULTS:
@@ -160,12 +281,16 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.scale <= 100:
         parser.error("--scale 1..100")
-    counts = {name: getattr(args, name) if getattr(args, name) is not None else count
-              for name, count in scaled(args.scale).items()}
+    counts = {
+        name: getattr(args, name) if getattr(args, name) is not None else count
+        for name, count in scaled(args.scale).items()
+    }
     started = time.perf_counter()
     counts = seed(args.path, running=args.running, seed_value=args.seed, **counts)
-    print(f"seeded {args.path} in {time.perf_counter() - started:.1f}s: "
-          + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    print(
+        f"seeded {args.path} in {time.perf_counter() - started:.1f}s: "
+        + ", ".join(f"{k}={v}" for k, v in counts.items())
+    )
 
 
 if __name__ == "__main__":

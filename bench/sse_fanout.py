@@ -32,6 +32,7 @@ The client is one asyncio process on one thread (the script itself). The open
 files limit is raised to 20,000 here and in the servers. Results go to
 bench/sse_fanout.json (gitignored); everything binds to 127.0.0.1 and stops.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,9 +66,11 @@ def raise_fd_limit() -> None:
 
 # --- the floor: a bare broadcast server ---------------------------------------------
 
+
 def floor_server(port: int, deployments: int, interval: float) -> None:
     """Every ``interval`` s, one SSE line per deployment, the same bytes written to
     every connection of that deployment (path ``/d/<k>``)."""
+
     async def main():
         viewers: dict[int, set] = {k: set() for k in range(deployments)}
 
@@ -92,9 +95,11 @@ def floor_server(port: int, deployments: int, interval: float) -> None:
             while True:
                 await asyncio.sleep(interval)
                 seq += 1
-                for k, writers in viewers.items():
+                for writers in viewers.values():
                     data = b'data: {"seq":%d,"ts":%.6f,"level":"INFO","text":"floor line"}\n\n' % (
-                        seq, time.time())
+                        seq,
+                        time.time(),
+                    )
                     for writer in writers:
                         writer.write(data)
 
@@ -112,13 +117,14 @@ class Floor:
     def __init__(self, deployments: int, interval: float):
         self.port = free_port()
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--floor-server", str(self.port), str(deployments),
-             str(interval)])
+            [sys.executable, __file__, "--floor-server", str(self.port), str(deployments), str(interval)]
+        )
         self.paths = [f"/d/{k}" for k in range(deployments)]
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
                 import socket
+
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return
             except OSError:
@@ -136,16 +142,25 @@ class Floor:
 
 # --- Samosval -----------------------------------------------------------------------
 
+
 class Samosval:
-    def __init__(self, workdir: Path, kind: str, deployments: int, speed: float,
-                 header_timeout: float | None = None):
-        env = {"SAMOSVAL_SSE_MAX_STREAMS_PER_USER": "100000",
-               "SAMOSVAL_LOGIN_RATE_LIMIT_IP": "100000 per minute",
-               "SAMOSVAL_LOGIN_RATE_LIMIT_USER": "100000 per minute"}
+    def __init__(
+        self, workdir: Path, kind: str, deployments: int, speed: float, header_timeout: float | None = None
+    ):
+        env = {
+            "SAMOSVAL_SSE_MAX_STREAMS_PER_USER": "100000",
+            "SAMOSVAL_LOGIN_RATE_LIMIT_IP": "100000 per minute",
+            "SAMOSVAL_LOGIN_RATE_LIMIT_USER": "100000 per minute",
+        }
         if header_timeout:
             env["SAMOSVAL_HEADER_TIMEOUT"] = str(header_timeout)
-        self.app = AppProcess(workdir / "instance", workdir / "server.log", speed=speed,
-                              extra_env=env, production=kind == "production")
+        self.app = AppProcess(
+            workdir / "instance",
+            workdir / "server.log",
+            speed=speed,
+            extra_env=env,
+            production=kind == "production",
+        )
         self.port = self.app.port
         user_id = self.app.create_user("benchops", "operator")
         db = connect(self.app.db_path)
@@ -172,12 +187,15 @@ class Samosval:
 def proc_stats(pid: int) -> dict:
     status = Path(f"/proc/{pid}/status").read_text()
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return {"cpu": (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"),
-            "rss_kb": int(re.search(r"^VmRSS:\s+(\d+)", status, re.M).group(1)),
-            "threads": int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))}
+    return {
+        "cpu": (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"),
+        "rss_kb": int(re.search(r"^VmRSS:\s+(\d+)", status, re.M).group(1)),
+        "threads": int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1)),
+    }
 
 
 # --- the client -----------------------------------------------------------------------
+
 
 class Viewer:
     __slots__ = ("group", "received", "connected")
@@ -190,8 +208,10 @@ class Viewer:
 
 async def run_viewer(viewer: Viewer, port: int, path: str, cookie: str, stop: asyncio.Event):
     reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n"
-                 "Accept: text/event-stream\r\n\r\n".encode())
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n"
+        "Accept: text/event-stream\r\n\r\n".encode()
+    )
     head = await reader.readuntil(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 200"):
         writer.close()
@@ -208,7 +228,7 @@ async def run_viewer(viewer: Viewer, port: int, path: str, cookie: str, stop: as
             cut = pending.rfind(b"\n\n")
             if cut < 0:
                 continue
-            complete, pending = pending[:cut], pending[cut + 2:]
+            complete, pending = pending[:cut], pending[cut + 2 :]
             for match in LINE.finditer(complete):
                 viewer.received.append((int(match.group(1)), float(match.group(2)), now))
     finally:
@@ -240,8 +260,13 @@ async def login_probe(port: int, stop: asyncio.Event, samples: list[float]):
     import json
 
     probe = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--login-probe", str(port),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        sys.executable,
+        __file__,
+        "--login-probe",
+        str(port),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
     await stop.wait()
     out, _ = await probe.communicate(b"stop")
     samples.extend(float("inf") if x is None else x for x in json.loads(out))
@@ -254,10 +279,13 @@ async def scenario(server, per_group: int, duration: float, login_port: int | No
     tasks = []
     connect_started = time.monotonic()
     for start in range(0, len(viewers), CONNECT_BATCH):
-        batch = viewers[start:start + CONNECT_BATCH]
-        tasks += [asyncio.ensure_future(run_viewer(v, server.port, server.paths[v.group],
-                                                   getattr(server, "cookie", ""), stop))
-                  for v in batch]
+        batch = viewers[start : start + CONNECT_BATCH]
+        tasks += [
+            asyncio.ensure_future(
+                run_viewer(v, server.port, server.paths[v.group], getattr(server, "cookie", ""), stop)
+            )
+            for v in batch
+        ]
         while sum(v.connected for v in batch) < len(batch):
             failed = [t for t in tasks if t.done() and t.exception()]
             if failed:
@@ -280,12 +308,36 @@ async def scenario(server, per_group: int, duration: float, login_port: int | No
     await asyncio.gather(*tasks, return_exceptions=True)
     await asyncio.sleep(2.0)
     after = proc_stats(server.serving_pid)
-    return summarise(viewers, len(server.paths), per_group, window_start, window_end, duration,
-                     before, cpu_start, during, after, logins, connect_seconds)
+    return summarise(
+        viewers,
+        len(server.paths),
+        per_group,
+        window_start,
+        window_end,
+        duration,
+        before,
+        cpu_start,
+        during,
+        after,
+        logins,
+        connect_seconds,
+    )
 
 
-def summarise(viewers, groups, per_group, window_start, window_end, duration, before, cpu_start,
-              during, after, logins, connect_seconds) -> dict:
+def summarise(
+    viewers,
+    groups,
+    per_group,
+    window_start,
+    window_end,
+    duration,
+    before,
+    cpu_start,
+    during,
+    after,
+    logins,
+    connect_seconds,
+) -> dict:
     first_receipt: dict[tuple[int, int], float] = {}
     seqs_by_group: dict[int, set] = {g: set() for g in range(groups)}
     counts: dict[tuple[int, int], int] = {}
@@ -308,16 +360,23 @@ def summarise(viewers, groups, per_group, window_start, window_end, duration, be
     delivered = sum(counts.values())
     finite = [x for x in logins if x != float("inf")]
     return {
-        "viewers": len(viewers), "groups": groups, "per_group": per_group,
+        "viewers": len(viewers),
+        "groups": groups,
+        "per_group": per_group,
         "connect_s": round(connect_seconds, 1),
-        "produced": produced, "expected": produced * per_group, "delivered": delivered,
+        "produced": produced,
+        "expected": produced * per_group,
+        "delivered": delivered,
         "lost": produced * per_group - delivered,
-        "spread_p50": percentile(spreads, 50), "spread_p99": percentile(spreads, 99),
-        "delay_p50": percentile(delays, 50), "delay_p99": percentile(delays, 99),
+        "spread_p50": percentile(spreads, 50),
+        "spread_p99": percentile(spreads, 99),
+        "delay_p50": percentile(delays, 50),
+        "delay_p99": percentile(delays, 99),
         "login_p95": percentile(finite, 95) if finite else None,
         "login_failed": len(logins) - len(finite),
         "cpu_pct": (during["cpu"] - cpu_start["cpu"]) / duration * 100,
-        "rss_mb": during["rss_kb"] / 1024, "threads": during["threads"],
+        "rss_mb": during["rss_kb"] / 1024,
+        "threads": during["threads"],
         "threads_after": after["threads"],
         "kb_per_stream": (during["rss_kb"] - before["rss_kb"]) / max(1, len(viewers)),
     }
@@ -335,7 +394,7 @@ async def half_open(server, count: int, watch: float) -> dict:
         try:
             await asyncio.wait_for(reader.read(), watch)
             closed_after.append(time.monotonic() - started)
-        except (asyncio.TimeoutError, OSError):
+        except (TimeoutError, OSError):
             closed_after.append(watch)
         finally:
             writer.close()
@@ -350,13 +409,19 @@ async def half_open(server, count: int, watch: float) -> dict:
     stop.set()
     await probe
     finite = [x for x in logins if x != float("inf")]
-    return {"sockets": count, "login_p95": percentile(finite, 95) if finite else None,
-            "login_samples": len(logins), "login_failed": len(logins) - len(finite),
-            "closed_p50_s": percentile(closed_after, 50), "closed_max_s": max(closed_after),
-            "never_closed": sum(1 for x in closed_after if x >= watch)}
+    return {
+        "sockets": count,
+        "login_p95": percentile(finite, 95) if finite else None,
+        "login_samples": len(logins),
+        "login_failed": len(logins) - len(finite),
+        "closed_p50_s": percentile(closed_after, 50),
+        "closed_max_s": max(closed_after),
+        "never_closed": sum(1 for x in closed_after if x >= watch),
+    }
 
 
 # --- running it ---------------------------------------------------------------------------
+
 
 def parse_scenario(text: str) -> tuple[int, int]:
     if "x" in text:
@@ -368,12 +433,19 @@ def parse_scenario(text: str) -> tuple[int, int]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=15.0, help="seconds of listening per scenario")
-    parser.add_argument("--scenarios", default="1,100,1000,5000,50x20,1000x1",
-                        help="N viewers of one deployment, or DxC (1000x1: the engine at 1,000 deployments)")
+    parser.add_argument(
+        "--scenarios",
+        default="1,100,1000,5000,50x20,1000x1",
+        help="N viewers of one deployment, or DxC (1000x1: the engine at 1,000 deployments)",
+    )
     parser.add_argument("--servers", default="app,production")
     parser.add_argument("--half-open", type=int, default=1000, help="0 to skip")
-    parser.add_argument("--speed", type=float, default=0.5,
-                        help="SAMOSVAL_SIM_SPEED (a running deployment writes ~2 lines/s at speed 1)")
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=0.5,
+        help="SAMOSVAL_SIM_SPEED (a running deployment writes ~2 lines/s at speed 1)",
+    )
     parser.add_argument("--floor-server", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--login-probe", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -391,19 +463,26 @@ def main(argv=None) -> int:
         groups, per_group = parse_scenario(text)
         for kind in ["floor"] + args.servers.split(","):
             with tempfile.TemporaryDirectory(prefix="samosval-fanout-") as tmp:
-                server = (Floor(groups, interval) if kind == "floor"
-                          else Samosval(Path(tmp), kind, groups, args.speed))
+                server = (
+                    Floor(groups, interval)
+                    if kind == "floor"
+                    else Samosval(Path(tmp), kind, groups, args.speed)
+                )
                 try:
                     load = os.getloadavg()[0]
-                    result = asyncio.run(scenario(server, per_group, args.duration,
-                                                  None if kind == "floor" else server.port))
+                    result = asyncio.run(
+                        scenario(server, per_group, args.duration, None if kind == "floor" else server.port)
+                    )
                 finally:
                     server.stop()
             result.update(scenario=text, server=kind, load=load)
             results.append(result)
-            print(f"{text:>6} {kind:<10} lost {result['lost']} of {result['expected']}, spread p99 "
-                  f"{result['spread_p99']:.1f} ms, delay p99 {result['delay_p99']:.1f} ms, login p95 "
-                  f"{result['login_p95']}, cpu {result['cpu_pct']:.0f} %, load {load:.2f}", flush=True)
+            print(
+                f"{text:>6} {kind:<10} lost {result['lost']} of {result['expected']}, spread p99 "
+                f"{result['spread_p99']:.1f} ms, delay p99 {result['delay_p99']:.1f} ms, login p95 "
+                f"{result['login_p95']}, cpu {result['cpu_pct']:.0f} %, load {load:.2f}",
+                flush=True,
+            )
     half_open_results = []
     if args.half_open:
         for kind in args.servers.split(","):
@@ -411,15 +490,17 @@ def main(argv=None) -> int:
                 server = Samosval(Path(tmp), kind, 1, args.speed)
                 try:
                     result = asyncio.run(half_open(server, args.half_open, 30.0))
-                    result.update(server=kind, load=os.getloadavg()[0],
-                                  threads=proc_stats(server.serving_pid)["threads"])
+                    result.update(
+                        server=kind,
+                        load=os.getloadavg()[0],
+                        threads=proc_stats(server.serving_pid)["threads"],
+                    )
                 finally:
                     server.stop()
             half_open_results.append(result)
             print(f"half-open {kind}: {result}", flush=True)
     print_tables(results, half_open_results)
-    path = write_json("sse_fanout", {"args": vars(args), "results": results,
-                                     "half_open": half_open_results})
+    path = write_json("sse_fanout", {"args": vars(args), "results": results, "half_open": half_open_results})
     print(f"\nwritten to {path.relative_to(ROOT)}")
     return 0
 
@@ -430,24 +511,67 @@ def print_tables(results, half_open_results) -> None:
     for r in results:
         floor = floors.get(r["scenario"])
         ratio = (r["spread_p99"] / floor["spread_p99"]) if floor and floor["spread_p99"] else None
-        rows.append([r["scenario"], r["server"], f"{r['delivered']}/{r['expected']}",
-                     f"{r['spread_p50']:.1f} / {r['spread_p99']:.1f}",
-                     f"{ratio:.2f}" if ratio and r["server"] != "floor" else "-",
-                     f"{r['delay_p50']:.1f} / {r['delay_p99']:.1f}",
-                     f"{r['login_p95']:.1f}" if r["login_p95"] is not None else "-",
-                     f"{r['cpu_pct']:.0f}", f"{r['rss_mb']:.0f}", r["threads"],
-                     f"{r['kb_per_stream']:.1f}", f"{r['load']:.2f}"])
+        rows.append(
+            [
+                r["scenario"],
+                r["server"],
+                f"{r['delivered']}/{r['expected']}",
+                f"{r['spread_p50']:.1f} / {r['spread_p99']:.1f}",
+                f"{ratio:.2f}" if ratio and r["server"] != "floor" else "-",
+                f"{r['delay_p50']:.1f} / {r['delay_p99']:.1f}",
+                f"{r['login_p95']:.1f}" if r["login_p95"] is not None else "-",
+                f"{r['cpu_pct']:.0f}",
+                f"{r['rss_mb']:.0f}",
+                r["threads"],
+                f"{r['kb_per_stream']:.1f}",
+                f"{r['load']:.2f}",
+            ]
+        )
     print()
-    print(table(["viewers", "server", "delivered/expected", "spread p50/p99 ms", "p99 / floor",
-                 "delay p50/p99 ms", "/login p95 ms", "CPU %", "RSS MB", "threads",
-                 "KB/stream", "load"], rows))
+    print(
+        table(
+            [
+                "viewers",
+                "server",
+                "delivered/expected",
+                "spread p50/p99 ms",
+                "p99 / floor",
+                "delay p50/p99 ms",
+                "/login p95 ms",
+                "CPU %",
+                "RSS MB",
+                "threads",
+                "KB/stream",
+                "load",
+            ],
+            rows,
+        )
+    )
     if half_open_results:
         print()
-        print(table(["server", "half-open sockets", "/login p95 ms", "closed p50 / max s",
-                     "never closed", "threads"],
-                    [[r["server"], r["sockets"], f"{r['login_p95']:.1f}" if r["login_p95"] else "-",
-                      f"{r['closed_p50_s']:.1f} / {r['closed_max_s']:.1f}", r["never_closed"],
-                      r["threads"]] for r in half_open_results]))
+        print(
+            table(
+                [
+                    "server",
+                    "half-open sockets",
+                    "/login p95 ms",
+                    "closed p50 / max s",
+                    "never closed",
+                    "threads",
+                ],
+                [
+                    [
+                        r["server"],
+                        r["sockets"],
+                        f"{r['login_p95']:.1f}" if r["login_p95"] else "-",
+                        f"{r['closed_p50_s']:.1f} / {r['closed_max_s']:.1f}",
+                        r["never_closed"],
+                        r["threads"],
+                    ]
+                    for r in half_open_results
+                ],
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ empty database over one keep-alive connection give the fixed cost of a request
 (target p50 < 5 ms). Wall times are printed with the server's CPU time, which other
 load does not inflate. Results go to bench/startup.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,13 +43,24 @@ def start_once(source: Path, instance: Path, importtime: bool = False) -> dict:
     instance.mkdir()
     shutil.copy(source, instance / "samosval.sqlite3")
     port = free_port()
-    env = dict(os.environ, SAMOSVAL_INSTANCE_PATH=str(instance), SAMOSVAL_SECRET_KEY="bench-startup",
-               PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        SAMOSVAL_INSTANCE_PATH=str(instance),
+        SAMOSVAL_SECRET_KEY="bench-startup",
+        PYTHONUNBUFFERED="1",
+    )
     # An installed server starts from cached bytecode; a session that sets
     # PYTHONDONTWRITEBYTECODE would compile ~70 modules on every start (~0.09 s).
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    command = [sys.executable, *(["-X", "importtime"] if importtime else []), str(ROOT / "app.py"),
-               "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        sys.executable,
+        *(["-X", "importtime"] if importtime else []),
+        str(ROOT / "app.py"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     log_path = instance / "server.log"
     with open(log_path, "w") as log:
         started = time.perf_counter()
@@ -90,15 +102,25 @@ def fixed_cost(workdir: Path, requests: int) -> list[dict]:
     from urllib.parse import urlencode
 
     from samosval.db import init_db_if_needed
+
     instance = workdir / "fixed"
     password = "bench-Fixed-cost-1"
     init_db_if_needed(str(instance / "samosval.sqlite3"), root_password=password)
     port = free_port()
-    env = dict(os.environ, SAMOSVAL_INSTANCE_PATH=str(instance), SAMOSVAL_SECRET_KEY="bench-fixed-cost",
-               PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        SAMOSVAL_INSTANCE_PATH=str(instance),
+        SAMOSVAL_SECRET_KEY="bench-fixed-cost",
+        PYTHONUNBUFFERED="1",
+    )
     with open(instance / "server.log", "w") as log:
-        process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port",
-                                    str(port)], cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port)],
+            cwd=str(ROOT),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     cookies: dict[str, str] = {}
     connection = None
 
@@ -131,8 +153,11 @@ def fixed_cost(workdir: Path, requests: int) -> list[dict]:
             if path == "/dashboard":
                 html = call("GET", "/login")[1].decode()
                 token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-                status, _ = call("POST", "/login", urlencode({"username": "root", "password": password,
-                                                              "csrf_token": token}))
+                status, _ = call(
+                    "POST",
+                    "/login",
+                    urlencode({"username": "root", "password": password, "csrf_token": token}),
+                )
                 assert status == 302, f"login failed: {status}"
             for _ in range(20):
                 call("GET", path)
@@ -144,9 +169,15 @@ def fixed_cost(workdir: Path, requests: int) -> list[dict]:
                 times.append(1000 * (time.perf_counter() - started))
                 assert status == 200, f"{path}: {status}"
             cpu_ms = 1000 * (process_cpu_seconds(process.pid) - cpu_before) / requests
-            results.append({"path": path, "requests": requests, "p50_ms": round(statistics.median(times), 2),
-                            "p95_ms": round(sorted(times)[int(0.95 * (len(times) - 1))], 2),
-                            "server_cpu_ms_per_request": round(cpu_ms, 2)})
+            results.append(
+                {
+                    "path": path,
+                    "requests": requests,
+                    "p50_ms": round(statistics.median(times), 2),
+                    "p95_ms": round(sorted(times)[int(0.95 * (len(times) - 1))], 2),
+                    "server_cpu_ms_per_request": round(cpu_ms, 2),
+                }
+            )
     finally:
         if connection is not None:
             connection.close()
@@ -182,12 +213,18 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--scale", type=int, default=10, help="seed.py --scale")
     parser.add_argument("--db", default="", help="start on a copy of this seeded database instead")
-    parser.add_argument("--fixed", type=int, default=300, metavar="N",
-                        help="GETs of /login and /dashboard on an empty database (0: skip)")
+    parser.add_argument(
+        "--fixed",
+        type=int,
+        default=300,
+        metavar="N",
+        help="GETs of /login and /dashboard on an empty database (0: skip)",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.runs <= 50:
         parser.error("--runs 1..50")
     from seed import scaled, seed
+
     DATA_DIR.mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="startup-", dir=DATA_DIR))
     try:
@@ -199,7 +236,9 @@ def main(argv=None) -> int:
         runs = []
         for n in range(args.runs):
             runs.append(start_once(source, workdir / f"run{n}"))
-            print(f"run {n + 1}: {runs[-1]['seconds']:.3f} s ({runs[-1]['cpu_seconds']:.2f} s CPU)", flush=True)
+            print(
+                f"run {n + 1}: {runs[-1]['seconds']:.3f} s ({runs[-1]['cpu_seconds']:.2f} s CPU)", flush=True
+            )
         profile = start_once(source, workdir / "importtime", importtime=True)
         fixed = fixed_cost(workdir, args.fixed) if args.fixed else []
     finally:
@@ -209,25 +248,60 @@ def main(argv=None) -> int:
     median, cpu_median = statistics.median(times), statistics.median(cpu_times)
     load = os.getloadavg()[0]
     print()
-    print(table(["runs", "min s", "median s", "max s", "median CPU s", ""],
-                [[len(times), min(times), median, max(times), cpu_median,
-                  verdict(min(median, cpu_median) < TARGET_S)]],
-                title=f"python app.py to the first 200 on /login ({counts.get('audit_log', '?')} audit rows, "
-                      f"{counts.get('image_requests', '?')} requests); load average {load:.2f}: "
-                      "verdict on CPU time when the machine is busy"))
+    print(
+        table(
+            ["runs", "min s", "median s", "max s", "median CPU s", ""],
+            [
+                [
+                    len(times),
+                    min(times),
+                    median,
+                    max(times),
+                    cpu_median,
+                    verdict(min(median, cpu_median) < TARGET_S),
+                ]
+            ],
+            title=f"python app.py to the first 200 on /login ({counts.get('audit_log', '?')} audit rows, "
+            f"{counts.get('image_requests', '?')} requests); load average {load:.2f}: "
+            "verdict on CPU time when the machine is busy",
+        )
+    )
     if fixed:
         print()
-        print(table(["page", "requests", "p50 ms", "p95 ms", "server CPU ms/request", ""],
-                    [[r["path"], r["requests"], r["p50_ms"], r["p95_ms"], r["server_cpu_ms_per_request"],
-                      verdict(min(r["p50_ms"], r["server_cpu_ms_per_request"]) < FIXED_TARGET_MS)]
-                     for r in fixed],
-                    title="The fixed cost of one request over HTTP (python app.py, empty database, keep-alive)"))
+        print(
+            table(
+                ["page", "requests", "p50 ms", "p95 ms", "server CPU ms/request", ""],
+                [
+                    [
+                        r["path"],
+                        r["requests"],
+                        r["p50_ms"],
+                        r["p95_ms"],
+                        r["server_cpu_ms_per_request"],
+                        verdict(min(r["p50_ms"], r["server_cpu_ms_per_request"]) < FIXED_TARGET_MS),
+                    ]
+                    for r in fixed
+                ],
+                title="The fixed cost of one request over HTTP (python app.py, empty database, keep-alive)",
+            )
+        )
     print("\nslowest top-level imports (python -X importtime, cumulative):")
     for item in profile["slowest_imports"]:
         print(f"  {item['ms']:7.1f} ms  {item['module']}")
-    path = write_json("startup", {"target_s": TARGET_S, "counts": counts, "runs": times, "median_s": median,
-                                  "fixed_cost": fixed, "cpu_runs": cpu_times, "cpu_median_s": cpu_median, "load_average": load,
-                                  "slowest_imports": profile["slowest_imports"]})
+    path = write_json(
+        "startup",
+        {
+            "target_s": TARGET_S,
+            "counts": counts,
+            "runs": times,
+            "median_s": median,
+            "fixed_cost": fixed,
+            "cpu_runs": cpu_times,
+            "cpu_median_s": cpu_median,
+            "load_average": load,
+            "slowest_imports": profile["slowest_imports"],
+        },
+    )
     print(f"\nwritten to {path}")
     return 0
 

@@ -1,4 +1,5 @@
 """Samosval: a self-service deployment portal with a simulated build/deploy engine."""
+
 from __future__ import annotations
 
 import logging
@@ -83,20 +84,42 @@ DEFAULT_CHARTJS_SRI = "sha384-jb8JQMbMoBUzgWatfe6COACi2ljcDdZQ2OxczGA3bGNeWe+6DC
 
 # Environment variables read into config: SAMOSVAL_<KEY> -> KEY, with a converter.
 ENV_SETTINGS = {
-    "SECRET_KEY": str, "DATABASE": str, "ROOT_PASSWORD": str,
-    "SIM_SPEED": float, "SIM_SEED": int, "SIMULATOR_AUTOSTART": "bool",
-    "SIM_BUILD_FAILURE_RATE": float, "SIM_DEPLOY_FAILURE_RATE": float,
-    "WATCHDOG_BUILD_SECONDS": float, "WATCHDOG_DEPLOY_SECONDS": float,
+    "SECRET_KEY": str,
+    "DATABASE": str,
+    "ROOT_PASSWORD": str,
+    "SIM_SPEED": float,
+    "SIM_SEED": int,
+    "SIMULATOR_AUTOSTART": "bool",
+    "SIM_BUILD_FAILURE_RATE": float,
+    "SIM_DEPLOY_FAILURE_RATE": float,
+    "WATCHDOG_BUILD_SECONDS": float,
+    "WATCHDOG_DEPLOY_SECONDS": float,
     "APPROVAL_EXPIRY_HOURS": float,
-    "LOGIN_RATE_LIMIT_IP": str, "LOGIN_RATE_LIMIT_USER": str, "HOOK_RATE_LIMIT": str,
-    "API_TOKEN_FAILURE_LIMIT": str, "API_TOKEN_FAILURE_AUDIT_LIMIT": str,
-    "LOGIN_DELAY_AFTER_FAILURES": int, "LOGIN_DELAY_MAX_SECONDS": float,
-    "SESSION_IDLE_MINUTES": float, "SESSION_MAX_DAYS": float, "FORCE_ROOT_PASSWORD_CHANGE": "bool",
-    "SSE_MAX_STREAMS_PER_USER": int, "SSE_MAX_STREAMS": int, "SSE_HEARTBEAT_SECONDS": float,
-    "CHARTJS_URL": str, "CHARTJS_SRI": str, "SESSION_COOKIE_SECURE": "bool",
-    "DEMO": "bool", "JSON_LOGS": "bool", "METRICS_TOKEN": str, "METRICS_ALLOW": str,
-    "HEALTH_MAX_TICK_AGE": float, "TRUSTED_PROXIES": int,
-    "ENCRYPTION_KEY": str, "ENCRYPTION_OLD_KEYS": str, "NOTIFY_TIMEOUT_SECONDS": float,
+    "LOGIN_RATE_LIMIT_IP": str,
+    "LOGIN_RATE_LIMIT_USER": str,
+    "HOOK_RATE_LIMIT": str,
+    "API_TOKEN_FAILURE_LIMIT": str,
+    "API_TOKEN_FAILURE_AUDIT_LIMIT": str,
+    "LOGIN_DELAY_AFTER_FAILURES": int,
+    "LOGIN_DELAY_MAX_SECONDS": float,
+    "SESSION_IDLE_MINUTES": float,
+    "SESSION_MAX_DAYS": float,
+    "FORCE_ROOT_PASSWORD_CHANGE": "bool",
+    "SSE_MAX_STREAMS_PER_USER": int,
+    "SSE_MAX_STREAMS": int,
+    "SSE_HEARTBEAT_SECONDS": float,
+    "CHARTJS_URL": str,
+    "CHARTJS_SRI": str,
+    "SESSION_COOKIE_SECURE": "bool",
+    "DEMO": "bool",
+    "JSON_LOGS": "bool",
+    "METRICS_TOKEN": str,
+    "METRICS_ALLOW": str,
+    "HEALTH_MAX_TICK_AGE": float,
+    "TRUSTED_PROXIES": int,
+    "ENCRYPTION_KEY": str,
+    "ENCRYPTION_OLD_KEYS": str,
+    "NOTIFY_TIMEOUT_SECONDS": float,
 }
 
 
@@ -128,9 +151,13 @@ def _load_secret_key(instance_path: str) -> str:
 def create_app(test_config: dict | None = None, instance_path: str | None = None) -> Flask:
     """Build the app: defaults, then instance/config.py, then SAMOSVAL_* variables,
     then ``test_config``."""
-    app = Flask(__name__, instance_relative_config=True,
-                instance_path=instance_path or os.environ.get("SAMOSVAL_INSTANCE_PATH")
-                or str(Path(__file__).resolve().parent.parent / "instance"))
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        instance_path=instance_path
+        or os.environ.get("SAMOSVAL_INSTANCE_PATH")
+        or str(Path(__file__).resolve().parent.parent / "instance"),
+    )
     app.config.from_mapping(DEFAULTS)
     app.config.from_pyfile("config.py", silent=True)
     app.config.from_mapping(_env_config())
@@ -145,12 +172,13 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
         app.config["CHARTJS_SRI"] = DEFAULT_CHARTJS_SRI
     if app.config["TRUSTED_PROXIES"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
+
         hops = int(app.config["TRUSTED_PROXIES"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     app.json.ensure_ascii = False
     app.json.sort_keys = False
 
-    from . import db, i18n, security, auth, templating, observability
+    from . import auth, db, i18n, observability, security, templating
     from .simulator import runtime
 
     observability.init_app(app)
@@ -161,14 +189,18 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     templating.init_app(app)
 
     from .routes import register_blueprints
+
     register_blueprints(app)
 
     from . import cli
+
     cli.init_app(app)
 
-    app.extensions["samosval_db_init"] = db.init_db_if_needed(app.config["DATABASE"],
-                                                              app.config["ROOT_PASSWORD"])
+    app.extensions["samosval_db_init"] = db.init_db_if_needed(
+        app.config["DATABASE"], app.config["ROOT_PASSWORD"]
+    )
     runtime.init_app(app)
     from . import notify_worker
+
     notify_worker.init_app(app)
     return app

@@ -1,4 +1,5 @@
 """The audit log: one row per action, with the action names listed in one place."""
+
 from __future__ import annotations
 
 import json
@@ -68,11 +69,16 @@ ACTIONS = {
     "encryption_key_rotate": N_("secrets re-encrypted under a new key"),
 }
 
-TARGET_TYPES = ("user", "request", "build", "image", "deployment", "alert", "token", "delivery",
-                "api_token")
+TARGET_TYPES = ("user", "request", "build", "image", "deployment", "alert", "token", "delivery", "api_token")
 TARGET_LABELS = {
-    "user": N_("user"), "request": N_("request"), "build": N_("build"), "image": N_("image"),
-    "deployment": N_("deployment"), "alert": N_("alert"), "token": N_("token"), "delivery": N_("delivery"),
+    "user": N_("user"),
+    "request": N_("request"),
+    "build": N_("build"),
+    "image": N_("image"),
+    "deployment": N_("deployment"),
+    "alert": N_("alert"),
+    "token": N_("token"),
+    "delivery": N_("delivery"),
     "api_token": N_("API token"),
 }
 
@@ -83,9 +89,17 @@ def client_ip() -> str | None:
     return request.remote_addr
 
 
-def record(db: sqlite3.Connection, action: str, *, user_id: int | None = None,
-           target_type: str | None = None, target_id: int | None = None,
-           details=None, now: float, ip: str | None = None) -> int:
+def record(
+    db: sqlite3.Connection,
+    action: str,
+    *,
+    user_id: int | None = None,
+    target_type: str | None = None,
+    target_id: int | None = None,
+    details=None,
+    now: float,
+    ip: str | None = None,
+) -> int:
     """Write one audit row. Call inside the caller's transaction so the row and the
     change it describes are committed together."""
     if action not in ACTIONS:
@@ -96,7 +110,15 @@ def record(db: sqlite3.Connection, action: str, *, user_id: int | None = None,
     cursor = db.execute(
         "INSERT INTO audit_log (user_id, action, target_type, target_id, details, created_at, ip, request_id) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (user_id, action, target_type, target_id, details, utcnow_iso(now),
-         ip if ip is not None else client_ip(), request_id),
+        (
+            user_id,
+            action,
+            target_type,
+            target_id,
+            details,
+            utcnow_iso(now),
+            ip if ip is not None else client_ip(),
+            request_id,
+        ),
     )
     return cursor.lastrowid

@@ -5,6 +5,7 @@ Flask-Login's user id is the token of a server-side session (``domain.sessions``
 the cookie names one session of one browser, and ending that row signs out that
 browser only.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -28,8 +29,14 @@ class User(UserMixin):
     """The logged-in user, read fresh from the database on every request so that a
     block or role change takes effect on the very next request."""
 
-    def __init__(self, row, session_token: str | None = None, session_id: int | None = None,
-                 token_id: int | None = None, token_scopes: frozenset | None = None):
+    def __init__(
+        self,
+        row,
+        session_token: str | None = None,
+        session_id: int | None = None,
+        token_id: int | None = None,
+        token_scopes: frozenset | None = None,
+    ):
         self.id = row["id"]
         self.username = row["username"]
         self.role = row["role"]
@@ -55,13 +62,16 @@ class User(UserMixin):
 def clock() -> float:
     """Now, on the engine's clock (a fake one under test)."""
     from .simulator.runtime import sim_now
+
     return sim_now()
 
 
 def session_limits() -> dict:
     config = current_app.config
-    return {"idle_seconds": float(config["SESSION_IDLE_MINUTES"]) * 60,
-            "max_seconds": float(config["SESSION_MAX_DAYS"]) * 86400}
+    return {
+        "idle_seconds": float(config["SESSION_IDLE_MINUTES"]) * 60,
+        "max_seconds": float(config["SESSION_MAX_DAYS"]) * 86400,
+    }
 
 
 @login_manager.user_loader
@@ -104,8 +114,12 @@ def enforce_token_scope():
         return None
     if not current_user.is_authenticated:
         if g.get("api_token_refusal") == RATE_LIMITED:
-            response = jsonify(error=_("Too many calls with an invalid token from this address. "
-                                       "Wait a minute and try again."), code=RATE_LIMITED)
+            response = jsonify(
+                error=_(
+                    "Too many calls with an invalid token from this address. Wait a minute and try again."
+                ),
+                code=RATE_LIMITED,
+            )
             response.status_code = 429
             response.headers["Retry-After"] = str(token_failure_retry_after())
             return response
@@ -114,10 +128,12 @@ def enforce_token_scope():
     required = permissions.required_scope(request.method, getattr(view, "required_scope", None))
     if permissions.token_allows(current_user.token_scopes, required):
         return None
-    access_token_domain.record_scope_refusal(get_db(), current_user.token_id, current_user.id, required,
-                                             request.endpoint, now=clock())
-    return jsonify(error=_("This token lacks the %(scope)s scope.", scope=required),
-                   code="insufficient_scope"), 403
+    access_token_domain.record_scope_refusal(
+        get_db(), current_user.token_id, current_user.id, required, request.endpoint, now=clock()
+    )
+    return jsonify(
+        error=_("This token lacks the %(scope)s scope.", scope=required), code="insufficient_scope"
+    ), 403
 
 
 def sign_in(row) -> User:
@@ -128,8 +144,13 @@ def sign_in(row) -> User:
     session.clear()
     g.pop("csrf_token", None)  # Flask-WTF's per-request copy of the old token
     token, session_id = session_domain.start_session(
-        get_db(), row, now=clock(), address=request.remote_addr,
-        user_agent=request.user_agent.string, **session_limits())
+        get_db(),
+        row,
+        now=clock(),
+        address=request.remote_addr,
+        user_agent=request.user_agent.string,
+        **session_limits(),
+    )
     user = User(row, session_token=token, session_id=session_id)
     login_user(user)
     session.permanent = True
@@ -143,6 +164,7 @@ def end_session_streams(user_id: int, session_id: int | None = None) -> None:
     one session (``session_id``) or all of them. The streams of the user wake and
     re-read what they check; only those whose session is gone end."""
     from .simulator.runtime import get_state
+
     state = get_state()
     if session_id is not None:
         state.forget(session_domain.stream_key(session_id))
@@ -153,6 +175,7 @@ def end_token_streams(user_id: int, token_id: int) -> None:
     """Live log streams opened with a token end when it is revoked: they wake and
     re-read the token (``stream_guard``)."""
     from .simulator.runtime import get_state
+
     state = get_state()
     state.forget(access_token_domain.stream_key(token_id))
     state.revoke_user(user_id)
@@ -182,12 +205,17 @@ def require_password_change():
     if request.endpoint in PASSWORD_CHANGE_ENDPOINTS or not current_user.is_authenticated:
         return None
     if not permissions.password_change_required(
-            current_user, root_default_allowed=not current_app.config["FORCE_ROOT_PASSWORD_CHANGE"]):
+        current_user, root_default_allowed=not current_app.config["FORCE_ROOT_PASSWORD_CHANGE"]
+    ):
         return None
     if wants_json():
-        return jsonify(error=_("Change your password first: it was set by an administrator or is "
-                               "the default one. Open /account/password."),
-                       change_password_url=url_for("auth.change_password")), 403
+        return jsonify(
+            error=_(
+                "Change your password first: it was set by an administrator or is "
+                "the default one. Open /account/password."
+            ),
+            change_password_url=url_for("auth.change_password"),
+        ), 403
     return redirect(url_for("auth.change_password"))
 
 
@@ -196,6 +224,7 @@ def root_login_hint(app) -> str | None:
     still has it."""
     from .db import connect
     from .domain.users import root_has_default_password
+
     db = connect(app.config["DATABASE"])
     try:
         if not root_has_default_password(db):
@@ -203,14 +232,18 @@ def root_login_hint(app) -> str | None:
     finally:
         db.close()
     if app.config["FORCE_ROOT_PASSWORD_CHANGE"]:
-        return ("First login: root / root, to be changed at once "
-                "(this server is reachable from other machines).")
+        return (
+            "First login: root / root, to be changed at once (this server is reachable from other machines)."
+        )
     return "First login: root / root (a banner asks you to change the password)."
 
 
 def wants_json() -> bool:
-    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json" \
+    return (
+        request.path.startswith("/api/")
+        or request.accept_mimetypes.best == "application/json"
         or request.accept_mimetypes.best == "text/event-stream"
+    )
 
 
 @login_manager.unauthorized_handler

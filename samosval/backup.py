@@ -1,4 +1,5 @@
 """Online backups with SQLite's backup API: safe while the app keeps writing."""
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,10 @@ def backup_database(source_path: str, target_path: str, pages_per_step: int = 10
         source.backup(copy, pages=pages_per_step)
         copy.execute("PRAGMA journal_mode = DELETE")
         result = copy.execute("PRAGMA integrity_check").fetchone()[0]
-        counts = {table: copy.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                  for table in ("users", "image_requests", "builds", "deployments", "audit_log")}
+        counts = {
+            table: copy.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            for table in ("users", "image_requests", "builds", "deployments", "audit_log")
+        }
     finally:
         copy.close()
         source.close()
@@ -57,5 +60,7 @@ def backup_command(path):
         result = backup_database(current_app.config["DATABASE"], path)
     except (BackupError, sqlite3.Error) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"Backup written to {result['path']} ({result['bytes']} bytes), integrity {result['integrity']}; "
-               + ", ".join(f"{k}={v}" for k, v in result["rows"].items()))
+    click.echo(
+        f"Backup written to {result['path']} ({result['bytes']} bytes), integrity {result['integrity']}; "
+        + ", ".join(f"{k}={v}" for k, v in result["rows"].items())
+    )

@@ -1,4 +1,5 @@
 """Command-line tools that mirror the domain: ``flask --app app <command>``."""
+
 from __future__ import annotations
 
 import time
@@ -27,15 +28,20 @@ def create_user_command(username, role, password):
         user_domain.create_user(db, username, password, role, now=time.time())
     except user_domain.ValidationError as exc:
         raise click.ClickException(
-            "; ".join(f"{field}: {message}" for field, message in exc.errors.items())) from exc
+            "; ".join(f"{field}: {message}" for field, message in exc.errors.items())
+        ) from exc
     finally:
         db.close()
     click.echo(f"Created {role} {username.strip().lower()}.")
 
 
 @click.command("rotate-encryption-key")
-@click.option("--old-key", "old_keys", multiple=True,
-              help="A previous SAMOSVAL_ENCRYPTION_KEY (repeatable; SAMOSVAL_ENCRYPTION_OLD_KEYS works too).")
+@click.option(
+    "--old-key",
+    "old_keys",
+    multiple=True,
+    help="A previous SAMOSVAL_ENCRYPTION_KEY (repeatable; SAMOSVAL_ENCRYPTION_OLD_KEYS works too).",
+)
 @with_appcontext
 def rotate_encryption_key_command(old_keys):
     """Re-encrypt every stored secret under the current key.
@@ -51,12 +57,14 @@ def rotate_encryption_key_command(old_keys):
         with transaction(db):
             values = config_domain.reseal_all(db, ring)
             channels = notification_domain.reseal_all(db, ring)
-            audit.record(db, "encryption_key_rotate", now=time.time(),
-                         details={"values": values, "channels": channels})
+            audit.record(
+                db, "encryption_key_rotate", now=time.time(), details={"values": values, "channels": channels}
+            )
     except SealError as exc:
         raise click.ClickException(
             "a stored secret cannot be opened with the current key or any old key: pass the previous "
-            "key with --old-key; nothing was changed") from exc
+            "key with --old-key; nothing was changed"
+        ) from exc
     finally:
         db.close()
     click.echo(f"Re-encrypted {values} secret value(s) and {channels} channel(s) under the current key.")
@@ -65,6 +73,7 @@ def rotate_encryption_key_command(old_keys):
 def init_app(app) -> None:
     from .backup import backup_command
     from .simulator.cli import sim_step_command
+
     app.cli.add_command(create_user_command)
     app.cli.add_command(backup_command)
     app.cli.add_command(sim_step_command)

@@ -11,6 +11,7 @@ re-sealed afterwards: ``flask --app app rotate-encryption-key``.
 
 No Flask here: callers pass the configuration values in.
 """
+
 from __future__ import annotations
 
 import base64
@@ -60,8 +61,9 @@ class Keyring:
             raise SealError("no known key opens this value") from exc
 
 
-def keyring(secret_key: str | bytes, encryption_key: str | None = None,
-            old_keys: str | list[str] | None = None) -> Keyring:
+def keyring(
+    secret_key: str | bytes, encryption_key: str | None = None, old_keys: str | list[str] | None = None
+) -> Keyring:
     """The keyring of a configuration: ``ENCRYPTION_KEY`` (or the secret key) seals;
     ``ENCRYPTION_OLD_KEYS`` and the secret key's own derivation still open."""
     derived = hkdf_fernet(secret_key, _SECRETS_SALT, _SECRETS_INFO)

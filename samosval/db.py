@@ -6,6 +6,7 @@ autocommit mode; every write goes through :func:`transaction`, which takes the
 write lock up front (``BEGIN IMMEDIATE``) so two writers queue on the busy
 timeout instead of failing with "database is locked" halfway through.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,7 @@ BUSY_TIMEOUT_MS = 10_000
 
 def connect(path: str) -> sqlite3.Connection:
     """Open a connection with Samosval's PRAGMAs. Each thread must open its own."""
-    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                         check_same_thread=True)
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA foreign_keys = ON")
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -133,8 +133,10 @@ def init_db_message(path: str, result: dict) -> str:
     else:
         lines = [f"Database ready at {path}: already up to date, nothing changed."]
     if result["root_created"]:
-        lines.append("Admin user 'root' created (password from SAMOSVAL_ROOT_PASSWORD, "
-                     "or 'root': change it at the first login).")
+        lines.append(
+            "Admin user 'root' created (password from SAMOSVAL_ROOT_PASSWORD, "
+            "or 'root': change it at the first login)."
+        )
     else:
         lines.append("Admin user 'root' already exists.")
     return "\n".join(lines)

@@ -10,6 +10,7 @@ rollout are started live, so something is moving when the first page opens.
 
 It refuses, changing nothing, when the database holds anything besides root.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,7 @@ from .simulator.engine import SimulationEngine
 from .simulator.state import SimulationState
 
 # (username, role). Passwords are random and printed once.
-DEMO_USERS = (("maria", "developer"), ("ivan", "developer"), ("olga", "operator"),
-              ("nadia", "admin"))
+DEMO_USERS = (("maria", "developer"), ("ivan", "developer"), ("olga", "operator"), ("nadia", "admin"))
 
 # Fake seconds of metric history simulated up front, so charts are drawn at once
 # (the deployment page shows the last 15 minutes).
@@ -50,65 +50,195 @@ HISTORY_END_GAP = 2 * 3600
 LIVE_BUILD_SECONDS = 40.0
 
 # Tables that must be empty (users: root only) for the demo to run.
-CHECKED_TABLES = ("image_requests", "images", "builds", "deployments", "alerts",
-                  "webhook_tokens", "webhook_deliveries")
+CHECKED_TABLES = (
+    "image_requests",
+    "images",
+    "builds",
+    "deployments",
+    "alerts",
+    "webhook_tokens",
+    "webhook_deliveries",
+)
 
 
-def _request(image_name, version_tag, repo, *, base_image, run_commands, entrypoint, ram_mb,
-             vcpu, owner, collaborators="", update_mode="continuous", target_commit="",
-             branch="main"):
-    return {"image_name": image_name, "version_tag": version_tag, "repo_url": repo,
-            "repo_branch": branch, "update_mode": update_mode, "target_commit": target_commit,
-            "base_image": base_image, "run_commands": run_commands, "entrypoint": entrypoint,
-            "ram_mb": str(ram_mb), "vcpu": str(vcpu), "owner": owner,
-            "collaborators": collaborators}
+def _request(
+    image_name,
+    version_tag,
+    repo,
+    *,
+    base_image,
+    run_commands,
+    entrypoint,
+    ram_mb,
+    vcpu,
+    owner,
+    collaborators="",
+    update_mode="continuous",
+    target_commit="",
+    branch="main",
+):
+    return {
+        "image_name": image_name,
+        "version_tag": version_tag,
+        "repo_url": repo,
+        "repo_branch": branch,
+        "update_mode": update_mode,
+        "target_commit": target_commit,
+        "base_image": base_image,
+        "run_commands": run_commands,
+        "entrypoint": entrypoint,
+        "ram_mb": str(ram_mb),
+        "vcpu": str(vcpu),
+        "owner": owner,
+        "collaborators": collaborators,
+    }
 
 
 # key -> (creator, final status, form values)
 DEMO_REQUESTS = {
-    "payments": ("maria", "approved", _request(
-        "payments-api", "2.4.1", "https://github.com/acme/payments-api.git",
-        base_image="python:3.12-slim",
-        run_commands="pip install --no-cache-dir -r requirements.txt\npython -m compileall -q app",
-        entrypoint="gunicorn --workers 4 --bind 0.0.0.0:8000 app.wsgi:app",
-        ram_mb=1024, vcpu=1, owner="maria", collaborators="ivan")),
-    "frontend": ("ivan", "approved", _request(
-        "web-frontend", "1.8.0", "https://gitlab.com/acme/web-frontend.git",
-        base_image="node:20-alpine", run_commands="npm ci\nnpm run build",
-        entrypoint="node server.js", ram_mb=512, vcpu=0.5, owner="ivan",
-        collaborators="maria")),
-    "reports": ("maria", "approved", _request(
-        "report-generator", "0.9.3", "git@github.com:acme/report-generator.git",
-        base_image="python:3.11-slim", run_commands="pip install -r requirements.txt",
-        entrypoint="python -m reports.scheduler", ram_mb=2048, vcpu=2, owner="maria",
-        update_mode="static", target_commit="9f3c2a1d7be04c55e1a2f6b8d9c0e7a4b3f21d08")),
-    "scoring": ("ivan", "approved", _request(
-        "ml-scoring", "0.3.0", "https://github.com/acme/ml-scoring.git",
-        base_image="python:3.12", run_commands="pip install -r requirements.txt\npytest -q",
-        entrypoint="uvicorn scoring.api:app --host 0.0.0.0 --port 9000", ram_mb=4096,
-        vcpu=4, owner="ivan", collaborators="maria")),
-    "gateway": ("maria", "approved", _request(
-        "auth-gateway", "3.2.0", "https://github.com/acme/auth-gateway.git",
-        base_image="golang:1.22-alpine", run_commands="go mod download\ngo build -o /app/gateway ./cmd/gateway",
-        entrypoint="/app/gateway --listen :8443", ram_mb=256, vcpu=0.5, owner="maria")),
-    "indexer": ("maria", "in_review", _request(
-        "search-indexer", "1.0.0-rc1", "https://github.com/acme/search-indexer.git",
-        base_image="eclipse-temurin:21-jre", run_commands="./gradlew --no-daemon build",
-        entrypoint="java -jar build/libs/indexer.jar", ram_mb=3072, vcpu=2, owner="maria",
-        collaborators="ivan", branch="release/1.0")),
-    "notify": ("ivan", "submitted", _request(
-        "notification-worker", "0.1.0", "https://github.com/acme/notification-worker.git",
-        base_image="python:3.12-slim", run_commands="pip install -r requirements.txt",
-        entrypoint="celery -A notify worker --concurrency 4", ram_mb=512, vcpu=1, owner="ivan")),
-    "billing": ("maria", "draft", _request(
-        "billing-api", "0.0.1", "https://github.com/acme/billing-api.git",
-        base_image="python:3.12-slim", run_commands="pip install -r requirements.txt",
-        entrypoint="gunicorn app:app", ram_mb=512, vcpu=0.5, owner="maria",
-        collaborators="ivan")),
-    "cron": ("ivan", "rejected", _request(
-        "legacy-cron", "2019.1", "https://git.acme.internal/ops/legacy-cron.git",
-        base_image="ubuntu:18.04", run_commands="apt-get update\napt-get install -y cron",
-        entrypoint="cron -f", ram_mb=128, vcpu=0.25, owner="ivan")),
+    "payments": (
+        "maria",
+        "approved",
+        _request(
+            "payments-api",
+            "2.4.1",
+            "https://github.com/acme/payments-api.git",
+            base_image="python:3.12-slim",
+            run_commands="pip install --no-cache-dir -r requirements.txt\npython -m compileall -q app",
+            entrypoint="gunicorn --workers 4 --bind 0.0.0.0:8000 app.wsgi:app",
+            ram_mb=1024,
+            vcpu=1,
+            owner="maria",
+            collaborators="ivan",
+        ),
+    ),
+    "frontend": (
+        "ivan",
+        "approved",
+        _request(
+            "web-frontend",
+            "1.8.0",
+            "https://gitlab.com/acme/web-frontend.git",
+            base_image="node:20-alpine",
+            run_commands="npm ci\nnpm run build",
+            entrypoint="node server.js",
+            ram_mb=512,
+            vcpu=0.5,
+            owner="ivan",
+            collaborators="maria",
+        ),
+    ),
+    "reports": (
+        "maria",
+        "approved",
+        _request(
+            "report-generator",
+            "0.9.3",
+            "git@github.com:acme/report-generator.git",
+            base_image="python:3.11-slim",
+            run_commands="pip install -r requirements.txt",
+            entrypoint="python -m reports.scheduler",
+            ram_mb=2048,
+            vcpu=2,
+            owner="maria",
+            update_mode="static",
+            target_commit="9f3c2a1d7be04c55e1a2f6b8d9c0e7a4b3f21d08",
+        ),
+    ),
+    "scoring": (
+        "ivan",
+        "approved",
+        _request(
+            "ml-scoring",
+            "0.3.0",
+            "https://github.com/acme/ml-scoring.git",
+            base_image="python:3.12",
+            run_commands="pip install -r requirements.txt\npytest -q",
+            entrypoint="uvicorn scoring.api:app --host 0.0.0.0 --port 9000",
+            ram_mb=4096,
+            vcpu=4,
+            owner="ivan",
+            collaborators="maria",
+        ),
+    ),
+    "gateway": (
+        "maria",
+        "approved",
+        _request(
+            "auth-gateway",
+            "3.2.0",
+            "https://github.com/acme/auth-gateway.git",
+            base_image="golang:1.22-alpine",
+            run_commands="go mod download\ngo build -o /app/gateway ./cmd/gateway",
+            entrypoint="/app/gateway --listen :8443",
+            ram_mb=256,
+            vcpu=0.5,
+            owner="maria",
+        ),
+    ),
+    "indexer": (
+        "maria",
+        "in_review",
+        _request(
+            "search-indexer",
+            "1.0.0-rc1",
+            "https://github.com/acme/search-indexer.git",
+            base_image="eclipse-temurin:21-jre",
+            run_commands="./gradlew --no-daemon build",
+            entrypoint="java -jar build/libs/indexer.jar",
+            ram_mb=3072,
+            vcpu=2,
+            owner="maria",
+            collaborators="ivan",
+            branch="release/1.0",
+        ),
+    ),
+    "notify": (
+        "ivan",
+        "submitted",
+        _request(
+            "notification-worker",
+            "0.1.0",
+            "https://github.com/acme/notification-worker.git",
+            base_image="python:3.12-slim",
+            run_commands="pip install -r requirements.txt",
+            entrypoint="celery -A notify worker --concurrency 4",
+            ram_mb=512,
+            vcpu=1,
+            owner="ivan",
+        ),
+    ),
+    "billing": (
+        "maria",
+        "draft",
+        _request(
+            "billing-api",
+            "0.0.1",
+            "https://github.com/acme/billing-api.git",
+            base_image="python:3.12-slim",
+            run_commands="pip install -r requirements.txt",
+            entrypoint="gunicorn app:app",
+            ram_mb=512,
+            vcpu=0.5,
+            owner="maria",
+            collaborators="ivan",
+        ),
+    ),
+    "cron": (
+        "ivan",
+        "rejected",
+        _request(
+            "legacy-cron",
+            "2019.1",
+            "https://git.acme.internal/ops/legacy-cron.git",
+            base_image="ubuntu:18.04",
+            run_commands="apt-get update\napt-get install -y cron",
+            entrypoint="cron -f",
+            ram_mb=128,
+            vcpu=0.25,
+            owner="ivan",
+        ),
+    ),
 }
 
 # The statuses each request passes through after its draft, and who moves it.
@@ -187,10 +317,14 @@ def seed_demo(app) -> list[str]:
         found = existing_data(db)
         if found:
             listed = ", ".join(f"{count} {name}" for name, count in found.items())
-            raise DemoRefused([f"Demo mode refused: the database {app.config['DATABASE']} already has data "
+            raise DemoRefused(
+                [
+                    f"Demo mode refused: the database {app.config['DATABASE']} already has data "
                     f"({listed}). Nothing was changed.",
                     "Start the demo on a fresh instance folder, e.g. "
-                    "SAMOSVAL_INSTANCE_PATH=/tmp/samosval-demo python app.py --demo"])
+                    "SAMOSVAL_INSTANCE_PATH=/tmp/samosval-demo python app.py --demo",
+                ]
+            )
         engine = app.extensions["samosval"].engine
         was_running = engine.is_alive()
         if was_running:
@@ -219,18 +353,26 @@ def _wait_for_first_tick(engine, before, timeout: float = 5.0) -> None:
 def _seed(app, db) -> list[str]:
     state = app.extensions["samosval"].state
     real_now = time.time()
-    clock = _Clock(real_now - HISTORY_DAYS * 86400, real_now - HISTORY_END_GAP,
-                   random.Random(app.config.get("SIM_SEED")))
-    engine = _SeedEngine(db_path=app.config["DATABASE"], state=state, clock=clock,
-                         rng=random.Random(app.config.get("SIM_SEED")), speed=1.0,
-                         watchdog_build_seconds=1e9, watchdog_deploy_seconds=1e9)
+    clock = _Clock(
+        real_now - HISTORY_DAYS * 86400, real_now - HISTORY_END_GAP, random.Random(app.config.get("SIM_SEED"))
+    )
+    engine = _SeedEngine(
+        db_path=app.config["DATABASE"],
+        state=state,
+        clock=clock,
+        rng=random.Random(app.config.get("SIM_SEED")),
+        speed=1.0,
+        watchdog_build_seconds=1e9,
+        watchdog_deploy_seconds=1e9,
+    )
     root_id = db.execute("SELECT id FROM users WHERE username = 'root'").fetchone()[0]
 
     passwords, people = {}, {}
     for username, role in DEMO_USERS:
         passwords[username] = secrets.token_urlsafe(9)
-        user_id = user_domain.create_user(db, username, passwords[username], role, actor_id=root_id,
-                                          now=clock.tick())
+        user_id = user_domain.create_user(
+            db, username, passwords[username], role, actor_id=root_id, now=clock.tick()
+        )
         people[username] = User(user_domain.get_user(db, user_id))
         clock.later(0.2, 2)
 
@@ -259,16 +401,21 @@ def _seed(app, db) -> list[str]:
         clock.later(1, 10)
         req = request_domain.get_request(db, request_ids[key])
         build_id = build_domain.start_build(db, req, olga, clock.tick())
-        settle(lambda: db.execute("SELECT status FROM builds WHERE id = ?", (build_id,))
-               .fetchone()[0] in build_domain.FINISHED_BUILD_STATUSES)
+        settle(
+            lambda: (
+                db.execute("SELECT status FROM builds WHERE id = ?", (build_id,)).fetchone()[0]
+                in build_domain.FINISHED_BUILD_STATUSES
+            )
+        )
         return build_id
 
     engine.build_failure_rate = 0.0
     images = {}
     for key in ("payments", "frontend", "reports"):
         build_id = build(key)
-        images[key] = image_domain.get_image(db, db.execute(
-            "SELECT image_id FROM builds WHERE id = ?", (build_id,)).fetchone()[0])
+        images[key] = image_domain.get_image(
+            db, db.execute("SELECT image_id FROM builds WHERE id = ?", (build_id,)).fetchone()[0]
+        )
     engine.build_failure_rate = 1.0
     build("scoring")  # fails: a red build and an open alert
 
@@ -276,9 +423,13 @@ def _seed(app, db) -> list[str]:
         engine.deploy_failure_rate = 1.0 if fail else 0.0
         clock.later(1, 10)
         deployment_id = deployment_domain.create_deployment(
-            db, state, images[key], olga,
+            db,
+            state,
+            images[key],
+            olga,
             {"name": name, "environment": environment, "replicas": str(replicas), "ports": ports},
-            clock.tick())
+            clock.tick(),
+        )
         settle(lambda: _status(db, deployment_id) != "deploying")
         return deployment_id
 
@@ -288,47 +439,67 @@ def _seed(app, db) -> list[str]:
     deploy("frontend", "web-frontend-dev", "dev", 1, "3000:3000", fail=True)
     reports = deploy("reports", "reports-nightly", "staging", 1, "")
     clock.later(2, 12)
-    deployment_domain.perform_action(db, state, deployment_domain.get_deployment(db, reports),
-                                     olga, "stop", clock.tick())
+    deployment_domain.perform_action(
+        db, state, deployment_domain.get_deployment(db, reports), olga, "stop", clock.tick()
+    )
 
     # The commit hook: a CI job pushes payments-api (both deployments restart),
     # and a caller with a wrong token is refused.
     engine.deploy_failure_rate = 0.0
     clock.later(2, 12)
     token_id, token = token_domain.create_token(
-        db, "github-actions (payments-api)", secret_key=app.config["SECRET_KEY"],
-        actor_id=people["nadia"].id, now=clock.tick())
+        db,
+        "github-actions (payments-api)",
+        secret_key=app.config["SECRET_KEY"],
+        actor_id=people["nadia"].id,
+        now=clock.tick(),
+    )
     payments = request_domain.get_request(db, request_ids["payments"])
-    body = json.dumps({"repo_url": payments["repo_url"], "branch": "main",
-                       "commit": "4e1d0b7c9a2f5e3d8c6b1a0f9e8d7c6b5a4f3e2d"}).encode()
+    body = json.dumps(
+        {
+            "repo_url": payments["repo_url"],
+            "branch": "main",
+            "commit": "4e1d0b7c9a2f5e3d8c6b1a0f9e8d7c6b5a4f3e2d",
+        }
+    ).encode()
     event = hook_parsing.parse({}, body, "application/json")
     clock.later(2, 24)
-    hook_effects.process(db, state, event, hook_auth.Caller(token_id=token_id,
-                                                            token_name="github-actions (payments-api)"),
-                         clock.tick())
+    hook_effects.process(
+        db,
+        state,
+        event,
+        hook_auth.Caller(token_id=token_id, token_name="github-actions (payments-api)"),
+        clock.tick(),
+    )
     settle(lambda: not db.execute("SELECT 1 FROM deployments WHERE status = 'deploying'").fetchone())
     clock.later(1, 12)
-    hook_effects.refuse(db, clock.tick(), source="generic", reason=hook_parsing.R_UNKNOWN_TOKEN,
-                        http_status=401)
+    hook_effects.refuse(
+        db, clock.tick(), source="generic", reason=hook_parsing.R_UNKNOWN_TOKEN, http_status=401
+    )
 
     # Releases (issue 20): prod is protected, so a visitor meets the gate: maria asks
     # to roll payments-prod back to v1, and it waits for olga or nadia to decide.
     clock.later(1, 12)
     environment_domain.set_protected(db, people["nadia"], "prod", True, clock.tick())
     # Asked just now (the real clock): pending releases expire after a day.
-    release_domain.rollback(db, state, deployment_domain.get_deployment(db, payments_prod),
-                            people["maria"], "1", time.time())
+    release_domain.rollback(
+        db, state, deployment_domain.get_deployment(db, payments_prod), people["maria"], "1", time.time()
+    )
 
     _simulate_metric_history(app, state)
 
     width = max(len(name) for name, _role in DEMO_USERS)
     lines = ["", "Demo data created. Log in as (passwords are shown only now):"]
     lines += [f"  {name:<{width}}  {role:<9}  {passwords[name]}" for name, role in DEMO_USERS]
-    lines += [f"  {'root':<{width}}  {'admin':<9}  (unchanged)",
-              "Webhook token for CI (shown only now):", f"  {token}",
-              "  curl -H 'Authorization: Bearer <token>' -H 'Content-Type: application/json' "
-              f"-d '{{\"repo_url\": \"{payments['repo_url']}\", \"branch\": \"main\", "
-              "\"commit\": \"<sha>\"}' http://<host>:<port>/api/hooks/commit", ""]
+    lines += [
+        f"  {'root':<{width}}  {'admin':<9}  (unchanged)",
+        "Webhook token for CI (shown only now):",
+        f"  {token}",
+        "  curl -H 'Authorization: Bearer <token>' -H 'Content-Type: application/json' "
+        f'-d \'{{"repo_url": "{payments["repo_url"]}", "branch": "main", '
+        '"commit": "<sha>"}\' http://<host>:<port>/api/hooks/commit',
+        "",
+    ]
     return lines
 
 
@@ -342,8 +513,13 @@ def _simulate_metric_history(app, state) -> None:
     scratch = SimulationState()
     start = time.time() - METRIC_HISTORY_SECONDS
     clock = _Clock(start)
-    engine = SimulationEngine(db_path=app.config["DATABASE"], state=scratch, clock=clock,
-                              rng=random.Random(app.config.get("SIM_SEED")), speed=1.0)
+    engine = SimulationEngine(
+        db_path=app.config["DATABASE"],
+        state=scratch,
+        clock=clock,
+        rng=random.Random(app.config.get("SIM_SEED")),
+        speed=1.0,
+    )
     for second in range(METRIC_HISTORY_SECONDS):
         engine.step(start + second)
     for deployment_id in scratch.ids():
@@ -366,10 +542,19 @@ def _start_live_work(app, db) -> list[str]:
     # A build the visitor can watch: it succeeds, one step at a time, in about 40 s.
     steps = len(textgen.build_plan(gateway))
     engine.guided_builds[build_id] = LIVE_BUILD_SECONDS / steps
-    image = image_domain.get_image(db, db.execute(
-        "SELECT MAX(i.id) FROM images i WHERE i.name = 'web-frontend'").fetchone()[0])
+    image = image_domain.get_image(
+        db, db.execute("SELECT MAX(i.id) FROM images i WHERE i.name = 'web-frontend'").fetchone()[0]
+    )
     deployment_id = deployment_domain.create_deployment(
-        db, state, image, olga, {"name": "web-frontend-staging", "environment": "staging",
-                                 "replicas": "2", "ports": "8080:3000"}, now)
-    return [f"Live now: build #{build_id} of auth-gateway:3.2.0 and the rollout of "
-            f"deployment #{deployment_id} (web-frontend-staging).", ""]
+        db,
+        state,
+        image,
+        olga,
+        {"name": "web-frontend-staging", "environment": "staging", "replicas": "2", "ports": "8080:3000"},
+        now,
+    )
+    return [
+        f"Live now: build #{build_id} of auth-gateway:3.2.0 and the rollout of "
+        f"deployment #{deployment_id} (web-frontend-staging).",
+        "",
+    ]

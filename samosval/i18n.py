@@ -5,6 +5,7 @@ file per area so that areas can be worked on side by side. They are merged
 into ``translations/ru/LC_MESSAGES/messages.mo`` on start whenever a ``.po``
 file is newer than the compiled catalogue (the ``.mo`` is not committed).
 """
+
 from __future__ import annotations
 
 import os
@@ -79,18 +80,19 @@ def translator(app):
     """``translate(locale, message, params)``: English source ``message`` in ``locale``
     (None or a language the app does not offer: the app's default), formatted with
     ``params``, for code that runs outside a request (the notification worker)."""
+
     def translate(locale: str | None, message: str, params: dict | None = None) -> str:
         if locale not in app.config["LANGUAGES"]:
             locale = app.config["BABEL_DEFAULT_LOCALE"]
         with app.app_context(), force_locale(locale):
             return _gettext(message, **(params or {}))
+
     return translate
 
 
 def init_app(app) -> None:
     compile_catalogs("ru")
-    Babel(app, locale_selector=select_locale,
-          default_translation_directories=str(TRANSLATIONS_DIR))
+    Babel(app, locale_selector=select_locale, default_translation_directories=str(TRANSLATIONS_DIR))
     # The same callables Flask-Babel installs in Jinja, with the catalogue cached.
     app.jinja_env.install_gettext_callables(
         gettext=lambda s: request_translations().ugettext(s),

@@ -1,6 +1,7 @@
 """Message extraction for the translation check (tests/test_i18n.py) and for
 ``python -m samosval.i18n_tools missing``, which prints a .po stub of every
 source string that has no Russian translation yet."""
+
 from __future__ import annotations
 
 import sys
@@ -9,8 +10,15 @@ from pathlib import Path
 from babel.messages.extract import extract_from_dir
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-KEYWORDS = {"_": None, "gettext": None, "_l": None, "lazy_gettext": None, "N_": None,
-            "ngettext": (1, 2), "lazy_ngettext": (1, 2)}
+KEYWORDS = {
+    "_": None,
+    "gettext": None,
+    "_l": None,
+    "lazy_gettext": None,
+    "N_": None,
+    "ngettext": (1, 2),
+    "lazy_ngettext": (1, 2),
+}
 METHOD_MAP = [("**/templates/**.html", "jinja2.ext:babel_extract"), ("**.py", "python")]
 
 
@@ -18,8 +26,11 @@ def extract_messages() -> dict[str, list[str]]:
     """msgid -> places it is used."""
     found: dict[str, list[str]] = {}
     for filename, lineno, message, _comments, _context in extract_from_dir(
-            str(PACKAGE_DIR), METHOD_MAP, keywords=KEYWORDS,
-            options_map={"**/templates/**.html": {"extensions": "jinja2.ext.do"}}):
+        str(PACKAGE_DIR),
+        METHOD_MAP,
+        keywords=KEYWORDS,
+        options_map={"**/templates/**.html": {"extensions": "jinja2.ext.do"}},
+    ):
         ids = message if isinstance(message, tuple) else (message,)
         for msgid in ids:
             if msgid:
@@ -29,9 +40,13 @@ def extract_messages() -> dict[str, list[str]]:
 
 def missing_translations(lang: str = "ru") -> dict[str, list[str]]:
     from .i18n import load_catalog
+
     catalog = load_catalog(lang)
-    return {msgid: places for msgid, places in extract_messages().items()
-            if not (catalog.get(msgid) and catalog.get(msgid).string)}
+    return {
+        msgid: places
+        for msgid, places in extract_messages().items()
+        if not (catalog.get(msgid) and catalog.get(msgid).string)
+    }
 
 
 def _po_escape(text: str) -> str:
@@ -46,7 +61,7 @@ def main(argv: list[str]) -> int:
     for msgid, places in sorted(missing_translations().items()):
         if path_filter and not any(path_filter in p for p in places):
             continue
-        print(f"#: {' '.join(places[:3])}\nmsgid \"{_po_escape(msgid)}\"\nmsgstr \"\"\n")
+        print(f'#: {" ".join(places[:3])}\nmsgid "{_po_escape(msgid)}"\nmsgstr ""\n')
     return 0
 
 

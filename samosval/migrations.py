@@ -6,6 +6,7 @@ below. A fresh database is created straight from ``schema.sql`` and stamped
 with ``SCHEMA_VERSION``; an older one runs each missing step in order, inside
 one transaction per step, so a failed upgrade leaves the old data untouched.
 """
+
 from __future__ import annotations
 
 import re
@@ -72,24 +73,51 @@ def _add_columns(db: sqlite3.Connection, table: str, columns: list[str]) -> None
 
 def _v2_samosval_extensions(db: sqlite3.Connection, schema_sql: str) -> None:
     """Columns and tables Samosval adds to the spec's layout."""
-    _add_columns(db, "users", [
-        "must_change_password INTEGER NOT NULL DEFAULT 0", "last_login_at TEXT",
-        "locale TEXT", "session_version INTEGER NOT NULL DEFAULT 0",
-    ])
+    _add_columns(
+        db,
+        "users",
+        [
+            "must_change_password INTEGER NOT NULL DEFAULT 0",
+            "last_login_at TEXT",
+            "locale TEXT",
+            "session_version INTEGER NOT NULL DEFAULT 0",
+        ],
+    )
     _add_columns(db, "image_requests", ["repo_key TEXT", "last_commit TEXT"])
     _add_columns(db, "images", ["digest TEXT", "build_number INTEGER"])
-    _add_columns(db, "builds", [
-        "updated_at TEXT", "started_at TEXT", "finished_at TEXT",
-        "steps_done INTEGER NOT NULL DEFAULT 0", "steps_total INTEGER NOT NULL DEFAULT 0",
-        "next_step_at REAL", "status_since REAL", "commit_sha TEXT",
-    ])
-    _add_columns(db, "deployments", [
-        "created_by INTEGER REFERENCES users(id)", "next_step_at REAL",
-        "status_since REAL", "last_commit TEXT",
-    ])
-    _add_columns(db, "alerts", [
-        "target_type TEXT", "resolved_at TEXT", "resolved_by INTEGER REFERENCES users(id)",
-    ])
+    _add_columns(
+        db,
+        "builds",
+        [
+            "updated_at TEXT",
+            "started_at TEXT",
+            "finished_at TEXT",
+            "steps_done INTEGER NOT NULL DEFAULT 0",
+            "steps_total INTEGER NOT NULL DEFAULT 0",
+            "next_step_at REAL",
+            "status_since REAL",
+            "commit_sha TEXT",
+        ],
+    )
+    _add_columns(
+        db,
+        "deployments",
+        [
+            "created_by INTEGER REFERENCES users(id)",
+            "next_step_at REAL",
+            "status_since REAL",
+            "last_commit TEXT",
+        ],
+    )
+    _add_columns(
+        db,
+        "alerts",
+        [
+            "target_type TEXT",
+            "resolved_at TEXT",
+            "resolved_by INTEGER REFERENCES users(id)",
+        ],
+    )
     _add_columns(db, "audit_log", ["target_type TEXT", "ip TEXT", "request_id TEXT"])
     # New tables and every index: schema.sql is written with IF NOT EXISTS.
     for statement in _statements(schema_sql):
@@ -97,11 +125,14 @@ def _v2_samosval_extensions(db: sqlite3.Connection, schema_sql: str) -> None:
     # Back-fill derived data for rows written by version 1.
     rows = db.execute("SELECT id, repo_url, collaborators FROM image_requests").fetchall()
     for request_id, repo_url, collaborators in rows:
-        db.execute("UPDATE image_requests SET repo_key = ? WHERE id = ?",
-                   (normalize_repo_url(repo_url), request_id))
+        db.execute(
+            "UPDATE image_requests SET repo_key = ? WHERE id = ?", (normalize_repo_url(repo_url), request_id)
+        )
         for login in split_logins(collaborators):
-            db.execute("INSERT OR IGNORE INTO request_collaborators (request_id, username) "
-                       "VALUES (?, ?)", (request_id, login))
+            db.execute(
+                "INSERT OR IGNORE INTO request_collaborators (request_id, username) VALUES (?, ?)",
+                (request_id, login),
+            )
     db.execute("UPDATE alerts SET target_type = 'deployment' WHERE target_type IS NULL")
 
 
@@ -138,8 +169,9 @@ def _v3_autoincrement(db: sqlite3.Connection, schema_sql: str) -> None:
     neither fails nor cascades."""
     rebuilt = []
     for table, create in _create_table_statements(schema_sql).items():
-        current = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
-                             (table,)).fetchone()
+        current = db.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()
         if current is None:
             continue  # a table of a later version: its own step creates it
         if "AUTOINCREMENT" in current[0].upper() and table != "webhook_deliveries":
@@ -165,8 +197,9 @@ def _v4_sessions(db: sqlite3.Connection, schema_sql: str) -> None:
     from their schema.sql definitions."""
     for statement in _statements(schema_sql):
         for table in ("sessions", "login_throttle"):
-            if statement.startswith(f"CREATE TABLE IF NOT EXISTS {table} (") \
-                    or re.match(rf"CREATE INDEX IF NOT EXISTS \w+ ON {table}\(", statement):
+            if statement.startswith(f"CREATE TABLE IF NOT EXISTS {table} (") or re.match(
+                rf"CREATE INDEX IF NOT EXISTS \w+ ON {table}\(", statement
+            ):
                 db.execute(statement)
 
 
@@ -184,26 +217,44 @@ def _v6_releases(db: sqlite3.Connection, schema_sql: str) -> None:
     """Releases and protected environments (issue 20): the two tables from schema.sql,
     the deployment's current release and pin, and a v1 for every existing deployment
     (its image and last commit, the outcome its status implies)."""
-    _add_columns(db, "deployments", [
-        "current_release_id INTEGER", "pinned_at TEXT", "pinned_by INTEGER REFERENCES users(id)",
-    ])
+    _add_columns(
+        db,
+        "deployments",
+        [
+            "current_release_id INTEGER",
+            "pinned_at TEXT",
+            "pinned_by INTEGER REFERENCES users(id)",
+        ],
+    )
     for statement in _statements(schema_sql):
         for table in ("releases", "protected_environments"):
-            if statement.startswith(f"CREATE TABLE IF NOT EXISTS {table} (") \
-                    or re.match(rf"CREATE (UNIQUE )?INDEX IF NOT EXISTS \w+ ON {table}\(", statement):
+            if statement.startswith(f"CREATE TABLE IF NOT EXISTS {table} (") or re.match(
+                rf"CREATE (UNIQUE )?INDEX IF NOT EXISTS \w+ ON {table}\(", statement
+            ):
                 db.execute(statement)
     rows = db.execute(
         "SELECT d.id, d.status, d.image_id, d.last_commit, d.created_at, d.created_by, d.status_since, "
         "i.image_tag, i.digest FROM deployments d JOIN images i ON i.id = d.image_id "
-        "WHERE d.current_release_id IS NULL").fetchall()
+        "WHERE d.current_release_id IS NULL"
+    ).fetchall()
     for row in rows:
         status = {"deploying": "deploying", "failed": "failed"}.get(row[1], "running")
         release_id = db.execute(
             "INSERT INTO releases (deployment_id, number, status, image_id, image_tag, image_digest, "
             "commit_sha, trigger_kind, cause, created_at, created_ts, created_by) "
             "VALUES (?, 1, ?, ?, ?, ?, ?, 'user', 'create', ?, ?, ?)",
-            (row[0], status, row[2], row[7], image_digest(row[7], row[2], row[8]), row[3], row[4],
-             row[6] or 0.0, row[5])).lastrowid
+            (
+                row[0],
+                status,
+                row[2],
+                row[7],
+                image_digest(row[7], row[2], row[8]),
+                row[3],
+                row[4],
+                row[6] or 0.0,
+                row[5],
+            ),
+        ).lastrowid
         db.execute("UPDATE deployments SET current_release_id = ? WHERE id = ?", (release_id, row[0]))
 
 
@@ -213,8 +264,15 @@ def _v7_alert_message_params(db: sqlite3.Connection, schema_sql: str) -> None:
     _add_columns(db, "alerts", ["message_params TEXT"])
 
 
-_V8_TABLES = ("config_versions", "config_entries", "notification_channels", "notification_subscriptions",
-              "notification_outbox", "notification_attempts", "notification_state")
+_V8_TABLES = (
+    "config_versions",
+    "config_entries",
+    "notification_channels",
+    "notification_subscriptions",
+    "notification_outbox",
+    "notification_attempts",
+    "notification_state",
+)
 
 
 def _v8_config_and_notifications(db: sqlite3.Connection, schema_sql: str) -> None:
@@ -222,11 +280,14 @@ def _v8_config_and_notifications(db: sqlite3.Connection, schema_sql: str) -> Non
     the fan-out starts after the newest audit row (no notifications for history)."""
     for statement in _statements(schema_sql):
         for table in _V8_TABLES:
-            if statement.startswith(f"CREATE TABLE IF NOT EXISTS {table} (") \
-                    or re.match(rf"CREATE (UNIQUE )?INDEX IF NOT EXISTS \w+ ON {table}\(", statement):
+            if statement.startswith(f"CREATE TABLE IF NOT EXISTS {table} (") or re.match(
+                rf"CREATE (UNIQUE )?INDEX IF NOT EXISTS \w+ ON {table}\(", statement
+            ):
                 db.execute(statement)
-    db.execute("INSERT OR REPLACE INTO notification_state (name, value) "
-               "SELECT 'audit_cursor', COALESCE(MAX(id), 0) FROM audit_log")
+    db.execute(
+        "INSERT OR REPLACE INTO notification_state (name, value) "
+        "SELECT 'audit_cursor', COALESCE(MAX(id), 0) FROM audit_log"
+    )
 
 
 def _v9_list_indexes(db: sqlite3.Connection, schema_sql: str) -> None:
@@ -241,7 +302,10 @@ def _v9_list_indexes(db: sqlite3.Connection, schema_sql: str) -> None:
 def _v10_api_tokens(db: sqlite3.Connection, schema_sql: str) -> None:
     """Personal access tokens for the JSON API (issue 22), from schema.sql."""
     for statement in _statements(schema_sql):
-        if statement.startswith("CREATE TABLE IF NOT EXISTS api_tokens (") or "idx_api_tokens_user" in statement:
+        if (
+            statement.startswith("CREATE TABLE IF NOT EXISTS api_tokens (")
+            or "idx_api_tokens_user" in statement
+        ):
             db.execute(statement)
 
 
@@ -270,9 +334,10 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 def current_version(db: sqlite3.Connection) -> int:
     version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version == 0 and db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='users'"
-    ).fetchone():
+    if (
+        version == 0
+        and db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='users'").fetchone()
+    ):
         return 1  # a spec-era database that never stamped its version
     return version
 

@@ -16,6 +16,7 @@ The senders speak each channel's format:
 Error texts are scrubbed of every secret of the channel before they are stored or
 logged.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,12 @@ def _scrub(text: str, secrets: dict) -> str:
 
 
 def _post_json(url: str, body: bytes, headers: dict, timeout: float) -> int:
-    request = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "User-Agent": USER_AGENT, **headers})
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - admin-set http(s) URL
             response.read(65536)
@@ -82,17 +87,25 @@ def send_message(message, secrets: dict, timeout: float) -> int | None:
     text = f"[Samosval] {payload.get('text')}"
     if kind == "webhook":
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        return _post_json(secrets["url"], body, {
-            "X-Samosval-Event": message["event"], "X-Samosval-Delivery": message["delivery_uuid"],
-            "X-Samosval-Signature-256": github_signature(secrets["signing_secret"], body)}, timeout)
+        return _post_json(
+            secrets["url"],
+            body,
+            {
+                "X-Samosval-Event": message["event"],
+                "X-Samosval-Delivery": message["delivery_uuid"],
+                "X-Samosval-Signature-256": github_signature(secrets["signing_secret"], body),
+            },
+            timeout,
+        )
     if kind == "slack":
         body = json.dumps({"text": text}, ensure_ascii=False).encode("utf-8")
         return _post_json(secrets["url"], body, {}, timeout)
     if kind == "telegram":
         base = (settings.get("base_url") or notify.TELEGRAM_DEFAULT_BASE).rstrip("/")
         chat = message["recipient"] or settings.get("chat_id")
-        body = json.dumps({"chat_id": chat, "text": text, "disable_web_page_preview": True},
-                          ensure_ascii=False).encode("utf-8")
+        body = json.dumps(
+            {"chat_id": chat, "text": text, "disable_web_page_preview": True}, ensure_ascii=False
+        ).encode("utf-8")
         return _post_json(f"{base}/bot{secrets['bot_token']}/sendMessage", body, {}, timeout)
     if kind == "email":
         _send_email(settings, secrets, message["recipient"], payload, timeout)
@@ -106,8 +119,10 @@ def _send_email(settings: dict, secrets: dict, recipient: str, payload: dict, ti
     mail["To"] = recipient
     mail["Subject"] = f"[Samosval] {payload.get('text')}"[:200]
     mail["Message-ID"] = f"<{payload.get('delivery_id')}@samosval>"
-    mail.set_content(f"{payload.get('text')}\n\nEvent: {payload.get('event')}\nAt: {payload.get('occurred_at')}\n"
-                     + (f"Page: {payload['url']}\n" if payload.get("url") else ""))
+    mail.set_content(
+        f"{payload.get('text')}\n\nEvent: {payload.get('event')}\nAt: {payload.get('occurred_at')}\n"
+        + (f"Page: {payload['url']}\n" if payload.get("url") else "")
+    )
     security = settings.get("security") or "none"
     host, port = settings["host"], int(settings.get("port") or 25)
     try:
@@ -136,8 +151,16 @@ class NotificationWorker:
     BATCH = 20
     CONCURRENCY = 4
 
-    def __init__(self, db_path: str, keyring: Keyring, clock=time.time, rng=None, timeout: float = 10.0,
-                 sender=send_message, translate=None):
+    def __init__(
+        self,
+        db_path: str,
+        keyring: Keyring,
+        clock=time.time,
+        rng=None,
+        timeout: float = 10.0,
+        sender=send_message,
+        translate=None,
+    ):
         self.db_path = db_path
         self.keyring = keyring
         self.clock = clock
@@ -164,8 +187,16 @@ class NotificationWorker:
             with ThreadPoolExecutor(max_workers=min(self.CONCURRENCY, len(messages))) as pool:
                 outcomes = list(pool.map(self._attempt, messages))
             for message, (ok, status, error, duration) in zip(messages, outcomes):
-                result = notify.record_attempt(db, message, ok=ok, http_status=status, error=error,
-                                               duration_ms=duration, now=now, rng=self.rng)
+                result = notify.record_attempt(
+                    db,
+                    message,
+                    ok=ok,
+                    http_status=status,
+                    error=error,
+                    duration_ms=duration,
+                    now=now,
+                    rng=self.rng,
+                )
                 counts["sent" if ok else ("dead" if result == "dead" else "failed")] += 1
         finally:
             db.close()
@@ -185,8 +216,14 @@ class NotificationWorker:
             error, status = _scrub(str(exc), secrets), exc.http_status
         except Exception as exc:  # a sender bug must not kill the worker
             error, status = _scrub(f"{type(exc).__name__}: {exc}", secrets), None
-        log.warning("notification %s (%s) to channel %s failed, attempt %s: %s", message["id"], message["event"],
-                    message["channel_name"], message["attempts"] + 1, error)
+        log.warning(
+            "notification %s (%s) to channel %s failed, attempt %s: %s",
+            message["id"],
+            message["event"],
+            message["channel_name"],
+            message["attempts"] + 1,
+            error,
+        )
         return False, status, error, (time.perf_counter() - started) * 1000
 
     # -- the thread --------------------------------------------------------------
@@ -223,10 +260,15 @@ _process_worker: NotificationWorker | None = None
 
 
 def build_worker(app, clock=None, rng=None, sender=send_message) -> NotificationWorker:
-    return NotificationWorker(app.config["DATABASE"], app_keyring(app.config),
-                              clock=clock or time.time, rng=rng,
-                              timeout=float(app.config["NOTIFY_TIMEOUT_SECONDS"]), sender=sender,
-                              translate=translator(app))
+    return NotificationWorker(
+        app.config["DATABASE"],
+        app_keyring(app.config),
+        clock=clock or time.time,
+        rng=rng,
+        timeout=float(app.config["NOTIFY_TIMEOUT_SECONDS"]),
+        sender=sender,
+        translate=translator(app),
+    )
 
 
 def wake() -> None:

@@ -4,6 +4,7 @@ Every response carries ``X-Request-Id``; the id is on every log line written
 while the request is handled and on the audit rows it writes. Logs never
 carry request bodies, so passwords and tokens cannot end up in them.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,6 +37,7 @@ access_log = logging.getLogger("samosval.access")
 
 # --- request ids -------------------------------------------------------------
 
+
 def assign_request_id():
     incoming = request.headers.get("X-Request-Id", "")
     g.request_id = incoming if REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
@@ -48,17 +50,24 @@ def finish_request(response):
     route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
     metrics = current_app.extensions.get("samosval_metrics")
     if metrics is not None:
-        metrics.requests.labels(route=route, method=method_label(request.method),
-                                status=status_label(response.status_code)).inc()
+        metrics.requests.labels(
+            route=route, method=method_label(request.method), status=status_label(response.status_code)
+        ).inc()
         if response.mimetype != "text/event-stream":
             metrics.duration.labels(route=route).observe(duration)
-    access_log.info("%s %s -> %s in %.1f ms", request.method, route, response.status_code,
-                    duration * 1000, extra={"route": route, "status": response.status_code,
-                                             "duration_ms": round(duration * 1000, 2)})
+    access_log.info(
+        "%s %s -> %s in %.1f ms",
+        request.method,
+        route,
+        response.status_code,
+        duration * 1000,
+        extra={"route": route, "status": response.status_code, "duration_ms": round(duration * 1000, 2)},
+    )
     return response
 
 
 # --- logging -------------------------------------------------------------------
+
 
 class RequestContextFilter(logging.Filter):
     """Adds request_id and user to every record made inside a request."""
@@ -158,11 +167,19 @@ class AppMetrics:
 
     def __init__(self, app):
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("samosval_http_requests", "HTTP requests by route and status",
-                                ["route", "method", "status"], registry=self.registry)
-        self.duration = Histogram("samosval_http_request_duration_seconds", "Request duration",
-                                  ["route"], registry=self.registry,
-                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+        self.requests = Counter(
+            "samosval_http_requests",
+            "HTTP requests by route and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "samosval_http_request_duration_seconds",
+            "Request duration",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
         self.registry.register(_StateCollector(app))
 
 
@@ -200,31 +217,46 @@ class _StateCollector:
         logins = CounterMetricFamily("samosval_login_failures", "Failed logins recorded in the audit log")
         # The notification outbox: labels are the channel's kind and fixed words, never a
         # channel's name, address or anything sealed.
-        attempts = CounterMetricFamily("samosval_notification_attempts",
-                                       "Notification send attempts by channel kind and outcome",
-                                       labels=["channel_kind", "outcome"])
-        outbox = GaugeMetricFamily("samosval_notification_outbox",
-                                   "Notifications waiting to be sent (pending) or given up on (dead)",
-                                   labels=["status"])
+        attempts = CounterMetricFamily(
+            "samosval_notification_attempts",
+            "Notification send attempts by channel kind and outcome",
+            labels=["channel_kind", "outcome"],
+        )
+        outbox = GaugeMetricFamily(
+            "samosval_notification_outbox",
+            "Notifications waiting to be sent (pending) or given up on (dead)",
+            labels=["status"],
+        )
         db = connect(self.app.config["DATABASE"])
         try:
             for family, sql, known in (
-                    (deployments, "SELECT status, COUNT(*) FROM deployments GROUP BY status", DEPLOYMENT_STATUSES),
-                    (builds, "SELECT status, COUNT(*) FROM builds GROUP BY status", BUILD_STATUSES),
-                    (hooks, "SELECT outcome, COUNT(*) FROM webhook_deliveries GROUP BY outcome", OUTCOMES)):
+                (
+                    deployments,
+                    "SELECT status, COUNT(*) FROM deployments GROUP BY status",
+                    DEPLOYMENT_STATUSES,
+                ),
+                (builds, "SELECT status, COUNT(*) FROM builds GROUP BY status", BUILD_STATUSES),
+                (hooks, "SELECT outcome, COUNT(*) FROM webhook_deliveries GROUP BY outcome", OUTCOMES),
+            ):
                 for value, count in bounded_counts(db.execute(sql), known).items():
                     family.add_metric([value], count)
-            logins.add_metric([], db.execute(
-                "SELECT COUNT(*) FROM audit_log WHERE action = 'login_failed'").fetchone()[0])
-            for status, count in bounded_counts(db.execute(
+            logins.add_metric(
+                [], db.execute("SELECT COUNT(*) FROM audit_log WHERE action = 'login_failed'").fetchone()[0]
+            )
+            for status, count in bounded_counts(
+                db.execute(
                     "SELECT status, COUNT(*) FROM notification_outbox WHERE status IN ('pending', 'dead') "
-                    "GROUP BY status"), ("pending", "dead")).items():
+                    "GROUP BY status"
+                ),
+                ("pending", "dead"),
+            ).items():
                 outbox.add_metric([status], count)
             # Every try but a message's successful one failed: counted from the outbox alone.
             tries = {kind: (0, 0) for kind in CHANNEL_KINDS}
             for kind, total, sent in db.execute(
-                    "SELECT c.kind, SUM(o.attempts), SUM(o.status = 'sent') FROM notification_outbox o "
-                    "JOIN notification_channels c ON c.id = o.channel_id GROUP BY c.kind"):
+                "SELECT c.kind, SUM(o.attempts), SUM(o.status = 'sent') FROM notification_outbox o "
+                "JOIN notification_channels c ON c.id = o.channel_id GROUP BY c.kind"
+            ):
                 key = kind if kind in tries else "other"
                 before = tries.get(key, (0, 0))
                 tries[key] = (before[0] + (sent or 0), before[1] + (total or 0) - (sent or 0))

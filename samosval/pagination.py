@@ -1,6 +1,7 @@
 """Bounded offset pagination without COUNT(*): fetch one row more than a page to
 know whether another page exists. Deep pages are capped so a crafted ``page=``
 never makes SQLite walk a whole large table."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -34,10 +35,15 @@ def page_number(raw) -> int:
     return min(max(number, 1), MAX_PAGE)
 
 
-def paginate(db: sqlite3.Connection, sql: str, params, number: int, per_page: int,
-             args: dict | None = None) -> Page:
+def paginate(
+    db: sqlite3.Connection, sql: str, params, number: int, per_page: int, args: dict | None = None
+) -> Page:
     """``sql`` must be a complete SELECT with its ORDER BY and no LIMIT."""
-    rows = db.execute(f"{sql} LIMIT ? OFFSET ?",
-                      [*params, per_page + 1, (number - 1) * per_page]).fetchall()
-    return Page(items=rows[:per_page], number=number, per_page=per_page,
-                has_next=len(rows) > per_page, args=dict(args or {}))
+    rows = db.execute(f"{sql} LIMIT ? OFFSET ?", [*params, per_page + 1, (number - 1) * per_page]).fetchall()
+    return Page(
+        items=rows[:per_page],
+        number=number,
+        per_page=per_page,
+        has_next=len(rows) > per_page,
+        args=dict(args or {}),
+    )

@@ -13,6 +13,7 @@ started) is the domain's rule; some questions here take the state into account
 only to decide which buttons to show (``can_build(user, req)``), and answer the
 bare permission when called without the object.
 """
+
 from __future__ import annotations
 
 from .domain import N_
@@ -34,6 +35,7 @@ def _signed_in(user) -> bool:
 
 # --- roles -----------------------------------------------------------------
 
+
 def is_admin(user) -> bool:
     return _signed_in(user) and user.role == "admin"
 
@@ -45,12 +47,16 @@ def is_staff(user) -> bool:
 
 # --- image requests ----------------------------------------------------------
 
+
 def is_request_member(user, req) -> bool:
     """Creator, owner, or a collaborator by whole login (``ann`` never matches ``joanna``)."""
     if not _signed_in(user) or req is None:
         return False
-    return (req["created_by"] == user.id or req["owner_id"] == user.id
-            or user.username.lower() in split_logins(req["collaborators"]))
+    return (
+        req["created_by"] == user.id
+        or req["owner_id"] == user.id
+        or user.username.lower() in split_logins(req["collaborators"])
+    )
 
 
 def is_request_owner(user, req) -> bool:
@@ -103,6 +109,7 @@ def can_simulate_commit(user, req) -> bool:
 
 # --- builds and images -------------------------------------------------------
 
+
 def can_view_build(user, build) -> bool:
     return can_view_request(user, build)
 
@@ -121,6 +128,7 @@ def can_create_deployment(user, image=None) -> bool:
 
 
 # --- deployments -------------------------------------------------------------
+
 
 def can_view_deployment(user, deployment) -> bool:
     return can_view_request(user, deployment)
@@ -175,6 +183,7 @@ def stops_as_operator(user) -> bool:
 
 # --- configuration and notifications (issue 21) ------------------------------------------
 
+
 def can_change_config(user, deployment) -> bool:
     """Change a deployment's environment variables: a change rolls out a new release,
     so whoever may restart the deployment."""
@@ -202,6 +211,7 @@ def may_be_notified(user, req) -> bool:
 
 
 # --- administration ------------------------------------------------------------
+
 
 def can_manage_users(user) -> bool:
     return is_admin(user)
@@ -299,6 +309,7 @@ def token_allows(scopes, required: str) -> bool:
 
 # --- visibility in SQL -----------------------------------------------------------
 
+
 def visible_requests_sql(user, alias: str = "r") -> tuple[str, list]:
     """A WHERE fragment limiting ``image_requests AS alias`` to what ``user`` may see.
     The same rule as :func:`can_view_request`, for list queries."""
@@ -318,12 +329,27 @@ def visible_requests_sql(user, alias: str = "r") -> tuple[str, list]:
 
 # Audit actions of the admin area (accounts, sign-ins, webhook tokens): only the
 # audit page's readers (admins) see them, on the dashboard too.
-ADMIN_EVENT_ACTIONS = frozenset({
-    "login", "login_failed", "logout", "password_change", "password_change_failed",
-    "user_create", "user_block", "user_unblock", "user_role_change", "user_password_reset",
-    "session_end", "sessions_end_all", "token_create", "token_revoke",
-    "api_token_create", "api_token_revoke", "api_token_refused",
-})
+ADMIN_EVENT_ACTIONS = frozenset(
+    {
+        "login",
+        "login_failed",
+        "logout",
+        "password_change",
+        "password_change_failed",
+        "user_create",
+        "user_block",
+        "user_unblock",
+        "user_role_change",
+        "user_password_reset",
+        "session_end",
+        "sessions_end_all",
+        "token_create",
+        "token_revoke",
+        "api_token_create",
+        "api_token_revoke",
+        "api_token_refused",
+    }
+)
 
 
 def hidden_event_actions(user) -> frozenset:

@@ -1,4 +1,5 @@
 """CSRF, rate limiting and the security headers every response carries."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -58,10 +59,12 @@ def count_token_failure() -> tuple[bool, bool]:
         return True, True
     config = current_app.config
     strategy = limiter.limiter
-    answer = strategy.hit(parse_limit(config["API_TOKEN_FAILURE_LIMIT"]), "api-token-failure",
-                          client_address())
-    audit = answer and strategy.hit(parse_limit(config["API_TOKEN_FAILURE_AUDIT_LIMIT"]),
-                                    "api-token-failure-audit")
+    answer = strategy.hit(
+        parse_limit(config["API_TOKEN_FAILURE_LIMIT"]), "api-token-failure", client_address()
+    )
+    audit = answer and strategy.hit(
+        parse_limit(config["API_TOKEN_FAILURE_AUDIT_LIMIT"]), "api-token-failure-audit"
+    )
     return answer, audit
 
 
@@ -69,8 +72,9 @@ def token_failure_retry_after() -> int:
     """Seconds until this address may fail a bearer authentication again."""
     if not limiter.enabled:
         return 1
-    stats = limiter.limiter.get_window_stats(parse_limit(current_app.config["API_TOKEN_FAILURE_LIMIT"]),
-                                             "api-token-failure", client_address())
+    stats = limiter.limiter.get_window_stats(
+        parse_limit(current_app.config["API_TOKEN_FAILURE_LIMIT"]), "api-token-failure", client_address()
+    )
     return max(1, int(stats.reset_time - time.time()) + 1)
 
 
@@ -97,18 +101,20 @@ def content_security_policy() -> str:
     origin = chartjs_origin(current_app.config.get("CHARTJS_URL"))
     if origin:
         scripts.append(origin)
-    return "; ".join([
-        "default-src 'self'",
-        f"script-src {' '.join(scripts)}",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "font-src 'self'",
-        "object-src 'none'",
-        "base-uri 'self'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ])
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src {' '.join(scripts)}",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "font-src 'self'",
+            "object-src 'none'",
+            "base-uri 'self'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
 
 
 def add_security_headers(response):

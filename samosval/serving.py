@@ -20,6 +20,7 @@ thread. Limits that keep one client from holding the server:
 This module imports gevent only inside the functions that serve: the app itself
 (and its tests under Flask's test client) does not need it.
 """
+
 from __future__ import annotations
 
 import gc
@@ -169,11 +170,14 @@ def make_server(app, host: str, port: int):
 
         def _handle_client_error(self, ex):
             if isinstance(ex, HeadersTimeout):
-                return ("408", b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
-                               b"Content-Length: 0\r\n\r\n")
+                return (
+                    "408",
+                    b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                )
             return super()._handle_client_error(ex)
 
     wrapped = BodyDeadline(app, header_timeout(), int(app.config["MAX_CONTENT_LENGTH"]))
     # log=None: Samosval writes its own access lines (with request ids).
-    return WSGIServer((host, port), wrapped, handler_class=Handler, log=None,
-                      spawn=Pool(worker_connections()))
+    return WSGIServer(
+        (host, port), wrapped, handler_class=Handler, log=None, spawn=Pool(worker_connections())
+    )

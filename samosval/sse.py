@@ -17,11 +17,12 @@ The generator knows nothing about Flask: the route hands it plain values and two
 callbacks, so it runs the same under gevent (``python app.py``, gunicorn's gevent
 worker), in Flask's test client and in unit tests.
 """
+
 from __future__ import annotations
 
 import json
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 INITIAL_TAIL = 200  # lines sent to a client that does not say where it stopped
 BATCH = 500  # lines per write, so a client far behind still gets pings and status
@@ -117,14 +118,22 @@ def parse_after(header: str | None, query: str | None) -> tuple[str | None, int]
 def encode_lines(lines, epoch: str) -> bytes:
     """The events of some log lines, ready to write: made once per deployment and
     range, shared by every viewer (``LogStream.chunk_after``)."""
-    return "".join(format_event(line_payload(line), id=event_id(epoch, line.seq))
-                   for line in lines).encode("utf-8")
+    return "".join(format_event(line_payload(line), id=event_id(epoch, line.seq)) for line in lines).encode(
+        "utf-8"
+    )
 
 
-def log_events(logs, *, after: tuple[str | None, int] | None, heartbeat: float,
-               retry_ms: int | None, status_payload: Callable[[], dict | None],
-               check_access: Callable[[], str | None], tail: int = INITIAL_TAIL,
-               clock: Callable[[], float] = time.monotonic) -> Iterator[bytes]:
+def log_events(
+    logs,
+    *,
+    after: tuple[str | None, int] | None,
+    heartbeat: float,
+    retry_ms: int | None,
+    status_payload: Callable[[], dict | None],
+    check_access: Callable[[], str | None],
+    tail: int = INITIAL_TAIL,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[bytes]:
     """The events of one client, as byte chunks.
 
     ``status_payload()`` re-reads the deployment (status, flags, the actions this
@@ -165,15 +174,15 @@ def log_events(logs, *, after: tuple[str | None, int] | None, heartbeat: float,
     while True:
         if logs.wakeups != wakeups:
             wakeups = logs.wakeups
-            if (reason := check_access()):
+            if reason := check_access():
                 yield end(reason)
                 return
-        data, sent_to, missed = (logs.chunk_after(cursor, BATCH, encode)
-                                 if cursor < logs.last_seq else (b"", cursor, 0))
+        data, sent_to, missed = (
+            logs.chunk_after(cursor, BATCH, encode) if cursor < logs.last_seq else (b"", cursor, 0)
+        )
         chunk = []
         if missed:
-            chunk.append(format_event({"missed": missed, "after": cursor},
-                                      event="missed").encode())
+            chunk.append(format_event({"missed": missed, "after": cursor}, event="missed").encode())
         if data:
             chunk.append(data)
             cursor = sent_to
@@ -183,7 +192,7 @@ def log_events(logs, *, after: tuple[str | None, int] | None, heartbeat: float,
             if payload is None:
                 yield b"".join(chunk) + end("deleted")
                 return
-            if (reason := check_access()):
+            if reason := check_access():
                 yield b"".join(chunk) + end(reason)
                 return
             chunk.append(format_event(payload, event="status").encode())
@@ -197,7 +206,7 @@ def log_events(logs, *, after: tuple[str | None, int] | None, heartbeat: float,
             return  # server stopping: the browser reconnects with Last-Event-ID
         idle = clock() - last_write
         if idle >= heartbeat:
-            if (reason := check_access()):
+            if reason := check_access():
                 yield end(reason)
                 return
             yield b": ping\n\n"
@@ -216,7 +225,7 @@ class EventStream:
         self._release = release
         self._closed = False
 
-    def __iter__(self) -> "EventStream":
+    def __iter__(self) -> EventStream:
         return self
 
     def __next__(self) -> bytes:

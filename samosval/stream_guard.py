@@ -12,6 +12,7 @@ Both rows are shared through ``SimulationState.fresh``: a thousand streams of on
 user and one deployment cost one read of each per ``FRESH_SECONDS``, and a status
 change or a revocation (``revoke_user``) forces a fresh read at once.
 """
+
 from __future__ import annotations
 
 from .auth import User
@@ -25,14 +26,32 @@ from .permissions import can_view_deployment
 FRESH_SECONDS = 1.0
 
 # Why a stream ended, as sent in its ``end`` event.
-END_REASONS = ("deleted", "no_access", "blocked", "role_changed", "password_changed",
-               "logged_out", "token_revoked", "token_expired")
+END_REASONS = (
+    "deleted",
+    "no_access",
+    "blocked",
+    "role_changed",
+    "password_changed",
+    "logged_out",
+    "token_revoked",
+    "token_expired",
+)
 
 
 class StreamGuard:
-    def __init__(self, state, db_path: str, user_row, deployment_id: int, logs,
-                 fresh_seconds: float = FRESH_SECONDS, session_id: int | None = None,
-                 session_alive=None, token_id: int | None = None, token_refusal=None):
+    def __init__(
+        self,
+        state,
+        db_path: str,
+        user_row,
+        deployment_id: int,
+        logs,
+        fresh_seconds: float = FRESH_SECONDS,
+        session_id: int | None = None,
+        session_alive=None,
+        token_id: int | None = None,
+        token_refusal=None,
+    ):
         self.state = state
         self.token_id = token_id  # the personal access token it was opened with (auth.py)
         self.token_refusal = token_refusal  # token -> None | "revoked" | "expired"
@@ -55,32 +74,37 @@ class StreamGuard:
             db.close()
 
     def user_row(self):
-        return self.state.fresh(("user", self.user_id),
-                                lambda: self._read(user_domain.get_user, self.user_id),
-                                self.fresh_seconds)
+        return self.state.fresh(
+            ("user", self.user_id), lambda: self._read(user_domain.get_user, self.user_id), self.fresh_seconds
+        )
 
     def session_row(self):
         """The viewer's session; gone once it ends (logout, revoked, expired and
         cleaned up). ``auth.end_session_streams`` forgets it and wakes the streams."""
-        return self.state.fresh(session_domain.stream_key(self.session_id),
-                                lambda: self._read(session_domain.get_session, self.session_id),
-                                self.fresh_seconds)
+        return self.state.fresh(
+            session_domain.stream_key(self.session_id),
+            lambda: self._read(session_domain.get_session, self.session_id),
+            self.fresh_seconds,
+        )
 
     def token_row(self):
         """The token the stream was opened with; ``auth.end_token_streams`` forgets it
         at revocation and wakes the streams."""
-        return self.state.fresh(access_token_domain.stream_key(self.token_id),
-                                lambda: self._read(access_token_domain.get_token, self.token_id),
-                                self.fresh_seconds)
+        return self.state.fresh(
+            access_token_domain.stream_key(self.token_id),
+            lambda: self._read(access_token_domain.get_token, self.token_id),
+            self.fresh_seconds,
+        )
 
     def deployment_row(self):
         """The deployment as of its current status: re-read once per status change and
         when its stream closes (deleted, or the server stopping)."""
-        return self.state.fresh(("deployment", self.deployment_id),
-                                lambda: self._read(deployment_domain.get_deployment,
-                                                   self.deployment_id),
-                                self.fresh_seconds,
-                                version=(self.logs.status_version, self.logs.closed))
+        return self.state.fresh(
+            ("deployment", self.deployment_id),
+            lambda: self._read(deployment_domain.get_deployment, self.deployment_id),
+            self.fresh_seconds,
+            version=(self.logs.status_version, self.logs.closed),
+        )
 
     def lost_access(self) -> str | None:
         """None while the viewer may watch; otherwise one of ``END_REASONS``."""

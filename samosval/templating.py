@@ -1,5 +1,6 @@
 """What every template gets (permission rules, status labels, navigation) and the
 themed error pages (JSON for API callers)."""
+
 from __future__ import annotations
 
 import json
@@ -26,13 +27,23 @@ from .timeutil import iso_to_epoch
 log = logging.getLogger("samosval")
 
 STATUS_LABELS = {
-    "draft": _l("draft"), "submitted": _l("submitted"), "in_review": _l("in review"),
-    "approved": _l("approved"), "rejected": _l("rejected"),
-    "queued": _l("queued"), "building": _l("building"), "success": _l("success"),
-    "failed": _l("failed"), "cancelled": _l("cancelled"),
-    "deploying": _l("deploying"), "running": _l("running"), "stopped": _l("stopped"),
-    "open": _l("open"), "resolved": _l("resolved"),
-    "pending_approval": _l("waiting for approval"), "expired": _l("expired"),
+    "draft": _l("draft"),
+    "submitted": _l("submitted"),
+    "in_review": _l("in review"),
+    "approved": _l("approved"),
+    "rejected": _l("rejected"),
+    "queued": _l("queued"),
+    "building": _l("building"),
+    "success": _l("success"),
+    "failed": _l("failed"),
+    "cancelled": _l("cancelled"),
+    "deploying": _l("deploying"),
+    "running": _l("running"),
+    "stopped": _l("stopped"),
+    "open": _l("open"),
+    "resolved": _l("resolved"),
+    "pending_approval": _l("waiting for approval"),
+    "expired": _l("expired"),
 }
 
 ROLE_LABELS = {"admin": _l("admin"), "operator": _l("operator"), "developer": _l("developer")}
@@ -88,8 +99,11 @@ def status_label(status: str) -> str:
 
 def nav_items(user, menu: str | None = None):
     """The user's ``(endpoint, label)`` pages: of one ``menu``, or all (the palette)."""
-    return [(endpoint, label) for endpoint, label, allowed, group in NAVIGATION
-            if user.is_authenticated and allowed(user) and menu in (None, group)]
+    return [
+        (endpoint, label)
+        for endpoint, label, allowed, group in NAVIGATION
+        if user.is_authenticated and allowed(user) and menu in (None, group)
+    ]
 
 
 def current_nav(items, path: str) -> str | None:
@@ -138,7 +152,8 @@ def format_time(value):
     except (TypeError, ValueError):
         return value
     return Markup('<time datetime="{}" title="{} UTC">{}</time>').format(
-        value, _exact(epoch), relative_time(epoch, sim_now()))
+        value, _exact(epoch), relative_time(epoch, sim_now())
+    )
 
 
 def actor_name(username) -> str:
@@ -149,6 +164,7 @@ def actor_name(username) -> str:
 def failure_alert(target_type: str, target_id: int):
     """The newest alert about a failed build or deployment (its reason), for the top of its page."""
     from .db import get_db
+
     return alert_domain.latest_for_target(get_db(), target_type, target_id)
 
 
@@ -183,11 +199,17 @@ def init_app(app) -> None:
     app.context_processor(inject_globals)
     # Globals (not context) so that imported macros see them too. Templates ask
     # ``access.can_...``: the permission rules under their template name.
-    app.jinja_env.globals.update(access=permissions, status_label=status_label,
-                                 role_labels=ROLE_LABELS, get_locale=get_locale,
-                                 action_label=action_label, target_label=target_label,
-                                 actor_name=actor_name, alert_text=alert_text,
-                                 failure_alert=failure_alert)
+    app.jinja_env.globals.update(
+        access=permissions,
+        status_label=status_label,
+        role_labels=ROLE_LABELS,
+        get_locale=get_locale,
+        action_label=action_label,
+        target_label=target_label,
+        actor_name=actor_name,
+        alert_text=alert_text,
+        failure_alert=failure_alert,
+    )
     app.jinja_env.filters["dt"] = format_time
     app.jinja_env.filters["exact_time"] = exact_time
     app.jinja_env.trim_blocks = True
@@ -195,7 +217,9 @@ def init_app(app) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc):
-        return _error(400, _("The form has expired or the security token is missing. Reload the page and try again."))
+        return _error(
+            400, _("The form has expired or the security token is missing. Reload the page and try again.")
+        )
 
     @app.errorhandler(400)
     def bad_request(exc):
@@ -221,8 +245,9 @@ def init_app(app) -> None:
     def too_many(exc):
         message = _("Too many attempts. Wait a minute and try again.")
         if request.endpoint == "auth.login" and not wants_json():
-            return render_template("auth/login.html", error=message,
-                                   username=request.form.get("username", ""), next=None), 429
+            return render_template(
+                "auth/login.html", error=message, username=request.form.get("username", ""), next=None
+            ), 429
         return _error(429, message)
 
     @app.errorhandler(500)

@@ -1,14 +1,15 @@
 """Time helpers. Stored times are UTC ISO-8601 strings that sort as text."""
+
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def utcnow_iso(now: float | None = None) -> str:
-    moment = datetime.fromtimestamp(time.time() if now is None else now, tz=timezone.utc)
+    moment = datetime.fromtimestamp(time.time() if now is None else now, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def iso_to_epoch(value: str) -> float:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()

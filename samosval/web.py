@@ -4,6 +4,7 @@ decorator, and fetch-or-404 lookups that hide what a user may not see.
 Rules themselves live in ``permissions`` (who may) and ``domain`` (what the state
 allows); this module only turns their answers into HTTP.
 """
+
 from __future__ import annotations
 
 from functools import wraps
@@ -27,14 +28,21 @@ from .domain import requests as request_domain
 
 # --- where to send a browser back to ------------------------------------------------
 
+
 def safe_next(target: str | None) -> str | None:
     """Only local paths are honoured: no scheme, no host, no protocol-relative '//'."""
     if not target:
         return None
     target = target.strip()
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") \
-            or "\\" in target or any(ord(c) < 32 or ord(c) == 127 for c in target):
+    if (
+        parts.scheme
+        or parts.netloc
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 32 or ord(c) == 127 for c in target)
+    ):
         return None  # a CR/LF would end up in the Location header: a 500, or a split header
     return target
 
@@ -75,6 +83,7 @@ def back_url() -> str:
 
 # --- refusals ----------------------------------------------------------------------------
 
+
 def refused_response(refusal: Refused):
     """The one answer to a refused command. JSON callers get ``{"error": ...}`` (plus
     the refusal's payload) with its status. Browsers get the error page with the
@@ -91,8 +100,7 @@ def refused_response(refusal: Refused):
             body[key] = value
         return jsonify(body), refusal.status
     if refusal.kind != "conflict":
-        return render_template("errors/error.html", status=refusal.status,
-                               message=message), refusal.status
+        return render_template("errors/error.html", status=refusal.status, message=message), refusal.status
     flash(message, "error")
     return redirect(back_url())
 
@@ -104,9 +112,20 @@ def refused_response(refusal: Refused):
 # rewrite here, so that no producer can answer the API in another shape. Pages' own
 # JSON (outside /api) keeps the flat form their scripts read.
 
-ERROR_CODES = {400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
-               422: "invalid", 429: "rate_limited", 500: "internal", 503: "unavailable"}
+ERROR_CODES = {
+    400: "invalid",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+    500: "internal",
+    503: "unavailable",
+}
 
 
 def api_error_body(body: dict, status: int) -> dict:
@@ -118,8 +137,12 @@ def api_error_body(body: dict, status: int) -> dict:
 
 
 def api_error_shape(response):
-    if (not request.path.startswith("/api/") or response.status_code < 400 or response.is_streamed
-            or not response.is_json):
+    if (
+        not request.path.startswith("/api/")
+        or response.status_code < 400
+        or response.is_streamed
+        or not response.is_json
+    ):
         return response
     body = response.get_json(silent=True)
     if isinstance(body, dict) and isinstance(body.get("error"), str):
@@ -132,7 +155,7 @@ class BoundedIntConverter(IntegerConverter):
     any missing one, not an OverflowError (a 500) when it reaches the database."""
 
     def __init__(self, map, *args, **kwargs):
-        kwargs.setdefault("max", 2 ** 63 - 1)
+        kwargs.setdefault("max", 2**63 - 1)
         super().__init__(map, *args, **kwargs)
 
 
@@ -145,8 +168,10 @@ def init_app(app) -> None:
 
 # --- roles ---------------------------------------------------------------------------------
 
+
 def role_required(*roles):
     """Decorator: logged in, and one of ``roles``; otherwise 403."""
+
     def decorator(view):
         @wraps(view)
         @login_required
@@ -154,12 +179,15 @@ def role_required(*roles):
             if current_user.role not in roles:
                 abort(403)
             return view(*args, **kwargs)
+
         return wrapped
+
     return decorator
 
 
 # --- fetch or 404 ------------------------------------------------------------------------
 # A hidden object and a missing one get the same 404: never reveal that it exists.
+
 
 def get_request_or_404(request_id: int, for_edit: bool = False):
     req = request_domain.get_request(get_db(), request_id)

@@ -7,6 +7,7 @@ it into tests/.cache), logs in as each demo role in its own browser context
 (Debian's Chromium through Playwright, 1440x900, and 390x844 for the phone shots) and writes PNGs into
 docs/screenshots/. Nothing is fetched from the internet.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,12 +27,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "screenshots"
-CHARTJS_CANDIDATES = (os.environ.get("SAMOSVAL_TEST_CHARTJS"), ROOT / "tests/.cache/chart.umd.min.js",
-                      "/tmp/cj/package/dist/chart.umd.min.js")
+CHARTJS_CANDIDATES = (
+    os.environ.get("SAMOSVAL_TEST_CHARTJS"),
+    ROOT / "tests/.cache/chart.umd.min.js",
+    "/tmp/cj/package/dist/chart.umd.min.js",
+)
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-sync", "--hide-scrollbars",
-                 "--lang=ru-RU"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--lang=ru-RU",
+]
 VIEWPORT = {"width": 1440, "height": 900}
 PHONE = {"width": 390, "height": 844}
 USER_LINE = re.compile(r"^\s+(\w+)\s+(admin|operator|developer)\s+(\S+)$")
@@ -52,8 +63,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def serve_chartjs() -> tuple[http.server.ThreadingHTTPServer, str]:
     source = next((Path(p) for p in CHARTJS_CANDIDATES if p and Path(p).is_file()), None)
     if source is None:
-        sys.exit("Chart.js copy not found: run `bash scripts/test.sh` once (it fetches it "
-                 "into tests/.cache), or set SAMOSVAL_TEST_CHARTJS.")
+        sys.exit(
+            "Chart.js copy not found: run `bash scripts/test.sh` once (it fetches it "
+            "into tests/.cache), or set SAMOSVAL_TEST_CHARTJS."
+        )
     handler = functools.partial(_QuietHandler, directory=str(source.parent))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -62,22 +75,33 @@ def serve_chartjs() -> tuple[http.server.ThreadingHTTPServer, str]:
 
 def start_demo(instance: Path, chartjs_url: str, log_path: Path):
     port = free_port()
-    env = dict(os.environ, SAMOSVAL_INSTANCE_PATH=str(instance),
-               SAMOSVAL_SECRET_KEY=secrets.token_hex(16), SAMOSVAL_CHARTJS_URL=chartjs_url,
-               PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        SAMOSVAL_INSTANCE_PATH=str(instance),
+        SAMOSVAL_SECRET_KEY=secrets.token_hex(16),
+        SAMOSVAL_CHARTJS_URL=chartjs_url,
+        PYTHONUNBUFFERED="1",
+    )
     env.pop("SAMOSVAL_CHARTJS_SRI", None)
     log = open(log_path, "w")
-    process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--demo", "--host", "127.0.0.1",
-                                "--port", str(port)], cwd=str(ROOT), env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), "--demo", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=str(ROOT),
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         text = log_path.read_text()
         if process.poll() is not None:
             sys.exit("the demo server exited:\n" + text)
         if "Samosval is running" in text:
-            passwords = {m.group(1): m.group(3) for m in map(USER_LINE.match, text.splitlines())
-                         if m and m.group(1) != "root"}
+            passwords = {
+                m.group(1): m.group(3)
+                for m in map(USER_LINE.match, text.splitlines())
+                if m and m.group(1) != "root"
+            }
             if not passwords:
                 sys.exit("the demo did not seed (is the instance folder fresh?):\n" + text)
             return process, f"http://127.0.0.1:{port}", passwords
@@ -95,9 +119,14 @@ def capture(browser, base_url: str, passwords: dict, only: set[str] | None) -> l
         key = (username, viewport["width"])
         if key not in contexts:
             phone = viewport["width"] < 600
-            context = browser.new_context(viewport=viewport, base_url=base_url, locale="ru-RU",
-                                          is_mobile=phone, has_touch=phone,
-                                          device_scale_factor=2 if phone else 1)
+            context = browser.new_context(
+                viewport=viewport,
+                base_url=base_url,
+                locale="ru-RU",
+                is_mobile=phone,
+                has_touch=phone,
+                device_scale_factor=2 if phone else 1,
+            )
             context.set_default_timeout(30_000)
             page = context.new_page()
             page.goto("/login")
@@ -116,8 +145,9 @@ def capture(browser, base_url: str, passwords: dict, only: set[str] | None) -> l
 
     def dashboard(page):
         page.goto("/dashboard")
-        page.wait_for_function("() => document.querySelectorAll('.trend-charts canvas').length === 0"
-                               " || !!window.Chart")
+        page.wait_for_function(
+            "() => document.querySelectorAll('.trend-charts canvas').length === 0 || !!window.Chart"
+        )
         page.wait_for_timeout(500)
 
     def phone_menu(page):
@@ -132,8 +162,10 @@ def capture(browser, base_url: str, passwords: dict, only: set[str] | None) -> l
         dashboard(page)
         page.keyboard.press("Control+k")
         page.keyboard.type("pay")
-        page.wait_for_function("() => { const items = document.querySelectorAll('.palette-item');"
-                               " return items.length > 0 && [...items].every(n => /pay/i.test(n.textContent)); }")
+        page.wait_for_function(
+            "() => { const items = document.querySelectorAll('.palette-item');"
+            " return items.length > 0 && [...items].every(n => /pay/i.test(n.textContent)); }"
+        )
 
     def request_form(page):
         page.goto("/requests/new")
@@ -167,9 +199,11 @@ def capture(browser, base_url: str, passwords: dict, only: set[str] | None) -> l
     def deployment(page):
         page.goto(f"/deployments/{deployment_id('payments-prod')}")
         page.wait_for_function(
-            "() => +document.querySelector('canvas[data-chart=\"ram\"]').dataset.points > 100")
+            "() => +document.querySelector('canvas[data-chart=\"ram\"]').dataset.points > 100"
+        )
         page.wait_for_function(
-            "() => document.querySelectorAll('#log-window [data-seq]').length >= 30", timeout=60_000)
+            "() => document.querySelectorAll('#log-window [data-seq]').length >= 30", timeout=60_000
+        )
         page.wait_for_timeout(1500)  # let Chart.js finish its entry animation
 
     def admin_users(page):
@@ -179,14 +213,20 @@ def capture(browser, base_url: str, passwords: dict, only: set[str] | None) -> l
         page.goto("/admin/audit")
 
     # (file name, who looks, how to get there, whole page?): long pages are captured whole.
-    shots = (("dashboard", "olga", dashboard, False), ("dashboard_developer", "maria", dashboard, False),
-             ("request_form", "maria", request_form, True),
-             ("request_detail", "maria", request_detail, True), ("build_log", "olga", build_log, False),
-             ("deployment", "olga", deployment, True), ("deployment_failed", "olga", deployment_failed, False),
-             ("palette", "olga", palette, False),
-             ("admin_users", "nadia", admin_users, False), ("audit", "nadia", audit, False),
-             ("phone_dashboard", "maria", phone_menu, False, PHONE),
-             ("phone_deployment", "olga", deployment, False, PHONE))
+    shots = (
+        ("dashboard", "olga", dashboard, False),
+        ("dashboard_developer", "maria", dashboard, False),
+        ("request_form", "maria", request_form, True),
+        ("request_detail", "maria", request_detail, True),
+        ("build_log", "olga", build_log, False),
+        ("deployment", "olga", deployment, True),
+        ("deployment_failed", "olga", deployment_failed, False),
+        ("palette", "olga", palette, False),
+        ("admin_users", "nadia", admin_users, False),
+        ("audit", "nadia", audit, False),
+        ("phone_dashboard", "maria", phone_menu, False, PHONE),
+        ("phone_deployment", "olga", deployment, False, PHONE),
+    )
     written = []
     for name, username, prepare, whole, *size in shots:
         if only and name not in only:
@@ -215,8 +255,9 @@ def main(argv=None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     chart_server, chartjs_url = serve_chartjs()
     with tempfile.TemporaryDirectory(prefix="samosval-shots-") as tmp:
-        process, base_url, passwords = start_demo(Path(tmp) / "instance", chartjs_url,
-                                                  Path(tmp) / "server.log")
+        process, base_url, passwords = start_demo(
+            Path(tmp) / "instance", chartjs_url, Path(tmp) / "server.log"
+        )
         try:
             print(f"demo server at {base_url}; capturing into {OUT.relative_to(ROOT)}/")
             with sync_playwright() as playwright:

@@ -3,15 +3,16 @@
 # It installs what the tests need when it is missing: the pinned Python packages
 # (requirements-dev.lock), Debian's Chromium (for Playwright), and a Chart.js copy
 # from the npm registry that the browser tests serve locally (never committed,
-# never fetched from a CDN), and axe-core for the accessibility checks. Extra arguments go to pytest; the fast local loop is
+# never fetched from a CDN), and axe-core for the accessibility checks. ruff (lint and
+# format check) runs first; SAMOSVAL_LINT=0 skips it. Extra arguments go to pytest; the
+# fast local loop is
 #   bash scripts/test.sh -m "not slow and not browser"
-# With SAMOSVAL_LINT=1, ruff (lint and format) must pass first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -m pip install --quiet --disable-pip-version-check -r requirements-dev.lock
 
-if [ "${SAMOSVAL_LINT:-0}" != "0" ]; then  # TODO(lead): default to 1 once the tree is formatted
+if [ "${SAMOSVAL_LINT:-1}" != "0" ]; then
   python3 -m ruff check . && python3 -m ruff format --check .
 fi
 

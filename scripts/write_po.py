@@ -6,6 +6,7 @@
 
 Existing entries are kept; new ones are added; the file stays sorted by msgid.
 """
+
 from __future__ import annotations
 
 import ast

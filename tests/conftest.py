@@ -1,5 +1,6 @@
 """Shared fixtures: an app on a temporary instance folder, personas, a CSRF-aware
 client, and an engine driven by a fake clock."""
+
 from __future__ import annotations
 
 import functools
@@ -16,19 +17,22 @@ from samosval import create_app
 from samosval.db import connect, init_db_if_needed
 from samosval.security import limiter
 
+# Real receivers (HTTP, SMTP) for the notification tests, as fixtures.
+pytest_plugins = ["tests.notify_receivers"]
+
 PASSWORD = "password123"
 
 # The people tests act as. ``carl`` files requests that ``dana`` owns and
 # ``colin`` collaborates on; ``sam`` is a developer with no link to them.
 PERSONAS = {
     "oleg": "operator",
-    "dana": "developer",   # owner of the sample request
-    "carl": "developer",   # creator of the sample request
+    "dana": "developer",  # owner of the sample request
+    "carl": "developer",  # creator of the sample request
     "colin": "developer",  # collaborator on the sample request
-    "sam": "developer",    # unrelated developer
-    "joanna": "developer", # a login that contains "ann", for substring checks
+    "sam": "developer",  # unrelated developer
+    "joanna": "developer",  # a login that contains "ann", for substring checks
     "ann": "developer",
-    "bob": "developer",    # blocked
+    "bob": "developer",  # blocked
     "alice": "admin",
 }
 
@@ -64,15 +68,18 @@ fast_password_hash = functools.partial(generate_password_hash, method=FAST_HASH_
 def fast_password_hashing():
     import samosval.db
     import samosval.domain.users as users_module
-    saved = (samosval.db.generate_password_hash, users_module.generate_password_hash,
-             users_module._DUMMY_HASH)
+
+    saved = (
+        samosval.db.generate_password_hash,
+        users_module.generate_password_hash,
+        users_module._DUMMY_HASH,
+    )
     samosval.db.generate_password_hash = fast_password_hash
     users_module.generate_password_hash = fast_password_hash
     # The dummy hash must cost what a real one costs, or login timing would differ.
     users_module._DUMMY_HASH = fast_password_hash("samosval-dummy-password")
     yield
-    samosval.db.generate_password_hash, users_module.generate_password_hash, \
-        users_module._DUMMY_HASH = saved
+    samosval.db.generate_password_hash, users_module.generate_password_hash, users_module._DUMMY_HASH = saved
 
 
 @functools.cache
@@ -89,6 +96,7 @@ class CSRFClient(FlaskClient):
             if "csrf_token" not in sess:
                 import hashlib
                 import os
+
                 sess["csrf_token"] = hashlib.sha1(os.urandom(64)).hexdigest()
             raw = sess["csrf_token"]
         return URLSafeTimedSerializer(self.application.secret_key, salt="wtf-csrf-token").dumps(raw)
@@ -138,14 +146,17 @@ def fresh_database(template: Path, directory: Path) -> str:
 
 @pytest.fixture
 def app(tmp_path, template_database):
-    app = create_app({
-        "TESTING": True,
-        "SECRET_KEY": "test-secret-key",
-        "DATABASE": fresh_database(template_database, tmp_path),
-        "SIMULATOR_AUTOSTART": False,
-        "CHARTJS_URL": "/static/vendor/chart.umd.min.js",
-        "CHARTJS_SRI": None,
-    }, instance_path=str(tmp_path / "instance"))
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret-key",
+            "DATABASE": fresh_database(template_database, tmp_path),
+            "SIMULATOR_AUTOSTART": False,
+            "CHARTJS_URL": "/static/vendor/chart.umd.min.js",
+            "CHARTJS_SRI": None,
+        },
+        instance_path=str(tmp_path / "instance"),
+    )
     app.test_client_class = CSRFClient
     limiter.reset()  # the limiter's memory storage outlives one app
     yield app
@@ -178,7 +189,9 @@ def add_personas(db) -> dict[str, int]:
     for username, role in PERSONAS.items():
         ids[username] = db.execute(
             "INSERT INTO users (username, password_hash, role, is_active, created_at) "
-            "VALUES (?, ?, ?, 1, '2026-01-01T00:00:00Z')", (username, _password_hash(), role)).lastrowid
+            "VALUES (?, ?, ?, 1, '2026-01-01T00:00:00Z')",
+            (username, _password_hash(), role),
+        ).lastrowid
     db.execute("UPDATE users SET is_active = 0 WHERE username = 'bob'")
     return ids
 
@@ -228,6 +241,7 @@ def engine(app, clock, rng):
     """The app's engine, rebuilt on a fake clock and a seeded RNG. Tests call
     ``engine.step(clock.advance(seconds))``; no thread runs."""
     from samosval.simulator.runtime import build_engine
+
     runtime = app.extensions["samosval"]
     runtime.engine = build_engine(app, runtime.state, clock=clock, rng=rng)
     return runtime.engine
@@ -238,8 +252,10 @@ def sample(db, users):
     """A request filed by carl, owned by dana, with colin collaborating; approved,
     built into an image, deployed once and running."""
     from tests import factories
-    request_id = factories.make_request(db, owner_id=users["dana"], created_by=users["carl"],
-                                        collaborators="colin", status="approved")
+
+    request_id = factories.make_request(
+        db, owner_id=users["dana"], created_by=users["carl"], collaborators="colin", status="approved"
+    )
     image_id = factories.make_image(db, request_id=request_id)
     deployment_id = factories.make_deployment(db, image_id=image_id, created_by=users["oleg"])
     return {"request_id": request_id, "image_id": image_id, "deployment_id": deployment_id}

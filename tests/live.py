@@ -2,6 +2,7 @@
 production command (gunicorn's gevent worker, ``production=True``) in a
 subprocess on 127.0.0.1 that dies with the test process; and nginx in front of it.
 Used by the browser, end-to-end and reliability tests, and the production tests."""
+
 from __future__ import annotations
 
 import ctypes
@@ -40,23 +41,26 @@ class AppProcess:
     ``gunicorn -c gunicorn.conf.py wsgi:app``. Several processes may run one after
     another on the same folder (crash recovery); each writes its own log."""
 
-    def __init__(self, instance: Path, log_path: Path, speed: float = 10.0, extra_env=None,
-                 production: bool = False):
+    def __init__(
+        self, instance: Path, log_path: Path, speed: float = 10.0, extra_env=None, production: bool = False
+    ):
         self.instance = Path(instance)
         self.db_path = str(self.instance / "samosval.sqlite3")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(log_path)
         env = dict(os.environ)
-        env.update({
-            "SAMOSVAL_INSTANCE_PATH": str(self.instance),
-            "SAMOSVAL_SECRET_KEY": "reliability-test-secret",
-            "SAMOSVAL_SIM_SPEED": str(speed),
-            "SAMOSVAL_CHARTJS_URL": "/static/none.js",  # pages only; no test loads it
-            "SAMOSVAL_LOGIN_RATE_LIMIT_USER": "10000 per minute",
-            "SAMOSVAL_LOGIN_RATE_LIMIT_IP": "10000 per minute",
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "SAMOSVAL_INSTANCE_PATH": str(self.instance),
+                "SAMOSVAL_SECRET_KEY": "reliability-test-secret",
+                "SAMOSVAL_SIM_SPEED": str(speed),
+                "SAMOSVAL_CHARTJS_URL": "/static/none.js",  # pages only; no test loads it
+                "SAMOSVAL_LOGIN_RATE_LIMIT_USER": "10000 per minute",
+                "SAMOSVAL_LOGIN_RATE_LIMIT_IP": "10000 per minute",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.pop("SAMOSVAL_CHARTJS_SRI", None)
         env.pop("SAMOSVAL_DATABASE", None)
         env.update(extra_env or {})
@@ -64,11 +68,16 @@ class AppProcess:
             env["SAMOSVAL_BIND"] = f"127.0.0.1:{self.port}"
             command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
         else:
-            command = [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1",
-                       "--port", str(self.port)]
+            command = [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(self.port)]
         self._log = open(self.log_path, "w")
-        self.process = subprocess.Popen(command, cwd=str(ROOT), env=env, stdout=self._log,
-                                        stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+        self.process = subprocess.Popen(
+            command,
+            cwd=str(ROOT),
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
         self._wait_ready()
 
     @property
@@ -184,17 +193,18 @@ def login_cookie(base: str, username: str, password: str = PASSWORD, source: str
     jar = http.cookiejar.CookieJar()
     handlers = [urllib.request.HTTPCookieProcessor(jar)]
     if source:
+
         class FromSource(urllib.request.HTTPHandler):
             def http_open(self, req):
                 return self.do_open(
-                    lambda host, **kw: http.client.HTTPConnection(host, source_address=(source, 0), **kw),
-                    req)
+                    lambda host, **kw: http.client.HTTPConnection(host, source_address=(source, 0), **kw), req
+                )
+
         handlers.append(FromSource())
     opener = urllib.request.build_opener(*handlers)
     page = opener.open(base + "/login", timeout=20).read().decode()
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    data = urllib.parse.urlencode({"username": username, "password": password,
-                                   "csrf_token": token}).encode()
+    data = urllib.parse.urlencode({"username": username, "password": password, "csrf_token": token}).encode()
     opener.open(base + "/login", data=data, timeout=20).read()
     cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
     assert "session=" in cookie, "login failed"
@@ -241,8 +251,10 @@ class NginxProcess:
         (self.workdir / "samosval.conf").write_text(site)
         for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.workdir / name).mkdir(parents=True, exist_ok=True)
-        temp = "\n".join(f"    {name}_temp_path {self.workdir / name};"
-                         for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        temp = "\n".join(
+            f"    {name}_temp_path {self.workdir / name};"
+            for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
         user = "user root;\n" if os.geteuid() == 0 else ""
         (self.workdir / "nginx.conf").write_text(
             f"{user}daemon off;\nworker_processes 1;\npid {self.workdir / 'nginx.pid'};\n"
@@ -251,12 +263,23 @@ class NginxProcess:
             "http {\n"
             f"    access_log {self.workdir / 'access.log'};\n{temp}\n"
             f"    include {self.workdir / 'samosval.conf'};\n"
-            "}\n")
+            "}\n"
+        )
         self._log = open(self.workdir / "nginx.out", "w")
         self.process = subprocess.Popen(
-            ["nginx", "-p", str(self.workdir), "-e", str(self.workdir / "error.log"),
-             "-c", str(self.workdir / "nginx.conf")],
-            stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+            [
+                "nginx",
+                "-p",
+                str(self.workdir),
+                "-e",
+                str(self.workdir / "error.log"),
+                "-c",
+                str(self.workdir / "nginx.conf"),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

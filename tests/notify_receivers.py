@@ -1,6 +1,7 @@
 """Real receivers on 127.0.0.1 for the notification tests: an HTTP server that can
 fail the first N calls, answer 500 forever or hang, and an SMTP server (aiosmtpd).
 Both are started by fixtures and stopped at teardown."""
+
 from __future__ import annotations
 
 import hashlib
@@ -82,8 +83,13 @@ class SMTPSink:
         self.messages: list = []
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
-        self.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
-                              "data": envelope.content.decode("utf-8", "replace")})
+        self.messages.append(
+            {
+                "from": envelope.mail_from,
+                "to": list(envelope.rcpt_tos),
+                "data": envelope.content.decode("utf-8", "replace"),
+            }
+        )
         return "250 OK"
 
 
@@ -92,6 +98,7 @@ def smtp_server():
     import socket
 
     from aiosmtpd.controller import Controller
+
     sink = SMTPSink()
     with socket.socket() as probe:  # a free port (the controller checks it can connect)
         probe.bind(("127.0.0.1", 0))

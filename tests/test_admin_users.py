@@ -1,5 +1,6 @@
 """Administration of users: who may reach /admin, creating users, blocking,
 role changes and password resets, and what each one writes to the audit log."""
+
 from __future__ import annotations
 
 import json
@@ -36,12 +37,14 @@ def user_row(db, username):
 
 # --- who may come in ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("persona", ["oleg", "dana", "colin"])
 def test_it_refuses_every_admin_route_to_non_admins(auth, users, db, persona):
     client = auth.client_for(persona)
     for method, path in admin_routes(users):
-        response = getattr(client, method)(path, data={"role": "admin", "username": "evil1",
-                                                        "password": "password123"})
+        response = getattr(client, method)(
+            path, data={"role": "admin", "username": "evil1", "password": "password123"}
+        )
         assert response.status_code == 403, (persona, path)
     assert user_row(db, "sam")["is_active"] == 1 and user_row(db, "sam")["role"] == "developer"
     assert user_row(db, "evil1") is None
@@ -73,11 +76,12 @@ def test_it_lets_admins_in(auth, persona):
 
 # --- the users table -----------------------------------------------------------------
 
+
 def test_it_lists_users_with_role_status_and_last_login(auth, users):
     page = auth.client_for("root").get("/admin/users").get_data(as_text=True)
     for name in ("root", "alice", "oleg", "dana", "bob"):
         assert f'data-username="{name}"' in page
-    assert 'data-username="bob" data-user-id="%d" data-active="0"' % users["bob"] in page
+    assert f'data-username="bob" data-user-id="{users["bob"]}" data-active="0"' in page
     assert 'data-role="operator"' in page
 
 
@@ -89,15 +93,17 @@ def test_it_filters_users_by_role_and_text(auth):
     assert 'data-username="ann"' in page and 'data-username="joanna"' in page
     assert 'data-username="dana"' not in page
     page = client.get("/admin/users?q=ann&role=admin").get_data(as_text=True)
-    assert 'data-user-id' not in page
+    assert "data-user-id" not in page
     # LIKE wildcards in the text are literal
-    assert 'data-user-id' not in client.get("/admin/users?q=%25").get_data(as_text=True)
+    assert "data-user-id" not in client.get("/admin/users?q=%25").get_data(as_text=True)
 
 
 def test_it_hides_buttons_the_admin_may_not_use(auth, users):
     page = auth.client_for("alice").get("/admin/users").get_data(as_text=True)
-    rows = {name: page.split(f'data-username="{name}"', 1)[1].split("</tr>", 1)[0]
-            for name in ("root", "alice", "dana", "bob")}
+    rows = {
+        name: page.split(f'data-username="{name}"', 1)[1].split("</tr>", 1)[0]
+        for name in ("root", "alice", "dana", "bob")
+    }
     assert 'data-action="block"' not in rows["root"] and 'data-action="change-role"' not in rows["root"]
     assert 'data-action="reset-password"' not in rows["root"]  # only root resets root
     assert 'data-action="block"' not in rows["alice"] and 'data-action="reset-password"' not in rows["alice"]
@@ -107,9 +113,12 @@ def test_it_hides_buttons_the_admin_may_not_use(auth, users):
 
 # --- creating users ---------------------------------------------------------------------
 
+
 def test_it_creates_a_user_and_audits_who_did_it(auth, users, db, client):
-    response = auth.client_for("root").post("/admin/users/create", data={
-        "username": "Nina.Dev", "password": "long-enough-1", "role": "developer", "must_change": "1"})
+    response = auth.client_for("root").post(
+        "/admin/users/create",
+        data={"username": "Nina.Dev", "password": "long-enough-1", "role": "developer", "must_change": "1"},
+    )
     assert response.status_code == 302 and response.location == "/admin/users"
     row = user_row(db, "nina.dev")
     assert row["role"] == "developer" and row["is_active"] == 1 and row["must_change_password"] == 1
@@ -117,28 +126,34 @@ def test_it_creates_a_user_and_audits_who_did_it(auth, users, db, client):
     assert entry["user_id"] == users["root"] and entry["target_id"] == row["id"]
     assert json.loads(entry["details"]) == {"username": "nina.dev", "role": "developer"}
     assert "long-enough-1" not in entry["details"]
-    assert client.post("/login", data={"username": "nina.dev", "password": "long-enough-1"}).status_code == 302
+    assert (
+        client.post("/login", data={"username": "nina.dev", "password": "long-enough-1"}).status_code == 302
+    )
 
 
 def test_it_creates_a_user_without_forcing_a_password_change(auth, db):
-    auth.client_for("root").post("/admin/users/create", data={
-        "username": "opx", "password": "long-enough-1", "role": "operator"})
+    auth.client_for("root").post(
+        "/admin/users/create", data={"username": "opx", "password": "long-enough-1", "role": "operator"}
+    )
     assert user_row(db, "opx")["must_change_password"] == 0
 
 
-@pytest.mark.parametrize("form, field", [
-    ({"username": "", "password": "long-enough-1", "role": "developer"}, "username"),
-    ({"username": "ab", "password": "long-enough-1", "role": "developer"}, "username"),
-    ({"username": "bad name", "password": "long-enough-1", "role": "developer"}, "username"),
-    ({"username": "nina<script>", "password": "long-enough-1", "role": "developer"}, "username"),
-    ({"username": "x" * 33, "password": "long-enough-1", "role": "developer"}, "username"),
-    ({"username": "dana", "password": "long-enough-1", "role": "developer"}, "username"),
-    ({"username": "DANA", "password": "long-enough-1", "role": "developer"}, "username"),
-    ({"username": "nina", "password": "short", "role": "developer"}, "password"),
-    ({"username": "nina", "password": "", "role": "developer"}, "password"),
-    ({"username": "nina", "password": "long-enough-1", "role": "superuser"}, "role"),
-    ({"username": "nina", "password": "long-enough-1", "role": ""}, "role"),
-])
+@pytest.mark.parametrize(
+    "form, field",
+    [
+        ({"username": "", "password": "long-enough-1", "role": "developer"}, "username"),
+        ({"username": "ab", "password": "long-enough-1", "role": "developer"}, "username"),
+        ({"username": "bad name", "password": "long-enough-1", "role": "developer"}, "username"),
+        ({"username": "nina<script>", "password": "long-enough-1", "role": "developer"}, "username"),
+        ({"username": "x" * 33, "password": "long-enough-1", "role": "developer"}, "username"),
+        ({"username": "dana", "password": "long-enough-1", "role": "developer"}, "username"),
+        ({"username": "DANA", "password": "long-enough-1", "role": "developer"}, "username"),
+        ({"username": "nina", "password": "short", "role": "developer"}, "password"),
+        ({"username": "nina", "password": "", "role": "developer"}, "password"),
+        ({"username": "nina", "password": "long-enough-1", "role": "superuser"}, "role"),
+        ({"username": "nina", "password": "long-enough-1", "role": ""}, "role"),
+    ],
+)
 def test_it_rejects_a_bad_new_user_and_keeps_the_form(auth, db, form, field):
     users_before = db.execute("SELECT COUNT(*) FROM users").fetchone()[0]
     response = auth.client_for("root").post("/admin/users/create", data=form)
@@ -154,19 +169,24 @@ def test_it_rejects_a_bad_new_user_and_keeps_the_form(auth, db, form, field):
 
 
 def test_it_reports_validation_errors_as_json(auth):
-    response = auth.client_for("root").post("/admin/users/create", headers=JSON,
-                                            data={"username": "a", "password": "x", "role": "x"})
+    response = auth.client_for("root").post(
+        "/admin/users/create", headers=JSON, data={"username": "a", "password": "x", "role": "x"}
+    )
     assert response.status_code == 400
     assert set(response.json["errors"]) == {"username", "password", "role"}
 
 
 def test_it_refuses_a_create_without_csrf(auth, db):
-    response = auth.client_for("root").post("/admin/users/create", csrf=False, data={
-        "username": "nina", "password": "long-enough-1", "role": "developer"})
+    response = auth.client_for("root").post(
+        "/admin/users/create",
+        csrf=False,
+        data={"username": "nina", "password": "long-enough-1", "role": "developer"},
+    )
     assert response.status_code == 400 and user_row(db, "nina") is None
 
 
 # --- blocking --------------------------------------------------------------------------
+
 
 def test_it_blocks_a_user_and_ends_their_session_and_streams(app, auth, users, db):
     dana = auth.client_for("dana")
@@ -181,10 +201,15 @@ def test_it_blocks_a_user_and_ends_their_session_and_streams(app, auth, users, d
         assert get_state().revocation_count(users["dana"]) == revocations + 1
     follow = dana.get("/dashboard")
     assert follow.status_code == 302 and follow.location.startswith("/login")
-    assert app.test_client().post("/login", data={"username": "dana", "password": PASSWORD}).status_code == 401
+    assert (
+        app.test_client().post("/login", data={"username": "dana", "password": PASSWORD}).status_code == 401
+    )
     [entry] = audit_rows(db, "user_block")
-    assert entry["user_id"] == users["root"] and entry["target_type"] == "user" \
+    assert (
+        entry["user_id"] == users["root"]
+        and entry["target_type"] == "user"
         and entry["target_id"] == users["dana"]
+    )
 
 
 def test_it_unblocks_a_user(app, auth, users, db):
@@ -197,18 +222,21 @@ def test_it_unblocks_a_user(app, auth, users, db):
 
 
 def test_it_returns_to_the_filtered_list_after_an_action(auth, users):
-    response = auth.client_for("root").post(f"/admin/users/{users['dana']}/block",
-                                            data={"next": "/admin/users?role=developer"})
+    response = auth.client_for("root").post(
+        f"/admin/users/{users['dana']}/block", data={"next": "/admin/users?role=developer"}
+    )
     assert response.location == "/admin/users?role=developer"
-    response = auth.client_for("root").post(f"/admin/users/{users['dana']}/unblock",
-                                            data={"next": "https://evil.example/"})
+    response = auth.client_for("root").post(
+        f"/admin/users/{users['dana']}/unblock", data={"next": "https://evil.example/"}
+    )
     assert response.location == "/admin/users"
 
 
 @pytest.mark.parametrize("action", ["block", "unblock", "role", "reset_password"])
 def test_it_protects_root_at_the_route(auth, users, db, action):
-    response = auth.client_for("alice").post(f"/admin/users/{users['root']}/{action}",
-                                             data={"role": "developer"})
+    response = auth.client_for("alice").post(
+        f"/admin/users/{users['root']}/{action}", data={"role": "developer"}
+    )
     assert response.status_code == 403
     root = user_row(db, "root")
     assert root["is_active"] == 1 and root["role"] == "admin" and root["session_version"] == 0
@@ -253,10 +281,10 @@ def test_it_refuses_a_block_without_csrf(auth, users, db):
 
 # --- roles --------------------------------------------------------------------------------
 
+
 def test_it_changes_a_role_and_signs_the_user_out(app, auth, users, db):
     carl = auth.client_for("carl")
-    response = auth.client_for("root").post(f"/admin/users/{users['carl']}/role",
-                                            data={"role": "operator"})
+    response = auth.client_for("root").post(f"/admin/users/{users['carl']}/role", data={"role": "operator"})
     assert response.status_code == 302
     row = user_row(db, "carl")
     assert row["role"] == "operator" and row["session_version"] == 1
@@ -267,8 +295,7 @@ def test_it_changes_a_role_and_signs_the_user_out(app, auth, users, db):
 
 
 def test_it_writes_nothing_when_the_role_is_the_same(auth, users, db):
-    response = auth.client_for("root").post(f"/admin/users/{users['carl']}/role",
-                                            data={"role": "developer"})
+    response = auth.client_for("root").post(f"/admin/users/{users['carl']}/role", data={"role": "developer"})
     assert response.status_code == 302
     assert user_row(db, "carl")["session_version"] == 0 and audit_rows(db, "user_role_change") == []
 
@@ -281,12 +308,14 @@ def test_it_rejects_an_unknown_role(auth, users, db, role):
 
 
 def test_it_refuses_changing_ones_own_role(auth, users, db):
-    response = auth.client_for("alice").post(f"/admin/users/{users['alice']}/role",
-                                             data={"role": "developer"})
+    response = auth.client_for("alice").post(
+        f"/admin/users/{users['alice']}/role", data={"role": "developer"}
+    )
     assert response.status_code == 403 and user_row(db, "alice")["role"] == "admin"
 
 
 # --- password reset -------------------------------------------------------------------------
+
 
 def test_it_resets_a_password_and_shows_it_once(app, auth, users, db):
     sam = auth.client_for("sam")
@@ -294,7 +323,7 @@ def test_it_resets_a_password_and_shows_it_once(app, auth, users, db):
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
     page = response.get_data(as_text=True)
-    password = page.split('data-password>', 1)[1].split("<", 1)[0]
+    password = page.split("data-password>", 1)[1].split("<", 1)[0]
     assert len(password) >= 12
     row = user_row(db, "sam")
     assert row["must_change_password"] == 1 and row["session_version"] == 1
@@ -303,7 +332,7 @@ def test_it_resets_a_password_and_shows_it_once(app, auth, users, db):
     assert fresh.post("/login", data={"username": "sam", "password": PASSWORD}).status_code == 401
     assert fresh.post("/login", data={"username": "sam", "password": password}).status_code == 302
     assert fresh.get("/dashboard").location == "/account/password"  # the change comes first
-    assert "data-banner=\"password\"" in fresh.get("/account/password").get_data(as_text=True)
+    assert 'data-banner="password"' in fresh.get("/account/password").get_data(as_text=True)
     [entry] = audit_rows(db, "user_password_reset")
     assert password not in (entry["details"] or "") and entry["target_id"] == users["sam"]
     # not kept anywhere for a second look

@@ -1,5 +1,6 @@
 """The alerts page: who sees it, open before resolved, resolving by hand (audited)
 and automatically when the target recovers."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,14 @@ from samosval.domain import alerts as alert_domain
 JSON = {"Accept": "application/json"}
 
 
-def raise_alert(db, alert_type="deployment_failed", target_type="deployment", target_id=1,
-                reason="health check timed out", now=1_780_000_000.0) -> int:
+def raise_alert(
+    db,
+    alert_type="deployment_failed",
+    target_type="deployment",
+    target_id=1,
+    reason="health check timed out",
+    now=1_780_000_000.0,
+) -> int:
     params = {"id": target_id, "reason": reason}
     if alert_type == "deployment_failed":
         params["name"] = "billing-dev"
@@ -66,9 +73,11 @@ def test_it_shows_open_alerts_first_to_staff(auth, db, sample, persona):
 
 def test_it_links_spec_style_alerts_without_a_target_type(auth, db, sample):
     with transaction(db):
-        db.execute("INSERT INTO alerts (alert_type, target_id, message, resolved, created_at) "
-                   "VALUES ('deployment_failed', ?, 'down', 0, '2026-03-01T00:00:00Z')",
-                   (sample["deployment_id"],))
+        db.execute(
+            "INSERT INTO alerts (alert_type, target_id, message, resolved, created_at) "
+            "VALUES ('deployment_failed', ?, 'down', 0, '2026-03-01T00:00:00Z')",
+            (sample["deployment_id"],),
+        )
     page = auth.client_for("oleg").get("/alerts").get_data(as_text=True)
     assert f'href="/deployments/{sample["deployment_id"]}" data-target-link' in page
 
@@ -85,10 +94,16 @@ def test_it_resolves_an_alert_and_audits_it(auth, db, users):
     alert = alert_domain.get_alert(db, alert_id)
     assert alert["resolved"] == 1 and alert["resolved_by"] == users["oleg"] and alert["resolved_at"]
     [entry] = db.execute("SELECT * FROM audit_log WHERE action = 'alert_resolve'").fetchall()
-    assert entry["user_id"] == users["oleg"] and entry["target_type"] == "alert" \
+    assert (
+        entry["user_id"] == users["oleg"]
+        and entry["target_type"] == "alert"
         and entry["target_id"] == alert_id
-    assert json.loads(entry["details"]) == {"alert_type": "deployment_failed",
-                                            "target_type": "deployment", "target_id": 5}
+    )
+    assert json.loads(entry["details"]) == {
+        "alert_type": "deployment_failed",
+        "target_type": "deployment",
+        "target_id": 5,
+    }
     page = auth.client_for("oleg").get("/alerts").get_data(as_text=True)
     assert alert_ids(page, "resolved-alerts") == [alert_id] and "oleg" in page
 
@@ -130,11 +145,17 @@ def test_it_resolves_a_targets_alerts_automatically(db):
     other = raise_alert(db, target_id=6)
     build = raise_alert(db, "build_failed", "build", 5, "build failed")
     with transaction(db):
-        db.execute("INSERT INTO alerts (alert_type, target_id, message, resolved, created_at) "
-                   "VALUES ('deployment_failed', 5, 'old style', 0, '2026-03-01T00:00:00Z')")
+        db.execute(
+            "INSERT INTO alerts (alert_type, target_id, message, resolved, created_at) "
+            "VALUES ('deployment_failed', 5, 'old style', 0, '2026-03-01T00:00:00Z')"
+        )
     with transaction(db):
-        assert alert_domain.resolve_for_target(db, "deployment", 5, alert_type="deployment_failed",
-                                                now=1_800_000_000.0) == 2
+        assert (
+            alert_domain.resolve_for_target(
+                db, "deployment", 5, alert_type="deployment_failed", now=1_800_000_000.0
+            )
+            == 2
+        )
     assert alert_domain.get_alert(db, failed)["resolved"] == 1
     assert alert_domain.get_alert(db, failed)["resolved_by"] is None
     assert alert_domain.get_alert(db, other)["resolved"] == 0

@@ -2,6 +2,7 @@
 ``app.url_map`` (document and code cannot drift apart), a docs page built from it;
 and schemathesis, a generic API fuzzer, against a real server on 127.0.0.1 with an
 admin token and with a developer token: no 5xx, answers that match the document."""
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,12 @@ METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 
 
 def documented(doc: dict) -> set[tuple[str, str]]:
-    return {(method.upper(), path) for path, item in doc["paths"].items() for method in item
-            if method.upper() in METHODS}
+    return {
+        (method.upper(), path)
+        for path, item in doc["paths"].items()
+        for method in item
+        if method.upper() in METHODS
+    }
 
 
 def test_the_document_is_valid_openapi_3_1(client):
@@ -48,12 +53,20 @@ def test_the_document_is_valid_openapi_3_1(client):
 
 def test_the_document_and_the_url_map_agree(app, client):
     doc = client.get("/api/openapi.json").get_json()
-    routes = {(method, openapi_path(rule.rule)) for rule in app.url_map.iter_rules()
-              if rule.rule.startswith(PREFIX + "/") for method in rule.methods & METHODS}
+    routes = {
+        (method, openapi_path(rule.rule))
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith(PREFIX + "/")
+        for method in rule.methods & METHODS
+    }
     assert documented(doc) == routes
-    stray = sorted(rule.endpoint for rule in app.url_map.iter_rules()
-                   if rule.rule.startswith("/api/") and not rule.rule.startswith(PREFIX + "/")
-                   and rule.endpoint not in UNDOCUMENTED)
+    stray = sorted(
+        rule.endpoint
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/")
+        and not rule.rule.startswith(PREFIX + "/")
+        and rule.endpoint not in UNDOCUMENTED
+    )
     assert not stray, f"document these under {PREFIX} or say why not in UNDOCUMENTED: {stray}"
 
 
@@ -106,16 +119,21 @@ def live_api(tmp_path_factory):
         db = connect(server.db_path)
         try:
             request_id = factories.make_request(db, owner_id=dev_id, created_by=dev_id, status="approved")
-            factories.make_request(db, owner_id=dev_id, created_by=dev_id, status="draft", image_name="draft-app")
+            factories.make_request(
+                db, owner_id=dev_id, created_by=dev_id, status="draft", image_name="draft-app"
+            )
             image_id = factories.make_image(db, request_id=request_id)
-            factories.make_build(db, request_id=request_id, built_by=admin_id, status="success",
-                                 image_id=image_id)
+            factories.make_build(
+                db, request_id=request_id, built_by=admin_id, status="success", image_id=image_id
+            )
             deployment_id = factories.make_deployment(db, image_id=image_id, created_by=dev_id)
             factories.make_release(db, deployment_id=deployment_id, number=1, current=True)
             db.commit()
             tokens = {}
-            for name, user_id, role, scopes in (("admin", admin_id, "admin", ("read", "write", "admin")),
-                                                ("developer", dev_id, "developer", ("read", "write"))):
+            for name, user_id, role, scopes in (
+                ("admin", admin_id, "admin", ("read", "write", "admin")),
+                ("developer", dev_id, "developer", ("read", "write")),
+            ):
                 owner = SimpleNamespace(id=user_id, username=f"fuzz-{name[:5]}", role=role)
                 tokens[name] = access_tokens.create_token(db, owner, "fuzz", scopes, 1, now=_now())[1]
         finally:
@@ -127,14 +145,17 @@ def live_api(tmp_path_factory):
 
 def _now() -> float:
     import time
+
     return time.time()
 
 
 # The developer runs first: the admin's run may block or demote them. Positive
 # examples follow the document (answers must match it); negative ones break it on
 # purpose (wrong types, missing fields): those must still never be a 5xx.
-@pytest.mark.parametrize("persona, mode", [("developer", "positive"), ("developer", "negative"),
-                                           ("admin", "positive"), ("admin", "negative")])
+@pytest.mark.parametrize(
+    "persona, mode",
+    [("developer", "positive"), ("developer", "negative"), ("admin", "positive"), ("admin", "negative")],
+)
 def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(live_api, persona, mode):
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
@@ -148,8 +169,11 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(live_
 
     headers = {"Authorization": f"Bearer {live_api.tokens[persona]}"}
     schema = schemathesis.openapi.from_url(f"{live_api.url}/api/openapi.json")
-    checks = [not_a_server_error, response_schema_conformance, status_code_conformance,
-              content_type_conformance] if mode == "positive" else [not_a_server_error, content_type_conformance]
+    checks = (
+        [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance]
+        if mode == "positive"
+        else [not_a_server_error, content_type_conformance]
+    )
     generation = GenerationMode.POSITIVE if mode == "positive" else GenerationMode.NEGATIVE
     failures, operations, examples = [], 0, []
     for result in schema.get_all_operations():
@@ -158,12 +182,19 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(live_
         count = [0]
 
         def make_run(operation, count):
-            @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                      phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=EXAMPLES,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
             @given(case=operation.as_strategy(generation_mode=generation))
             def run(case):
                 count[0] += 1
                 case.call_and_validate(base_url=live_api.url, headers=headers, checks=checks, timeout=30)
+
             return run
 
         try:
@@ -171,7 +202,9 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(live_
         except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - every failure is collected
             failures.append(f"{operation.label}: {type(exc).__name__}: {str(exc)[:800]}")
         examples.append(count[0])
-    print(f"schemathesis as {persona}, {mode}: {operations} operations, {sum(examples)} examples, "
-          f"{len(failures)} failing")
+    print(
+        f"schemathesis as {persona}, {mode}: {operations} operations, {sum(examples)} examples, "
+        f"{len(failures)} failing"
+    )
     assert operations >= 30 and sum(examples) >= (operations if mode == "positive" else 1)
     assert not failures, "\n\n".join(failures) + "\n\nserver log:\n" + live_api.server.log_text()[-3000:]

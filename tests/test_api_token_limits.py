@@ -1,6 +1,7 @@
 """Failed bearer authentications are limited per address (a 429 in the /api error
 shape) and their audit rows are bounded; a valid token from a limited address still
 works, and realistic failures (a few a minute) are all audited."""
+
 from __future__ import annotations
 
 import pytest
@@ -62,6 +63,7 @@ def test_a_valid_token_from_a_limited_address_still_works(limited, db, users, cl
 
     class Owner:
         id, username, role = row["id"], row["username"], row["role"]
+
     _id, token = access_tokens.create_token(db, Owner, "ci", ("read",), 30, now=clock())
     client = from_address(limited, "10.0.0.1")
     for _ in range(6):

@@ -1,6 +1,7 @@
 """Personal access tokens and the JSON API (issue 22): creating, showing once,
 hashing, scopes, the owner's role on top, blocking, revocation and expiry on a fake
 clock, CSRF with a cookie but not with a token, the error shape and cursor pages."""
+
 from __future__ import annotations
 
 import re
@@ -23,6 +24,7 @@ def tokens(app, db, users, engine, clock):
         row = db.execute("SELECT * FROM users WHERE username = ?", (persona,)).fetchone()
         owner = SimpleNamespace(id=row["id"], username=row["username"], role=row["role"])
         return access_tokens.create_token(db, owner, f"{persona} script", scopes, days, now=clock())[1]
+
     return make
 
 
@@ -43,6 +45,7 @@ def audit_rows(db, action: str) -> list:
 
 # --- the tokens page ------------------------------------------------------------------------
 
+
 def test_it_shows_a_new_token_once_and_stores_only_its_hash(auth, db, engine):
     client = auth.client_for("dana")
     page = client.post("/account/tokens", data={"name": "ci", "scopes": ["read", "write"], "days": ""})
@@ -56,16 +59,19 @@ def test_it_shows_a_new_token_once_and_stores_only_its_hash(auth, db, engine):
     assert audit_rows(db, "api_token_create")[0]["target_id"] == row["id"]
 
 
-@pytest.mark.parametrize("form, field", [
-    ({"name": "", "scopes": ["read"]}, "name"),
-    ({"name": "x" * 81, "scopes": ["read"]}, "name"),
-    ({"name": "ci", "scopes": []}, "scopes"),
-    ({"name": "ci", "scopes": ["root"]}, "scopes"),
-    ({"name": "ci", "scopes": ["admin"]}, "scopes"),  # dana is a developer
-    ({"name": "ci", "scopes": ["read"], "days": "366"}, "days"),
-    ({"name": "ci", "scopes": ["read"], "days": "0"}, "days"),
-    ({"name": "ci", "scopes": ["read"], "days": "soon"}, "days"),
-])
+@pytest.mark.parametrize(
+    "form, field",
+    [
+        ({"name": "", "scopes": ["read"]}, "name"),
+        ({"name": "x" * 81, "scopes": ["read"]}, "name"),
+        ({"name": "ci", "scopes": []}, "scopes"),
+        ({"name": "ci", "scopes": ["root"]}, "scopes"),
+        ({"name": "ci", "scopes": ["admin"]}, "scopes"),  # dana is a developer
+        ({"name": "ci", "scopes": ["read"], "days": "366"}, "days"),
+        ({"name": "ci", "scopes": ["read"], "days": "0"}, "days"),
+        ({"name": "ci", "scopes": ["read"], "days": "soon"}, "days"),
+    ],
+)
 def test_it_refuses_a_bad_token_form(auth, db, form, field):
     response = auth.client_for("dana").post("/account/tokens", data=form)
     assert response.status_code == 400
@@ -74,8 +80,9 @@ def test_it_refuses_a_bad_token_form(auth, db, form, field):
 
 
 def test_an_admin_may_give_the_admin_scope(auth, db):
-    response = auth.client_for("alice").post("/account/tokens", data={"name": "ops", "scopes": ["admin"],
-                                                                       "days": "365"})
+    response = auth.client_for("alice").post(
+        "/account/tokens", data={"name": "ops", "scopes": ["admin"], "days": "365"}
+    )
     assert response.status_code == 200
     assert db.execute("SELECT scopes FROM api_tokens").fetchone()[0] == "admin"
 
@@ -90,7 +97,9 @@ def test_it_revokes_own_tokens_only(auth, db, tokens, client):
     refused = client.get("/api/v1/me", headers=bearer(token))
     assert refused.status_code == 401
     assert refused.get_json() == {"error": {"code": "unauthorized", "message": "The token has been revoked."}}
-    again = auth.client_for("dana").post(f"/account/tokens/{token_id}/revoke", headers={"Accept": "application/json"})
+    again = auth.client_for("dana").post(
+        f"/account/tokens/{token_id}/revoke", headers={"Accept": "application/json"}
+    )
     assert again.status_code == 409  # already revoked
     assert len(audit_rows(db, "api_token_revoke")) == 1
     assert "revoked" in auth.client_for("dana").get("/account/tokens").get_data(as_text=True)
@@ -107,6 +116,7 @@ def test_it_shows_when_a_token_was_last_used(auth, db, tokens, client, clock):
 
 
 # --- what a token may do --------------------------------------------------------------------------
+
 
 def test_a_token_acts_as_its_owner(client, tokens):
     body = client.get("/api/v1/me", headers=bearer(tokens("dana", ("read", "write")))).get_json()
@@ -128,7 +138,10 @@ def test_a_read_token_cannot_write(client, db, tokens, sample):
 def test_a_write_token_cannot_read(client, tokens, sample):
     token = tokens("oleg", ("write",))
     assert client.get("/api/v1/requests", headers=bearer(token)).status_code == 403
-    assert client.post(f"/api/v1/requests/{sample['request_id']}/builds", headers=bearer(token)).status_code == 201
+    assert (
+        client.post(f"/api/v1/requests/{sample['request_id']}/builds", headers=bearer(token)).status_code
+        == 201
+    )
 
 
 def test_users_and_audit_need_the_admin_scope(client, tokens):
@@ -188,7 +201,9 @@ def test_unknown_tokens_are_refused_and_audited(client, db):
 
 def test_a_token_works_on_the_pages_json_too(client, tokens, sample):
     """Every /api route takes a token, the pages' own JSON included."""
-    response = client.get(f"/api/deployments/{sample['deployment_id']}/metrics", headers=bearer(tokens("dana")))
+    response = client.get(
+        f"/api/deployments/{sample['deployment_id']}/metrics", headers=bearer(tokens("dana"))
+    )
     assert response.status_code == 200
 
 
@@ -198,9 +213,13 @@ def test_a_token_is_ignored_outside_the_api(client, tokens):
 
 # --- CSRF: none with a token, still with a cookie ----------------------------------------------------
 
+
 def test_a_token_needs_no_csrf_token(client, db, tokens, sample):
-    response = client.post(f"/api/v1/requests/{sample['request_id']}/builds", csrf=False,
-                           headers=bearer(tokens("oleg", ("read", "write"))))
+    response = client.post(
+        f"/api/v1/requests/{sample['request_id']}/builds",
+        csrf=False,
+        headers=bearer(tokens("oleg", ("read", "write"))),
+    )
     assert response.status_code == 201
 
 
@@ -215,22 +234,26 @@ def test_a_session_cookie_still_needs_a_csrf_token(auth, db, sample):
 def test_a_bad_token_with_a_good_cookie_is_still_refused(auth, sample):
     """With a bearer header the cookie is not looked at: no falling back to it."""
     client = auth.client_for("oleg")
-    response = client.post(f"/api/v1/requests/{sample['request_id']}/builds", csrf=False,
-                           headers={"Authorization": "Bearer smpat_wrong"})
+    response = client.post(
+        f"/api/v1/requests/{sample['request_id']}/builds",
+        csrf=False,
+        headers={"Authorization": "Bearer smpat_wrong"},
+    )
     assert response.status_code == 401
 
 
 # --- the error shape and pagination -------------------------------------------------------------------
 
+
 def test_every_api_error_has_one_shape(client, tokens, sample):
     token = bearer(tokens("dana", ("read", "write")))
     answers = [
-        client.get("/api/v1/requests/987654", headers=token),                       # refused: 404
-        client.get("/api/v1/requests?status=nope", headers=token),                  # input: 400
-        client.post("/api/v1/requests", json={"image_name": 5}, headers=token),     # body: 400
-        client.delete("/api/v1/requests", headers=token),                           # 405
-        client.get("/api/v1/nothing-here", headers=token),                          # 404
-        client.get("/api/users/search?role=king", headers=token),                   # the pages' JSON: 400
+        client.get("/api/v1/requests/987654", headers=token),  # refused: 404
+        client.get("/api/v1/requests?status=nope", headers=token),  # input: 400
+        client.post("/api/v1/requests", json={"image_name": 5}, headers=token),  # body: 400
+        client.delete("/api/v1/requests", headers=token),  # 405
+        client.get("/api/v1/nothing-here", headers=token),  # 404
+        client.get("/api/users/search?role=king", headers=token),  # the pages' JSON: 400
         client.post(f"/api/v1/requests/{sample['request_id']}/submit", headers=token),  # conflict: 409
     ]
     for response in answers:
@@ -242,12 +265,22 @@ def test_every_api_error_has_one_shape(client, tokens, sample):
 
 def test_it_creates_a_request_with_the_forms_rules(client, db, tokens):
     token = bearer(tokens("dana", ("read", "write")))
-    bad = client.post("/api/v1/requests", headers=token, json={
-        "image_name": "Bad Name", "repo_url": "nope", "base_image": "python:3.12", "version_tag": "1"})
+    bad = client.post(
+        "/api/v1/requests",
+        headers=token,
+        json={"image_name": "Bad Name", "repo_url": "nope", "base_image": "python:3.12", "version_tag": "1"},
+    )
     assert bad.status_code == 400 and set(bad.get_json()["error"]["errors"]) >= {"image_name", "repo_url"}
-    good = client.post("/api/v1/requests", headers=token, json={
-        "image_name": "billing-api", "repo_url": "https://github.com/acme/billing.git",
-        "base_image": "python:3.12-slim", "version_tag": "1.0.0"})
+    good = client.post(
+        "/api/v1/requests",
+        headers=token,
+        json={
+            "image_name": "billing-api",
+            "repo_url": "https://github.com/acme/billing.git",
+            "base_image": "python:3.12-slim",
+            "version_tag": "1.0.0",
+        },
+    )
     assert good.status_code == 201, good.get_json()
     body = good.get_json()
     assert body["status"] == "draft" and body["owner_username"] == "dana"
@@ -275,7 +308,9 @@ def test_deployment_actions_logs_and_rollback(client, db, users, tokens, sample)
     deployment_id = sample["deployment_id"]
     state = client.get(f"/api/v1/deployments/{deployment_id}", headers=token).get_json()
     assert "stop" in state["actions"]
-    stopped = client.post(f"/api/v1/deployments/{deployment_id}/actions", json={"action": "stop"}, headers=token)
+    stopped = client.post(
+        f"/api/v1/deployments/{deployment_id}/actions", json={"action": "stop"}, headers=token
+    )
     assert stopped.status_code == 200 and stopped.get_json()["status"] == "stopped"
     logs = client.get(f"/api/v1/deployments/{deployment_id}/logs", headers=token).get_json()
     assert logs["lines"] and logs["next_after"] == logs["lines"][-1]["seq"]

@@ -1,4 +1,5 @@
 """The UI shell: headers, navigation per role, language, error pages, CLI."""
+
 from __future__ import annotations
 
 import re
@@ -100,16 +101,18 @@ def test_it_shows_recent_events_to_admins(auth):
 
 
 def test_cli_creates_a_user(runner, app):
-    result = runner.invoke(args=["create-user", "newdev", "--role", "operator"],
-                           input="longpassword\nlongpassword\n")
+    result = runner.invoke(
+        args=["create-user", "newdev", "--role", "operator"], input="longpassword\nlongpassword\n"
+    )
     assert result.exit_code == 0, result.output
     db = connect(app.config["DATABASE"])
     assert db.execute("SELECT role FROM users WHERE username='newdev'").fetchone()[0] == "operator"
 
 
 def test_cli_refuses_a_bad_username(runner):
-    result = runner.invoke(args=["create-user", "X!", "--role", "developer"],
-                           input="longpassword\nlongpassword\n")
+    result = runner.invoke(
+        args=["create-user", "X!", "--role", "developer"], input="longpassword\nlongpassword\n"
+    )
     assert result.exit_code != 0
 
 
@@ -117,10 +120,17 @@ def test_cli_init_db_on_a_brand_new_instance_says_what_it_created(tmp_path):
     from samosval import create_app
 
     def flask_init_db():  # each `flask --app app init-db` loads the app anew
-        app = create_app({"TESTING": True, "SECRET_KEY": "k", "SIMULATOR_AUTOSTART": False,
-                          "DATABASE": str(tmp_path / "new" / "samosval.sqlite3")},
-                         instance_path=str(tmp_path / "new"))
+        app = create_app(
+            {
+                "TESTING": True,
+                "SECRET_KEY": "k",
+                "SIMULATOR_AUTOSTART": False,
+                "DATABASE": str(tmp_path / "new" / "samosval.sqlite3"),
+            },
+            instance_path=str(tmp_path / "new"),
+        )
         return app.test_cli_runner().invoke(args=["init-db"])
+
     result = flask_init_db()
     assert result.exit_code == 0 and "Database created at" in result.output
     assert "'root' created" in result.output
@@ -130,8 +140,15 @@ def test_cli_init_db_on_a_brand_new_instance_says_what_it_created(tmp_path):
 
 def test_it_describes_recent_events_in_words_and_links_their_targets(auth, sample, db):
     from samosval import audit
-    audit.record(db, "deployment_stop", user_id=1, target_type="deployment", target_id=sample["deployment_id"],
-                 now=1_800_000_000.0)
+
+    audit.record(
+        db,
+        "deployment_stop",
+        user_id=1,
+        target_type="deployment",
+        target_id=sample["deployment_id"],
+        now=1_800_000_000.0,
+    )
     html = auth.client_for("root").get("/dashboard").get_data(as_text=True)
     assert "развёртывание остановлено" in html
     assert f'href="/deployments/{sample["deployment_id"]}"' in html
@@ -142,6 +159,7 @@ def test_the_readme_documents_every_setting():
     from pathlib import Path
 
     from samosval import DEFAULTS, ENV_SETTINGS
+
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     assert [k for k in ENV_SETTINGS if f"`SAMOSVAL_{k}`" not in readme] == []
     assert [k for k in DEFAULTS if f"`{k}`" not in readme and f"`SAMOSVAL_{k}`" not in readme] == []
@@ -155,8 +173,13 @@ def admin_menu(html: str) -> str:
 def test_admin_only_pages_sit_under_one_admin_menu(auth):
     html = auth.client_for("root").get("/dashboard").get_data(as_text=True)
     menu = admin_menu(html)
-    admin_only = {"admin.list_users", "admin.audit", "hooks.list_tokens", "notifications.list_channels",
-                  "releases.environments"}
+    admin_only = {
+        "admin.list_users",
+        "admin.audit",
+        "hooks.list_tokens",
+        "notifications.list_channels",
+        "releases.environments",
+    }
     assert nav_endpoints(menu) == admin_only | {"admin-menu"}
     top_level = nav_endpoints(html.replace(menu, ""))
     assert not admin_only & top_level
@@ -168,14 +191,19 @@ def test_operators_get_no_admin_menu(auth):
     assert admin_menu(html) == "" and "hooks.list_deliveries" in nav_endpoints(html)
 
 
-@pytest.mark.parametrize("path, current", [
-    ("/notifications", "notifications.my_subscriptions"),
-    ("/admin/notifications", "notifications.list_channels"),
-    ("/webhooks", "hooks.list_deliveries"),
-    ("/admin/tokens", "hooks.list_tokens"),
-    ("/admin/audit", "admin.audit"),
-])
+@pytest.mark.parametrize(
+    "path, current",
+    [
+        ("/notifications", "notifications.my_subscriptions"),
+        ("/admin/notifications", "notifications.list_channels"),
+        ("/webhooks", "hooks.list_deliveries"),
+        ("/admin/tokens", "hooks.list_tokens"),
+        ("/admin/audit", "admin.audit"),
+    ],
+)
 def test_it_marks_the_current_page_only(auth, path, current):
     html = auth.client_for("root").get(path).get_data(as_text=True)
     assert re.findall(r'data-nav="([^"]+)" class="active" aria-current="page"', html) == [current]
-    assert ('<summary data-nav="admin-menu" class="active">' in html) == (current in nav_endpoints(admin_menu(html)))
+    assert ('<summary data-nav="admin-menu" class="active">' in html) == (
+        current in nav_endpoints(admin_menu(html))
+    )

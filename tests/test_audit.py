@@ -1,5 +1,6 @@
 """The audit log page: filters, keyset pagination, links to targets, CSV export,
 and that its queries stay on indexes at 100,000 rows."""
+
 from __future__ import annotations
 
 import csv
@@ -16,14 +17,24 @@ from samosval.domain.audit_queries import AuditFilters
 from tests import factories
 
 
-def add_row(db, action="login", *, user_id=None, target_type=None, target_id=None, details=None,
-            created_at="2026-03-10T12:00:00Z", ip="10.0.0.7") -> int:
+def add_row(
+    db,
+    action="login",
+    *,
+    user_id=None,
+    target_type=None,
+    target_id=None,
+    details=None,
+    created_at="2026-03-10T12:00:00Z",
+    ip="10.0.0.7",
+) -> int:
     if details is not None and not isinstance(details, str):
         details = json.dumps(details, ensure_ascii=False)
     return db.execute(
         "INSERT INTO audit_log (user_id, action, target_type, target_id, details, created_at, ip) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (user_id, action, target_type, target_id, details, created_at, ip)).lastrowid
+        (user_id, action, target_type, target_id, details, created_at, ip),
+    ).lastrowid
 
 
 def shown_ids(response) -> list[int]:
@@ -41,21 +52,56 @@ def seeded(db, users):
     """A small, known log: who did what to which target, and when."""
     db.execute("DELETE FROM audit_log")
     rows = {
-        "dana_login": add_row(db, "login", user_id=users["dana"], target_type="user",
-                              target_id=users["dana"], created_at="2026-03-01T08:00:00Z"),
-        "oleg_build": add_row(db, "build_start", user_id=users["oleg"], target_type="build",
-                              target_id=7, details={"request": 3}, created_at="2026-03-02T09:00:00Z"),
-        "oleg_deploy": add_row(db, "deployment_stop", user_id=users["oleg"], target_type="deployment",
-                               target_id=5, details={"reason": "nightly window"},
-                               created_at="2026-03-03T10:00:00Z"),
-        "root_block": add_row(db, "user_block", user_id=users["root"], target_type="user",
-                              target_id=users["bob"], details={"username": "bob"},
-                              created_at="2026-03-03T23:59:59Z"),
-        "failed": add_row(db, "login_failed", details={"username": "ghost", "reason": "unknown user"},
-                          created_at="2026-03-04T00:00:00Z"),
-        "dana_request": add_row(db, "request_create", user_id=users["dana"], target_type="request",
-                                target_id=11, details={"image_name": "billing-api"},
-                                created_at="2026-03-05T12:00:00Z"),
+        "dana_login": add_row(
+            db,
+            "login",
+            user_id=users["dana"],
+            target_type="user",
+            target_id=users["dana"],
+            created_at="2026-03-01T08:00:00Z",
+        ),
+        "oleg_build": add_row(
+            db,
+            "build_start",
+            user_id=users["oleg"],
+            target_type="build",
+            target_id=7,
+            details={"request": 3},
+            created_at="2026-03-02T09:00:00Z",
+        ),
+        "oleg_deploy": add_row(
+            db,
+            "deployment_stop",
+            user_id=users["oleg"],
+            target_type="deployment",
+            target_id=5,
+            details={"reason": "nightly window"},
+            created_at="2026-03-03T10:00:00Z",
+        ),
+        "root_block": add_row(
+            db,
+            "user_block",
+            user_id=users["root"],
+            target_type="user",
+            target_id=users["bob"],
+            details={"username": "bob"},
+            created_at="2026-03-03T23:59:59Z",
+        ),
+        "failed": add_row(
+            db,
+            "login_failed",
+            details={"username": "ghost", "reason": "unknown user"},
+            created_at="2026-03-04T00:00:00Z",
+        ),
+        "dana_request": add_row(
+            db,
+            "request_create",
+            user_id=users["dana"],
+            target_type="request",
+            target_id=11,
+            details={"image_name": "billing-api"},
+            created_at="2026-03-05T12:00:00Z",
+        ),
     }
     return rows
 
@@ -65,6 +111,7 @@ def page_ids(client, **args):
 
 
 # --- filters ----------------------------------------------------------------------------
+
 
 def test_it_shows_everything_newest_first(auth, seeded):
     ids = page_ids(auth.client_for("root"))
@@ -105,7 +152,10 @@ def test_it_treats_like_wildcards_in_the_text_literally(auth, db, users, seeded)
 def test_it_filters_by_date_range_inclusive(auth, seeded):
     client = auth.client_for("root")
     assert page_ids(client, **{"from": "2026-03-02", "to": "2026-03-03"}) == [
-        seeded["root_block"], seeded["oleg_deploy"], seeded["oleg_build"]]
+        seeded["root_block"],
+        seeded["oleg_deploy"],
+        seeded["oleg_build"],
+    ]
     assert page_ids(client, **{"from": "2026-03-04", "to": "2026-03-04"}) == [seeded["failed"]]
     assert page_ids(client, to="2026-03-01") == [seeded["dana_login"]]
 
@@ -121,22 +171,35 @@ def test_it_filters_by_target(auth, users, seeded):
 def test_it_combines_filters(auth, users, seeded):
     client = auth.client_for("root")
     assert page_ids(client, user="oleg", action="build_start") == [seeded["oleg_build"]]
-    assert page_ids(client, user="oleg", q="nightly", target_type="deployment",
-                    **{"from": "2026-03-03", "to": "2026-03-03"}) == [seeded["oleg_deploy"]]
+    assert page_ids(
+        client,
+        user="oleg",
+        q="nightly",
+        target_type="deployment",
+        **{"from": "2026-03-03", "to": "2026-03-03"},
+    ) == [seeded["oleg_deploy"]]
     assert page_ids(client, user="oleg", action="user_block") == []
     assert page_ids(client, user="dana", to="2026-03-04") == [seeded["dana_login"]]
 
 
 def test_it_keeps_the_filters_in_the_form_and_the_csv_link(auth, seeded):
-    page = auth.client_for("root").get(
-        "/admin/audit?user=oleg&action=build_start&q=x&from=2026-03-01&to=2026-03-09&target_type=build"
-    ).get_data(as_text=True)
+    page = (
+        auth.client_for("root")
+        .get("/admin/audit?user=oleg&action=build_start&q=x&from=2026-03-01&to=2026-03-09&target_type=build")
+        .get_data(as_text=True)
+    )
     assert 'name="user" value="oleg"' in page
     assert '<option value="build_start" selected>' in page
     assert 'name="from" type="date" value="2026-03-01"' in page
     csv_link = re.search(r'href="(/admin/audit\.csv[^"]*)"', page).group(1)
-    for part in ("user=oleg", "action=build_start", "q=x", "from=2026-03-01", "to=2026-03-09",
-                 "target_type=build"):
+    for part in (
+        "user=oleg",
+        "action=build_start",
+        "q=x",
+        "from=2026-03-01",
+        "to=2026-03-09",
+        "target_type=build",
+    ):
         assert part in csv_link
 
 
@@ -146,16 +209,19 @@ def test_it_offers_every_action_in_the_filter(auth):
         assert f'<option value="{action}"' in page
 
 
-@pytest.mark.parametrize("args, field", [
-    ({"action": "drop_tables"}, "action"),
-    ({"from": "2026-13-01"}, "from"),
-    ({"from": "01.03.2026"}, "from"),
-    ({"to": "yesterday"}, "to"),
-    ({"from": "2026-03-05", "to": "2026-03-01"}, "to"),
-    ({"target_type": "planet"}, "target_type"),
-    ({"target_type": "user", "target_id": "abc"}, "target_id"),
-    ({"q": "x" * 201}, "q"),
-])
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        ({"action": "drop_tables"}, "action"),
+        ({"from": "2026-13-01"}, "from"),
+        ({"from": "01.03.2026"}, "from"),
+        ({"to": "yesterday"}, "to"),
+        ({"from": "2026-03-05", "to": "2026-03-01"}, "to"),
+        ({"target_type": "planet"}, "target_type"),
+        ({"target_type": "user", "target_id": "abc"}, "target_id"),
+        ({"q": "x" * 201}, "q"),
+    ],
+)
 def test_it_rejects_bad_filters(auth, seeded, args, field):
     client = auth.client_for("root")
     response = client.get("/admin/audit", query_string=args)
@@ -168,11 +234,19 @@ def test_it_rejects_bad_filters(auth, seeded, args, field):
 
 # --- rows and links ---------------------------------------------------------------------
 
+
 def test_it_shows_time_user_action_target_details_and_ip(auth, seeded):
     page = auth.client_for("root").get("/admin/audit?action=deployment_stop").get_data(as_text=True)
     row = page.split(f'data-audit-id="{seeded["oleg_deploy"]}"', 1)[1].split("</tr>", 1)[0]
-    for text in ("2026-03-03 10:00:00", "oleg", "deployment_stop", "развёртывание остановлено", "развёртывание #5",
-                 "reason: nightly window", "10.0.0.7"):
+    for text in (
+        "2026-03-03 10:00:00",
+        "oleg",
+        "deployment_stop",
+        "развёртывание остановлено",
+        "развёртывание #5",
+        "reason: nightly window",
+        "10.0.0.7",
+    ):
         assert text in row
 
 
@@ -181,9 +255,15 @@ def test_it_links_targets_that_still_exist(auth, db, users):
     image_id = factories.make_image(db, request_id=request_id)
     build_id = factories.make_build(db, request_id=request_id, built_by=users["oleg"])
     deployment_id = factories.make_deployment(db, image_id=image_id)
-    for target_type, target_id in (("request", request_id), ("image", image_id), ("build", build_id),
-                                   ("deployment", deployment_id), ("deployment", 999),
-                                   ("user", users["dana"]), ("user", 999)):
+    for target_type, target_id in (
+        ("request", request_id),
+        ("image", image_id),
+        ("build", build_id),
+        ("deployment", deployment_id),
+        ("deployment", 999),
+        ("user", users["dana"]),
+        ("user", 999),
+    ):
         add_row(db, "request_edit", target_type=target_type, target_id=target_id)
     page = auth.client_for("root").get("/admin/audit?action=request_edit").get_data(as_text=True)
     assert f'href="/requests/{request_id}" data-target-link' in page
@@ -196,8 +276,11 @@ def test_it_links_targets_that_still_exist(auth, db, users):
 
 
 def test_it_checks_targets_with_one_query_per_type(db, users):
-    pairs = [("deployment", n) for n in range(1, 60)] + [("request", n) for n in range(1, 60)] + \
-        [("user", users["dana"]), ("token", 1), (None, None)]
+    pairs = (
+        [("deployment", n) for n in range(1, 60)]
+        + [("request", n) for n in range(1, 60)]
+        + [("user", users["dana"]), ("token", 1), (None, None)]
+    )
     statements = []
     db.set_trace_callback(statements.append)
     found = audit_queries.existing_targets(db, pairs)
@@ -208,6 +291,7 @@ def test_it_checks_targets_with_one_query_per_type(db, users):
 
 # --- pagination ---------------------------------------------------------------------------
 
+
 @pytest.fixture
 def many(db, users):
     db.execute("DELETE FROM audit_log")
@@ -215,8 +299,16 @@ def many(db, users):
     db.executemany(
         "INSERT INTO audit_log (user_id, action, target_type, target_id, details, created_at) "
         "VALUES (?, ?, 'request', ?, ?, '2026-03-10T12:00:00Z')",
-        [(users["oleg"] if n % 2 else users["dana"], "request_edit" if n % 5 else "request_submit",
-          n, json.dumps({"n": n})) for n in range(250)])
+        [
+            (
+                users["oleg"] if n % 2 else users["dana"],
+                "request_edit" if n % 5 else "request_submit",
+                n,
+                json.dumps({"n": n}),
+            )
+            for n in range(250)
+        ],
+    )
     db.execute("COMMIT")
     return [row[0] for row in db.execute("SELECT id FROM audit_log ORDER BY id DESC")]
 
@@ -271,6 +363,7 @@ def test_it_shows_an_empty_page_past_the_oldest_row(auth, many):
 
 # --- CSV ---------------------------------------------------------------------------------
 
+
 def read_csv(response) -> list[list[str]]:
     assert response.status_code == 200
     assert response.mimetype == "text/csv"
@@ -281,8 +374,16 @@ def read_csv(response) -> list[list[str]]:
 def test_it_exports_the_filtered_view_as_csv(auth, seeded, users):
     rows = read_csv(auth.client_for("root").get("/admin/audit.csv?user=oleg"))
     assert rows[0] == ["id", "time", "user", "action", "target_type", "target_id", "details", "ip"]
-    assert rows[1] == [str(seeded["oleg_deploy"]), "2026-03-03T10:00:00Z", "oleg", "deployment_stop",
-                       "deployment", "5", '{"reason": "nightly window"}', "10.0.0.7"]
+    assert rows[1] == [
+        str(seeded["oleg_deploy"]),
+        "2026-03-03T10:00:00Z",
+        "oleg",
+        "deployment_stop",
+        "deployment",
+        "5",
+        '{"reason": "nightly window"}',
+        "10.0.0.7",
+    ]
     assert [r[0] for r in rows[1:]] == [str(seeded["oleg_deploy"]), str(seeded["oleg_build"])]
 
 
@@ -292,7 +393,7 @@ def test_it_exports_everything_in_batches(auth, many):
     assert [int(r[0]) for r in rows[1:]] == [i for i in many if i in set(int(r[0]) for r in rows[1:])]
 
 
-@pytest.mark.parametrize("payload", ["=HYPERLINK(\"http://evil\")", "+1+2", "-2+3", "@SUM(A1)"])
+@pytest.mark.parametrize("payload", ['=HYPERLINK("http://evil")', "+1+2", "-2+3", "@SUM(A1)"])
 def test_it_guards_against_formula_injection(auth, db, users, payload):
     add_row(db, "login_failed", details=payload, ip=payload)
     rows = read_csv(auth.client_for("root").get("/admin/audit.csv?action=login_failed"))
@@ -315,8 +416,9 @@ FILTER_CASES = [
     AuditFilters(date_from="2026-02-01", date_to="2026-02-10"),
     AuditFilters(target_type="deployment"),
     AuditFilters(target_type="deployment", target_id=42),
-    AuditFilters(user="oleg", action="login", q="w1", date_from="2026-01-01", date_to="2026-12-31",
-                 target_type="user"),
+    AuditFilters(
+        user="oleg", action="login", q="w1", date_from="2026-01-01", date_to="2026-12-31", target_type="user"
+    ),
 ]
 
 
@@ -328,9 +430,18 @@ def test_it_stays_on_indexes_with_100k_rows(auth, db, users):
     db.executemany(
         "INSERT INTO audit_log (user_id, action, target_type, target_id, details, created_at, ip) "
         "VALUES (?, ?, ?, ?, ?, ?, '10.0.0.1')",
-        ((user_ids[n % len(user_ids)], actions[n % len(actions)],
-          audit.TARGET_TYPES[n % len(audit.TARGET_TYPES)], n % 5000, f'{{"word": "w{n % 997}"}}',
-          f"2026-{1 + n // 10_000:02d}-{1 + n % 28:02d}T12:00:00Z") for n in range(100_000)))
+        (
+            (
+                user_ids[n % len(user_ids)],
+                actions[n % len(actions)],
+                audit.TARGET_TYPES[n % len(audit.TARGET_TYPES)],
+                n % 5000,
+                f'{{"word": "w{n % 997}"}}',
+                f"2026-{1 + n // 10_000:02d}-{1 + n % 28:02d}T12:00:00Z",
+            )
+            for n in range(100_000)
+        ),
+    )
     db.execute("COMMIT")
     seeded_in = time.perf_counter() - started
     # Each row also goes into the trigram search index (about 3 s per 100,000 rows

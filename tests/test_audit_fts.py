@@ -2,6 +2,7 @@
 literal LIKE search it replaced, whatever the text (``%``, ``_``, quotes, Cyrillic,
 a NUL byte, one or two characters); the index follows inserts, updates and
 deletes; migration 5 builds it from an existing log and keeps every row."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,17 +14,68 @@ from samosval.domain.audit_queries import AuditFilters
 from samosval.domain.users import like_escape
 
 DETAILS = [
-    '{"note": "100% done"}', '{"note": "100 percent"}', '{"field": "image_name"}', '{"field": "imageXname"}',
-    '{"note": "it\'s here"}', '{"note": "say \\"hi\\""}', '{"note": "Привет, мир"}', '{"note": "ПРИВЕТ"}',
-    '{"note": "привет"}', '{"note": "Ёлка ёлка"}', '{"note": "back\\\\slash"}', '{"note": "a_b%c"}',
-    '{"note": "ABC abc"}', '{"note": "tab\there"}', None, "", "plain text, not JSON", '{"note": "x\u0001y"}',
-    '{"emoji": "🚀 launch"}', '{"note": "under_score_"}',
+    '{"note": "100% done"}',
+    '{"note": "100 percent"}',
+    '{"field": "image_name"}',
+    '{"field": "imageXname"}',
+    '{"note": "it\'s here"}',
+    '{"note": "say \\"hi\\""}',
+    '{"note": "Привет, мир"}',
+    '{"note": "ПРИВЕТ"}',
+    '{"note": "привет"}',
+    '{"note": "Ёлка ёлка"}',
+    '{"note": "back\\\\slash"}',
+    '{"note": "a_b%c"}',
+    '{"note": "ABC abc"}',
+    '{"note": "tab\there"}',
+    None,
+    "",
+    "plain text, not JSON",
+    '{"note": "x\u0001y"}',
+    '{"emoji": "🚀 launch"}',
+    '{"note": "under_score_"}',
 ]
 QUERIES = [
-    "%", "_", "%_", "100%", "0%", "image_name", "e_n", "'", "it's", '"', '\\"hi\\"', "say \\\"", "Привет",
-    "привет", "ПРИВЕТ", "ривет, м", "мир", "ёлка", "Ё", "ABC", "abc", "bC a", "\x00", "x\x00y", "ab\x00",
-    "\\", "back\\\\slash", "a_b%c", "b%c", "🚀", "🚀 l", "launch", "nothing-matches", "e", "no", "x\x01y",
-    "%%%", "___", "note", "under_score_",
+    "%",
+    "_",
+    "%_",
+    "100%",
+    "0%",
+    "image_name",
+    "e_n",
+    "'",
+    "it's",
+    '"',
+    '\\"hi\\"',
+    'say \\"',
+    "Привет",
+    "привет",
+    "ПРИВЕТ",
+    "ривет, м",
+    "мир",
+    "ёлка",
+    "Ё",
+    "ABC",
+    "abc",
+    "bC a",
+    "\x00",
+    "x\x00y",
+    "ab\x00",
+    "\\",
+    "back\\\\slash",
+    "a_b%c",
+    "b%c",
+    "🚀",
+    "🚀 l",
+    "launch",
+    "nothing-matches",
+    "e",
+    "no",
+    "x\x01y",
+    "%%%",
+    "___",
+    "note",
+    "under_score_",
 ]
 
 
@@ -59,9 +111,15 @@ def log_db(tmp_path, monkeypatch):
     db.execute("BEGIN")
     for n in range(3):
         for i, details in enumerate(DETAILS):
-            db.execute("INSERT INTO audit_log (user_id, action, details, created_at) VALUES (?, ?, ?, ?)",
-                       (1 if i % 2 else None, "login" if i % 3 else "request_edit", details,
-                        f"2026-03-{1 + n:02d}T{i:02d}:00:00Z"))
+            db.execute(
+                "INSERT INTO audit_log (user_id, action, details, created_at) VALUES (?, ?, ?, ?)",
+                (
+                    1 if i % 2 else None,
+                    "login" if i % 3 else "request_edit",
+                    details,
+                    f"2026-03-{1 + n:02d}T{i:02d}:00:00Z",
+                ),
+            )
     db.execute("COMMIT")
     yield db
     db.close()
@@ -78,15 +136,21 @@ def test_search_equals_the_literal_like(log_db, q):
 def test_search_with_other_filters_equals_the_literal_like(log_db, q):
     assert all_pages(log_db, AuditFilters(q=q, action="login")) == old_like_ids(log_db, q, action="login")
     dated = AuditFilters(q=q, date_from="2026-03-02", date_to="2026-03-02")
-    expected = [i for i in old_like_ids(log_db, q)
-                if log_db.execute("SELECT created_at FROM audit_log WHERE id = ?", (i,)).fetchone()[0]
-                .startswith("2026-03-02")]
+    expected = [
+        i
+        for i in old_like_ids(log_db, q)
+        if log_db.execute("SELECT created_at FROM audit_log WHERE id = ?", (i,))
+        .fetchone()[0]
+        .startswith("2026-03-02")
+    ]
     assert all_pages(log_db, dated) == expected
 
 
 def test_the_index_follows_updates_and_deletes(log_db):
-    row_id = log_db.execute("INSERT INTO audit_log (action, details, created_at) VALUES "
-                            "('login', 'zebra crossing', '2026-03-09T00:00:00Z')").lastrowid
+    row_id = log_db.execute(
+        "INSERT INTO audit_log (action, details, created_at) VALUES "
+        "('login', 'zebra crossing', '2026-03-09T00:00:00Z')"
+    ).lastrowid
     assert all_pages(log_db, AuditFilters(q="zebra")) == [row_id]
     log_db.execute("UPDATE audit_log SET details = 'giraffe' WHERE id = ?", (row_id,))
     assert all_pages(log_db, AuditFilters(q="zebra")) == []
@@ -122,8 +186,10 @@ def test_migration_5_indexes_an_existing_log_and_keeps_every_row(tmp_path):
     for name in ("audit_fts_insert", "audit_fts_delete", "audit_fts_update"):
         db.execute(f"DROP TRIGGER IF EXISTS {name}")
     db.execute("PRAGMA user_version = 4")
-    db.executemany("INSERT INTO audit_log (user_id, action, details, created_at) VALUES (NULL, 'login', ?, ?)",
-                   [(details, f"2026-03-01T00:00:{i % 60:02d}Z") for i, details in enumerate(DETAILS * 50)])
+    db.executemany(
+        "INSERT INTO audit_log (user_id, action, details, created_at) VALUES (NULL, 'login', ?, ?)",
+        [(details, f"2026-03-01T00:00:{i % 60:02d}Z") for i, details in enumerate(DETAILS * 50)],
+    )
     before = db.execute("SELECT * FROM audit_log ORDER BY id").fetchall()
     assert migrations.upgrade(db, schema_sql())[0] == 5
     assert [tuple(r) for r in db.execute("SELECT * FROM audit_log ORDER BY id")] == [tuple(r) for r in before]
@@ -131,7 +197,9 @@ def test_migration_5_indexes_an_existing_log_and_keeps_every_row(tmp_path):
         assert all_pages(db, AuditFilters(q=q), per_page=20) == old_like_ids(db, q)
     db.execute("INSERT INTO audit_fts (audit_fts, rank) VALUES ('integrity-check', 1)")
     # Later rows are indexed by the triggers the migration created.
-    new_id = db.execute("INSERT INTO audit_log (action, details, created_at) VALUES "
-                        "('login', 'after the upgrade', '2026-03-02T00:00:00Z')").lastrowid
+    new_id = db.execute(
+        "INSERT INTO audit_log (action, details, created_at) VALUES "
+        "('login', 'after the upgrade', '2026-03-02T00:00:00Z')"
+    ).lastrowid
     assert all_pages(db, AuditFilters(q="after the up")) == [new_id]
     db.close()

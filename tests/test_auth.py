@@ -1,4 +1,5 @@
 """Login, logout, blocked users, rate limits, open redirects, own password."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,15 +17,19 @@ def test_it_redirects_anonymous_pages_to_login(client):
     assert response.location.startswith("/login?next=")
 
 
-@pytest.mark.parametrize("url", [
-    "/api/users/search?q=da",
-    "/api/builds/1/log",
-    "/api/deployments/1/metrics",
-    "/api/deployments/1/logs/stream",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/users/search?q=da",
+        "/api/builds/1/log",
+        "/api/deployments/1/metrics",
+        "/api/deployments/1/logs/stream",
+    ],
+)
 def test_it_answers_anonymous_api_calls_with_401_json(app, client, url):
     with app.test_request_context(url):  # a real route, so a 404 cannot pass for a refusal
         from flask import request
+
         assert request.url_rule is not None
     response = client.get(url)
     assert response.status_code == 401
@@ -77,13 +82,20 @@ def test_it_honours_a_local_next(client, users):
     assert response.location == "/requests"
 
 
-@pytest.mark.parametrize("target", [
-    "https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)",
-    "http:/evil.example",
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/x",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "http:/evil.example",
+    ],
+)
 def test_it_refuses_an_open_redirect(client, users, target):
-    response = client.post("/login", query_string={"next": target},
-                           data={"username": "dana", "password": PASSWORD})
+    response = client.post(
+        "/login", query_string={"next": target}, data={"username": "dana", "password": PASSWORD}
+    )
     assert response.status_code == 302
     assert response.location == "/dashboard"
 
@@ -121,9 +133,14 @@ def test_it_changes_the_own_password_and_ends_other_sessions(auth, app):
     first = auth.client_for("dana")
     second = app.test_client()
     auth.login(second, "dana")
-    response = first.post("/account/password", data={
-        "current_password": PASSWORD, "new_password": "brand-new-pass",
-        "confirm_password": "brand-new-pass"})
+    response = first.post(
+        "/account/password",
+        data={
+            "current_password": PASSWORD,
+            "new_password": "brand-new-pass",
+            "confirm_password": "brand-new-pass",
+        },
+    )
     assert response.status_code == 302
     assert first.get("/dashboard").status_code == 200  # the changing session stays in
     assert second.get("/dashboard").status_code == 302  # the other one is signed out
@@ -131,11 +148,31 @@ def test_it_changes_the_own_password_and_ends_other_sessions(auth, app):
     assert auth.login(fresh, "dana", "brand-new-pass").status_code == 302
 
 
-@pytest.mark.parametrize("form, field", [
-    ({"current_password": "wrong", "new_password": "brand-new-pass", "confirm_password": "brand-new-pass"}, "current_password"),
-    ({"current_password": PASSWORD, "new_password": "short", "confirm_password": "short"}, "new_password"),
-    ({"current_password": PASSWORD, "new_password": "brand-new-pass", "confirm_password": "other-pass-x"}, "confirm_password"),
-])
+@pytest.mark.parametrize(
+    "form, field",
+    [
+        (
+            {
+                "current_password": "wrong",
+                "new_password": "brand-new-pass",
+                "confirm_password": "brand-new-pass",
+            },
+            "current_password",
+        ),
+        (
+            {"current_password": PASSWORD, "new_password": "short", "confirm_password": "short"},
+            "new_password",
+        ),
+        (
+            {
+                "current_password": PASSWORD,
+                "new_password": "brand-new-pass",
+                "confirm_password": "other-pass-x",
+            },
+            "confirm_password",
+        ),
+    ],
+)
 def test_it_explains_a_refused_password_change(auth, form, field):
     client = auth.client_for("dana")
     response = client.post("/account/password", data=form)
@@ -146,8 +183,10 @@ def test_it_explains_a_refused_password_change(auth, form, field):
 def test_it_shows_the_default_password_banner_until_root_changes_it(auth):
     root = auth.client_for("root")
     assert 'data-banner="password"' in root.get("/dashboard").get_data(as_text=True)
-    root.post("/account/password", data={"current_password": "root", "new_password": "a-better-one",
-                                         "confirm_password": "a-better-one"})
+    root.post(
+        "/account/password",
+        data={"current_password": "root", "new_password": "a-better-one", "confirm_password": "a-better-one"},
+    )
     assert 'data-banner="password"' not in root.get("/dashboard").get_data(as_text=True)
 
 

@@ -1,4 +1,5 @@
 """The benches' shared helpers: one percentile for every figure they report."""
+
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,5 @@
 """Build pages and endpoints: start, list, detail, the polling JSON, cancel."""
+
 from __future__ import annotations
 
 import json
@@ -60,10 +61,18 @@ def test_it_asks_anonymous_users_to_log_in(client, db, users, sample):
 
 def test_it_lists_only_builds_of_visible_requests(auth, db, users, sample):
     mine = factories.make_build(db, request_id=sample["request_id"], built_by=users["oleg"], status="success")
-    hidden_request = factories.make_request(db, owner_id=users["sam"], image_name="secret-svc", status="approved")
+    hidden_request = factories.make_request(
+        db, owner_id=users["sam"], image_name="secret-svc", status="approved"
+    )
     hidden = factories.make_build(db, request_id=hidden_request, built_by=users["oleg"], status="failed")
-    for username, expected in [("oleg", {mine, hidden}), ("dana", {mine}), ("colin", {mine}),
-                               ("carl", {mine}), ("sam", {hidden}), ("ann", set())]:
+    for username, expected in [
+        ("oleg", {mine, hidden}),
+        ("dana", {mine}),
+        ("colin", {mine}),
+        ("carl", {mine}),
+        ("sam", {hidden}),
+        ("ann", set()),
+    ]:
         html = auth.client_for(username).get("/builds").get_data(as_text=True)
         shown = {bid for bid in (mine, hidden) if f'data-build-id="{bid}"' in html}
         assert shown == expected, username
@@ -79,9 +88,13 @@ def test_it_filters_builds_by_status(auth, db, users, sample):
 
 
 def test_it_shows_the_build_log_page(auth, db, users, sample):
-    build_id = factories.make_build(db, request_id=sample["request_id"], built_by=users["oleg"], status="building")
-    db.execute("UPDATE builds SET build_log = ?, steps_done = 2, steps_total = 8 WHERE id = ?",
-               ("Cloning into '/workspace/billing-api'...\n<script>x</script>\n", build_id))
+    build_id = factories.make_build(
+        db, request_id=sample["request_id"], built_by=users["oleg"], status="building"
+    )
+    db.execute(
+        "UPDATE builds SET build_log = ?, steps_done = 2, steps_total = 8 WHERE id = ?",
+        ("Cloning into '/workspace/billing-api'...\n<script>x</script>\n", build_id),
+    )
     html = auth.client_for("dana").get(f"/builds/{build_id}").get_data(as_text=True)
     assert "Cloning into" in html
     assert "&lt;script&gt;x&lt;/script&gt;" in html  # the log is text, never markup
@@ -95,14 +108,26 @@ def test_it_shows_the_build_log_page(auth, db, users, sample):
 
 
 def test_it_serves_the_log_after_an_offset(auth, db, users, sample):
-    build_id = factories.make_build(db, request_id=sample["request_id"], built_by=users["oleg"], status="building")
-    db.execute("UPDATE builds SET build_log = ?, steps_done = 3, steps_total = 12 WHERE id = ?",
-               ("first line\nвторая строка\n", build_id))
+    build_id = factories.make_build(
+        db, request_id=sample["request_id"], built_by=users["oleg"], status="building"
+    )
+    db.execute(
+        "UPDATE builds SET build_log = ?, steps_done = 3, steps_total = 12 WHERE id = ?",
+        ("first line\nвторая строка\n", build_id),
+    )
     client = auth.client_for("colin")
     whole = client.get(f"/api/builds/{build_id}/log").get_json()
-    assert whole == {"status": "building", "log": "first line\nвторая строка\n", "offset": 25,
-                     "steps_done": 3, "steps_total": 12, "progress": 0.25, "image_id": None,
-                     "error_message": None, "finished": False}
+    assert whole == {
+        "status": "building",
+        "log": "first line\nвторая строка\n",
+        "offset": 25,
+        "steps_done": 3,
+        "steps_total": 12,
+        "progress": 0.25,
+        "image_id": None,
+        "error_message": None,
+        "finished": False,
+    }
     tail = client.get(f"/api/builds/{build_id}/log?offset=11").get_json()
     assert tail["log"] == "вторая строка\n" and tail["offset"] == 25
     assert client.get(f"/api/builds/{build_id}/log?offset=25").get_json()["log"] == ""
@@ -115,7 +140,9 @@ def test_it_serves_the_log_after_an_offset(auth, db, users, sample):
 
 
 def test_it_lets_staff_cancel_an_active_build(auth, db, users, sample):
-    build_id = factories.make_build(db, request_id=sample["request_id"], built_by=users["oleg"], status="building")
+    build_id = factories.make_build(
+        db, request_id=sample["request_id"], built_by=users["oleg"], status="building"
+    )
     assert auth.client_for("dana").post(f"/builds/{build_id}/cancel").status_code == 403
     assert auth.client_for("sam").post(f"/builds/{build_id}/cancel").status_code == 404
     assert auth.client_for("oleg").post(f"/builds/{build_id}/cancel", csrf=False).status_code == 400
@@ -130,7 +157,9 @@ def test_it_lets_staff_cancel_an_active_build(auth, db, users, sample):
     again = auth.client_for("oleg").post(f"/builds/{build_id}/cancel", follow_redirects=True)
     assert "flash-error" in again.get_data(as_text=True)
     assert db.execute("SELECT COUNT(*) FROM audit_log WHERE action = 'build_cancel'").fetchone()[0] == 1
-    refused = auth.client_for("oleg").post(f"/builds/{build_id}/cancel", headers={"Accept": "application/json"})
+    refused = auth.client_for("oleg").post(
+        f"/builds/{build_id}/cancel", headers={"Accept": "application/json"}
+    )
     assert refused.status_code == 409 and "error" in refused.get_json()
 
 
@@ -152,12 +181,17 @@ def test_it_follows_a_build_from_the_button_to_the_image(auth, db, users, sample
     assert text == db.execute("SELECT build_log FROM builds WHERE id = ?", (build_id,)).fetchone()[0]
     assert "building" in seen
     html = client.get(f"/builds/{build_id}").get_data(as_text=True)
-    assert f'/images/{payload["image_id"]}' in html
+    assert f"/images/{payload['image_id']}" in html
 
 
 def test_it_shows_builds_and_the_build_button_on_the_request_page(auth, db, users, sample):
-    build_id = factories.make_build(db, request_id=sample["request_id"], built_by=users["oleg"],
-                                    status="success", image_id=sample["image_id"])
+    build_id = factories.make_build(
+        db,
+        request_id=sample["request_id"],
+        built_by=users["oleg"],
+        status="success",
+        image_id=sample["image_id"],
+    )
     html = auth.client_for("oleg").get(f"/requests/{sample['request_id']}").get_data(as_text=True)
     assert 'data-action="start-build"' in html
     assert f'data-build-id="{build_id}"' in html and f'data-image-id="{sample["image_id"]}"' in html
@@ -173,7 +207,9 @@ def retry(auth, username, build_id, **kwargs):
 
 
 @pytest.mark.parametrize("old_status", ["failed", "cancelled"])
-def test_a_retry_of_a_failed_build_queues_a_new_build_of_the_same_request(auth, db, users, sample, old_status):
+def test_a_retry_of_a_failed_build_queues_a_new_build_of_the_same_request(
+    auth, db, users, sample, old_status
+):
     old = factories.make_build(db, request_id=sample["request_id"], built_by=users["oleg"], status=old_status)
     page = auth.client_for("oleg").get(f"/builds/{old}").get_data(as_text=True)
     assert 'data-action="retry-build"' in page
@@ -183,14 +219,18 @@ def test_a_retry_of_a_failed_build_queues_a_new_build_of_the_same_request(auth, 
     assert new["request_id"] == sample["request_id"] and new["status"] == "queued"
     assert new["built_by"] == users["alice"]
     assert db.execute("SELECT status FROM builds WHERE id = ?", (old,)).fetchone()[0] == old_status
-    details = json.loads(db.execute("SELECT details FROM audit_log WHERE action = 'build_start'").fetchone()[0])
+    details = json.loads(
+        db.execute("SELECT details FROM audit_log WHERE action = 'build_start'").fetchone()[0]
+    )
     assert details["retry_of"] == old
 
 
 @pytest.mark.parametrize("status", ["success", "queued", "building"])
 def test_it_refuses_to_retry_a_build_that_did_not_fail(auth, db, users, sample, status):
     old = factories.make_build(db, request_id=sample["request_id"], built_by=users["oleg"], status=status)
-    assert 'data-action="retry-build"' not in auth.client_for("oleg").get(f"/builds/{old}").get_data(as_text=True)
+    assert 'data-action="retry-build"' not in auth.client_for("oleg").get(f"/builds/{old}").get_data(
+        as_text=True
+    )
     response = retry(auth, "oleg", old)
     assert response.status_code == 302 and builds_count(db) == 1
 
@@ -211,5 +251,7 @@ def test_it_refuses_to_retry_when_the_request_is_no_longer_approved(auth, db, us
     old = factories.make_build(db, request_id=request_id, built_by=users["oleg"], status="failed")
     db.execute("UPDATE image_requests SET status = 'rejected' WHERE id = ?", (request_id,))
     db.commit()
-    assert 'data-action="retry-build"' not in auth.client_for("oleg").get(f"/builds/{old}").get_data(as_text=True)
+    assert 'data-action="retry-build"' not in auth.client_for("oleg").get(f"/builds/{old}").get_data(
+        as_text=True
+    )
     assert retry(auth, "oleg", old).status_code == 302 and builds_count(db) == 1

@@ -1,5 +1,6 @@
 """The dashboard gives each role its own work and 14-day trends; the command
 palette's search is bounded and shows only what the user may see (issue 19)."""
+
 from __future__ import annotations
 
 import json
@@ -24,34 +25,46 @@ def test_a_developer_sees_their_requests_and_deployments_needing_attention(auth,
     db.commit()
     html = page(auth, "dana")
     assert 'data-card="my-requests"' in html and f'data-request-id="{mine}"' in html
-    attention = html[html.index('data-card="needs-attention"'):]
+    attention = html[html.index('data-card="needs-attention"') :]
     assert f'data-deployment-id="{sample["deployment_id"]}"' in attention
     assert 'data-card="review-queue"' not in html
     # a stranger sees neither
     html = page(auth, "sam")
-    assert f'data-request-id="{mine}"' not in html and "Со всеми вашими развёртываниями всё в порядке." in html
+    assert (
+        f'data-request-id="{mine}"' not in html and "Со всеми вашими развёртываниями всё в порядке." in html
+    )
 
 
 def test_an_operator_sees_the_review_queue_failing_deployments_and_running_builds(auth, db, users, sample):
     waiting = factories.make_request(db, owner_id=users["sam"], status="submitted", image_name="queue-me")
-    build_id = factories.make_build(db, request_id=sample["request_id"], built_by=users["oleg"], status="building")
+    build_id = factories.make_build(
+        db, request_id=sample["request_id"], built_by=users["oleg"], status="building"
+    )
     db.execute("UPDATE deployments SET status = 'failed' WHERE id = ?", (sample["deployment_id"],))
     db.commit()
     html = page(auth, "oleg")
-    assert f'data-request-id="{waiting}"' in html[html.index('data-card="review-queue"'):]
-    assert f'data-deployment-id="{sample["deployment_id"]}"' in html[html.index('data-card="failing-deployments"'):]
-    assert f'data-build-id="{build_id}"' in html[html.index('data-card="running-builds"'):]
+    assert f'data-request-id="{waiting}"' in html[html.index('data-card="review-queue"') :]
+    assert (
+        f'data-deployment-id="{sample["deployment_id"]}"'
+        in html[html.index('data-card="failing-deployments"') :]
+    )
+    assert f'data-build-id="{build_id}"' in html[html.index('data-card="running-builds"') :]
     assert 'data-card="my-requests"' not in html
 
 
 def test_trends_count_per_day_and_the_failure_rate_of_what_finished(db, users, sample):
     from samosval.auth import User
     from samosval.domain.users import get_user
+
     day = "2027-01-14"
     for status in ("success", "failed", "failed", "building"):
-        build_id = factories.make_build(db, request_id=sample["request_id"], built_by=users["oleg"], status=status)
+        build_id = factories.make_build(
+            db, request_id=sample["request_id"], built_by=users["oleg"], status=status
+        )
         db.execute("UPDATE builds SET created_at = ? WHERE id = ?", (f"{day}T10:00:00Z", build_id))
-    db.execute("UPDATE builds SET created_at = '2026-01-01T00:00:00Z' WHERE created_at NOT LIKE ?", (f"{day}%",))
+    db.execute(
+        "UPDATE builds SET created_at = '2026-01-01T00:00:00Z' WHERE created_at NOT LIKE ?", (f"{day}%",)
+    )
     db.execute("UPDATE deployments SET created_at = '2026-01-01T00:00:00Z'")
     db.commit()
     trends = dashboard_domain.trends(db, User(get_user(db, users["oleg"])), NOW)
@@ -86,8 +99,9 @@ def test_the_palette_finds_only_what_the_user_may_see(auth, db, users, sample):
     assert f"/requests/{hidden}" in {i["url"] for i in palette(auth, "oleg", "billing").get_json()["items"]}
     by_id = palette(auth, "dana", f"#{sample['request_id']}").get_json()["items"]
     assert f"/requests/{sample['request_id']}" in {i["url"] for i in by_id}
-    assert palette(auth, "dana", f"#{hidden}").get_json()["items"] == [] or \
-        f"/requests/{hidden}" not in {i["url"] for i in palette(auth, "dana", f"#{hidden}").get_json()["items"]}
+    assert palette(auth, "dana", f"#{hidden}").get_json()["items"] == [] or f"/requests/{hidden}" not in {
+        i["url"] for i in palette(auth, "dana", f"#{hidden}").get_json()["items"]
+    }
 
 
 def test_the_palette_lists_the_pages_of_the_users_menu(auth, users):
@@ -122,9 +136,11 @@ def test_every_page_has_a_favicon_and_the_ico_path_answers(client):
 
 def test_times_are_relative_with_the_exact_utc_time_on_hover(app, engine):  # engine: the fake clock
     from samosval.templating import format_time
+
     with app.test_request_context("/"):
         html = str(format_time("2027-01-15T07:55:00Z"))  # 5 minutes before the fake clock
-        assert html == ('<time datetime="2027-01-15T07:55:00Z" title="2027-01-15 07:55:00 UTC">'
-                        "5 мин. назад</time>")
+        assert html == (
+            '<time datetime="2027-01-15T07:55:00Z" title="2027-01-15 07:55:00 UTC">5 мин. назад</time>'
+        )
         assert ">только что<" in str(format_time("2027-01-15T08:00:00Z"))
         assert format_time(None) == "—"

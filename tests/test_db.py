@@ -1,4 +1,5 @@
 """Database creation, reuse, PRAGMAs, root creation and the upgrade path."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -13,10 +14,16 @@ from samosval.migrations import SCHEMA_VERSION, SPEC_V1_SCHEMA, upgrade
 def schema_shape(path):
     db = sqlite3.connect(path)
     tables = {}
-    for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"):
+    for (name,) in db.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+    ):
         tables[name] = sorted((row[1], row[2].upper()) for row in db.execute(f"PRAGMA table_info({name})"))
-    indexes = sorted(row[0] for row in db.execute(
-        "SELECT name FROM sqlite_master WHERE type='index' AND name NOT LIKE 'sqlite_%'"))
+    indexes = sorted(
+        row[0]
+        for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type='index' AND name NOT LIKE 'sqlite_%'"
+        )
+    )
     db.close()
     return tables, indexes
 
@@ -38,8 +45,10 @@ def test_it_reuses_the_database_on_the_second_start(tmp_path):
     instance = str(tmp_path / "instance")
     app = create_app({"SIMULATOR_AUTOSTART": False}, instance_path=instance)
     db = connect(app.config["DATABASE"])
-    db.execute("INSERT INTO users (username, password_hash, role, is_active, created_at) "
-               "VALUES ('keepme', 'x', 'developer', 1, '2026-01-01T00:00:00Z')")
+    db.execute(
+        "INSERT INTO users (username, password_hash, role, is_active, created_at) "
+        "VALUES ('keepme', 'x', 'developer', 1, '2026-01-01T00:00:00Z')"
+    )
     db.close()
     result = init_db_if_needed(app.config["DATABASE"])
     assert result == {"created": False, "migrated_to": [], "root_created": False}
@@ -98,12 +107,22 @@ def test_it_upgrades_a_spec_era_database_keeping_every_row(tmp_path):
     assert result["migrated_to"] == list(range(2, SCHEMA_VERSION + 1))
 
     db = connect(str(old))
-    for table, count in [("users", 2), ("image_requests", 1), ("images", 1), ("builds", 1),
-                         ("deployments", 1), ("alerts", 1), ("audit_log", 1)]:
+    for table, count in [
+        ("users", 2),
+        ("image_requests", 1),
+        ("images", 1),
+        ("builds", 1),
+        ("deployments", 1),
+        ("alerts", 1),
+        ("audit_log", 1),
+    ]:
         assert db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == count, table
     request = db.execute("SELECT * FROM image_requests WHERE id = 1").fetchone()
     assert request["repo_key"] == "github.com/org/api"
-    assert [r[0] for r in db.execute("SELECT username FROM request_collaborators ORDER BY username")] == ["ann", "root"]
+    assert [r[0] for r in db.execute("SELECT username FROM request_collaborators ORDER BY username")] == [
+        "ann",
+        "root",
+    ]
     assert db.execute("SELECT password_hash FROM users WHERE id = 1").fetchone()[0] == "h"
     db.close()
     # The upgraded database has the same shape as a fresh one.
@@ -120,9 +139,11 @@ def test_it_leaves_an_up_to_date_database_alone(tmp_path):
 
 
 def test_it_hashes_passwords_with_werkzeugs_default_in_production(tmp_path, monkeypatch):
+    from werkzeug.security import generate_password_hash
+
     import samosval.db
     import samosval.domain.users as users_module
-    from werkzeug.security import generate_password_hash
+
     # undo the suite's fast hashing for this test
     monkeypatch.setattr(users_module, "generate_password_hash", generate_password_hash)
     monkeypatch.setattr(samosval.db, "generate_password_hash", generate_password_hash)

@@ -1,4 +1,5 @@
 """Demo mode: a fresh database filled with a living company; never on one with data."""
+
 from __future__ import annotations
 
 import re
@@ -86,9 +87,14 @@ def test_the_printed_passwords_and_token_work(app, seeded):
 
     token = next(line.strip() for line in seeded if line.strip().startswith("smsv_"))
     response = app.test_client().post(
-        "/api/hooks/commit", headers={"Authorization": f"Bearer {token}"},
-        json={"repo_url": "https://github.com/acme/payments-api.git", "branch": "main",
-              "commit": "0123456789abcdef0123456789abcdef01234567"})
+        "/api/hooks/commit",
+        headers={"Authorization": f"Bearer {token}"},
+        json={
+            "repo_url": "https://github.com/acme/payments-api.git",
+            "branch": "main",
+            "commit": "0123456789abcdef0123456789abcdef01234567",
+        },
+    )
     assert response.status_code == 200
     # payments-prod is in prod, which demo mode protects: its new release waits for approval.
     assert response.get_json()["restarted_deployments"] == [2]
@@ -104,12 +110,15 @@ def test_demo_mode_protects_prod_and_shows_a_release_waiting_for_approval(app, d
     assert [row[0] for row in db.execute("SELECT environment FROM protected_environments")] == ["prod"]
 
 
-@pytest.mark.parametrize("setup", [
-    "INSERT INTO users (username, password_hash, role, is_active, created_at) "
-    "VALUES ('someone', 'x', 'developer', 1, '2026-01-01T00:00:00Z')",
-    "INSERT INTO webhook_tokens (name, token_prefix, token_hash, sealed_secret, created_at) "
-    "VALUES ('ci', 'smsv_abc', 'hash', 'sealed', '2026-01-01T00:00:00Z')",
-])
+@pytest.mark.parametrize(
+    "setup",
+    [
+        "INSERT INTO users (username, password_hash, role, is_active, created_at) "
+        "VALUES ('someone', 'x', 'developer', 1, '2026-01-01T00:00:00Z')",
+        "INSERT INTO webhook_tokens (name, token_prefix, token_hash, sealed_secret, created_at) "
+        "VALUES ('ci', 'smsv_abc', 'hash', 'sealed', '2026-01-01T00:00:00Z')",
+    ],
+)
 def test_it_refuses_a_database_with_data_and_changes_nothing(app, db, setup):
     db.execute(setup)
     tables = ("users", "image_requests", "audit_log", "webhook_tokens")
@@ -136,18 +145,27 @@ def test_app_py_demo_on_a_used_database_exits_non_zero_without_serving(tmp_path)
 
     from samosval.db import connect, init_db_if_needed
     from tests.live import free_port
+
     root = Path(__file__).resolve().parents[1]
     instance = tmp_path / "instance"
     database = instance / "samosval.sqlite3"
     init_db_if_needed(str(database))
     db = connect(str(database))
-    db.execute("INSERT INTO users (username, password_hash, role, is_active, created_at) "
-               "VALUES ('someone', 'x', 'developer', 1, '2026-01-01T00:00:00Z')")
+    db.execute(
+        "INSERT INTO users (username, password_hash, role, is_active, created_at) "
+        "VALUES ('someone', 'x', 'developer', 1, '2026-01-01T00:00:00Z')"
+    )
     db.commit()
     db.close()
     env = {**os.environ, "SAMOSVAL_INSTANCE_PATH": str(instance), "SAMOSVAL_DEMO": ""}
-    result = subprocess.run([sys.executable, "app.py", "--demo", "--port", str(free_port())],
-                            cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "app.py", "--demo", "--port", str(free_port())],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "refused" in result.stderr
     assert "is running" not in result.stdout
@@ -157,9 +175,14 @@ def test_the_story_spreads_over_the_past_days(seeded, db):
     import time
 
     from samosval.timeutil import iso_to_epoch
-    stamps = [iso_to_epoch(row[0]) for row in db.execute(
-        "SELECT created_at FROM audit_log WHERE action NOT IN ('build_start', 'deployment_create') "
-        "OR target_id NOT IN (SELECT MAX(id) FROM builds UNION SELECT MAX(id) FROM deployments)")]
+
+    stamps = [
+        iso_to_epoch(row[0])
+        for row in db.execute(
+            "SELECT created_at FROM audit_log WHERE action NOT IN ('build_start', 'deployment_create') "
+            "OR target_id NOT IN (SELECT MAX(id) FROM builds UNION SELECT MAX(id) FROM deployments)"
+        )
+    ]
     now = time.time()
     assert min(stamps) >= now - 14 * 86400 and max(stamps) <= now + 5
     days = {int(stamp // 86400) for stamp in stamps}
@@ -170,8 +193,11 @@ def test_the_story_spreads_over_the_past_days(seeded, db):
 
 def test_the_charts_start_after_the_deployment_was_created(app, seeded, db):
     from samosval.timeutil import iso_to_epoch
+
     state = app.extensions["samosval"].state
-    for deployment_id, created in db.execute("SELECT id, created_at FROM deployments WHERE status = 'running'"):
+    for deployment_id, created in db.execute(
+        "SELECT id, created_at FROM deployments WHERE status = 'running'"
+    ):
         points = list(state.runtime(deployment_id).metrics.since())
         assert points and points[0][0] >= iso_to_epoch(created)
 
@@ -195,9 +221,13 @@ def test_a_memory_warning_agrees_with_the_ram_the_charts_show():
     import random
 
     from samosval.simulator import textgen
+
     rng = random.Random(7)
     calm = [textgen.runtime_line(rng, "api", "api:1", 2, ram=43.0)[1] for _ in range(3000)]
     assert not any("memory" in line for line in calm)
-    busy = [line for _level, line in (textgen.runtime_line(rng, "api", "api:1", 2, ram=91.4) for _ in range(3000))
-            if "memory" in line]
+    busy = [
+        line
+        for _level, line in (textgen.runtime_line(rng, "api", "api:1", 2, ram=91.4) for _ in range(3000))
+        if "memory" in line
+    ]
     assert busy and all("memory usage 91% of limit" in line for line in busy)

@@ -1,5 +1,6 @@
 """Deployment rules: validation, which action fits which status, who may do it, and
 what each action writes (status, flags, audit, lifecycle log lines)."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,15 @@ from samosval.domain import deployments as d
 from samosval.simulator.state import SimulationState
 from tests import factories
 
-ROLES = {"root": "admin", "alice": "admin", "oleg": "operator", "dana": "developer",
-         "carl": "developer", "colin": "developer", "sam": "developer"}
+ROLES = {
+    "root": "admin",
+    "alice": "admin",
+    "oleg": "operator",
+    "dana": "developer",
+    "carl": "developer",
+    "colin": "developer",
+    "sam": "developer",
+}
 
 
 def user(users, name):
@@ -31,12 +39,15 @@ def row(db, deployment_id):
     return d.get_deployment(db, deployment_id)
 
 
-@pytest.mark.parametrize("status, allowed", [
-    ("deploying", {"stop", "delete"}),
-    ("running", {"stop", "restart", "delete"}),
-    ("stopped", {"start", "delete"}),
-    ("failed", {"start", "restart", "delete"}),
-])
+@pytest.mark.parametrize(
+    "status, allowed",
+    [
+        ("deploying", {"stop", "delete"}),
+        ("running", {"stop", "restart", "delete"}),
+        ("stopped", {"start", "delete"}),
+        ("failed", {"start", "restart", "delete"}),
+    ],
+)
 def test_it_knows_which_action_fits_which_status(status, allowed):
     assert {a for a in ("start", "stop", "restart", "delete") if d.action_applies(status, a)} == allowed
     assert not d.action_applies(status, "explode")
@@ -45,11 +56,16 @@ def test_it_knows_which_action_fits_which_status(status, allowed):
 @pytest.mark.parametrize("name", ["root", "alice", "oleg", "dana", "carl", "colin", "sam"])
 @pytest.mark.parametrize("stopped_by_operator", [0, 1])
 def test_it_lets_each_role_do_what_spec_3_2_allows(db, users, sample, name, stopped_by_operator):
-    db.execute("UPDATE deployments SET stopped_by_operator = ? WHERE id = ?",
-               (stopped_by_operator, sample["deployment_id"]))
+    db.execute(
+        "UPDATE deployments SET stopped_by_operator = ? WHERE id = ?",
+        (stopped_by_operator, sample["deployment_id"]),
+    )
     deployment = row(db, sample["deployment_id"])
-    allowed = {a for a in ("start", "stop", "restart", "delete")
-               if permissions.can_control_deployment(user(users, name), deployment, a)}
+    allowed = {
+        a
+        for a in ("start", "stop", "restart", "delete")
+        if permissions.can_control_deployment(user(users, name), deployment, a)
+    }
     if ROLES[name] in ("admin", "operator"):
         expected = {"start", "stop", "restart", "delete"}
     elif name == "dana":  # the owner of the request
@@ -61,7 +77,9 @@ def test_it_lets_each_role_do_what_spec_3_2_allows(db, users, sample, name, stop
 
 def test_it_marks_a_stop_by_an_operator_and_clears_it_on_start(db, users, sample, state):
     deployment_id = sample["deployment_id"]
-    assert d.perform_action(db, state, row(db, deployment_id), user(users, "oleg"), "stop", 100.0) == "stopped"
+    assert (
+        d.perform_action(db, state, row(db, deployment_id), user(users, "oleg"), "stop", 100.0) == "stopped"
+    )
     stopped = row(db, deployment_id)
     assert stopped["status"] == "stopped" and stopped["stopped_by_operator"] == 1
     assert not permissions.can_control_deployment(user(users, "dana"), stopped, "start")
@@ -71,7 +89,9 @@ def test_it_marks_a_stop_by_an_operator_and_clears_it_on_start(db, users, sample
     assert started["next_step_at"] is None and started["status_since"] == 101.0
     logs = state.runtime(deployment_id).logs
     assert [(line.level, line.text) for line in logs.snapshot()] == [
-        ("EVENT", "Deployment stopped by oleg"), ("EVENT", "Deployment started by alice")]
+        ("EVENT", "Deployment stopped by oleg"),
+        ("EVENT", "Deployment started by alice"),
+    ]
     assert logs.status == "deploying"
     actions = [r[0] for r in db.execute("SELECT action FROM audit_log ORDER BY id")]
     assert actions == ["deployment_stop", "deployment_start"]
@@ -89,7 +109,10 @@ def test_a_stop_by_the_owner_does_not_lock_them_out(db, users, sample, state):
 def test_it_clears_needs_restart_on_restart(db, users, sample, state):
     deployment_id = sample["deployment_id"]
     db.execute("UPDATE deployments SET needs_restart = 1 WHERE id = ?", (deployment_id,))
-    assert d.perform_action(db, state, row(db, deployment_id), user(users, "dana"), "restart", 5.0) == "deploying"
+    assert (
+        d.perform_action(db, state, row(db, deployment_id), user(users, "dana"), "restart", 5.0)
+        == "deploying"
+    )
     restarted = row(db, deployment_id)
     assert restarted["needs_restart"] == 0 and restarted["status"] == "deploying"
     assert state.runtime(deployment_id).logs.snapshot()[-1].text == "Deployment restarted by dana"
@@ -98,9 +121,14 @@ def test_it_clears_needs_restart_on_restart(db, users, sample, state):
 def test_it_deletes_a_deployment_and_keeps_the_story_in_the_audit_log(db, users, sample, state):
     deployment_id = sample["deployment_id"]
     runtime = state.runtime(deployment_id)
-    db.execute("INSERT INTO alerts (alert_type, target_type, target_id, message, resolved, created_at) "
-               "VALUES ('deployment_failed', 'deployment', ?, 'x', 0, '2026-01-01T00:00:00Z')", (deployment_id,))
-    assert d.perform_action(db, state, row(db, deployment_id), user(users, "oleg"), "delete", 7.0) == "deleted"
+    db.execute(
+        "INSERT INTO alerts (alert_type, target_type, target_id, message, resolved, created_at) "
+        "VALUES ('deployment_failed', 'deployment', ?, 'x', 0, '2026-01-01T00:00:00Z')",
+        (deployment_id,),
+    )
+    assert (
+        d.perform_action(db, state, row(db, deployment_id), user(users, "oleg"), "delete", 7.0) == "deleted"
+    )
     assert row(db, deployment_id) is None
     assert state.existing(deployment_id) is None and runtime.logs.closed
     audit = db.execute("SELECT * FROM audit_log WHERE action = 'deployment_delete'").fetchone()
@@ -110,10 +138,17 @@ def test_it_deletes_a_deployment_and_keeps_the_story_in_the_audit_log(db, users,
     assert db.execute("SELECT resolved FROM alerts").fetchone()[0] == 1
 
 
-@pytest.mark.parametrize("status, action", [
-    ("stopped", "stop"), ("failed", "stop"), ("running", "start"), ("deploying", "start"),
-    ("stopped", "restart"), ("deploying", "restart"),
-])
+@pytest.mark.parametrize(
+    "status, action",
+    [
+        ("stopped", "stop"),
+        ("failed", "stop"),
+        ("running", "start"),
+        ("deploying", "start"),
+        ("stopped", "restart"),
+        ("deploying", "restart"),
+    ],
+)
 def test_it_refuses_actions_that_make_no_sense_now(db, users, sample, state, status, action):
     db.execute("UPDATE deployments SET status = ? WHERE id = ?", (status, sample["deployment_id"]))
     with pytest.raises(Refused) as refused:
@@ -150,10 +185,15 @@ def restart(db, state, deployment_id, now, *, actor_id=None, reason):
 def test_it_restarts_automatically_for_the_webhook(db, users, sample, state):
     deployment_id = sample["deployment_id"]
     db.execute("UPDATE deployments SET needs_restart = 1 WHERE id = ?", (deployment_id,))
-    assert restart(db, state, deployment_id, 50.0, actor_id=users["carl"],
-                   reason="new commit abc1234 on main")
+    assert restart(
+        db, state, deployment_id, 50.0, actor_id=users["carl"], reason="new commit abc1234 on main"
+    )
     restarted = row(db, deployment_id)
-    assert (restarted["status"], restarted["needs_restart"], restarted["status_since"]) == ("deploying", 0, 50.0)
+    assert (restarted["status"], restarted["needs_restart"], restarted["status_since"]) == (
+        "deploying",
+        0,
+        50.0,
+    )
     logs = state.runtime(deployment_id).logs
     assert logs.snapshot()[-1].text == "Restarting: new commit abc1234 on main" and logs.status == "deploying"
     audit = db.execute("SELECT * FROM audit_log WHERE action = 'deployment_restart'").fetchone()
@@ -166,36 +206,53 @@ def test_it_restarts_automatically_for_the_webhook(db, users, sample, state):
     assert not restart(db, state, 999999, 52.0, reason="x")
 
 
-@pytest.mark.parametrize("ports, expected", [
-    ("8000:8000", "8000:8000"), (" 8000:8000 , 8001:9001 ", "8000:8000,8001:9001"),
-    ("1:65535", "1:65535"), ("80:8080,443:8080", "80:8080,443:8080"), ("", None),
-])
+@pytest.mark.parametrize(
+    "ports, expected",
+    [
+        ("8000:8000", "8000:8000"),
+        (" 8000:8000 , 8001:9001 ", "8000:8000,8001:9001"),
+        ("1:65535", "1:65535"),
+        ("80:8080,443:8080", "80:8080,443:8080"),
+        ("", None),
+    ],
+)
 def test_it_normalises_valid_ports(ports, expected):
     assert d.parse_ports(ports) == (expected, None)
 
 
 def test_it_validates_the_whole_form_at_once():
-    clean, errors = d.validate_deployment_form({"name": " ", "environment": "qa", "replicas": "99",
-                                                "ports": "1:1,1:2"})
+    clean, errors = d.validate_deployment_form(
+        {"name": " ", "environment": "qa", "replicas": "99", "ports": "1:1,1:2"}
+    )
     assert set(errors) == {"name", "environment", "replicas", "ports"}
-    clean, errors = d.validate_deployment_form({"name": " web ", "environment": "prod", "replicas": "20",
-                                                "ports": "443:8443"})
-    assert errors == {} and clean == {"name": "web", "environment": "prod", "replicas": 20, "ports": "443:8443"}
+    clean, errors = d.validate_deployment_form(
+        {"name": " web ", "environment": "prod", "replicas": "20", "ports": "443:8443"}
+    )
+    assert errors == {} and clean == {
+        "name": "web",
+        "environment": "prod",
+        "replicas": 20,
+        "ports": "443:8443",
+    }
 
 
 def test_it_writes_nothing_for_an_invalid_form(db, users, sample, state):
     from samosval.domain import ValidationError
+
     image = db.execute("SELECT * FROM images WHERE id = ?", (sample["image_id"],)).fetchone()
     with pytest.raises(ValidationError) as invalid:
-        d.create_deployment(db, state, image, user(users, "oleg"), {"name": "x", "environment": "dev",
-                                                                    "replicas": "0"}, 1.0)
+        d.create_deployment(
+            db, state, image, user(users, "oleg"), {"name": "x", "environment": "dev", "replicas": "0"}, 1.0
+        )
     assert set(invalid.value.errors) == {"replicas"}
     assert db.execute("SELECT COUNT(*) FROM deployments").fetchone()[0] == 1
     assert db.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0] == 0
 
 
 def test_it_offers_developers_only_their_own_actions(db, users, sample):
-    other = factories.make_deployment(db, image_id=sample["image_id"], status="stopped", stopped_by_operator=1)
+    other = factories.make_deployment(
+        db, image_id=sample["image_id"], status="stopped", stopped_by_operator=1
+    )
     assert d.offered_actions(user(users, "dana"), row(db, other)) == []
     assert d.offered_actions(user(users, "oleg"), row(db, other)) == ["start", "delete"]
     assert d.offered_actions(user(users, "dana"), row(db, sample["deployment_id"])) == ["stop", "restart"]

@@ -1,5 +1,6 @@
 """The deployment list and detail pages, the action routes for each persona, and the
 log download."""
+
 from __future__ import annotations
 
 import re
@@ -20,8 +21,9 @@ def action(deployment_id, name):
 
 
 def status_of(db, deployment_id):
-    row = db.execute("SELECT status, stopped_by_operator FROM deployments WHERE id = ?",
-                     (deployment_id,)).fetchone()
+    row = db.execute(
+        "SELECT status, stopped_by_operator FROM deployments WHERE id = ?", (deployment_id,)
+    ).fetchone()
     return tuple(row) if row else None
 
 
@@ -31,14 +33,17 @@ def buttons(html: str) -> list[str]:
 
 # --- the list --------------------------------------------------------------------------
 
+
 @pytest.fixture
 def several(db, users, sample):
     """Besides the sample (dana's, dev, running): a stopped prod one of dana's and a
     deployment of sam's own request."""
-    stopped = factories.make_deployment(db, image_id=sample["image_id"], name="billing-prod",
-                                        environment="prod", status="stopped")
-    other_request = factories.make_request(db, owner_id=users["sam"], status="approved",
-                                           image_name="sams-tool")
+    stopped = factories.make_deployment(
+        db, image_id=sample["image_id"], name="billing-prod", environment="prod", status="stopped"
+    )
+    other_request = factories.make_request(
+        db, owner_id=users["sam"], status="approved", image_name="sams-tool"
+    )
     other_image = factories.make_image(db, request_id=other_request, name="sams-tool")
     sams = factories.make_deployment(db, image_id=other_image, name="sams-tool-dev")
     return {"stopped": stopped, "sams": sams, **sample}
@@ -54,10 +59,16 @@ def test_it_lists_every_deployment_to_staff(auth, several):
     assert sorted(listed(response)) == sorted([several["deployment_id"], several["stopped"], several["sams"]])
 
 
-@pytest.mark.parametrize("username, visible", [
-    ("dana", {"deployment_id", "stopped"}), ("carl", {"deployment_id", "stopped"}),
-    ("colin", {"deployment_id", "stopped"}), ("sam", {"sams"}), ("joanna", set()),
-])
+@pytest.mark.parametrize(
+    "username, visible",
+    [
+        ("dana", {"deployment_id", "stopped"}),
+        ("carl", {"deployment_id", "stopped"}),
+        ("colin", {"deployment_id", "stopped"}),
+        ("sam", {"sams"}),
+        ("joanna", set()),
+    ],
+)
 def test_it_lists_only_what_each_developer_may_see(auth, several, username, visible):
     response = auth.client_for(username).get("/deployments")
     assert sorted(listed(response)) == sorted(several[key] for key in visible)
@@ -69,12 +80,15 @@ def test_it_links_each_row_to_its_page(auth, several):
         assert f'href="/deployments/{deployment_id}"' in html
 
 
-@pytest.mark.parametrize("query, expected", [
-    ("?status=stopped", {"stopped"}),
-    ("?environment=dev", {"deployment_id", "sams"}),
-    ("?status=running&environment=prod", set()),
-    ("?status=bogus", {"deployment_id", "stopped", "sams"}),
-])
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("?status=stopped", {"stopped"}),
+        ("?environment=dev", {"deployment_id", "sams"}),
+        ("?status=running&environment=prod", set()),
+        ("?status=bogus", {"deployment_id", "stopped", "sams"}),
+    ],
+)
 def test_it_filters_by_status_and_environment(auth, several, query, expected):
     response = auth.client_for("oleg").get("/deployments" + query)
     assert sorted(listed(response)) == sorted(several[key] for key in expected)
@@ -97,9 +111,12 @@ def test_it_sends_anonymous_visitors_to_the_login_page(client):
 
 # --- the detail page ---------------------------------------------------------------------
 
+
 def test_it_shows_the_deployment(app, auth, db, sample):
-    db.execute("UPDATE deployments SET last_commit = ?, needs_restart = 1, ports = '8080:80,9090:90' "
-               "WHERE id = ?", ("0123456789abcdef", sample["deployment_id"]))
+    db.execute(
+        "UPDATE deployments SET last_commit = ?, needs_restart = 1, ports = '8080:80,9090:90' WHERE id = ?",
+        ("0123456789abcdef", sample["deployment_id"]),
+    )
     html = auth.client_for("oleg").get(detail(sample["deployment_id"])).get_data(as_text=True)
     assert 'class="badge status-running" data-status="running"' in html
     assert "billing-api:1.0.0" in html
@@ -111,23 +128,30 @@ def test_it_shows_the_deployment(app, auth, db, sample):
     assert re.search(r'data-flag="stopped_by_operator" hidden', html)
 
 
-@pytest.mark.parametrize("username, expected", [
-    ("oleg", ["stop", "restart", "delete"]),
-    ("alice", ["stop", "restart", "delete"]),
-    ("dana", ["stop", "restart"]),
-    ("colin", []),
-])
+@pytest.mark.parametrize(
+    "username, expected",
+    [
+        ("oleg", ["stop", "restart", "delete"]),
+        ("alice", ["stop", "restart", "delete"]),
+        ("dana", ["stop", "restart"]),
+        ("colin", []),
+    ],
+)
 def test_it_shows_only_the_buttons_access_allows(auth, sample, username, expected):
     html = auth.client_for(username).get(detail(sample["deployment_id"])).get_data(as_text=True)
     assert buttons(html) == expected
 
 
 def test_it_offers_no_start_to_the_owner_after_an_operator_stop(auth, db, sample):
-    db.execute("UPDATE deployments SET status = 'stopped', stopped_by_operator = 1 WHERE id = ?",
-               (sample["deployment_id"],))
+    db.execute(
+        "UPDATE deployments SET status = 'stopped', stopped_by_operator = 1 WHERE id = ?",
+        (sample["deployment_id"],),
+    )
     assert buttons(auth.client_for("dana").get(detail(sample["deployment_id"])).get_data(as_text=True)) == []
-    assert buttons(auth.client_for("oleg").get(detail(sample["deployment_id"])).get_data(as_text=True)) == \
-        ["start", "delete"]
+    assert buttons(auth.client_for("oleg").get(detail(sample["deployment_id"])).get_data(as_text=True)) == [
+        "start",
+        "delete",
+    ]
 
 
 def test_it_asks_before_deleting(auth, sample):
@@ -169,8 +193,10 @@ def test_it_pins_chart_js_with_its_integrity_hash(app, auth, sample):
     app.config["CHARTJS_URL"] = "https://cdn.example.org/chart.umd.min.js"
     app.config["CHARTJS_SRI"] = "sha384-abc"
     html = auth.client_for("oleg").get(detail(sample["deployment_id"])).get_data(as_text=True)
-    assert ('<script src="https://cdn.example.org/chart.umd.min.js" integrity="sha384-abc" '
-            'crossorigin="anonymous" defer></script>') in html
+    assert (
+        '<script src="https://cdn.example.org/chart.umd.min.js" integrity="sha384-abc" '
+        'crossorigin="anonymous" defer></script>'
+    ) in html
 
 
 def test_it_shows_the_latest_values_as_text(app, auth, sample):
@@ -182,10 +208,13 @@ def test_it_shows_the_latest_values_as_text(app, auth, sample):
 
 # --- actions -----------------------------------------------------------------------------
 
+
 def test_it_lets_an_operator_stop_and_start(auth, db, sample):
     client = auth.client_for("oleg")
     response = client.post(action(sample["deployment_id"], "stop"))
-    assert response.status_code == 302 and response.headers["Location"].endswith(detail(sample["deployment_id"]))
+    assert response.status_code == 302 and response.headers["Location"].endswith(
+        detail(sample["deployment_id"])
+    )
     assert status_of(db, sample["deployment_id"]) == ("stopped", 1)
     client.post(action(sample["deployment_id"], "start"))
     assert status_of(db, sample["deployment_id"]) == ("deploying", 0)
@@ -225,8 +254,10 @@ def test_it_lets_only_staff_delete(auth, db, sample):
     response = auth.client_for("oleg").post(action(sample["deployment_id"], "delete"))
     assert response.status_code == 302 and response.headers["Location"].endswith("/deployments")
     assert status_of(db, sample["deployment_id"]) is None
-    audit = db.execute("SELECT user_id FROM audit_log WHERE action = 'deployment_delete' AND target_id = ?",
-                       (sample["deployment_id"],)).fetchone()
+    audit = db.execute(
+        "SELECT user_id FROM audit_log WHERE action = 'deployment_delete' AND target_id = ?",
+        (sample["deployment_id"],),
+    ).fetchone()
     assert audit is not None
     assert auth.client_for("oleg").get(detail(sample["deployment_id"])).status_code == 404
 
@@ -249,8 +280,9 @@ def test_it_answers_json_to_scripts(auth, db, sample):
     assert body["actions"] == ["start", "delete"]
     refused = client.post(action(sample["deployment_id"], "stop"), headers={"Accept": "application/json"})
     assert refused.status_code == 409 and refused.get_json()["error"]
-    forbidden = auth.client_for("dana").post(action(sample["deployment_id"], "start"),
-                                             headers={"Accept": "application/json"})
+    forbidden = auth.client_for("dana").post(
+        action(sample["deployment_id"], "start"), headers={"Accept": "application/json"}
+    )
     assert forbidden.status_code == 403 and "error" in forbidden.get_json()
     gone = client.post(action(sample["deployment_id"], "delete"), headers={"Accept": "application/json"})
     assert gone.get_json() == {"status": "deleted", "id": sample["deployment_id"]}
@@ -276,6 +308,7 @@ def test_it_accepts_only_post_and_known_actions(auth, sample):
 
 # --- log download ------------------------------------------------------------------------
 
+
 def test_it_downloads_the_whole_buffer_as_text(app, auth, sample):
     logs = app.extensions["samosval"].state.runtime(sample["deployment_id"]).logs
     for n in range(1100):
@@ -294,8 +327,10 @@ def test_it_names_the_download_safely(auth, db, sample):
     db.execute("UPDATE deployments SET name = ? WHERE id = ?", ('биллинг "prod"; x', sample["deployment_id"]))
     response = auth.client_for("oleg").get(f"/deployments/{sample['deployment_id']}/logs.txt")
     assert response.status_code == 200
-    assert response.headers["Content-Disposition"] == \
-        f'attachment; filename="deployment-{sample["deployment_id"]}-_________prod___x.log.txt"'
+    assert (
+        response.headers["Content-Disposition"]
+        == f'attachment; filename="deployment-{sample["deployment_id"]}-_________prod___x.log.txt"'
+    )
 
 
 def test_it_hides_the_download_from_strangers(auth, sample):

@@ -1,4 +1,5 @@
 """The engine's build lifecycle, stepped on a fake clock with a seeded RNG."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,13 @@ def actor(users, name="oleg", role="operator"):
 
 
 def queue_build(db, users, **request_fields):
-    fields = {"owner_id": users["dana"], "created_by": users["carl"], "status": "approved",
-              "run_commands": "pip install -r requirements.txt\npytest -q", **request_fields}
+    fields = {
+        "owner_id": users["dana"],
+        "created_by": users["carl"],
+        "status": "approved",
+        "run_commands": "pip install -r requirements.txt\npytest -q",
+        **request_fields,
+    }
     request_id = factories.make_request(db, **fields)
     req = request_domain.get_request(db, request_id)
     return build_domain.start_build(db, req, actor(users), 1_800_000_000.0), request_id
@@ -45,16 +51,28 @@ def test_it_builds_a_request_into_a_linked_image(engine, clock, db, users):
     assert build["steps_done"] == build["steps_total"] > 5
     image = db.execute("SELECT * FROM images WHERE id = ?", (build["image_id"],)).fetchone()
     assert image["request_id"] == request_id
-    assert (image["name"], image["version"], image["image_tag"]) == ("billing-api", "1.0.0", "billing-api:1.0.0")
+    assert (image["name"], image["version"], image["image_tag"]) == (
+        "billing-api",
+        "1.0.0",
+        "billing-api:1.0.0",
+    )
     assert image["digest"].startswith("sha256:") and len(image["digest"]) == 71
     assert image["build_number"] == 1
     log = build["build_log"]
-    for expected in ("Cloning into", "https://github.com/acme/billing.git", "FROM python:3.12-slim",
-                     "RUN pip install -r requirements.txt", "RUN pytest -q", "Successfully tagged billing-api:1.0.0",
-                     image["digest"], "Build succeeded"):
+    for expected in (
+        "Cloning into",
+        "https://github.com/acme/billing.git",
+        "FROM python:3.12-slim",
+        "RUN pip install -r requirements.txt",
+        "RUN pytest -q",
+        "Successfully tagged billing-api:1.0.0",
+        image["digest"],
+        "Build succeeded",
+    ):
         assert expected in log
-    finish = db.execute("SELECT details FROM audit_log WHERE action = 'build_finish' AND target_id = ?",
-                        (build_id,)).fetchone()
+    finish = db.execute(
+        "SELECT details FROM audit_log WHERE action = 'build_finish' AND target_id = ?", (build_id,)
+    ).fetchone()
     assert json.loads(finish["details"])["result"] == "success"
     assert build["finished_at"] and build["started_at"] and build["commit_sha"]
 
@@ -66,18 +84,24 @@ def test_it_fails_a_build_with_a_reason_a_final_line_and_an_alert(engine, clock,
     assert build["status"] == "failed"
     assert build["image_id"] is None
     assert build["error_message"]
-    assert re.fullmatch(rf"\d\d:\d\d:\d\d ERROR: build failed: {re.escape(build['error_message'])}",
-                        build["build_log"].rstrip().splitlines()[-1])
-    alert = db.execute("SELECT * FROM alerts WHERE target_type = 'build' AND target_id = ?", (build_id,)).fetchone()
+    assert re.fullmatch(
+        rf"\d\d:\d\d:\d\d ERROR: build failed: {re.escape(build['error_message'])}",
+        build["build_log"].rstrip().splitlines()[-1],
+    )
+    alert = db.execute(
+        "SELECT * FROM alerts WHERE target_type = 'build' AND target_id = ?", (build_id,)
+    ).fetchone()
     assert alert["alert_type"] == "build_failed" and alert["resolved"] == 0
-    finish = db.execute("SELECT details FROM audit_log WHERE action = 'build_finish' AND target_id = ?",
-                        (build_id,)).fetchone()
+    finish = db.execute(
+        "SELECT details FROM audit_log WHERE action = 'build_finish' AND target_id = ?", (build_id,)
+    ).fetchone()
     assert json.loads(finish["details"])["result"] == "failed"
     assert db.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 0
 
 
 def test_it_succeeds_most_of_the_time(app, clock, db, users, rng):
     from samosval.simulator.runtime import build_engine
+
     engine = build_engine(app, app.extensions["samosval"].state, clock=clock, rng=rng)
     ids = [queue_build(db, users, image_name=f"svc{i}")[0] for i in range(60)]
     for _ in range(200):
@@ -117,6 +141,7 @@ def test_it_persists_each_step_as_the_log_grows(engine, clock, db, users):
 
 def test_it_divides_delays_by_the_speed(app, clock, db, users, rng):
     from samosval.simulator.runtime import build_engine
+
     app.config["SIM_SPEED"] = 10
     engine = build_engine(app, app.extensions["samosval"].state, clock=clock, rng=rng)
     build_id, _ = queue_build(db, users)
@@ -148,9 +173,13 @@ def test_it_clones_the_target_commit_of_a_static_request(engine, clock, db, user
 def test_it_follows_the_dockerfile_of_the_request(engine, clock, db, users):
     engine.build_failure_rate = 0
     request_id = factories.make_request(db, owner_id=users["dana"], status="approved")
-    db.execute("UPDATE image_requests SET dockerfile_content = ? WHERE id = ?",
-               ("FROM node:20\nRUN npm ci \\\n  --omit=dev\nCMD [\"node\", \"server.js\"]\n", request_id))
-    build_id = build_domain.start_build(db, request_domain.get_request(db, request_id), actor(users), clock.now)
+    db.execute(
+        "UPDATE image_requests SET dockerfile_content = ? WHERE id = ?",
+        ('FROM node:20\nRUN npm ci \\\n  --omit=dev\nCMD ["node", "server.js"]\n', request_id),
+    )
+    build_id = build_domain.start_build(
+        db, request_domain.get_request(db, request_id), actor(users), clock.now
+    )
     log = run_until_finished(engine, clock, db, build_id)["build_log"]
     assert "Step 1/3 : FROM node:20" in log
     assert "Step 2/3 : RUN npm ci --omit=dev" in log
@@ -186,6 +215,7 @@ def test_it_writes_the_same_log_for_the_same_seed(app, db, users):
 
     from samosval.simulator.runtime import build_engine
     from tests.conftest import FakeClock
+
     logs = []
     for _ in range(2):
         db.execute("DELETE FROM audit_log")
@@ -193,8 +223,13 @@ def test_it_writes_the_same_log_for_the_same_seed(app, db, users):
         clock = FakeClock()
         engine = build_engine(app, app.extensions["samosval"].state, clock=clock, rng=random.Random(7))
         build_id = build_domain.start_build(
-            db, request_domain.get_request(db, factories.make_request(db, owner_id=users["dana"], status="approved")),
-            actor(users), clock.now)
+            db,
+            request_domain.get_request(
+                db, factories.make_request(db, owner_id=users["dana"], status="approved")
+            ),
+            actor(users),
+            clock.now,
+        )
         logs.append(run_until_finished(engine, clock, db, build_id)["build_log"])
     assert logs[0] == logs[1]
 

@@ -1,4 +1,5 @@
 """``flask sim-step``: the engine's step() on a fake clock, from the terminal."""
+
 from __future__ import annotations
 
 import time

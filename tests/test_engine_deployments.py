@@ -1,4 +1,5 @@
 """The engine's deployment lifecycle and the runtime logs and metrics it generates."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -40,9 +41,13 @@ def test_it_brings_a_deployment_up_within_three_to_eight_seconds(engine, clock, 
     events = [line.text for line in logs.snapshot() if line.level == "EVENT"]
     assert events[0].startswith("Deployment billing-dev created by oleg")
     assert any("is running: 2/2 replicas ready" in text for text in events)
-    actions = [row[0] for row in db.execute(
-        "SELECT action FROM audit_log WHERE target_type = 'deployment' AND target_id = ? ORDER BY id",
-        (deployment_id,))]
+    actions = [
+        row[0]
+        for row in db.execute(
+            "SELECT action FROM audit_log WHERE target_type = 'deployment' AND target_id = ? ORDER BY id",
+            (deployment_id,),
+        )
+    ]
     assert actions == ["deployment_create", "release_create", "deployment_running"]
 
 
@@ -53,11 +58,17 @@ def test_it_fails_a_deployment_with_an_alert_and_resolves_it_once_running(engine
     for _ in range(20):
         engine.step(clock.advance(0.5))
     assert status_of(db, deployment_id) == "failed"
-    alert = db.execute("SELECT * FROM alerts WHERE target_type = 'deployment' AND target_id = ?",
-                       (deployment_id,)).fetchone()
+    alert = db.execute(
+        "SELECT * FROM alerts WHERE target_type = 'deployment' AND target_id = ?", (deployment_id,)
+    ).fetchone()
     assert alert["alert_type"] == "deployment_failed" and alert["resolved"] == 0
-    assert db.execute("SELECT COUNT(*) FROM audit_log WHERE action = 'deployment_failed' AND target_id = ?",
-                      (deployment_id,)).fetchone()[0] == 1
+    assert (
+        db.execute(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'deployment_failed' AND target_id = ?",
+            (deployment_id,),
+        ).fetchone()[0]
+        == 1
+    )
     assert state.runtime(deployment_id).logs.status == "failed"
 
     engine.deploy_failure_rate = 0
@@ -153,6 +164,7 @@ def test_it_does_not_flood_after_a_long_gap(engine, clock, sample):
 
 def test_it_scales_runtime_output_with_the_speed(app, clock, rng, sample):
     from samosval.simulator.runtime import build_engine
+
     app.config["SIM_SPEED"] = 5
     engine = build_engine(app, app.extensions["samosval"].state, clock=clock, rng=rng)
     for _ in range(100):  # 10 real seconds = 50 simulated seconds
@@ -170,8 +182,9 @@ def test_it_stops_writing_once_a_deployment_is_stopped_or_deleted(engine, clock,
     logs = state.runtime(sample["deployment_id"]).logs
     seq = logs.last_seq
     assert logs.snapshot()[-1].text == "Deployment stopped by oleg"
-    deployment_domain.perform_action(db, state, deployment_domain.get_deployment(db, other),
-                                     operator(users), "delete", clock.now)
+    deployment_domain.perform_action(
+        db, state, deployment_domain.get_deployment(db, other), operator(users), "delete", clock.now
+    )
     for _ in range(30):
         engine.step(clock.advance(0.1))
     assert logs.last_seq == seq
@@ -180,13 +193,16 @@ def test_it_stops_writing_once_a_deployment_is_stopped_or_deleted(engine, clock,
 
 
 def test_it_shapes_metrics_by_resources(engine, clock, db, users):
-    small = factories.make_request(db, owner_id=users["dana"], status="approved", vcpu=0.25, ram_mb=128,
-                                   image_name="tiny")
-    large = factories.make_request(db, owner_id=users["dana"], status="approved", vcpu=8, ram_mb=8192,
-                                   image_name="huge")
+    small = factories.make_request(
+        db, owner_id=users["dana"], status="approved", vcpu=0.25, ram_mb=128, image_name="tiny"
+    )
+    large = factories.make_request(
+        db, owner_id=users["dana"], status="approved", vcpu=8, ram_mb=8192, image_name="huge"
+    )
     tiny = factories.make_deployment(db, image_id=factories.make_image(db, request_id=small, name="tiny"))
-    huge = factories.make_deployment(db, image_id=factories.make_image(db, request_id=large, name="huge"),
-                                     replicas=6)
+    huge = factories.make_deployment(
+        db, image_id=factories.make_image(db, request_id=large, name="huge"), replicas=6
+    )
     for _ in range(300):
         engine.step(clock.advance(1))
 

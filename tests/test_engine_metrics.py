@@ -1,4 +1,5 @@
 """The engine's own figures on /metrics: they must measure something."""
+
 from __future__ import annotations
 
 import re

@@ -1,5 +1,6 @@
 """The engine and releases: a rollout's outcome lands on its release, and pending
 approvals expire after SAMOSVAL_APPROVAL_EXPIRY_HOURS, stepped on a fake clock."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -16,8 +17,9 @@ def person(users, name, role):
 def create(db, engine, users, sample, now, environment="dev"):
     image = db.execute("SELECT * FROM images WHERE id = ?", (sample["image_id"],)).fetchone()
     form = {"name": "billing", "environment": environment, "replicas": "1", "ports": ""}
-    return deployment_domain.create_deployment(db, engine.state, image, person(users, "oleg", "operator"),
-                                               form, now)
+    return deployment_domain.create_deployment(
+        db, engine.state, image, person(users, "oleg", "operator"), form, now
+    )
 
 
 def test_the_engine_records_running_on_the_release(engine, clock, db, users, sample):
@@ -58,7 +60,15 @@ def test_a_pending_release_expires_after_the_configured_hours(app, engine, clock
 
 def test_the_expiry_setting_comes_from_the_environment(monkeypatch, tmp_path):
     from samosval import create_app
+
     monkeypatch.setenv("SAMOSVAL_APPROVAL_EXPIRY_HOURS", "0.5")
-    app = create_app({"TESTING": True, "SECRET_KEY": "x", "SIMULATOR_AUTOSTART": False,
-                      "DATABASE": str(tmp_path / "db.sqlite3")}, instance_path=str(tmp_path / "instance"))
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "x",
+            "SIMULATOR_AUTOSTART": False,
+            "DATABASE": str(tmp_path / "db.sqlite3"),
+        },
+        instance_path=str(tmp_path / "instance"),
+    )
     assert app.extensions["samosval"].engine.approval_expiry_hours == 0.5

@@ -1,5 +1,6 @@
 """Resume after a restart, one failing item not stopping the rest, the watchdog, and
 the one test that runs the real engine thread."""
+
 from __future__ import annotations
 
 import json
@@ -58,11 +59,15 @@ def test_it_resumes_a_build_at_the_step_where_it_stopped(app, engine, clock, db,
 
 def test_it_resumes_queued_builds_and_deploying_deployments(app, engine, clock, db, users, sample):
     queued = queue_build(db, users, clock.now - 5000)
-    db.execute("UPDATE builds SET next_step_at = ?, status_since = ? WHERE id = ?",
-               (clock.now - 4000, clock.now - 5000, queued))
+    db.execute(
+        "UPDATE builds SET next_step_at = ?, status_since = ? WHERE id = ?",
+        (clock.now - 4000, clock.now - 5000, queued),
+    )
     deploying = factories.make_deployment(db, image_id=sample["image_id"], status="deploying", name="stuck")
-    db.execute("UPDATE deployments SET next_step_at = ?, status_since = ? WHERE id = ?",
-               (clock.now - 4000, clock.now - 5000, deploying))
+    db.execute(
+        "UPDATE deployments SET next_step_at = ?, status_since = ? WHERE id = ?",
+        (clock.now - 4000, clock.now - 5000, deploying),
+    )
     assert engine.resume(clock.now) == {"builds_resumed": 1, "deployments_resumed": 1}
     engine.deploy_failure_rate = engine.build_failure_rate = 0
     for _ in range(80):
@@ -127,7 +132,9 @@ def test_an_exception_in_one_deployment_does_not_stop_the_others(engine, clock, 
 
 def test_the_watchdog_fails_a_stuck_build_and_deployment(engine, clock, db, users, sample, monkeypatch):
     build_id = queue_build(db, users, clock.now)
-    deployment_id = factories.make_deployment(db, image_id=sample["image_id"], status="deploying", name="stuck")
+    deployment_id = factories.make_deployment(
+        db, image_id=sample["image_id"], status="deploying", name="stuck"
+    )
 
     def stuck(*args):
         raise RuntimeError("never advances")
@@ -145,8 +152,9 @@ def test_the_watchdog_fails_a_stuck_build_and_deployment(engine, clock, db, user
     build = build_row(db, build_id)
     assert build["status"] == "failed"
     assert "Watchdog" in build["error_message"] and "queued" in build["error_message"]
-    audits = db.execute("SELECT target_type, details FROM audit_log WHERE action = 'watchdog_timeout' "
-                        "ORDER BY id").fetchall()
+    audits = db.execute(
+        "SELECT target_type, details FROM audit_log WHERE action = 'watchdog_timeout' ORDER BY id"
+    ).fetchall()
     assert [a["target_type"] for a in audits] == ["deployment", "build"]
     assert "Watchdog" in json.loads(audits[0]["details"])["reason"]
     assert db.execute("SELECT COUNT(*) FROM alerts WHERE alert_type = 'deployment_failed'").fetchone()[0] == 1
@@ -155,15 +163,20 @@ def test_the_watchdog_fails_a_stuck_build_and_deployment(engine, clock, db, user
 def test_the_watchdog_limit_is_in_simulated_seconds(app, clock, rng, db, sample):
     app.config["SIM_SPEED"] = 10
     engine = build_engine(app, app.extensions["samosval"].state, clock=clock, rng=rng)
-    deployment_id = factories.make_deployment(db, image_id=sample["image_id"], status="deploying", name="stuck")
-    db.execute("UPDATE deployments SET status_since = ?, next_step_at = ? WHERE id = ?",
-               (clock.now, clock.now + 10_000, deployment_id))
+    deployment_id = factories.make_deployment(
+        db, image_id=sample["image_id"], status="deploying", name="stuck"
+    )
+    db.execute(
+        "UPDATE deployments SET status_since = ?, next_step_at = ? WHERE id = ?",
+        (clock.now, clock.now + 10_000, deployment_id),
+    )
     engine.step(clock.advance(engine.watchdog_deploy_seconds / 10 + 1))
     assert status_of(db, deployment_id) == "failed"
 
 
 def test_the_real_thread_finishes_a_build_and_stops(app, db, users):
     from samosval.simulator import runtime
+
     app.config["SIM_SPEED"] = 50
     rt = app.extensions["samosval"]
     rt.engine = build_engine(app, rt.state)
@@ -184,6 +197,7 @@ def test_the_real_thread_finishes_a_build_and_stops(app, db, users):
 
 def test_it_takes_its_failure_rates_from_the_config(app):
     from samosval.simulator.runtime import build_engine
+
     app.config.update(SIM_BUILD_FAILURE_RATE=0.0, SIM_DEPLOY_FAILURE_RATE=1.0)
     engine = build_engine(app, app.extensions["samosval"].state)
     assert (engine.build_failure_rate, engine.deploy_failure_rate) == (0.0, 1.0)

@@ -1,5 +1,6 @@
 """The instance folder and the database (password hashes, session digests) are
 created readable by their owner only."""
+
 from __future__ import annotations
 
 import os

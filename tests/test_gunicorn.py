@@ -1,5 +1,6 @@
 """The production command (``gunicorn -c gunicorn.conf.py wsgi:app``: one worker on
 gevent): pages and live streams together, a clean SIGTERM."""
+
 from __future__ import annotations
 
 import http.client
@@ -16,8 +17,7 @@ from tests.live import AppProcess, login_cookie, read_events
 
 @pytest.fixture
 def production(tmp_path):
-    server = AppProcess(tmp_path / "instance", tmp_path / "gunicorn.log", speed=5.0,
-                        production=True)
+    server = AppProcess(tmp_path / "instance", tmp_path / "gunicorn.log", speed=5.0, production=True)
     yield server
     server.stop()
 
@@ -67,8 +67,7 @@ def test_it_serves_pages_while_more_streams_are_open_than_it_had_threads(product
     for n in range(3):
         production.create_user(f"viewer{n}", "operator")
         cookies.append(login_cookie(production.url, f"viewer{n}"))
-    streams = [open_stream(production, cookie, deployment_id) for cookie in cookies
-               for _ in range(20)]
+    streams = [open_stream(production, cookie, deployment_id) for cookie in cookies for _ in range(20)]
     assert [response.status for response in streams] == [200] * 80
     assert production.thread_count() < 10  # greenlets, not a thread per stream
     assert get(production, "/login") == 200 and get(production, "/healthz") == 200

@@ -1,6 +1,7 @@
 """Who may call the commit hook: tokens (three headers), GitHub signatures, and
 logged-in sessions with the CSRF header. Every refusal is a 401/403 JSON answer,
 a delivery row and an audit entry, none of which contains the token."""
+
 from __future__ import annotations
 
 import json
@@ -18,14 +19,21 @@ def body_for(repo="https://github.com/acme/billing.git", branch="main", commit=S
 
 @pytest.fixture
 def token(app, db, users):
-    _id, plain = tokens.create_token(db, "ci billing", secret_key=app.secret_key, actor_id=users["alice"], now=1_800_000_000.0)
+    _id, plain = tokens.create_token(
+        db, "ci billing", secret_key=app.secret_key, actor_id=users["alice"], now=1_800_000_000.0
+    )
     return plain
 
 
 def post(client, body=None, headers=None, **kwargs):
-    return client.post("/api/hooks/commit", data=body if body is not None else body_for(),
-                       headers=headers or {}, content_type=kwargs.pop("content_type", "application/json"),
-                       csrf=kwargs.pop("csrf", False), **kwargs)
+    return client.post(
+        "/api/hooks/commit",
+        data=body if body is not None else body_for(),
+        headers=headers or {},
+        content_type=kwargs.pop("content_type", "application/json"),
+        csrf=kwargs.pop("csrf", False),
+        **kwargs,
+    )
 
 
 def deliveries(db):
@@ -51,12 +59,18 @@ def test_it_accepts_a_token_in_each_header(client, db, sample, token, header):
     assert token not in everything_stored(db)
 
 
-@pytest.mark.parametrize("headers, reason", [
-    ({}, "no credentials: send a token, a GitHub signature or a logged-in session"),
-    ({"Authorization": "Bearer smsv_wrong"}, "unknown token"),
-    ({"X-Samosval-Token": "x" * 5000}, "unknown token"),
-    ({"Authorization": "Basic dXNlcjpwYXNz"}, "no credentials: send a token, a GitHub signature or a logged-in session"),
-])
+@pytest.mark.parametrize(
+    "headers, reason",
+    [
+        ({}, "no credentials: send a token, a GitHub signature or a logged-in session"),
+        ({"Authorization": "Bearer smsv_wrong"}, "unknown token"),
+        ({"X-Samosval-Token": "x" * 5000}, "unknown token"),
+        (
+            {"Authorization": "Basic dXNlcjpwYXNz"},
+            "no credentials: send a token, a GitHub signature or a logged-in session",
+        ),
+    ],
+)
 def test_it_refuses_calls_without_a_valid_token(client, db, sample, token, headers, reason):
     response = post(client, headers=headers)
     assert response.status_code == 401
@@ -86,13 +100,24 @@ def test_it_accepts_a_github_signature_made_with_a_token(client, db, sample, tok
 
 def test_it_verifies_the_signature_over_the_raw_form_encoded_body(client, db, sample, token):
     from urllib.parse import urlencode
-    payload = {"ref": "refs/heads/main", "after": SHA,
-               "repository": {"clone_url": "https://github.com/acme/billing.git"},
-               "head_commit": {"message": "x"}}
+
+    payload = {
+        "ref": "refs/heads/main",
+        "after": SHA,
+        "repository": {"clone_url": "https://github.com/acme/billing.git"},
+        "head_commit": {"message": "x"},
+    }
     body = urlencode({"payload": json.dumps(payload)}).encode()
-    response = post(client, body, content_type="application/x-www-form-urlencoded", headers={
-        "X-GitHub-Event": "push", "X-GitHub-Delivery": "d-1",
-        "X-Hub-Signature-256": tokens.github_signature(token, body)})
+    response = post(
+        client,
+        body,
+        content_type="application/x-www-form-urlencoded",
+        headers={
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": "d-1",
+            "X-Hub-Signature-256": tokens.github_signature(token, body),
+        },
+    )
     assert response.status_code == 200, response.json
     assert response.json["restarted_deployments"] == [sample["deployment_id"]]
     assert deliveries(db)[-1]["source"] == "github"
@@ -107,8 +132,12 @@ def test_it_refuses_a_bad_signature(client, db, sample, token):
 
 
 def test_it_refuses_a_signature_made_with_a_revoked_token(client, db, sample, users, token):
-    tokens.revoke_token(db, db.execute("SELECT id FROM webhook_tokens").fetchone()["id"],
-                        actor_id=users["alice"], now=1_800_000_000.0)
+    tokens.revoke_token(
+        db,
+        db.execute("SELECT id FROM webhook_tokens").fetchone()["id"],
+        actor_id=users["alice"],
+        now=1_800_000_000.0,
+    )
     body = body_for()
     response = post(client, body, headers={"X-Hub-Signature-256": tokens.github_signature(token, body)})
     assert response.status_code == 401 and response.json["error"]["reason"] == "token revoked"
@@ -131,7 +160,10 @@ def test_a_session_with_the_csrf_header_may_use_the_button(auth, db, sample, use
     assert response.json["restarted_deployments"] == [sample["deployment_id"]]
     row = deliveries(db)[-1]
     assert (row["source"], row["user_id"], row["token_id"]) == (
-        "ui", db.execute("SELECT id FROM users WHERE username = ?", (username,)).fetchone()[0], None)
+        "ui",
+        db.execute("SELECT id FROM users WHERE username = ?", (username,)).fetchone()[0],
+        None,
+    )
 
 
 @pytest.mark.parametrize("username", ["carl", "colin"])
@@ -151,8 +183,10 @@ def test_the_button_obeys_the_restart_rule(auth, db, sample, username):
 def test_the_owners_button_leaves_what_an_operator_stopped_alone(auth, db, sample):
     """The owner may not restart what an operator stopped: the button does not even
     mark it."""
-    db.execute("UPDATE deployments SET status = 'stopped', stopped_by_operator = 1 WHERE id = ?",
-               (sample["deployment_id"],))
+    db.execute(
+        "UPDATE deployments SET status = 'stopped', stopped_by_operator = 1 WHERE id = ?",
+        (sample["deployment_id"],),
+    )
     response = post(auth.client_for("dana"), csrf=True)
     assert response.status_code == 200, response.json
     assert response.json["restarted_deployments"] == [] and response.json["marked_deployments"] == []

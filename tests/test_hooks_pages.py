@@ -1,5 +1,6 @@
 """The deliveries page, the admin token pages, and the "Simulate new commit"
 button on the request and image pages."""
+
 from __future__ import annotations
 
 import json
@@ -20,13 +21,17 @@ def call_hook(client, token, **body):
 
 @pytest.fixture
 def token(app, db, users):
-    return tokens.create_token(db, "ci billing", secret_key=app.secret_key, actor_id=users["alice"], now=1_800_000_000.0)[1]
+    return tokens.create_token(
+        db, "ci billing", secret_key=app.secret_key, actor_id=users["alice"], now=1_800_000_000.0
+    )[1]
 
 
 # --- deliveries ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("username, status", [("oleg", 200), ("alice", 200), ("root", 200),
-                                              ("dana", 403), ("sam", 403)])
+
+@pytest.mark.parametrize(
+    "username, status", [("oleg", 200), ("alice", 200), ("root", 200), ("dana", 403), ("sam", 403)]
+)
 def test_only_staff_see_the_deliveries(auth, username, status):
     assert auth.client_for(username).get("/webhooks").status_code == status
 
@@ -37,8 +42,9 @@ def test_strangers_are_sent_to_log_in(client):
 
 
 def test_the_deliveries_page_says_what_happened_and_why(app, auth, client, db, sample, token):
-    stopped = factories.make_deployment(db, image_id=sample["image_id"], name="b2", status="stopped",
-                                        stopped_by_operator=1)
+    stopped = factories.make_deployment(
+        db, image_id=sample["image_id"], name="b2", status="stopped", stopped_by_operator=1
+    )
     call_hook(client, token)
     client.post("/api/hooks/commit", json={}, csrf=False, headers={"X-Hub-Signature-256": "sha256=00"})
     call_hook(client, token, repo_url="https://github.com/acme/other")
@@ -53,14 +59,24 @@ def test_the_deliveries_page_says_what_happened_and_why(app, auth, client, db, s
     assert "ci billing" in html and SHA[:12] in html
 
 
-@pytest.mark.parametrize("locale, words", [
-    ("en", ["restarted 1, marked 1", "signature mismatch",
-            "no continuous request for this repository and branch"]),
-    ("ru", ["перезапущено: 1, помечено: 1", "подпись не совпадает"]),
-])
+@pytest.mark.parametrize(
+    "locale, words",
+    [
+        (
+            "en",
+            [
+                "restarted 1, marked 1",
+                "signature mismatch",
+                "no continuous request for this repository and branch",
+            ],
+        ),
+        ("ru", ["перезапущено: 1, помечено: 1", "подпись не совпадает"]),
+    ],
+)
 def test_the_reasons_read_in_plain_words(auth, client, db, sample, token, locale, words):
-    factories.make_deployment(db, image_id=sample["image_id"], name="b2", status="stopped",
-                              stopped_by_operator=1)
+    factories.make_deployment(
+        db, image_id=sample["image_id"], name="b2", status="stopped", stopped_by_operator=1
+    )
     call_hook(client, token)
     client.post("/api/hooks/commit", json={}, csrf=False, headers={"X-Hub-Signature-256": "sha256=00"})
     call_hook(client, token, repo_url="https://github.com/acme/other")
@@ -86,6 +102,7 @@ def test_the_deliveries_page_filters_and_paginates(app, auth, client, db, sample
 
 
 # --- tokens ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("username, status", [("alice", 200), ("root", 200), ("oleg", 403), ("dana", 403)])
 def test_only_admins_manage_tokens(auth, username, status):
@@ -135,8 +152,10 @@ def test_an_admin_revokes_a_token(auth, client, db, sample, token):
 
 # --- the button --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("username, shown", [("oleg", True), ("alice", True), ("dana", True),
-                                             ("colin", False), ("carl", False)])
+
+@pytest.mark.parametrize(
+    "username, shown", [("oleg", True), ("alice", True), ("dana", True), ("colin", False), ("carl", False)]
+)
 def test_the_request_page_offers_the_button(auth, sample, username, shown):
     """Only to those whose restart button works: staff and the owner."""
     html = auth.client_for(username).get(f"/requests/{sample['request_id']}").get_data(as_text=True)

@@ -1,6 +1,7 @@
 """Every sender, every event in tests/fixtures/webhooks/, through every content type
 and signature mode the sender supports: it restarts, marks, ignores or is refused
 as expected, and the delivery row names the sender and the reason."""
+
 from __future__ import annotations
 
 import uuid
@@ -20,31 +21,47 @@ NOW = 1_800_000_000.0
 
 
 def hexsig(secret: str, data: bytes) -> str:
-    return tokens.github_signature(secret, data)[len("sha256="):]
+    return tokens.github_signature(secret, data)[len("sha256=") :]
 
 
 @dataclass(frozen=True)
 class Sender:
-    repo_url: str        # what the request form holds for this repository
-    forms: bool          # also sends application/x-www-form-urlencoded
-    signs: bool          # can sign the body with the token as secret
+    repo_url: str  # what the request form holds for this repository
+    forms: bool  # also sends application/x-www-form-urlencoded
+    signs: bool  # can sign the body with the token as secret
 
     def headers(self, name: str, event: str, delivery: str, signature: str | None) -> dict:
         """The headers the sender really sends (signature: hex HMAC or None)."""
         h: dict[str, str] = {}
         if name == "github":
-            h = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery, "X-GitHub-Hook-ID": "30",
-                 "User-Agent": "GitHub-Hookshot/7c3b1f2"}
+            h = {
+                "X-GitHub-Event": event,
+                "X-GitHub-Delivery": delivery,
+                "X-GitHub-Hook-ID": "30",
+                "User-Agent": "GitHub-Hookshot/7c3b1f2",
+            }
             if signature:
                 h["X-Hub-Signature-256"] = "sha256=" + signature
         elif name in ("gitea", "forgejo"):
             # Both also send Gogs' and GitHub's headers, for old receivers.
-            h = {"X-Gitea-Event": event, "X-Gitea-Event-Type": event, "X-Gitea-Delivery": delivery,
-                 "X-Gogs-Event": event, "X-Gogs-Delivery": delivery, "X-GitHub-Event": event,
-                 "X-GitHub-Delivery": delivery, "User-Agent": "Go-http-client/1.1"}
+            h = {
+                "X-Gitea-Event": event,
+                "X-Gitea-Event-Type": event,
+                "X-Gitea-Delivery": delivery,
+                "X-Gogs-Event": event,
+                "X-Gogs-Delivery": delivery,
+                "X-GitHub-Event": event,
+                "X-GitHub-Delivery": delivery,
+                "User-Agent": "Go-http-client/1.1",
+            }
             if signature:
-                h.update({"X-Gitea-Signature": signature, "X-Gogs-Signature": signature,
-                          "X-Hub-Signature-256": "sha256=" + signature})
+                h.update(
+                    {
+                        "X-Gitea-Signature": signature,
+                        "X-Gogs-Signature": signature,
+                        "X-Hub-Signature-256": "sha256=" + signature,
+                    }
+                )
             if name == "forgejo":
                 h.update({"X-Forgejo-Event": event, "X-Forgejo-Delivery": delivery})
                 if signature:
@@ -54,11 +71,20 @@ class Sender:
             if signature:
                 h["X-Gogs-Signature"] = signature
         elif name == "gitlab":
-            h = {"X-Gitlab-Event": event, "X-Gitlab-Event-UUID": delivery,
-                 "X-Gitlab-Instance": "https://gitlab.example.com", "User-Agent": "GitLab/17.5.0"}
+            h = {
+                "X-Gitlab-Event": event,
+                "X-Gitlab-Event-UUID": delivery,
+                "X-Gitlab-Instance": "https://gitlab.example.com",
+                "User-Agent": "GitLab/17.5.0",
+            }
         elif name == "bitbucket":
-            h = {"X-Event-Key": event, "X-Hook-UUID": "{0b6e4f5a-5c1d-4e2f-8a3b-9c7d1e2f3a4b}",
-                 "X-Request-UUID": delivery, "X-Attempt-Number": "1", "User-Agent": "Bitbucket-Webhooks/2.0"}
+            h = {
+                "X-Event-Key": event,
+                "X-Hook-UUID": "{0b6e4f5a-5c1d-4e2f-8a3b-9c7d1e2f3a4b}",
+                "X-Request-UUID": delivery,
+                "X-Attempt-Number": "1",
+                "User-Agent": "Bitbucket-Webhooks/2.0",
+            }
         elif name == "bitbucket_dc":
             h = {"X-Event-Key": event, "X-Request-Id": delivery}
             if signature:
@@ -100,7 +126,13 @@ EVENTS = [
     ("bitbucket/repo_push_delete.json", "repo:push", "ignored", parsing.R_DELETED, "old-feature"),
     ("bitbucket_dc/refs_changed.json", "repo:refs_changed", "processed", None, "main"),
     ("bitbucket_dc/refs_changed_tag.json", "repo:refs_changed", "ignored", parsing.R_TAG, "v1.4.0"),
-    ("bitbucket_dc/refs_changed_delete.json", "repo:refs_changed", "ignored", parsing.R_DELETED, "old-feature"),
+    (
+        "bitbucket_dc/refs_changed_delete.json",
+        "repo:refs_changed",
+        "ignored",
+        parsing.R_DELETED,
+        "old-feature",
+    ),
     ("bitbucket_dc/diagnostics_ping.json", "diagnostics:ping", "pong", parsing.R_PONG, None),
 ]
 
@@ -126,22 +158,33 @@ def _cases():
 
 @pytest.fixture
 def world(app, db, users):
-    token_id, token = tokens.create_token(db, "git host", secret_key=app.secret_key,
-                                          actor_id=users["alice"], now=NOW)
+    token_id, token = tokens.create_token(
+        db, "git host", secret_key=app.secret_key, actor_id=users["alice"], now=NOW
+    )
     made = {}
     for name, sender in SENDERS.items():
         if name == "github":
             continue  # generic and github share the repository
-        request_id = factories.make_request(db, owner_id=users["dana"], status="approved",
-                                            repo_url=sender.repo_url, image_name=f"{name}-api")
+        request_id = factories.make_request(
+            db, owner_id=users["dana"], status="approved", repo_url=sender.repo_url, image_name=f"{name}-api"
+        )
         image_id = factories.make_image(db, request_id=request_id, name=f"{name}-api")
         made[name] = factories.make_deployment(db, image_id=image_id, name=f"{name}-dev")
     made["github"] = made["generic"]
     return {"token_id": token_id, "token": token, "deployments": made}
 
 
-def send(client, name: str, fixture: str, event: str, mode: str, world, *, tamper: bool = False,
-         token_id: int | None = None):
+def send(
+    client,
+    name: str,
+    fixture: str,
+    event: str,
+    mode: str,
+    world,
+    *,
+    tamper: bool = False,
+    token_id: int | None = None,
+):
     payload = (FIXTURES / fixture).read_bytes()
     sender = SENDERS[name]
     form = mode.startswith("form")
@@ -171,8 +214,9 @@ def last_delivery(db):
 
 
 @pytest.mark.parametrize("name, fixture, event, mode, outcome, reason, branch", list(_cases()))
-def test_each_sender_and_event_does_what_it_should(app, client, db, world, name, fixture, event, mode,
-                                                    outcome, reason, branch):
+def test_each_sender_and_event_does_what_it_should(
+    app, client, db, world, name, fixture, event, mode, outcome, reason, branch
+):
     response = send(client, name, fixture, event, mode, world)
     assert response.status_code == 200, response.json
     data = response.json
@@ -193,25 +237,42 @@ def test_each_sender_and_event_does_what_it_should(app, client, db, world, name,
         assert row["repo_key"] is not None
 
 
-@pytest.mark.parametrize("name, fixture, event, mode", [
-    pytest.param(n, f, e, m, id=f"{f}-{m}") for f, e, o, _r, _b in EVENTS if o == "processed"
-    for n in [f.split("/")[0]] for m in modes_for(SENDERS[n]) if "signature" in m])
+@pytest.mark.parametrize(
+    "name, fixture, event, mode",
+    [
+        pytest.param(n, f, e, m, id=f"{f}-{m}")
+        for f, e, o, _r, _b in EVENTS
+        if o == "processed"
+        for n in [f.split("/")[0]]
+        for m in modes_for(SENDERS[n])
+        if "signature" in m
+    ],
+)
 def test_a_wrong_signature_is_refused_and_labelled_by_sender(client, db, world, name, fixture, event, mode):
     response = send(client, name, fixture, event, mode, world, tamper=True)
     assert response.status_code == 401
     assert response.json["error"]["reason"] == parsing.R_SIGNATURE
     row = last_delivery(db)
     assert (row["source"], row["outcome"], row["http_status"]) == (name, "refused", 401)
-    status = db.execute("SELECT status FROM deployments WHERE id = ?", (world["deployments"][name],)).fetchone()
+    status = db.execute(
+        "SELECT status FROM deployments WHERE id = ?", (world["deployments"][name],)
+    ).fetchone()
     assert status[0] == "running"
 
 
-@pytest.mark.parametrize("name, fixture, event", [
-    (f.split("/")[0], f, e) for f, e, o, _r, _b in EVENTS if o == "processed"])
-def test_a_call_without_credentials_is_refused_and_labelled_by_sender(client, db, world, name, fixture, event):
-    response = client.post("/api/hooks/commit", data=(FIXTURES / fixture).read_bytes(),
-                           content_type="application/json",
-                           headers=SENDERS[name].headers(name, event, "d-1", None), csrf=False)
+@pytest.mark.parametrize(
+    "name, fixture, event", [(f.split("/")[0], f, e) for f, e, o, _r, _b in EVENTS if o == "processed"]
+)
+def test_a_call_without_credentials_is_refused_and_labelled_by_sender(
+    client, db, world, name, fixture, event
+):
+    response = client.post(
+        "/api/hooks/commit",
+        data=(FIXTURES / fixture).read_bytes(),
+        content_type="application/json",
+        headers=SENDERS[name].headers(name, event, "d-1", None),
+        csrf=False,
+    )
     assert response.status_code == 401
     assert (last_delivery(db)["source"], last_delivery(db)["reason"]) == (name, parsing.R_NO_CREDENTIALS)
 
@@ -221,8 +282,13 @@ def test_gitea_form_deliveries_are_not_checked_over_the_form_body(client, db, wo
     payload = (FIXTURES / "gitea/push.json").read_bytes()
     body = urlencode({"payload": payload.decode()}).encode()
     headers = SENDERS["gitea"].headers("gitea", "push", "d-1", hexsig(world["token"], body))
-    response = client.post("/api/hooks/commit", data=body, content_type="application/x-www-form-urlencoded",
-                           headers=headers, csrf=False)
+    response = client.post(
+        "/api/hooks/commit",
+        data=body,
+        content_type="application/x-www-form-urlencoded",
+        headers=headers,
+        csrf=False,
+    )
     assert response.status_code == 401 and response.json["error"]["reason"] == parsing.R_SIGNATURE
 
 
@@ -233,21 +299,33 @@ def test_the_deliveries_page_names_each_sender(auth, client, db, world):
             db.execute("DELETE FROM webhook_deliveries")  # the same commit would be a duplicate
             assert send(client, name, fixture, event, "json+bearer", world).status_code == 200
             page = auth.client_for("oleg").get("/webhooks").get_data(as_text=True)
-            label = {"generic": None, "github": "GitHub", "gitea": "Gitea", "forgejo": "Forgejo",
-                     "gogs": "Gogs", "gitlab": "GitLab", "bitbucket": "Bitbucket Cloud",
-                     "bitbucket_dc": "Bitbucket Data Center"}[name]
+            label = {
+                "generic": None,
+                "github": "GitHub",
+                "gitea": "Gitea",
+                "forgejo": "Forgejo",
+                "gogs": "Gogs",
+                "gitlab": "GitLab",
+                "bitbucket": "Bitbucket Cloud",
+                "bitbucket_dc": "Bitbucket Data Center",
+            }[name]
             if label:
                 assert f'data-source="{name}"' in page and label in page, name
 
 
 # --- the pure parts, without the app -----------------------------------------------------------
 
+
 @pytest.mark.parametrize("fixture, event, outcome, reason, branch", EVENTS, ids=[e[0] for e in EVENTS])
 def test_parsing_needs_no_database(fixture, event, outcome, reason, branch):
     name = fixture.split("/")[0]
     headers = SENDERS[name].headers(name, event, "d-1", None)
     parsed = parsing.parse(headers, (FIXTURES / fixture).read_bytes(), "application/json")
-    assert (parsed.source, parsed.branch, parsed.ignored) == (name, branch, reason if outcome != "processed" else None)
+    assert (parsed.source, parsed.branch, parsed.ignored) == (
+        name,
+        branch,
+        reason if outcome != "processed" else None,
+    )
     if outcome == "processed":
         assert parsed.commit == SHA
         assert parsing.normalize_repo_url(SENDERS[name].repo_url) in parsed.repo_keys
@@ -255,15 +333,24 @@ def test_parsing_needs_no_database(fixture, event, outcome, reason, branch):
 
 def test_a_plan_is_made_without_writing(app, db, world):
     from samosval.domain import hook_auth, hook_effects
-    event = parsing.parse({"X-GitHub-Event": "push"}, (FIXTURES / "github/push.json").read_bytes(),
-                          "application/json")
-    db.execute("UPDATE deployments SET status = 'stopped', stopped_by_operator = 1 WHERE id = ?",
-               (world["deployments"]["gitlab"],))
+
+    event = parsing.parse(
+        {"X-GitHub-Event": "push"}, (FIXTURES / "github/push.json").read_bytes(), "application/json"
+    )
+    db.execute(
+        "UPDATE deployments SET status = 'stopped', stopped_by_operator = 1 WHERE id = ?",
+        (world["deployments"]["gitlab"],),
+    )
     before = db.total_changes
-    plan = hook_effects.plan_commit(db, event, hook_auth.Caller(token_id=world["token_id"], token_name="git host"))
+    plan = hook_effects.plan_commit(
+        db, event, hook_auth.Caller(token_id=world["token_id"], token_name="git host")
+    )
     assert db.total_changes == before
     assert (plan.outcome, plan.restart, plan.mark) == ("processed", [world["deployments"]["github"]], [])
-    gitlab = parsing.parse({"X-Gitlab-Event": "Push Hook"}, (FIXTURES / "gitlab/push.json").read_bytes(),
-                           "application/json")
+    gitlab = parsing.parse(
+        {"X-Gitlab-Event": "Push Hook"}, (FIXTURES / "gitlab/push.json").read_bytes(), "application/json"
+    )
     plan = hook_effects.plan_commit(db, gitlab, hook_auth.Caller(token_id=world["token_id"]))
-    assert plan.restart == [] and plan.mark == [(world["deployments"]["gitlab"], "it was stopped by an operator")]
+    assert plan.restart == [] and plan.mark == [
+        (world["deployments"]["gitlab"], "it was stopped by an operator")
+    ]

@@ -1,11 +1,13 @@
 """Every user-facing string has a Russian translation."""
+
 from samosval.i18n_tools import missing_translations
 
 
 def test_every_source_string_is_translated_to_russian():
     missing = missing_translations("ru")
-    assert not missing, "untranslated (run python -m samosval.i18n_tools missing): " + \
-        ", ".join(sorted(missing)[:20])
+    assert not missing, "untranslated (run python -m samosval.i18n_tools missing): " + ", ".join(
+        sorted(missing)[:20]
+    )
 
 
 # --- One language (issue 19): nothing English leaks into the Russian UI ------------
@@ -43,11 +45,18 @@ def test_every_po_file_parses_and_keeps_the_placeholders_of_its_source():
 def test_audit_actions_targets_outcomes_and_alert_texts_have_russian():
     from samosval.routes.alert_routes import ALERT_TYPE_LABELS
     from samosval.templating import OUTCOME_LABELS, STATUS_LABELS
+
     catalog = load_catalog("ru")
-    words = [*audit.ACTIONS.values(), *audit.TARGET_LABELS.values(), *alert_domain.MESSAGES.values(),
-             *(str(v._args[0]) if hasattr(v, "_args") else v for v in OUTCOME_LABELS.values()),
-             *(v._args[0] for v in STATUS_LABELS.values()), *(v._args[0] for v in ALERT_TYPE_LABELS.values()),
-             "system", "just now"]
+    words = [
+        *audit.ACTIONS.values(),
+        *audit.TARGET_LABELS.values(),
+        *alert_domain.MESSAGES.values(),
+        *(str(v._args[0]) if hasattr(v, "_args") else v for v in OUTCOME_LABELS.values()),
+        *(v._args[0] for v in STATUS_LABELS.values()),
+        *(v._args[0] for v in ALERT_TYPE_LABELS.values()),
+        "system",
+        "just now",
+    ]
     missing = [w for w in words if not (catalog.get(w) and catalog.get(w).string)]
     assert not missing, missing
 
@@ -85,27 +94,51 @@ def lived_in(app, db, users, sample):
     audit rows by people and by the system, a user as a target."""
     from samosval.domain import builds as build_domain
     from samosval.domain import deployments as deployment_domain
+
     state = app.extensions["samosval"].state
-    build_id = factories.make_build(db, request_id=sample["request_id"], built_by=users["oleg"], status="building")
+    build_id = factories.make_build(
+        db, request_id=sample["request_id"], built_by=users["oleg"], status="building"
+    )
     build_domain.finish_failure(db, build_id, "", "exit code 1", now=1_800_000_000.0)
     db.execute("UPDATE deployments SET status = 'deploying' WHERE id = ?", (sample["deployment_id"],))
     db.commit()
-    deployment_domain.mark_failed(db, state, sample["deployment_id"], "port already allocated", now=1_800_000_000.0)
-    audit.record(db, "user_block", user_id=users["root"], target_type="user", target_id=users["dana"],
-                 now=1_800_000_000.0)
-    audit.record(db, "alert_resolve", user_id=users["oleg"], target_type="alert", target_id=1, now=1_800_000_000.0)
+    deployment_domain.mark_failed(
+        db, state, sample["deployment_id"], "port already allocated", now=1_800_000_000.0
+    )
+    audit.record(
+        db,
+        "user_block",
+        user_id=users["root"],
+        target_type="user",
+        target_id=users["dana"],
+        now=1_800_000_000.0,
+    )
+    audit.record(
+        db, "alert_resolve", user_id=users["oleg"], target_type="alert", target_id=1, now=1_800_000_000.0
+    )
     db.commit()
     return {"build": build_id, **sample}
 
 
 def test_main_pages_in_russian_show_no_english_sentence(auth, lived_in):
     sentences = english_sentences()
-    pages = [("root", "/dashboard"), ("dana", "/dashboard"), ("oleg", "/dashboard"),
-             ("dana", "/requests"), ("dana", "/requests/new"), ("dana", f"/requests/{lived_in['request_id']}"),
-             ("oleg", "/builds"), ("oleg", f"/builds/{lived_in['build']}"), ("oleg", "/images"),
-             ("oleg", "/deployments"), ("oleg", f"/deployments/{lived_in['deployment_id']}"),
-             ("oleg", "/alerts"), ("root", "/admin/users"), ("root", "/admin/audit"),
-             ("dana", "/account/sessions")]
+    pages = [
+        ("root", "/dashboard"),
+        ("dana", "/dashboard"),
+        ("oleg", "/dashboard"),
+        ("dana", "/requests"),
+        ("dana", "/requests/new"),
+        ("dana", f"/requests/{lived_in['request_id']}"),
+        ("oleg", "/builds"),
+        ("oleg", f"/builds/{lived_in['build']}"),
+        ("oleg", "/images"),
+        ("oleg", "/deployments"),
+        ("oleg", f"/deployments/{lived_in['deployment_id']}"),
+        ("oleg", "/alerts"),
+        ("root", "/admin/users"),
+        ("root", "/admin/audit"),
+        ("dana", "/account/sessions"),
+    ]
     leaks = []
     for who, path in pages:
         response = auth.client_for(who).get(path)
@@ -126,11 +159,14 @@ def test_alert_audit_and_actor_texts_are_russian(auth, users, lived_in):
     table = audit_page.split('id="audit-table"', 1)[1]
     assert "сборка упала" in table and "сборка завершена" not in table
     assert "пользователь dana" in audit_page and f"пользователь #{users['dana']}" not in audit_page
-    options = re.findall(r'<option value="(\w+)"[^>]*>([^<]+)</option>',
-                         audit_page.split('id="f-action"', 1)[1].split("</select>", 1)[0])
+    options = re.findall(
+        r'<option value="(\w+)"[^>]*>([^<]+)</option>',
+        audit_page.split('id="f-action"', 1)[1].split("</select>", 1)[0],
+    )
     assert options and all(code != label.strip() for code, label in options), options
-    assert ("alert_resolve", "оповещение закрыто") in [(c, label.strip()) for c, label in options] or \
-        all(not re.fullmatch(r"[a-z_]+", label.strip()) for _code, label in options)
+    assert ("alert_resolve", "оповещение закрыто") in [(c, label.strip()) for c, label in options] or all(
+        not re.fullmatch(r"[a-z_]+", label.strip()) for _code, label in options
+    )
 
     for who in ("root", "oleg"):  # the system's actions: the same word on the dashboard and in the audit log
         dashboard = auth.client_for(who).get("/dashboard").get_data(as_text=True)
@@ -143,12 +179,20 @@ def test_alert_audit_and_actor_texts_are_russian(auth, users, lived_in):
 
 def test_main_pages_in_english_show_no_russian(auth, lived_in):
     leaks = []
-    for who, path in [("root", "/dashboard"), ("dana", "/dashboard"), ("oleg", "/alerts"), ("root", "/admin/audit"),
-                      ("oleg", f"/deployments/{lived_in['deployment_id']}"), ("oleg", f"/builds/{lived_in['build']}"),
-                      ("dana", "/requests/new")]:
+    for who, path in [
+        ("root", "/dashboard"),
+        ("dana", "/dashboard"),
+        ("oleg", "/alerts"),
+        ("root", "/admin/audit"),
+        ("oleg", f"/deployments/{lived_in['deployment_id']}"),
+        ("oleg", f"/builds/{lived_in['build']}"),
+        ("dana", "/requests/new"),
+    ]:
         client = auth.client_for(who)
         client.post("/lang", data={"lang": "en", "next": "/"})
         client.get("/dashboard")  # shows (and drops) a flash written in Russian at login
         text = visible_text(client.get(path).get_data(as_text=True))
-        leaks += [f"{path} ({who}): {line.strip()!r}" for line in text.splitlines() if re.search("[А-Яа-яЁё]", line)]
+        leaks += [
+            f"{path} ({who}): {line.strip()!r}" for line in text.splitlines() if re.search("[А-Яа-яЁё]", line)
+        ]
     assert not leaks, "\n".join(leaks[:20])

@@ -1,6 +1,7 @@
 """The lock files agree with the ranges: every requirement is pinned to a version its
 range allows, and the dev lock pins the app's packages exactly as the app lock does.
 (A range changed without regenerating the locks fails here; README, "Run the tests".)"""
+
 from __future__ import annotations
 
 import pytest
@@ -12,8 +13,11 @@ from tests.live import ROOT
 
 def ranges(name: str) -> list[Requirement]:
     lines = (ROOT / name).read_text().splitlines()
-    return [Requirement(line) for line in (line.split("#")[0].strip() for line in lines)
-            if line and not line.startswith("-")]
+    return [
+        Requirement(line)
+        for line in (line.split("#")[0].strip() for line in lines)
+        if line and not line.startswith("-")
+    ]
 
 
 def pins(name: str) -> dict[str, str]:
@@ -27,17 +31,21 @@ def pins(name: str) -> dict[str, str]:
     return found
 
 
-@pytest.mark.parametrize(("ranges_file", "lock_file"), [
-    ("requirements.txt", "requirements.lock"),
-    ("requirements-dev.txt", "requirements-dev.lock"),
-])
+@pytest.mark.parametrize(
+    ("ranges_file", "lock_file"),
+    [
+        ("requirements.txt", "requirements.lock"),
+        ("requirements-dev.txt", "requirements-dev.lock"),
+    ],
+)
 def test_it_pins_every_requirement_within_its_range(ranges_file, lock_file):
     locked = pins(lock_file)
     for requirement in ranges(ranges_file):
         version = locked.get(canonicalize_name(requirement.name))
         assert version, f"{requirement.name} is not in {lock_file}"
-        assert requirement.specifier.contains(version, prereleases=True), \
+        assert requirement.specifier.contains(version, prereleases=True), (
             f"{lock_file} pins {requirement.name}=={version}, outside {requirement.specifier}"
+        )
 
 
 def test_the_dev_lock_installs_what_the_app_lock_pins():

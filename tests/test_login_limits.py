@@ -1,6 +1,7 @@
 """Login limits count failures only, per address and per username *from one address*;
 a guesser spread over many addresses meets growing per-username delays (fake clock,
 no sleeping), never a lock-out. /account/password has the same limits."""
+
 from __future__ import annotations
 
 import pytest
@@ -59,6 +60,7 @@ def guessing(app, engine, clock, users):
 
     def guess(password="wrong-password"):
         return login(from_address(app, f"198.51.100.{next(counter) % 250}"), password=password)
+
     return guess
 
 
@@ -123,9 +125,11 @@ def test_it_throttles_unknown_usernames_alike_and_keeps_the_table_small(app, eng
 
 # --- /account/password --------------------------------------------------------------------
 
+
 def change(client, current="wrong-password", new="brand-new-pass"):
-    return client.post("/account/password", data={"current_password": current, "new_password": new,
-                                                   "confirm_password": new})
+    return client.post(
+        "/account/password", data={"current_password": current, "new_password": new, "confirm_password": new}
+    )
 
 
 def test_it_limits_and_audits_wrong_current_passwords(app, auth, users, db):
@@ -133,7 +137,9 @@ def test_it_limits_and_audits_wrong_current_passwords(app, auth, users, db):
     for _ in range(5):
         assert change(client).status_code == 400
     assert change(client, current=PASSWORD).status_code == 429
-    failed = db.execute("SELECT user_id, target_id FROM audit_log WHERE action = 'password_change_failed'").fetchall()
+    failed = db.execute(
+        "SELECT user_id, target_id FROM audit_log WHERE action = 'password_change_failed'"
+    ).fetchall()
     assert [tuple(row) for row in failed] == [(users["dana"], users["dana"])] * 5
 
 

@@ -1,4 +1,5 @@
 """GET /api/deployments/<id>/metrics: the arrays Chart.js draws, ?since=, visibility."""
+
 from __future__ import annotations
 
 import pytest
@@ -68,10 +69,18 @@ def test_it_serves_what_the_engine_measures(auth, sample, engine, clock):
     assert all(0 <= value <= 100 for value in body["cpu"] + body["ram"])
 
 
-@pytest.mark.parametrize("username, status", [
-    ("root", 200), ("alice", 200), ("oleg", 200), ("dana", 200), ("colin", 200),
-    ("sam", 404), ("joanna", 404),
-])
+@pytest.mark.parametrize(
+    "username, status",
+    [
+        ("root", 200),
+        ("alice", 200),
+        ("oleg", 200),
+        ("dana", 200),
+        ("colin", 200),
+        ("sam", 404),
+        ("joanna", 404),
+    ],
+)
 def test_it_applies_the_deployment_page_visibility(auth, sample, series, username, status):
     response = auth.client_for(username).get(url(sample["deployment_id"]))
     assert response.status_code == status

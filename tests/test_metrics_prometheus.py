@@ -1,6 +1,7 @@
 """/metrics as Prometheus 3 reads it: one valid media type, counters named
 ``_total``, no ``_created`` duplicates, and label values from fixed sets so no
 caller can grow the exposition."""
+
 from __future__ import annotations
 
 import re
@@ -51,8 +52,7 @@ def test_webhook_calls_and_login_failures_are_counters(app, client, db, users):
     found = families(client)
     assert found["samosval_webhook_calls"].type == "counter"
     assert found["samosval_login_failures"].type == "counter"
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for f in found.values() for s in f.samples}
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in found.values() for s in f.samples}
     assert samples[("samosval_webhook_calls_total", (("outcome", "refused"),))] == 1
     assert samples[("samosval_login_failures_total", ())] == 1
 
@@ -80,10 +80,16 @@ def test_junk_methods_add_no_series(client):
 
 
 def test_webhook_outcomes_are_a_fixed_set(app, client, db, users):
-    token = tokens.create_token(db, "ci", secret_key=app.secret_key, actor_id=users["alice"],
-                                now=1_800_000_000.0)[1]
-    client.post("/api/hooks/commit", data=b"junk", content_type="application/json", csrf=False,
-                headers={"X-Samosval-Token": token})
+    token = tokens.create_token(
+        db, "ci", secret_key=app.secret_key, actor_id=users["alice"], now=1_800_000_000.0
+    )[1]
+    client.post(
+        "/api/hooks/commit",
+        data=b"junk",
+        content_type="application/json",
+        csrf=False,
+        headers={"X-Samosval-Token": token},
+    )
     outcomes = {s.labels["outcome"] for s in families(client)["samosval_webhook_calls"].samples}
     assert outcomes == {"processed", "no_match", "duplicate", "ignored", "pong", "refused", "invalid"}
 

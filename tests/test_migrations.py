@@ -1,6 +1,7 @@
 """Schema migrations: a database of every earlier version upgrades to exactly the
 shape of a fresh one (AUTOINCREMENT included), keeping every row; ids are never
 reused once the upgrade ran."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -11,8 +12,17 @@ from samosval.db import connect, init_db_if_needed, schema_sql
 from samosval.migrations import SCHEMA_VERSION, SPEC_V1_SCHEMA, upgrade
 from tests import factories
 
-TABLES_WITH_IDS = ("users", "image_requests", "images", "builds", "deployments", "alerts", "audit_log",
-                   "webhook_tokens", "webhook_deliveries")
+TABLES_WITH_IDS = (
+    "users",
+    "image_requests",
+    "images",
+    "builds",
+    "deployments",
+    "alerts",
+    "audit_log",
+    "webhook_tokens",
+    "webhook_deliveries",
+)
 
 
 def full_shape(path) -> dict:
@@ -20,14 +30,22 @@ def full_shape(path) -> dict:
     db = sqlite3.connect(path)
     try:
         tables = {}
-        for name, sql in db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' "
-                                    "AND name NOT LIKE 'sqlite_%'"):
-            columns = sorted((row[1], row[2].upper(), row[3], row[5]) for row in db.execute(f"PRAGMA table_info({name})"))
+        for name, sql in db.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        ):
+            columns = sorted(
+                (row[1], row[2].upper(), row[3], row[5]) for row in db.execute(f"PRAGMA table_info({name})")
+            )
             tables[name] = (columns, "AUTOINCREMENT" in sql.upper())
-        indexes = sorted(db.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' "
-                                    "AND name NOT LIKE 'sqlite_%'").fetchall())
-        foreign_keys = {name: sorted(tuple(r[2:5]) for r in db.execute(f"PRAGMA foreign_key_list({name})"))
-                        for name in tables}
+        indexes = sorted(
+            db.execute(
+                "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'"
+            ).fetchall()
+        )
+        foreign_keys = {
+            name: sorted(tuple(r[2:5]) for r in db.execute(f"PRAGMA foreign_key_list({name})"))
+            for name in tables
+        }
         return {"tables": tables, "indexes": indexes, "foreign_keys": foreign_keys}
     finally:
         db.close()
@@ -57,16 +75,21 @@ def v2_database(path) -> None:
     db.commit()
     # Run only the steps up to version 2, as a Samosval of that time did.
     from samosval import migrations
+
     saved = migrations.MIGRATIONS
     migrations.MIGRATIONS = [step for step in saved if step[0] <= 2]
     try:
         assert upgrade(db, schema_sql()) == [2]
     finally:
         migrations.MIGRATIONS = saved
-    db.execute("INSERT INTO webhook_tokens (id, name, token_prefix, token_hash, sealed_secret, created_at) "
-               "VALUES (3, 'ci', 'smsv_abc', 'h', 's', '2025-01-01T00:00:00Z')")
-    db.execute("INSERT INTO webhook_deliveries (id, created_at, source, outcome, http_status, token_id) "
-               "VALUES (5, '2025-01-01T00:00:00Z', 'github', 'processed', 200, 3)")
+    db.execute(
+        "INSERT INTO webhook_tokens (id, name, token_prefix, token_hash, sealed_secret, created_at) "
+        "VALUES (3, 'ci', 'smsv_abc', 'h', 's', '2025-01-01T00:00:00Z')"
+    )
+    db.execute(
+        "INSERT INTO webhook_deliveries (id, created_at, source, outcome, http_status, token_id) "
+        "VALUES (5, '2025-01-01T00:00:00Z', 'github', 'processed', 200, 3)"
+    )
     db.commit()
     db.close()
 
@@ -113,8 +136,10 @@ def test_ids_are_not_reused_after_the_upgrade(tmp_path):
     db = connect(str(old))
     db.execute("DELETE FROM alerts")
     db.execute("DELETE FROM deployments WHERE id = 7")
-    new_id = db.execute("INSERT INTO deployments (image_id, name, environment, status, replicas, "
-                        "created_at, updated_at) VALUES (1, 'x', 'dev', 'running', 1, 'now', 'now')").lastrowid
+    new_id = db.execute(
+        "INSERT INTO deployments (image_id, name, environment, status, replicas, "
+        "created_at, updated_at) VALUES (1, 'x', 'dev', 'running', 1, 'now', 'now')"
+    ).lastrowid
     assert new_id == 8
     db.close()
 
@@ -126,12 +151,15 @@ def test_a_deleted_id_is_never_given_again(db, users, table):
             image = factories.make_image(db, request_id=factories.make_request(db, owner_id=users["dana"]))
             return factories.make_deployment(db, image_id=image)
         if table == "webhook_deliveries":
-            return db.execute("INSERT INTO webhook_deliveries (created_at, source, outcome, http_status) "
-                              "VALUES ('now', 'generic', 'refused', 401)").lastrowid
+            return db.execute(
+                "INSERT INTO webhook_deliveries (created_at, source, outcome, http_status) "
+                "VALUES ('now', 'generic', 'refused', 401)"
+            ).lastrowid
         if table == "audit_log":
             return db.execute("INSERT INTO audit_log (action, created_at) VALUES ('x', 'now')").lastrowid
-        return db.execute("INSERT INTO alerts (alert_type, target_id, message, created_at) "
-                          "VALUES ('x', 1, 'm', 'now')").lastrowid
+        return db.execute(
+            "INSERT INTO alerts (alert_type, target_id, message, created_at) VALUES ('x', 1, 'm', 'now')"
+        ).lastrowid
 
     first = create()
     db.execute(f"DELETE FROM {table} WHERE id = ?", (first,))

@@ -2,6 +2,7 @@
 (``deploy/nginx/samosval.conf``) in front of the production command. nginx is
 installed by scripts/test.sh; without it this module is skipped unless
 ``SAMOSVAL_REQUIRE_NGINX=1`` (CI) makes that a failure."""
+
 from __future__ import annotations
 
 import http.client
@@ -23,10 +24,13 @@ HEARTBEAT = 20  # seconds: every line below must arrive long before a heartbeat 
 
 @pytest.fixture
 def site(tmp_path):
-    app = AppProcess(tmp_path / "instance", tmp_path / "gunicorn.log", speed=5.0,
-                     production=True,
-                     extra_env={"SAMOSVAL_TRUSTED_PROXIES": "1",
-                                "SAMOSVAL_SSE_HEARTBEAT_SECONDS": str(HEARTBEAT)})
+    app = AppProcess(
+        tmp_path / "instance",
+        tmp_path / "gunicorn.log",
+        speed=5.0,
+        production=True,
+        extra_env={"SAMOSVAL_TRUSTED_PROXIES": "1", "SAMOSVAL_SSE_HEARTBEAT_SECONDS": str(HEARTBEAT)},
+    )
     (tmp_path / "nginx").mkdir()
     try:
         nginx = NginxProcess(tmp_path / "nginx", app.port)
@@ -41,6 +45,7 @@ def site(tmp_path):
 def seed(app) -> int:
     user_id = app.create_user("opsuser", "operator")
     from samosval.db import connect
+
     db = connect(app.db_path)
     try:
         request_id = factories.make_request(db, owner_id=user_id, status="approved")
@@ -65,8 +70,7 @@ def test_pages_streams_and_client_addresses_pass_through_nginx(site):
         page = conn.getresponse()
         assert page.status == 200 and b"opsuser" in page.read()
 
-        conn.request("GET", f"/api/deployments/{deployment_id}/logs/stream",
-                     headers={"Cookie": cookie})
+        conn.request("GET", f"/api/deployments/{deployment_id}/logs/stream", headers={"Cookie": cookie})
         stream = conn.getresponse()
         assert stream.status == 200
         assert stream.getheader("Content-Type").startswith("text/event-stream")
@@ -75,8 +79,9 @@ def test_pages_streams_and_client_addresses_pass_through_nginx(site):
         # would hold them until its buffer filled, and the read would time out).
         initial = read_events(stream, lambda found: any(e.get("event") == "status" for e in found))
         first_seen = {e["id"] for e in initial if "id" in e}
-        events = read_events(stream, lambda found: len({e["id"] for e in found if "id" in e}
-                                                       - first_seen) >= 3)
+        events = read_events(
+            stream, lambda found: len({e["id"] for e in found if "id" in e} - first_seen) >= 3
+        )
         assert not [e for e in events if e.get("comment") == "ping"]
         stream.close()
     finally:

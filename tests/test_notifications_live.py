@@ -1,6 +1,7 @@
 """The notification worker inside the real app (``python app.py``, gevent): it starts
 with the app, sends through a real socket, and after a ``kill -9`` the next start
 sends what was left pending. Slow: starts the app twice."""
+
 from __future__ import annotations
 
 import time
@@ -10,7 +11,6 @@ from samosval.crypto import keyring
 from samosval.db import connect
 from samosval.domain import notifications as notify
 from tests.live import AppProcess
-from tests.notify_receivers import http_receiver  # noqa: F401 - fixture
 
 SIGNING = "live-signing-secret"
 
@@ -32,15 +32,21 @@ def statuses(db_path: str) -> list[str]:
         db.close()
 
 
-def test_pending_messages_survive_a_kill_and_go_out_after_the_restart(tmp_path, http_receiver):  # noqa: F811
+def test_pending_messages_survive_a_kill_and_go_out_after_the_restart(tmp_path, http_receiver):
     http_receiver.always_fail = True
     first = AppProcess(tmp_path / "instance", tmp_path / "first.log")
     try:
         db = connect(first.db_path)
         root = SimpleNamespace(id=1, username="root", role="admin", is_authenticated=True)
         ring = keyring("reliability-test-secret")  # the secret key AppProcess sets
-        channel_id = notify.save_channel(db, root, "webhook", {"name": "live", "url": f"{http_receiver.url}/live",
-                                                                "signing_secret": SIGNING}, ring, time.time())
+        channel_id = notify.save_channel(
+            db,
+            root,
+            "webhook",
+            {"name": "live", "url": f"{http_receiver.url}/live", "signing_secret": SIGNING},
+            ring,
+            time.time(),
+        )
         channel = notify.get_channel(db, channel_id)
         notify.send_test(db, root, channel, {}, time.time())
         # The app's own worker tries it (and the receiver refuses).

@@ -1,4 +1,5 @@
 """Health, Prometheus metrics, request ids, structured logs, backups."""
+
 from __future__ import annotations
 
 import io
@@ -69,6 +70,7 @@ def test_it_exposes_prometheus_metrics_that_count(client, users, ticking):
 
 def test_it_counts_deployments_and_builds_by_status(client, sample, db, users):
     from tests import factories
+
     factories.make_build(db, request_id=sample["request_id"], built_by=users["oleg"], status="failed")
     text = client.get("/metrics").get_data(as_text=True)
     assert 'samosval_deployments{status="running"} 1.0' in text
@@ -100,18 +102,28 @@ def test_it_replaces_an_insane_request_id(client, bad):
 
 
 def test_it_puts_the_request_id_on_audit_rows(client, users, db):
-    client.post("/login", data={"username": "dana", "password": PASSWORD},
-                headers={"X-Request-Id": "trace-42"})
+    client.post(
+        "/login", data={"username": "dana", "password": PASSWORD}, headers={"X-Request-Id": "trace-42"}
+    )
     row = db.execute("SELECT request_id FROM audit_log WHERE action = 'login'").fetchone()
     assert row["request_id"] == "trace-42"
 
 
 def _app_with_log_stream(tmp_path, json_logs):
     stream = io.StringIO()
-    app = create_app({"TESTING": True, "SECRET_KEY": "k", "SIMULATOR_AUTOSTART": False,
-                      "DATABASE": str(tmp_path / "db.sqlite3"), "LOG_STREAM": stream,
-                      "JSON_LOGS": json_logs}, instance_path=str(tmp_path / "i"))
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "k",
+            "SIMULATOR_AUTOSTART": False,
+            "DATABASE": str(tmp_path / "db.sqlite3"),
+            "LOG_STREAM": stream,
+            "JSON_LOGS": json_logs,
+        },
+        instance_path=str(tmp_path / "i"),
+    )
     from tests.conftest import CSRFClient
+
     app.test_client_class = CSRFClient
     return app, stream
 
@@ -154,8 +166,12 @@ def test_it_never_logs_passwords_or_tokens(tmp_path):
         client = app.test_client()
         client.post("/login", data={"username": "root", "password": "root-secret-pw"})
         client.post("/login", data={"username": "root", "password": "root"})
-        client.post("/api/hooks/commit", json={"repo_url": "https://x/y", "branch": "main", "commit": "a" * 40},
-                    headers={"Authorization": "Bearer svt_very_secret_token_value"}, csrf=False)
+        client.post(
+            "/api/hooks/commit",
+            json={"repo_url": "https://x/y", "branch": "main", "commit": "a" * 40},
+            headers={"Authorization": "Bearer svt_very_secret_token_value"},
+            csrf=False,
+        )
         text = stream.getvalue()
         assert "root-secret-pw" not in text
         assert "svt_very_secret_token_value" not in text
@@ -173,8 +189,10 @@ def test_it_backs_up_while_the_app_writes(app, tmp_path):
         db = connect(path)
         try:
             while not stop.is_set():
-                db.execute("INSERT INTO audit_log (action, created_at, details) VALUES ('login', '2026-01-01T00:00:00Z', ?)",
-                           ("x" * 500,))
+                db.execute(
+                    "INSERT INTO audit_log (action, created_at, details) VALUES ('login', '2026-01-01T00:00:00Z', ?)",
+                    ("x" * 500,),
+                )
                 written.append(1)
         finally:
             db.close()
@@ -204,9 +222,16 @@ def test_cli_backup(runner, tmp_path):
 
 
 def test_it_takes_the_client_address_from_a_trusted_proxy(tmp_path):
-    app = create_app({"TESTING": True, "SECRET_KEY": "k", "SIMULATOR_AUTOSTART": False,
-                      "DATABASE": str(tmp_path / "db.sqlite3"), "TRUSTED_PROXIES": 1},
-                     instance_path=str(tmp_path / "i"))
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "k",
+            "SIMULATOR_AUTOSTART": False,
+            "DATABASE": str(tmp_path / "db.sqlite3"),
+            "TRUSTED_PROXIES": 1,
+        },
+        instance_path=str(tmp_path / "i"),
+    )
     client = app.test_client()
     # nginx on 127.0.0.1 forwards an outside client: /metrics must not treat it as local
     assert client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 403

@@ -1,5 +1,6 @@
 """Releases (issue 20): numbering, what each rollout records, outcomes, rollback and
 pinning, protected environments, four eyes, expiry on a fake clock, rejection."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,15 @@ from samosval.domain.digests import image_digest
 from samosval.simulator.state import SimulationState
 from tests import factories
 
-ROLES = {"root": "admin", "alice": "admin", "oleg": "operator", "dana": "developer",
-         "carl": "developer", "colin": "developer", "sam": "developer"}
+ROLES = {
+    "root": "admin",
+    "alice": "admin",
+    "oleg": "operator",
+    "dana": "developer",
+    "carl": "developer",
+    "colin": "developer",
+    "sam": "developer",
+}
 SHA1, SHA2 = "1" * 40, "2" * 40
 
 
@@ -56,8 +64,9 @@ def settle(db, state, deployment_id, now, outcome="running"):
 
 def webhook_restart(db, state, deployment_id, commit, now, actor_id=None):
     with d.transaction(db):
-        outcome = d.restart_in_transaction(db, deployment_id, now, actor_id=actor_id,
-                                           reason="commit", commit=commit)
+        outcome = d.restart_in_transaction(
+            db, deployment_id, now, actor_id=actor_id, reason="commit", commit=commit
+        )
     return outcome
 
 
@@ -67,12 +76,17 @@ def actions(db):
 
 # --- numbering and content ---------------------------------------------------------------
 
+
 def test_creating_a_deployment_is_release_v1_with_the_image_and_its_digest(db, users, sample, state):
     deployment_id = create(db, state, users, sample["image_id"])
     (release,) = r.list_releases(db, deployment_id)
     image = image_row(db, sample["image_id"])
-    assert (release["number"], release["status"], release["trigger_kind"], release["cause"]) == \
-        (1, "deploying", "user", "create")
+    assert (release["number"], release["status"], release["trigger_kind"], release["cause"]) == (
+        1,
+        "deploying",
+        "user",
+        "create",
+    )
     assert release["image_tag"] == image["image_tag"] and release["image_digest"] == image["digest"]
     assert release["created_by"] == users["oleg"] and release["created_ts"] == 100.0
     assert release["config_version"] is None  # no configurations yet (issue 21 plugs in)
@@ -151,6 +165,7 @@ def test_the_changes_since_the_previous_release(db, users, sample, state):
 
 # --- rollback and pinning -------------------------------------------------------------------
 
+
 def _two_releases(db, state, users, sample):
     deployment_id = create(db, state, users, sample["image_id"])
     settle(db, state, deployment_id, 101.0)
@@ -162,39 +177,64 @@ def _two_releases(db, state, users, sample):
 def test_a_rollback_rolls_the_old_image_and_commit_out_as_a_new_release_and_pins(db, users, sample, state):
     deployment_id = _two_releases(db, state, users, sample)
     v1 = r.get_by_number(db, deployment_id, 1)
-    release_id, pending = r.rollback(db, state, deployment(db, deployment_id), user(users, "dana"), "1", 200.0)
+    release_id, pending = r.rollback(
+        db, state, deployment(db, deployment_id), user(users, "dana"), "1", 200.0
+    )
     assert not pending
     v3 = r.get_release(db, release_id)
-    assert (v3["number"], v3["status"], v3["trigger_kind"], v3["rollback_of"]) == (3, "deploying", "rollback", 1)
-    assert (v3["image_tag"], v3["image_digest"], v3["commit_sha"]) == \
-        (v1["image_tag"], v1["image_digest"], v1["commit_sha"])
+    assert (v3["number"], v3["status"], v3["trigger_kind"], v3["rollback_of"]) == (
+        3,
+        "deploying",
+        "rollback",
+        1,
+    )
+    assert (v3["image_tag"], v3["image_digest"], v3["commit_sha"]) == (
+        v1["image_tag"],
+        v1["image_digest"],
+        v1["commit_sha"],
+    )
     assert r.label(v3) == "v3: rollback to v1"
     row = deployment(db, deployment_id)
     assert row["status"] == "deploying" and row["last_commit"] == v1["commit_sha"]
     assert row["current_release_id"] == release_id
     assert row["pinned_at"] is not None and row["pinned_by_name"] == "dana"
     audit = db.execute("SELECT * FROM audit_log WHERE action = 'deployment_rollback'").fetchone()
-    assert audit["user_id"] == users["dana"] and json.loads(audit["details"])["release"] == "v3: rollback to v1"
-    assert "v3: rollback to v1 by dana; the deployment is pinned" in \
-        [line.text for line in state.runtime(deployment_id).logs.snapshot()]
+    assert (
+        audit["user_id"] == users["dana"] and json.loads(audit["details"])["release"] == "v3: rollback to v1"
+    )
+    assert "v3: rollback to v1 by dana; the deployment is pinned" in [
+        line.text for line in state.runtime(deployment_id).logs.snapshot()
+    ]
 
 
-@pytest.mark.parametrize("name, allowed", [("oleg", True), ("alice", True), ("dana", True),
-                                           ("carl", False), ("colin", False), ("sam", False)])
+@pytest.mark.parametrize(
+    "name, allowed",
+    [("oleg", True), ("alice", True), ("dana", True), ("carl", False), ("colin", False), ("sam", False)],
+)
 def test_whoever_may_restart_may_roll_back(db, users, sample, state, name, allowed):
     deployment_id = _two_releases(db, state, users, sample)
     row = deployment(db, deployment_id)
     assert permissions.can_rollback(user(users, name), row) == allowed
-    assert permissions.can_rollback(user(users, name), row) == \
-        permissions.can_control_deployment(user(users, name), row, "restart")
+    assert permissions.can_rollback(user(users, name), row) == permissions.can_control_deployment(
+        user(users, name), row, "restart"
+    )
     if not allowed:
         with pytest.raises(Refused) as refused:
             r.rollback(db, state, row, user(users, name), "1", 200.0)
         assert refused.value.kind == "forbidden"
 
 
-@pytest.mark.parametrize("raw, kind", [("", "invalid"), ("v1", "invalid"), ("1.5", "invalid"), (None, "invalid"),
-                                       ("9", "not_found"), ("2", "conflict")])
+@pytest.mark.parametrize(
+    "raw, kind",
+    [
+        ("", "invalid"),
+        ("v1", "invalid"),
+        ("1.5", "invalid"),
+        (None, "invalid"),
+        ("9", "not_found"),
+        ("2", "conflict"),
+    ],
+)
 def test_a_rollback_to_no_such_or_the_current_release_is_refused(db, users, sample, state, raw, kind):
     deployment_id = _two_releases(db, state, users, sample)
     with pytest.raises(Refused) as refused:
@@ -232,6 +272,7 @@ def test_unpinning_lets_commits_restart_again_and_is_audited(db, users, sample, 
 
 
 # --- protected environments and approvals ---------------------------------------------------------
+
 
 def protect(db, users, environment="prod"):
     assert environments.set_protected(db, user(users, "alice"), environment, True, 1.0)
@@ -316,10 +357,16 @@ def test_a_rejection_needs_a_reason_and_changes_nothing_that_runs(db, users, sam
         approvals.reject(db, state, pending, user(users, "dana"), "mine", 103.0)
     approvals.reject(db, state, pending, user(users, "oleg"), "  freeze   week ", 103.0)
     rejected = r.get_release(db, release_id)
-    assert (rejected["status"], rejected["decision_reason"], rejected["decided_by_name"]) == \
-        ("rejected", "freeze week", "oleg")
+    assert (rejected["status"], rejected["decision_reason"], rejected["decided_by_name"]) == (
+        "rejected",
+        "freeze week",
+        "oleg",
+    )
     row = deployment(db, deployment_id)
-    assert row["status"] == "running" and row["current_release_id"] == r.get_by_number(db, deployment_id, 1)["id"]
+    assert (
+        row["status"] == "running"
+        and row["current_release_id"] == r.get_by_number(db, deployment_id, 1)["id"]
+    )
     audit = db.execute("SELECT * FROM audit_log WHERE action = 'release_reject'").fetchone()
     assert json.loads(audit["details"])["reason"] == "freeze week"
 
@@ -328,7 +375,9 @@ def test_a_rollback_in_a_protected_environment_waits_and_pins_when_approved(db, 
     deployment_id = _two_releases(db, state, users, sample)
     db.execute("UPDATE deployments SET environment = 'prod' WHERE id = ?", (deployment_id,))
     protect(db, users)
-    release_id, pending = r.rollback(db, state, deployment(db, deployment_id), user(users, "dana"), "1", 200.0)
+    release_id, pending = r.rollback(
+        db, state, deployment(db, deployment_id), user(users, "dana"), "1", 200.0
+    )
     assert pending and deployment(db, deployment_id)["pinned_at"] is None
     assert deployment(db, deployment_id)["status"] == "running"
     approvals.approve(db, state, r.get_release(db, release_id), user(users, "oleg"), 201.0)
@@ -351,21 +400,35 @@ def test_pending_releases_expire_on_the_fake_clock_with_a_reason(db, users, samp
 def test_the_pending_list_shows_only_visible_deployments(db, users, sample, state):
     protect(db, users)
     create(db, state, users, sample["image_id"], environment="prod")
-    other_request = factories.make_request(db, owner_id=users["sam"], status="approved",
-                                           repo_url="https://github.com/acme/other.git")
+    other_request = factories.make_request(
+        db, owner_id=users["sam"], status="approved", repo_url="https://github.com/acme/other.git"
+    )
     other_image = factories.make_image(db, request_id=other_request, name="other")
-    d.create_deployment(db, state, image_row(db, other_image), user(users, "oleg"),
-                        {"name": "other-prod", "environment": "prod", "replicas": "1", "ports": ""}, 100.0)
+    d.create_deployment(
+        db,
+        state,
+        image_row(db, other_image),
+        user(users, "oleg"),
+        {"name": "other-prod", "environment": "prod", "replicas": "1", "ports": ""},
+        100.0,
+    )
     assert r.pending_count(db, user(users, "oleg")) == 2
     assert r.pending_count(db, user(users, "dana")) == 1
     assert r.pending_count(db, user(users, "colin")) == 1  # a collaborator sees it, cannot decide
     assert not permissions.can_see_approvals(user(users, "dana"))
 
 
-@pytest.mark.parametrize("requester, decider, allowed", [
-    ("oleg", "oleg", False), ("oleg", "alice", True), ("dana", "oleg", True), ("dana", "dana", False),
-    (None, "oleg", True), (None, "carl", False),
-])
+@pytest.mark.parametrize(
+    "requester, decider, allowed",
+    [
+        ("oleg", "oleg", False),
+        ("oleg", "alice", True),
+        ("dana", "oleg", True),
+        ("dana", "dana", False),
+        (None, "oleg", True),
+        (None, "carl", False),
+    ],
+)
 def test_four_eyes(users, requester, decider, allowed):
     release = {"created_by": users[requester] if requester else None}
     assert permissions.can_decide_release(user(users, decider), release) == allowed
@@ -375,6 +438,7 @@ def test_the_upgrade_gives_every_existing_deployment_its_v1(tmp_path):
     from samosval.db import connect as connect_db
     from samosval.db import init_db_if_needed
     from tests.test_migrations import v2_database
+
     old = tmp_path / "v2.sqlite3"
     v2_database(old)
     assert 6 in init_db_if_needed(str(old))["migrated_to"]

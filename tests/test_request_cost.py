@@ -1,5 +1,6 @@
 """What every request pays (issue 23): templates look the translation catalogue
 up once per request, and still follow the language from one request to the next."""
+
 from __future__ import annotations
 
 from unittest import mock
@@ -31,6 +32,7 @@ def test_the_exact_time_is_what_babel_wrote_for_that_pattern(app):
     from flask_babel import format_datetime
 
     from samosval import templating
+
     with app.test_request_context("/"):
         for value in ("2026-01-01T00:00:00Z", "2026-12-31T23:59:59Z", "1999-03-04T05:06:07Z"):
             expected = format_datetime(datetime.fromisoformat(value), "yyyy-MM-dd HH:mm:ss")

@@ -1,5 +1,6 @@
 """The request status flow: who may move a request where, what is refused, and the
 audit rows and history every move leaves."""
+
 from __future__ import annotations
 
 import json
@@ -10,13 +11,18 @@ from samosval.domain.requests import REQUEST_STATUSES, TRANSITIONS
 from tests import factories
 
 ALLOWED = [(old, new) for old, targets in TRANSITIONS.items() for new in targets]
-REFUSED = [(old, new) for old in REQUEST_STATUSES for new in REQUEST_STATUSES
-           if new != old and new not in TRANSITIONS[old]]
+REFUSED = [
+    (old, new)
+    for old in REQUEST_STATUSES
+    for new in REQUEST_STATUSES
+    if new != old and new not in TRANSITIONS[old]
+]
 
 
 def make(db, users, status="draft"):
-    return factories.make_request(db, owner_id=users["dana"], created_by=users["carl"],
-                                  collaborators="colin", status=status)
+    return factories.make_request(
+        db, owner_id=users["dana"], created_by=users["carl"], collaborators="colin", status=status
+    )
 
 
 def status_of(db, request_id):
@@ -24,8 +30,10 @@ def status_of(db, request_id):
 
 
 def status_audits(db):
-    return db.execute("SELECT action, user_id, target_type, target_id, details FROM audit_log "
-                      "WHERE action IN ('request_submit', 'request_status') ORDER BY id").fetchall()
+    return db.execute(
+        "SELECT action, user_id, target_type, target_id, details FROM audit_log "
+        "WHERE action IN ('request_submit', 'request_status') ORDER BY id"
+    ).fetchall()
 
 
 def flashed_error(client):
@@ -70,8 +78,7 @@ def test_it_refuses_to_submit_what_is_not_a_draft(auth, db, users, status):
     response = client.post(f"/requests/{request_id}/submit")
     assert response.status_code == 302 and flashed_error(client)
     assert status_of(db, request_id) == status and status_audits(db) == []
-    json_response = client.post(f"/requests/{request_id}/submit",
-                                headers={"Accept": "application/json"})
+    json_response = client.post(f"/requests/{request_id}/submit", headers={"Accept": "application/json"})
     assert json_response.status_code == 409 and "error" in json_response.get_json()
 
 
@@ -101,37 +108,48 @@ def test_it_refuses_a_move_the_flow_does_not_allow(auth, db, users, old, new):
     response = client.post(f"/requests/{request_id}/status", data={"status": new})
     assert response.status_code == 302 and flashed_error(client)
     assert status_of(db, request_id) == old and status_audits(db) == []
-    json_response = client.post(f"/requests/{request_id}/status", data={"status": new},
-                                headers={"Accept": "application/json"})
+    json_response = client.post(
+        f"/requests/{request_id}/status", data={"status": new}, headers={"Accept": "application/json"}
+    )
     assert json_response.status_code == 409
 
 
 @pytest.mark.parametrize("status", REQUEST_STATUSES)
 def test_it_refuses_a_move_to_the_same_status(auth, db, users, status):
     request_id = make(db, users, status)
-    response = auth.client_for("oleg").post(f"/requests/{request_id}/status", data={"status": status},
-                                            headers={"Accept": "application/json"})
+    response = auth.client_for("oleg").post(
+        f"/requests/{request_id}/status", data={"status": status}, headers={"Accept": "application/json"}
+    )
     assert response.status_code == 409 and status_audits(db) == []
 
 
 def test_it_refuses_an_unknown_status(auth, db, users):
     request_id = make(db, users, "submitted")
-    response = auth.client_for("oleg").post(f"/requests/{request_id}/status", data={"status": "done"},
-                                            headers={"Accept": "application/json"})
+    response = auth.client_for("oleg").post(
+        f"/requests/{request_id}/status", data={"status": "done"}, headers={"Accept": "application/json"}
+    )
     assert response.status_code == 400
     assert status_of(db, request_id) == "submitted"
 
 
 @pytest.mark.parametrize("login", ["carl", "dana", "colin"])
-@pytest.mark.parametrize("old, new", [("submitted", "approved"), ("submitted", "in_review"),
-                                      ("in_review", "rejected"), ("approved", "draft"),
-                                      ("submitted", "draft")])
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("submitted", "approved"),
+        ("submitted", "in_review"),
+        ("in_review", "rejected"),
+        ("approved", "draft"),
+        ("submitted", "draft"),
+    ],
+)
 def test_it_refuses_review_moves_by_developers(auth, db, users, login, old, new):
     request_id = make(db, users, old)
     client = auth.client_for(login)
     assert 'data-action="status-' not in client.get(f"/requests/{request_id}").get_data(as_text=True)
-    response = client.post(f"/requests/{request_id}/status", data={"status": new},
-                           headers={"Accept": "application/json"})
+    response = client.post(
+        f"/requests/{request_id}/status", data={"status": new}, headers={"Accept": "application/json"}
+    )
     assert response.status_code == 403
     assert status_of(db, request_id) == old and status_audits(db) == []
 
@@ -152,21 +170,24 @@ def test_it_lets_the_creator_or_owner_rework_a_rejected_request(auth, db, users,
 
 def test_it_refuses_a_rework_by_a_collaborator(auth, db, users):
     request_id = make(db, users, "rejected")
-    response = auth.client_for("colin").post(f"/requests/{request_id}/status", data={"status": "draft"},
-                                             headers={"Accept": "application/json"})
+    response = auth.client_for("colin").post(
+        f"/requests/{request_id}/status", data={"status": "draft"}, headers={"Accept": "application/json"}
+    )
     assert response.status_code == 403 and status_of(db, request_id) == "rejected"
 
 
 def test_it_refuses_a_status_post_without_csrf(auth, db, users):
     request_id = make(db, users, "submitted")
-    response = auth.client_for("oleg").post(f"/requests/{request_id}/status",
-                                            data={"status": "approved"}, csrf=False)
+    response = auth.client_for("oleg").post(
+        f"/requests/{request_id}/status", data={"status": "approved"}, csrf=False
+    )
     assert response.status_code == 400 and status_of(db, request_id) == "submitted"
 
 
 def test_it_shows_the_status_history_in_order(auth, db, users):
     client = auth.client_for("carl")
     from tests.test_requests_form import valid_form
+
     client.post("/requests/new", data=valid_form())
     request_id = db.execute("SELECT id FROM image_requests").fetchone()[0]
     client.post(f"/requests/{request_id}/submit")
@@ -185,13 +206,18 @@ def test_it_shows_the_status_history_in_order(auth, db, users):
 def test_a_full_review_cycle_as_json(auth, db, users):
     request_id = make(db, users)
     headers = {"Accept": "application/json"}
-    assert auth.client_for("carl").post(f"/requests/{request_id}/submit",
-                                        headers=headers).get_json() == {"id": request_id,
-                                                                        "status": "submitted"}
+    assert auth.client_for("carl").post(f"/requests/{request_id}/submit", headers=headers).get_json() == {
+        "id": request_id,
+        "status": "submitted",
+    }
     operator = auth.client_for("oleg")
     for status in ("in_review", "approved"):
-        assert operator.post(f"/requests/{request_id}/status", data={"status": status},
-                             headers=headers).get_json()["status"] == status
+        assert (
+            operator.post(
+                f"/requests/{request_id}/status", data={"status": status}, headers=headers
+            ).get_json()["status"]
+            == status
+        )
 
 
 def test_an_approved_request_offers_only_valid_actions_with_one_primary(auth, db, users):
@@ -199,15 +225,19 @@ def test_an_approved_request_offers_only_valid_actions_with_one_primary(auth, db
     page = auth.client_for("oleg").get(f"/requests/{request_id}").get_data(as_text=True)
     assert 'data-action="status-in_review"' not in page  # approved: the next step is a build
     assert 'data-action="status-draft"' in page and 'data-action="start-build"' in page
-    actions = page[page.index('data-actions="request"'):page.index('data-card="request-fields"')]
+    actions = page[page.index('data-actions="request"') : page.index('data-card="request-fields"')]
     assert actions.count("btn-primary") == 0  # the one primary action is "Start build"
-    response = auth.client_for("oleg").post(f"/requests/{request_id}/status", data={"status": "in_review"},
-                                            headers={"Accept": "application/json"})
+    response = auth.client_for("oleg").post(
+        f"/requests/{request_id}/status", data={"status": "in_review"}, headers={"Accept": "application/json"}
+    )
     assert response.status_code == 409
 
 
 def test_a_request_in_review_has_one_primary_action(auth, db, users):
     request_id = make(db, users, "in_review")
     page = auth.client_for("oleg").get(f"/requests/{request_id}").get_data(as_text=True)
-    actions = page[page.index('data-actions="request"'):page.index('data-card="request-fields"')]
-    assert actions.count("btn-primary") == 1 and 'class="btn btn-danger" data-action="status-rejected"' in actions
+    actions = page[page.index('data-actions="request"') : page.index('data-card="request-fields"')]
+    assert (
+        actions.count("btn-primary") == 1
+        and 'class="btn btn-danger" data-action="status-rejected"' in actions
+    )

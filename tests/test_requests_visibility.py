@@ -1,5 +1,6 @@
 """Who sees which request (spec 3.2): in the list, on the detail page, as JSON, and
 for every action. Hidden requests answer 404."""
+
 from __future__ import annotations
 
 import pytest
@@ -41,8 +42,9 @@ def test_it_hides_the_request_from_everyone_else(auth, sample, login):
 
 @pytest.mark.parametrize("login", HIDDEN_FROM)
 def test_it_answers_404_to_every_action_on_a_hidden_request(auth, db, users, login):
-    request_id = factories.make_request(db, owner_id=users["dana"], created_by=users["carl"],
-                                        collaborators="colin")
+    request_id = factories.make_request(
+        db, owner_id=users["dana"], created_by=users["carl"], collaborators="colin"
+    )
     client = auth.client_for(login)
     assert client.get(f"/requests/{request_id}/edit").status_code == 404
     assert client.post(f"/requests/{request_id}/edit", data=valid_form()).status_code == 404
@@ -57,8 +59,9 @@ def test_the_same_404_for_a_missing_and_a_hidden_request(auth, sample):
     missing = client.get("/requests/9999")
     assert hidden.status_code == missing.status_code == 404
     # Only the language switch's "come back here" path differs.
-    assert hidden.get_data(as_text=True) == \
-        missing.get_data(as_text=True).replace("/requests/9999", f"/requests/{sample['request_id']}")
+    assert hidden.get_data(as_text=True) == missing.get_data(as_text=True).replace(
+        "/requests/9999", f"/requests/{sample['request_id']}"
+    )
 
 
 def test_it_matches_collaborators_by_whole_login(auth, db, users):
@@ -86,16 +89,29 @@ def test_it_sends_anonymous_users_to_the_login(client, sample):
 
 # --- list filters, order, pagination ---------------------------------------------
 
+
 @pytest.fixture
 def several(db, users):
     ids = {}
-    ids["a"] = factories.make_request(db, owner_id=users["dana"], created_by=users["carl"],
-                                      image_name="alpha", status="draft")
-    ids["b"] = factories.make_request(db, owner_id=users["carl"], created_by=users["carl"],
-                                      image_name="beta", status="approved",
-                                      repo_url="https://gitlab.com/team/special_repo.git")
-    ids["c"] = factories.make_request(db, owner_id=users["sam"], created_by=users["sam"],
-                                      image_name="gamma", status="submitted", collaborators="carl")
+    ids["a"] = factories.make_request(
+        db, owner_id=users["dana"], created_by=users["carl"], image_name="alpha", status="draft"
+    )
+    ids["b"] = factories.make_request(
+        db,
+        owner_id=users["carl"],
+        created_by=users["carl"],
+        image_name="beta",
+        status="approved",
+        repo_url="https://gitlab.com/team/special_repo.git",
+    )
+    ids["c"] = factories.make_request(
+        db,
+        owner_id=users["sam"],
+        created_by=users["sam"],
+        image_name="gamma",
+        status="submitted",
+        collaborators="carl",
+    )
     db.execute("UPDATE image_requests SET updated_at = '2026-02-0' || id || 'T00:00:00Z'")
     return ids
 

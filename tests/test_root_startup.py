@@ -1,6 +1,7 @@
 """``python app.py``: the start-up message mentions root / root only while root still
 has it, and says it must be changed at once when the server is reachable from other
 machines (bound off loopback), where the change is then enforced."""
+
 from __future__ import annotations
 
 import http.cookiejar
@@ -19,14 +20,29 @@ from tests.live import ROOT, die_with_parent, free_port
 
 
 def start(instance, host: str, port: int):
-    env = {**os.environ, "SAMOSVAL_INSTANCE_PATH": str(instance), "SAMOSVAL_SECRET_KEY": "startup-test",
-           "SAMOSVAL_CHARTJS_URL": "/static/none.js", "PYTHONUNBUFFERED": "1"}
-    for name in ("SAMOSVAL_DATABASE", "SAMOSVAL_CHARTJS_SRI", "SAMOSVAL_ROOT_PASSWORD",
-                 "SAMOSVAL_FORCE_ROOT_PASSWORD_CHANGE"):
+    env = {
+        **os.environ,
+        "SAMOSVAL_INSTANCE_PATH": str(instance),
+        "SAMOSVAL_SECRET_KEY": "startup-test",
+        "SAMOSVAL_CHARTJS_URL": "/static/none.js",
+        "PYTHONUNBUFFERED": "1",
+    }
+    for name in (
+        "SAMOSVAL_DATABASE",
+        "SAMOSVAL_CHARTJS_SRI",
+        "SAMOSVAL_ROOT_PASSWORD",
+        "SAMOSVAL_FORCE_ROOT_PASSWORD_CHANGE",
+    ):
         env.pop(name, None)
-    return subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--host", host, "--port", str(port)],
-                            cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            bufsize=0, preexec_fn=die_with_parent)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), "--host", host, "--port", str(port)],
+        cwd=str(ROOT),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        bufsize=0,
+        preexec_fn=die_with_parent,
+    )
 
 
 def banner_lines(process) -> list[str]:
@@ -66,6 +82,7 @@ def serve(tmp_path):
         process = start(tmp_path / "instance", host, port)
         processes.append(process)
         return process, port, banner_lines(process)
+
     yield run
     for process in processes:
         stop(process)
@@ -89,8 +106,10 @@ def test_it_enforces_the_change_off_loopback(serve):
     data = urllib.parse.urlencode({"username": "root", "password": "root", "csrf_token": token}).encode()
     response = opener.open(f"http://127.0.0.1:{port}/login", data=data)
     assert urllib.parse.urlsplit(response.geturl()).path == "/account/password"  # redirected on
-    assert urllib.parse.urlsplit(opener.open(f"http://127.0.0.1:{port}/admin/users").geturl()).path \
+    assert (
+        urllib.parse.urlsplit(opener.open(f"http://127.0.0.1:{port}/admin/users").geturl()).path
         == "/account/password"
+    )
 
 
 def test_it_stops_mentioning_root_root_once_changed(serve, tmp_path):

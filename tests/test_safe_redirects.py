@@ -1,5 +1,6 @@
 """``next`` never puts a control character into a Location header: a CR/LF in it
 was a 500 (Werkzeug refuses the header) and would be a split header elsewhere."""
+
 from __future__ import annotations
 
 import pytest

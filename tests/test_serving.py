@@ -2,6 +2,7 @@
 command on gunicorn's gevent worker): slow or silent clients are cut off instead of
 holding the server. The timeout is 1 s here (``SAMOSVAL_HEADER_TIMEOUT``) so the
 tests are quick; no timing figure is asserted."""
+
 from __future__ import annotations
 
 import socket
@@ -13,9 +14,13 @@ from tests.live import AppProcess
 
 @pytest.fixture(params=["app.py", "gunicorn"])
 def server(request, tmp_path):
-    process = AppProcess(tmp_path / "instance", tmp_path / "server.log", speed=1.0,
-                         production=request.param == "gunicorn",
-                         extra_env={"SAMOSVAL_HEADER_TIMEOUT": "1"})
+    process = AppProcess(
+        tmp_path / "instance",
+        tmp_path / "server.log",
+        speed=1.0,
+        production=request.param == "gunicorn",
+        extra_env={"SAMOSVAL_HEADER_TIMEOUT": "1"},
+    )
     yield process
     process.stop()
 
@@ -55,9 +60,11 @@ def test_an_idle_keep_alive_connection_is_closed(server):
 
 def test_a_request_body_that_never_finishes_gets_408(server):
     with connect(server) as sock:
-        sock.sendall(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     b"Content-Type: application/x-www-form-urlencoded\r\n"
-                     b"Content-Length: 100\r\n\r\nusername=a")  # 90 bytes never come
+        sock.sendall(
+            b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 100\r\n\r\nusername=a"
+        )  # 90 bytes never come
         answer = read_all(sock)
     assert answer.startswith(b"HTTP/1.1 408")
 
@@ -78,8 +85,8 @@ def test_sigterm_ends_open_streams_and_the_server(server):
     engine and exits 0 (a stream would otherwise hold the process open)."""
     import signal
 
-    from tests.test_gunicorn import open_stream, seed_deployment
     from tests.live import login_cookie, read_events
+    from tests.test_gunicorn import open_stream, seed_deployment
 
     deployment_id = seed_deployment(server)
     response = open_stream(server, login_cookie(server.url, "opsuser"), deployment_id)

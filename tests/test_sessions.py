@@ -1,6 +1,7 @@
 """Server-side sessions: one per browser, listed and ended at /account/sessions, by an
 admin from the user's page, after the idle timeout or the absolute lifetime (fake
 clock), and a fresh one (with a fresh CSRF token) at every login."""
+
 from __future__ import annotations
 
 import hashlib
@@ -36,6 +37,7 @@ def listed_ids(client, path="/account/sessions"):
 
 
 # --- one session per browser ---------------------------------------------------------
+
 
 def test_it_keeps_the_other_browser_signed_in_on_logout(app, auth, users):
     first, second = browser(app, auth), browser(app, auth, agent="Browser B")
@@ -97,6 +99,7 @@ def test_it_refuses_a_cookie_from_before_server_side_sessions(app, users):
 
 # --- the sessions page ------------------------------------------------------------------
 
+
 def test_it_lists_own_sessions_with_the_current_one_marked(app, auth, users):
     first = browser(app, auth)
     browser(app, auth, agent="Browser B")
@@ -137,8 +140,9 @@ def test_it_ends_the_current_session_like_a_logout(app, auth, users, db):
 @pytest.mark.parametrize("value", ["", "abc", "-1", "0", "1e9"])
 def test_it_refuses_a_bad_session_id(app, auth, users, value):
     client = browser(app, auth)
-    response = client.post("/account/sessions/end", data={"session_id": value},
-                           headers={"Accept": "application/json"})
+    response = client.post(
+        "/account/sessions/end", data={"session_id": value}, headers={"Accept": "application/json"}
+    )
     assert response.status_code == 400 and "error" in response.get_json()
     assert signed_in(client)
 
@@ -146,8 +150,11 @@ def test_it_refuses_a_bad_session_id(app, auth, users, value):
 def test_it_refuses_to_end_another_users_session_as_missing(app, auth, users, db):
     sams = browser(app, auth, "sam")
     [sam_row] = session_rows(db, users["sam"])
-    response = browser(app, auth).post("/account/sessions/end", data={"session_id": str(sam_row["id"])},
-                                       headers={"Accept": "application/json"})
+    response = browser(app, auth).post(
+        "/account/sessions/end",
+        data={"session_id": str(sam_row["id"])},
+        headers={"Accept": "application/json"},
+    )
     assert response.status_code == 404
     assert signed_in(sams)
 
@@ -160,6 +167,7 @@ def test_it_refuses_the_end_buttons_without_csrf(app, auth, users):
 
 # --- an admin, on another user's page ------------------------------------------------------
 
+
 def test_it_lets_an_admin_see_and_end_a_users_sessions(app, auth, users, db):
     first, second = browser(app, auth), browser(app, auth, agent="Browser B")
     root = auth.client_for("root")
@@ -168,7 +176,10 @@ def test_it_lets_an_admin_see_and_end_a_users_sessions(app, auth, users, db):
     assert "Browser A" in page.get_data(as_text=True) and "Browser B" in page.get_data(as_text=True)
     assert f'href="/admin/users/{users["dana"]}/sessions"' in root.get("/admin/users").get_data(as_text=True)
     one = session_rows(db, users["dana"])[0]["id"]
-    assert root.post(f"/admin/users/{users['dana']}/sessions/end", data={"session_id": str(one)}).status_code == 302
+    assert (
+        root.post(f"/admin/users/{users['dana']}/sessions/end", data={"session_id": str(one)}).status_code
+        == 302
+    )
     assert not signed_in(first) and signed_in(second)
     assert root.post(f"/admin/users/{users['dana']}/sessions/end", data={"all": "1"}).status_code == 302
     assert not signed_in(second) and signed_in(root)
@@ -186,6 +197,7 @@ def test_it_answers_404_for_a_missing_user(auth, users):
 
 
 # --- timeouts on the engine's (fake) clock --------------------------------------------------
+
 
 @pytest.fixture
 def timed(app, engine, clock, users):
@@ -245,13 +257,21 @@ def test_it_writes_last_seen_at_most_once_a_minute(app, auth, timed, db, users):
 
 
 def test_it_is_alive_only_within_both_limits():
-    session = {"user_id": 1, "session_version": 2, "created_at": "2027-01-01T00:00:00Z",
-               "last_seen_at": "2027-01-01T10:00:00Z"}
+    session = {
+        "user_id": 1,
+        "session_version": 2,
+        "created_at": "2027-01-01T00:00:00Z",
+        "last_seen_at": "2027-01-01T10:00:00Z",
+    }
     user = {"id": 1, "session_version": 2, "is_active": 1}
     start = 1798761600.0  # 2027-01-01T00:00:00Z
     alive = lambda now, **kw: session_domain.is_alive(  # noqa: E731
-        {**session, **kw.get("s", {})}, {**user, **kw.get("u", {})}, now=now,
-        idle_seconds=HOUR, max_seconds=12 * HOUR)
+        {**session, **kw.get("s", {})},
+        {**user, **kw.get("u", {})},
+        now=now,
+        idle_seconds=HOUR,
+        max_seconds=12 * HOUR,
+    )
     assert alive(start + 10.5 * HOUR)
     assert not alive(start + 11.01 * HOUR)  # idle
     assert not alive(start + 10.5 * HOUR, s={"created_at": "2026-12-31T22:00:00Z"})  # too old
@@ -262,16 +282,24 @@ def test_it_is_alive_only_within_both_limits():
 
 # --- everything that ends every session still does ------------------------------------------
 
+
 def test_it_ends_every_session_on_a_password_change_but_keeps_this_browser(app, auth, users):
     first, second = browser(app, auth), browser(app, auth, agent="Browser B")
-    response = first.post("/account/password", data={
-        "current_password": PASSWORD, "new_password": "brand-new-pass", "confirm_password": "brand-new-pass"})
+    response = first.post(
+        "/account/password",
+        data={
+            "current_password": PASSWORD,
+            "new_password": "brand-new-pass",
+            "confirm_password": "brand-new-pass",
+        },
+    )
     assert response.status_code == 302
     assert signed_in(first) and not signed_in(second)
 
 
-@pytest.mark.parametrize("action, data", [("block", {}), ("role", {"role": "operator"}),
-                                          ("reset_password", {})])
+@pytest.mark.parametrize(
+    "action, data", [("block", {}), ("role", {"role": "operator"}), ("reset_password", {})]
+)
 def test_it_ends_every_session_on_an_admin_action(app, auth, users, action, data):
     first, second = browser(app, auth), browser(app, auth, agent="Browser B")
     auth.client_for("root").post(f"/admin/users/{users['dana']}/{action}", data=data)
@@ -281,6 +309,7 @@ def test_it_ends_every_session_on_an_admin_action(app, auth, users, action, data
 def test_it_adds_the_session_tables_to_a_version_3_database(tmp_path):
     from samosval import migrations
     from samosval.db import connect, schema_sql
+
     path = str(tmp_path / "v3.sqlite3")
     db = connect(path)
     try:
@@ -300,6 +329,7 @@ def test_it_adds_the_session_tables_to_a_version_3_database(tmp_path):
 def test_it_ends_an_open_live_log_when_its_session_expires(app, auth, timed, users, sample):
     """An expiry is noticed at the stream's next access check (its heartbeat)."""
     from samosval.sse import parse_events
+
     app.config["SSE_HEARTBEAT_SECONDS"] = 0.2
     client = browser(app, auth)
     stream = client.get(f"/api/deployments/{sample['deployment_id']}/logs/stream", buffered=False)

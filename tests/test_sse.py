@@ -1,22 +1,23 @@
 """The live log stream: the pure encoder, the generator, and the SSE route."""
+
 from __future__ import annotations
 
 import json
 import threading
-import time
 
 import pytest
 
 from samosval import sse
 from samosval.auth import User
-from samosval.domain import users as user_domain
 from samosval.domain import deployments as deployment_domain
+from samosval.domain import users as user_domain
 from samosval.simulator.state import LogStream
 
 T0 = 1_800_000_000.0
 
 
 # --- format_event and friends ---------------------------------------------------------
+
 
 def test_it_formats_an_event_with_every_field():
     text = sse.format_event({"a": 1, "b": "é"}, event="status", id=7, retry=1500)
@@ -46,32 +47,44 @@ def test_it_formats_a_comment():
 
 
 def test_it_parses_what_it_formats():
-    text = (sse.format_event(retry=100) + sse.format_event({"x": 1}, event="status")
-            + sse.format_event("a\nb", id=3) + sse.format_comment("ping"))
+    text = (
+        sse.format_event(retry=100)
+        + sse.format_event({"x": 1}, event="status")
+        + sse.format_event("a\nb", id=3)
+        + sse.format_comment("ping")
+    )
     events = sse.parse_events(text)
-    assert events == [{"retry": "100"}, {"event": "status", "data": '{"x":1}'},
-                      {"id": "3", "data": "a\nb"}, {"comment": "ping"}]
+    assert events == [
+        {"retry": "100"},
+        {"event": "status", "data": '{"x":1}'},
+        {"id": "3", "data": "a\nb"},
+        {"comment": "ping"},
+    ]
 
 
-@pytest.mark.parametrize("header, query, expected", [
-    (None, None, None),
-    ("12", None, (None, 12)),
-    (None, "12", (None, 12)),
-    ("15", "12", (None, 15)),  # the browser's header is newer than the URL's ?after=
-    ("a1b2-15", "12", ("a1b2", 15)),  # <epoch>-<seq>, as the stream sends them
-    (None, "a1b2-7", ("a1b2", 7)),
-    ("junk", "12", (None, 12)),
-    ("-3", None, None),
-    ("a b-3", None, None),
-    ("a1-x", None, None),
-    ("", "", None),
-    (" 4 ", None, (None, 4)),
-])
+@pytest.mark.parametrize(
+    "header, query, expected",
+    [
+        (None, None, None),
+        ("12", None, (None, 12)),
+        (None, "12", (None, 12)),
+        ("15", "12", (None, 15)),  # the browser's header is newer than the URL's ?after=
+        ("a1b2-15", "12", ("a1b2", 15)),  # <epoch>-<seq>, as the stream sends them
+        (None, "a1b2-7", ("a1b2", 7)),
+        ("junk", "12", (None, 12)),
+        ("-3", None, None),
+        ("a b-3", None, None),
+        ("a1-x", None, None),
+        ("", "", None),
+        (" 4 ", None, (None, 4)),
+    ],
+)
 def test_it_reads_where_the_client_stopped(header, query, expected):
     assert sse.parse_after(header, query) == expected
 
 
 # --- the generator, without Flask --------------------------------------------------------
+
 
 def filled(count: int, epoch: str = "") -> LogStream:
     logs = LogStream(epoch=epoch)
@@ -85,9 +98,14 @@ def make_events(logs, after=None, heartbeat=0.01, payload=None, lost=None):
     payload = payload if payload is not None else {"status": "running", "actions": []}
     if isinstance(after, int):
         after = (None, after)
-    return sse.log_events(logs, after=after, heartbeat=heartbeat, retry_ms=2000,
-                          status_payload=lambda: payload() if callable(payload) else payload,
-                          check_access=lost or (lambda: None))
+    return sse.log_events(
+        logs,
+        after=after,
+        heartbeat=heartbeat,
+        retry_ms=2000,
+        status_payload=lambda: payload() if callable(payload) else payload,
+        check_access=lost or (lambda: None),
+    )
 
 
 def take(events, until, limit=50) -> list[dict]:
@@ -268,6 +286,7 @@ def test_it_releases_once_even_if_never_iterated():
 
 # --- the route --------------------------------------------------------------------------
 
+
 class Stream:
     """An open SSE response from the Flask test client, read chunk by chunk."""
 
@@ -307,8 +326,8 @@ def live(app, auth, sample):
     def open_stream(username="oleg", deployment_id=None, headers=None, query=""):
         deployment_id = deployment_id or sample["deployment_id"]
         response = auth.client_for(username).get(
-            f"/api/deployments/{deployment_id}/logs/stream{query}", headers=headers or {},
-            buffered=False)
+            f"/api/deployments/{deployment_id}/logs/stream{query}", headers=headers or {}, buffered=False
+        )
         if response.status_code != 200:
             return response
         stream = Stream(response)
@@ -402,14 +421,22 @@ def test_it_sends_status_events_with_the_viewers_own_actions(live, sample, users
     assert status["status"] == "stopped"
     assert status["stopped_by_operator"] is True
     assert status["actions"] == []  # dana may not start what an operator stopped
-    assert any("Deployment stopped by oleg" in json.loads(e["data"])["text"]
-               for e in events if "id" in e)
+    assert any("Deployment stopped by oleg" in json.loads(e["data"])["text"] for e in events if "id" in e)
 
 
-@pytest.mark.parametrize("username, status", [
-    ("root", 200), ("alice", 200), ("oleg", 200), ("dana", 200), ("carl", 200), ("colin", 200),
-    ("sam", 404), ("joanna", 404),
-])
+@pytest.mark.parametrize(
+    "username, status",
+    [
+        ("root", 200),
+        ("alice", 200),
+        ("oleg", 200),
+        ("dana", 200),
+        ("carl", 200),
+        ("colin", 200),
+        ("sam", 404),
+        ("joanna", 404),
+    ],
+)
 def test_it_applies_the_deployment_page_visibility(live, username, status):
     result = live(username)
     if status == 200:
@@ -482,14 +509,19 @@ def test_it_ends_a_blocked_users_stream_at_once(app, live, users, db):
 # What each cause of lost access leaves in the database (the domain commands that
 # do it are tested in their own modules); the stream notices at its next heartbeat.
 LOST_ACCESS = {
-    "blocked": ("dana", "UPDATE users SET is_active = 0, session_version = session_version + 1 "
-                        "WHERE username = 'dana'"),
-    "role_changed": ("dana", "UPDATE users SET role = 'operator', "
-                             "session_version = session_version + 1 WHERE username = 'dana'"),
-    "password_changed": ("dana", "UPDATE users SET password_hash = 'x', "
-                                 "session_version = session_version + 1 WHERE username = 'dana'"),
-    "logged_out": ("dana", "UPDATE users SET session_version = session_version + 1 "
-                           "WHERE username = 'dana'"),
+    "blocked": (
+        "dana",
+        "UPDATE users SET is_active = 0, session_version = session_version + 1 WHERE username = 'dana'",
+    ),
+    "role_changed": (
+        "dana",
+        "UPDATE users SET role = 'operator', session_version = session_version + 1 WHERE username = 'dana'",
+    ),
+    "password_changed": (
+        "dana",
+        "UPDATE users SET password_hash = 'x', session_version = session_version + 1 WHERE username = 'dana'",
+    ),
+    "logged_out": ("dana", "UPDATE users SET session_version = session_version + 1 WHERE username = 'dana'"),
     # removed as collaborator
     "no_access": ("colin", "DELETE FROM request_collaborators WHERE username = 'colin'"),
 }

@@ -1,5 +1,6 @@
 """The compact in-memory layout of log streams and metric series behaves like the
 plain ring it replaced, and stays small with full buffers."""
+
 from __future__ import annotations
 
 import random
@@ -27,7 +28,10 @@ def test_it_reads_like_a_plain_ring(capacity):
             after = rng.randrange(0, seq + 2)
             first = reference[0].seq
             expected = [line for line in reference if line.seq > after][:40]
-            assert logs.read_after(after, limit=40) == (expected, max(0, first - after - 1) if after < seq else 0)
+            assert logs.read_after(after, limit=40) == (
+                expected,
+                max(0, first - after - 1) if after < seq else 0,
+            )
 
 
 def test_it_keeps_the_last_points_in_order():
@@ -48,8 +52,11 @@ def test_it_holds_full_buffers_in_under_100_kib():
         before = tracemalloc.get_traced_memory()[0]
         logs, series = LogStream(), MetricSeries()
         for n in range(3000):
-            logs.append(1e9 + n, "INFO", f"[svc-{n % 3} svc:1.0] GET /api/items/{rng.randrange(10**6)} "
-                                         f"200 {rng.randrange(900)} ms")
+            logs.append(
+                1e9 + n,
+                "INFO",
+                f"[svc-{n % 3} svc:1.0] GET /api/items/{rng.randrange(10**6)} 200 {rng.randrange(900)} ms",
+            )
         for n in range(2000):
             series.append(1e9 + n, round(rng.uniform(0, 100), 1), round(rng.uniform(0, 100), 1))
         used = tracemalloc.get_traced_memory()[0] - before

@@ -4,6 +4,7 @@ Every import counts, at any depth (one inside a function hides a cycle, it does
 not remove it). A package's ``__init__`` importing its own submodules is not a
 cycle. Cycles are found as strongly connected components of the import graph.
 """
+
 from __future__ import annotations
 
 import ast
@@ -34,7 +35,7 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = name.split(".") if is_package else name.split(".")[:-1]
-                base = base[:len(base) - (node.level - 1)]
+                base = base[: len(base) - (node.level - 1)]
                 prefix = ".".join(base + ([node.module] if node.module else []))
             else:
                 prefix = node.module or ""
@@ -108,10 +109,17 @@ def test_permissions_stay_pure():
     imported = imports_of("samosval.permissions", modules["samosval.permissions"], modules)
     assert imported <= {"samosval.domain", "samosval.domain.repos", "samosval.domain.statuses"}
     tree = ast.parse(modules["samosval.permissions"].read_text(encoding="utf-8"))
-    outside = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-               for alias in node.names}
-    outside |= {node.module.split(".")[0] for node in ast.walk(tree)
-                if isinstance(node, ast.ImportFrom) and not node.level and node.module}
+    outside = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    outside |= {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module
+    }
     assert outside <= {"__future__"}
 
 
@@ -136,4 +144,5 @@ def test_alerts_are_written_in_one_place():
 def test_templates_ask_the_same_rules(app):
     """``{{ access.can_build(...) }}`` in a template is ``permissions.can_build``."""
     from samosval import permissions
+
     assert app.jinja_env.globals["access"] is permissions

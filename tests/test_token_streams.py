@@ -1,5 +1,6 @@
 """A live log stream opened with a personal access token ends, with its reason,
 when that token is revoked (at once) or expires (at the next heartbeat)."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,11 @@ def token_stream(app, db, users, engine, clock, sample):
         row = db.execute("SELECT * FROM users WHERE username = 'dana'").fetchone()
         owner = SimpleNamespace(id=row["id"], username=row["username"], role=row["role"])
         token_id, token = access_tokens.create_token(db, owner, "tail", ("read",), days, now=clock())
-        response = app.test_client().get(f"/api/deployments/{sample['deployment_id']}/logs/stream",
-                                         headers={"Authorization": f"Bearer {token}"}, buffered=False)
+        response = app.test_client().get(
+            f"/api/deployments/{sample['deployment_id']}/logs/stream",
+            headers={"Authorization": f"Bearer {token}"},
+            buffered=False,
+        )
         assert response.status_code == 200
         stream = Stream(response)
         opened.append(stream)

@@ -1,5 +1,6 @@
 """Small leaks closed: an image page never points at another team's newer build, and
 an operator's dashboard shows no admin events (the audit page's rule)."""
+
 from __future__ import annotations
 
 import re
@@ -20,7 +21,10 @@ def test_it_never_links_a_developer_to_another_teams_newer_build(auth, db, users
     assert newer_link(html) is None and 'data-newest="1"' in html
     assert f"/images/{hidden}" not in html
     # Staff see both, so the link is right for them.
-    assert newer_link(auth.client_for("oleg").get(f"/images/{sample['image_id']}").get_data(as_text=True)) == hidden
+    assert (
+        newer_link(auth.client_for("oleg").get(f"/images/{sample['image_id']}").get_data(as_text=True))
+        == hidden
+    )
 
 
 def test_it_marks_the_newest_build_among_what_the_viewer_sees_in_lists(auth, db, users, sample):
@@ -32,7 +36,7 @@ def test_it_marks_the_newest_build_among_what_the_viewer_sees_in_lists(auth, db,
     request_page = dana.get(f"/requests/{sample['request_id']}").get_data(as_text=True)
     assert "flag-newest" in request_page  # not demoted by a build dana cannot see
     staff = auth.client_for("oleg").get("/images").get_data(as_text=True)
-    row = staff[staff.index(f'data-image-id="{sample["image_id"]}"'):]
+    row = staff[staff.index(f'data-image-id="{sample["image_id"]}"') :]
     assert 'data-newest="1"' not in row.split("</tr>", 1)[0]  # staff see the newer one
 
 
@@ -53,9 +57,11 @@ def test_it_shows_operators_no_admin_events(auth, db, users, sample):
     root = auth.client_for("root")
     root.post(f"/admin/users/{users['sam']}/reset_password")
     root.post(f"/admin/users/{users['ann']}/role", data={"role": "operator"})
-    db.execute("INSERT INTO audit_log (user_id, action, target_type, target_id, created_at) "
-               "VALUES (?, 'deployment_start', 'deployment', ?, '2026-11-01T00:00:00Z')",
-               (users["oleg"], sample["deployment_id"]))
+    db.execute(
+        "INSERT INTO audit_log (user_id, action, target_type, target_id, created_at) "
+        "VALUES (?, 'deployment_start', 'deployment', ?, '2026-11-01T00:00:00Z')",
+        (users["oleg"], sample["deployment_id"]),
+    )
     seen = dashboard_actions(auth.client_for("oleg"))
     assert not seen & set(ADMIN_EVENTS), seen
     assert "deployment_start" in seen  # operational events stay

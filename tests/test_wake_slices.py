@@ -3,6 +3,7 @@
 Under gevent the viewers of one deployment wake in slices of ``WAKE_SLICE``, one
 loop turn apart, so requests are served between slices; the engine pauses within
 a long tick when run() drives it. Timing figures live in bench/README.md."""
+
 from __future__ import annotations
 
 import subprocess
@@ -70,8 +71,9 @@ GEVENT_SCRIPT = textwrap.dedent("""
 
 
 def test_under_gevent_the_first_slice_wakes_first_and_the_rest_follow():
-    result = subprocess.run([sys.executable, "-c", GEVENT_SCRIPT], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", GEVENT_SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split(None, 1) == ["2", "[0, 1, 2, 3, 4, 5]\n"]
 
@@ -92,6 +94,7 @@ def test_the_engine_pauses_only_inside_run_and_after_enough_work(engine, monkeyp
 
 def test_resume_and_step_pause_between_items_when_driven_by_run(engine, clock, db, sample, monkeypatch):
     from tests import factories
+
     for n in range(3):
         factories.make_deployment(db, image_id=sample["image_id"], status="deploying", name=f"resumed-{n}")
     db.commit()

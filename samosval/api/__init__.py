@@ -7,6 +7,7 @@ two cannot drift apart (tests/test_api_openapi.py also compares the document wit
 ``app.url_map``). Authentication is the portal's own: a personal access token
 (``Authorization: Bearer``, auth.py) or the session cookie with its CSRF token.
 """
+
 from __future__ import annotations
 
 from flask import Blueprint as FlaskBlueprint
@@ -21,12 +22,19 @@ OPENAPI_PATH = "/api/openapi.json"
 DOC_METHODS = ("get", "put", "post", "patch", "delete")
 
 SECURITY_SCHEMES = {
-    "bearerAuth": {"type": "http", "scheme": "bearer",
-                   "description": "A personal access token from /account/tokens. Its scopes bound "
-                                  "what it may do (x-required-scope of each operation), and its "
-                                  "owner's role bounds it too."},
-    "cookieAuth": {"type": "apiKey", "in": "cookie", "name": "session",
-                   "description": "The browser session; unsafe methods then need the X-CSRFToken header."},
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A personal access token from /account/tokens. Its scopes bound "
+        "what it may do (x-required-scope of each operation), and its "
+        "owner's role bounds it too.",
+    },
+    "cookieAuth": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "session",
+        "description": "The browser session; unsafe methods then need the X-CSRFToken header.",
+    },
 }
 
 
@@ -49,12 +57,14 @@ class Api(SmorestApi):
                 operation = (path or {}).get(method.lower())
                 if operation is not None:
                     operation["x-required-scope"] = permissions.required_scope(
-                        method, getattr(view, "required_scope", None))
+                        method, getattr(view, "required_scope", None)
+                    )
         return doc
 
     def _openapi_json(self):
-        return current_app.response_class(current_app.json.dumps(self.document()),
-                                          mimetype="application/json")
+        return current_app.response_class(
+            current_app.json.dumps(self.document()), mimetype="application/json"
+        )
 
 
 def openapi_path(rule: str) -> str:
@@ -84,8 +94,9 @@ def docs():
             for tag in operation.get("tags", ["other"]):
                 groups.setdefault(tag, []).append({"method": method.upper(), "path": path, **operation})
     descriptions = {tag["name"]: tag.get("description", "") for tag in doc.get("tags", [])}
-    return render_template("api/docs.html", doc=doc, groups=groups, descriptions=descriptions,
-                           openapi_path=OPENAPI_PATH)
+    return render_template(
+        "api/docs.html", doc=doc, groups=groups, descriptions=descriptions, openapi_path=OPENAPI_PATH
+    )
 
 
 def init_app(app) -> None:
@@ -94,13 +105,18 @@ def init_app(app) -> None:
     app.config.setdefault("OPENAPI_VERSION", "3.1.0")
     app.config.setdefault("OPENAPI_URL_PREFIX", "/api")
     app.config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
-    app.config.setdefault("API_SPEC_OPTIONS", {
-        "info": {"description": "Everything the portal's pages do, as JSON. Errors: "
-                                "{\"error\": {\"code\", \"message\"}}. Lists: "
-                                "{\"items\", \"next_cursor\"}; pass next_cursor back as cursor."},
-        "security": [{"bearerAuth": []}, {"cookieAuth": []}],
-        "components": {"securitySchemes": SECURITY_SCHEMES},
-    })
+    app.config.setdefault(
+        "API_SPEC_OPTIONS",
+        {
+            "info": {
+                "description": "Everything the portal's pages do, as JSON. Errors: "
+                '{"error": {"code", "message"}}. Lists: '
+                '{"items", "next_cursor"}; pass next_cursor back as cursor.'
+            },
+            "security": [{"bearerAuth": []}, {"cookieAuth": []}],
+            "components": {"securitySchemes": SECURITY_SCHEMES},
+        },
+    )
     api = Api(app)  # one per app: tests build many apps
     app.extensions["samosval_api"] = api
     for blueprint in BLUEPRINTS:

@@ -1,6 +1,7 @@
 """What every API blueprint shares: the blueprint class (input errors as 400 in the
 one error shape), the scope marker, the error and page schemas, and cursor
 pagination."""
+
 from __future__ import annotations
 
 import base64
@@ -17,12 +18,13 @@ PREFIX = "/api/v1"
 NOT_JSON = N_("The body is not valid JSON.")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
-MAX_CURSOR = 2 ** 62
+MAX_CURSOR = 2**62
 
 
 class Parser(FlaskParser):
     """Bad input is a ``ValidationError`` like the forms' (a 400 in the one error
     shape, from the app's one handler), field by field. webargs would say 422."""
+
     DEFAULT_VALIDATION_STATUS = 400
 
     def handle_error(self, error, req, schema, *, error_status_code, error_headers):
@@ -40,9 +42,14 @@ def _flatten(messages) -> dict[str, str]:
             continue
         for field, texts in location.items():
             if isinstance(texts, dict):  # a nested field or a list item
-                texts = [text for inner in texts.values() for text in
-                         (inner if isinstance(inner, list) else [str(inner)])]
-            flat[str(field)] = " ".join(str(text) for text in texts) if isinstance(texts, list) else str(texts)
+                texts = [
+                    text
+                    for inner in texts.values()
+                    for text in (inner if isinstance(inner, list) else [str(inner)])
+                ]
+            flat[str(field)] = (
+                " ".join(str(text) for text in texts) if isinstance(texts, list) else str(texts)
+            )
     return flat
 
 
@@ -57,20 +64,30 @@ class Blueprint(SmorestBlueprint):
 def scope(name: str):
     """Mark a view as needing ``name`` (users and audit need admin); without it the
     method decides (auth.enforce_token_scope)."""
+
     def decorator(view):
         view.required_scope = name
         return view
+
     return decorator
 
 
 # --- schemas -------------------------------------------------------------------------
 
+
 class ErrorDetailSchema(Schema):
-    code = fields.String(required=True, metadata={"description": "invalid, unauthorized, forbidden, "
-                                                  "insufficient_scope, not_found, conflict, ..."})
+    code = fields.String(
+        required=True,
+        metadata={
+            "description": "invalid, unauthorized, forbidden, insufficient_scope, not_found, conflict, ..."
+        },
+    )
     message = fields.String(required=True)
-    errors = fields.Dict(keys=fields.String(), values=fields.String(),
-                         metadata={"description": "Field errors of invalid input."})
+    errors = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        metadata={"description": "Field errors of invalid input."},
+    )
 
 
 class ErrorSchema(Schema):
@@ -78,19 +95,28 @@ class ErrorSchema(Schema):
 
 
 class PageArgsSchema(Schema):
-    cursor = fields.String(load_default=None, validate=validate.Length(max=40),
-                           metadata={"description": "next_cursor of the previous page"})
+    cursor = fields.String(
+        load_default=None,
+        validate=validate.Length(max=40),
+        metadata={"description": "next_cursor of the previous page"},
+    )
     limit = fields.Integer(load_default=DEFAULT_LIMIT, validate=validate.Range(min=1, max=MAX_LIMIT))
 
 
 def page_schema(item_schema, name: str):
     """``{"items": [...], "next_cursor": str | null}`` around ``item_schema``."""
-    return type(name, (Schema,), {
-        "items": fields.List(fields.Nested(item_schema), required=True),
-        "next_cursor": fields.String(required=True, allow_none=True,
-                                     metadata={"description": "Pass as cursor for the next page; "
-                                               "null on the last page."}),
-    })
+    return type(
+        name,
+        (Schema,),
+        {
+            "items": fields.List(fields.Nested(item_schema), required=True),
+            "next_cursor": fields.String(
+                required=True,
+                allow_none=True,
+                metadata={"description": "Pass as cursor for the next page; null on the last page."},
+            ),
+        },
+    )
 
 
 # --- cursor pagination -------------------------------------------------------------------
@@ -125,8 +151,10 @@ def cursor_page(db: sqlite3.Connection, sql: str, params, args: dict) -> dict:
     limit = args.get("limit") or DEFAULT_LIMIT
     base = sql.rsplit(" ORDER BY ", 1)[0]
     where = "WHERE page.id < ?" if before is not None else ""
-    rows = db.execute(f"SELECT * FROM ({base}) AS page {where} ORDER BY page.id DESC LIMIT ?",
-                      [*params, *([before] if before is not None else []), limit + 1]).fetchall()
+    rows = db.execute(
+        f"SELECT * FROM ({base}) AS page {where} ORDER BY page.id DESC LIMIT ?",
+        [*params, *([before] if before is not None else []), limit + 1],
+    ).fetchall()
     items = [dict(row) for row in rows[:limit]]
     more = len(rows) > limit
     return {"items": items, "next_cursor": encode_cursor(items[-1]["id"]) if more and items else None}

@@ -2,6 +2,7 @@
 same fetch-or-404 helpers and ``permissions`` as the pages, calls the same domain
 function as the page does, and answers JSON. Refusals become the one error shape
 (``web.refused_response`` + ``web.api_error_shape``)."""
+
 from __future__ import annotations
 
 from flask import abort
@@ -75,8 +76,9 @@ me_bp = Blueprint("api_me", __name__, description="Who the caller is.")
 requests_bp = Blueprint("api_requests", __name__, description="Image requests and their actions.")
 builds_bp = Blueprint("api_builds", __name__, description="Builds: start, cancel, retry, log.")
 images_bp = Blueprint("api_images", __name__, description="Images and creating deployments.")
-deployments_bp = Blueprint("api_deployments", __name__,
-                           description="Deployments, their actions, logs and metrics.")
+deployments_bp = Blueprint(
+    "api_deployments", __name__, description="Deployments, their actions, logs and metrics."
+)
 releases_bp = Blueprint("api_releases", __name__, description="Releases, rollback, approvals.")
 admin_bp = Blueprint("api_admin", __name__, description="Users and audit (admins; token scope admin).")
 
@@ -85,17 +87,23 @@ BLUEPRINTS = (me_bp, requests_bp, builds_bp, images_bp, deployments_bp, releases
 
 # --- me ------------------------------------------------------------------------------------
 
+
 @me_bp.route("/me", methods=["GET"])
 @me_bp.response(200, MeSchema)
 @login_required
 def me():
     """The caller: user, role and (with a token) its scopes."""
     scopes = current_user.token_scopes
-    return {"id": current_user.id, "username": current_user.username, "role": current_user.role,
-            "token_scopes": sorted(scopes) if scopes is not None else None}
+    return {
+        "id": current_user.id,
+        "username": current_user.username,
+        "role": current_user.role,
+        "token_scopes": sorted(scopes) if scopes is not None else None,
+    }
 
 
 # --- requests -----------------------------------------------------------------------------------
+
 
 def _request_json(request_id: int) -> dict:
     req = request_domain.get_request(get_db(), request_id)
@@ -121,8 +129,13 @@ def _form(values: dict, owner: str | None = None) -> dict:
 def list_requests(args):
     """Requests you may see, newest first."""
     sql, params = request_domain.list_requests_query(
-        current_user, status=args["status"] or None, owner=args["owner"].strip() or None,
-        q=args["q"].strip() or None, mine=args["mine"], db=get_db())
+        current_user,
+        status=args["status"] or None,
+        owner=args["owner"].strip() or None,
+        q=args["q"].strip() or None,
+        mine=args["mine"],
+        db=get_db(),
+    )
     return cursor_page(get_db(), sql, params, args)
 
 
@@ -153,8 +166,9 @@ def get_request(request_id: int):
 def update_request(body, request_id: int):
     """Replace a request's fields (while it may be edited)."""
     req = get_request_or_404(request_id, for_edit=True)
-    request_domain.update_request(get_db(), current_user, request_id, _form(body, req["owner_username"]),
-                                  now=sim_now())
+    request_domain.update_request(
+        get_db(), current_user, request_id, _form(body, req["owner_username"]), now=sim_now()
+    )
     return _request_json(request_id)
 
 
@@ -192,6 +206,7 @@ def start_build(request_id: int):
 
 
 # --- builds -----------------------------------------------------------------------------------
+
 
 @builds_bp.route("/builds", methods=["GET"])
 @builds_bp.arguments(BuildListArgs, location="query")
@@ -247,6 +262,7 @@ def retry_build(build_id: int):
 
 # --- images ------------------------------------------------------------------------------------
 
+
 @images_bp.route("/images", methods=["GET"])
 @images_bp.arguments(ImageListArgs, location="query")
 @images_bp.response(200, ImagePage)
@@ -274,17 +290,21 @@ def create_deployment(body, image_id: int):
     image = get_image_or_404(image_id)
     if not permissions.can_create_deployment(current_user, image):
         abort(403)
-    deployment_id = deployment_domain.create_deployment(get_db(), get_state(), image, current_user,
-                                                        body, sim_now())
+    deployment_id = deployment_domain.create_deployment(
+        get_db(), get_state(), image, current_user, body, sim_now()
+    )
     return _deployment_json(deployment_domain.get_deployment(get_db(), deployment_id))
 
 
 # --- deployments -----------------------------------------------------------------------------------
 
+
 def _deployment_json(row) -> dict:
     values = dict(row)
-    return {**{key: values[key] for key in DeploymentItemSchema().fields if key in values},
-            **status_payload(current_user, row)}
+    return {
+        **{key: values[key] for key in DeploymentItemSchema().fields if key in values},
+        **status_payload(current_user, row),
+    }
 
 
 @deployments_bp.route("/deployments", methods=["GET"])
@@ -313,8 +333,9 @@ def deployment_action(body, deployment_id: int):
     """start, stop, restart or delete."""
     deployment = get_deployment_or_404(deployment_id)
     db = get_db()
-    new_status = deployment_domain.perform_action(db, get_state(), deployment, current_user,
-                                                  body["action"], sim_now())
+    new_status = deployment_domain.perform_action(
+        db, get_state(), deployment, current_user, body["action"], sim_now()
+    )
     fresh = deployment_domain.get_deployment(db, deployment_id) if new_status != "deleted" else None
     if fresh is None:
         return {"id": deployment_id, "status": "deleted"}
@@ -330,9 +351,14 @@ def deployment_logs(args, deployment_id: int):
     get_deployment_or_404(deployment_id)
     runtime = get_state().existing(deployment_id)
     lines, missed = runtime.logs.read_after(args["after"], args["limit"]) if runtime else ([], 0)
-    return {"lines": [{"seq": line.seq, "ts": round(line.ts, 3), "level": line.level, "text": line.text}
-                      for line in lines],
-            "next_after": lines[-1].seq if lines else args["after"], "missed": missed}
+    return {
+        "lines": [
+            {"seq": line.seq, "ts": round(line.ts, 3), "level": line.level, "text": line.text}
+            for line in lines
+        ],
+        "next_after": lines[-1].seq if lines else args["after"],
+        "missed": missed,
+    }
 
 
 @deployments_bp.route("/deployments/<int:deployment_id>/metrics", methods=["GET"])
@@ -344,20 +370,29 @@ def deployment_metrics(args, deployment_id: int):
     deployment = get_deployment_or_404(deployment_id)
     runtime = get_state().existing(deployment_id)
     points = runtime.metrics.since(args["since"]) if runtime else []
-    return {"id": deployment_id, "status": deployment["status"],
-            "points": [{"ts": round(ts, 3), "cpu": round(cpu, 1), "ram": round(ram, 1)}
-                       for ts, cpu, ram in points]}
+    return {
+        "id": deployment_id,
+        "status": deployment["status"],
+        "points": [
+            {"ts": round(ts, 3), "cpu": round(cpu, 1), "ram": round(ram, 1)} for ts, cpu, ram in points
+        ],
+    }
 
 
 # --- releases -------------------------------------------------------------------------------------
+
 
 def _release_json(release_id: int, deployment_id: int) -> dict:
     db = get_db()
     deployment = deployment_domain.get_deployment(db, deployment_id)
     release = release_domain.get_release(db, release_id)
-    return {"release": {**release_domain.to_json(release, deployment["current_release_id"] if deployment
-                                                 else None), "deployment_id": deployment_id},
-            "pinned": bool(deployment and deployment["pinned_at"])}
+    return {
+        "release": {
+            **release_domain.to_json(release, deployment["current_release_id"] if deployment else None),
+            "deployment_id": deployment_id,
+        },
+        "pinned": bool(deployment and deployment["pinned_at"]),
+    }
 
 
 @releases_bp.route("/deployments/<int:deployment_id>/releases", methods=["GET"])
@@ -368,8 +403,10 @@ def list_releases(args, deployment_id: int):
     """A deployment's releases, newest first."""
     deployment = get_deployment_or_404(deployment_id)
     page = cursor_page(get_db(), *release_domain.releases_sql(deployment_id), args)
-    page["items"] = [{**release_domain.to_json(row, deployment["current_release_id"]),
-                      "deployment_id": deployment_id} for row in page["items"]]
+    page["items"] = [
+        {**release_domain.to_json(row, deployment["current_release_id"]), "deployment_id": deployment_id}
+        for row in page["items"]
+    ]
     return page
 
 
@@ -379,8 +416,10 @@ def list_releases(args, deployment_id: int):
 def get_release(release_id: int):
     """One release."""
     release, deployment = get_release_or_404(release_id)
-    return {**release_domain.to_json(release, deployment["current_release_id"]),
-            "deployment_id": deployment["id"]}
+    return {
+        **release_domain.to_json(release, deployment["current_release_id"]),
+        "deployment_id": deployment["id"],
+    }
 
 
 @releases_bp.route("/deployments/<int:deployment_id>/rollback", methods=["POST"])
@@ -391,8 +430,9 @@ def rollback(body, deployment_id: int):
     """Roll back to release number ``release`` and pin the deployment (in a
     protected environment the rollback waits for approval)."""
     deployment = get_deployment_or_404(deployment_id)
-    release_id, _pending = release_domain.rollback(get_db(), get_state(), deployment, current_user,
-                                                   body["release"], sim_now())
+    release_id, _pending = release_domain.rollback(
+        get_db(), get_state(), deployment, current_user, body["release"], sim_now()
+    )
     return _release_json(release_id, deployment_id)
 
 
@@ -429,6 +469,7 @@ def reject_release(body, release_id: int):
 
 # --- users and audit (admin scope) ------------------------------------------------------------------
 
+
 def _admin_only() -> None:
     if not permissions.can_manage_users(current_user):
         abort(403)
@@ -453,8 +494,9 @@ def list_users(args):
 def create_user(body):
     """Create a user."""
     _admin_only()
-    user_id = user_domain.create_user(get_db(), body["username"], body["password"], body["role"],
-                                      now=sim_now(), actor_id=current_user.id)
+    user_id = user_domain.create_user(
+        get_db(), body["username"], body["password"], body["role"], now=sim_now(), actor_id=current_user.id
+    )
     return dict(user_domain.get_user(get_db(), user_id))
 
 
@@ -525,8 +567,12 @@ def audit_log(args):
     filters, errors = audit_queries.parse_filters(args)
     if errors:
         raise ValidationError(errors)
-    page = audit_queries.search(get_db(), filters, before=decode_cursor(args.get("cursor")),
-                                per_page=args.get("limit") or DEFAULT_LIMIT)
+    page = audit_queries.search(
+        get_db(),
+        filters,
+        before=decode_cursor(args.get("cursor")),
+        per_page=args.get("limit") or DEFAULT_LIMIT,
+    )
     items = [dict(row) for row in page.items]
     cursor = page.older_cursor
     return {"items": items, "next_cursor": encode_cursor(cursor) if cursor else None}

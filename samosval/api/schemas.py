@@ -1,5 +1,6 @@
 """What the API reads and answers: marshmallow schemas, which are also what the
 OpenAPI document says (apispec reads them)."""
+
 from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
@@ -28,15 +29,21 @@ def _int(**kwargs):
 
 # --- who am I ------------------------------------------------------------------------
 
+
 class MeSchema(Schema):
     id = fields.Integer(required=True)
     username = fields.String(required=True)
     role = fields.String(required=True, validate=validate.OneOf(permissions.ROLES))
-    token_scopes = fields.List(fields.String(), allow_none=True, required=True,
-                               metadata={"description": "The token's scopes; null with a session cookie."})
+    token_scopes = fields.List(
+        fields.String(),
+        allow_none=True,
+        required=True,
+        metadata={"description": "The token's scopes; null with a session cookie."},
+    )
 
 
 # --- image requests ---------------------------------------------------------------------
+
 
 class RequestListArgs(PageArgsSchema):
     status = fields.String(load_default="", validate=validate.OneOf(("", *REQUEST_STATUSES)))
@@ -68,12 +75,14 @@ class RequestSchema(RequestItemSchema):
     collaborators = _text()
     creator_username = _text()
     created_at = _text()
-    next_statuses = fields.List(fields.String(), required=True,
-                                metadata={"description": "Statuses you may move it to now."})
+    next_statuses = fields.List(
+        fields.String(), required=True, metadata={"description": "Statuses you may move it to now."}
+    )
 
 
 class RequestInputSchema(Schema):
     """The request form's fields. Everything is checked by the same rules as the form."""
+
     image_name = fields.String(required=True, validate=validate.Length(max=128))
     repo_url = fields.String(required=True, validate=validate.Length(max=500))
     repo_branch = fields.String(load_default="main", validate=validate.Length(max=200))
@@ -82,12 +91,15 @@ class RequestInputSchema(Schema):
     base_image = fields.String(required=True, validate=validate.Length(max=200))
     run_commands = fields.String(load_default="", validate=validate.Length(max=10000))
     entrypoint = fields.String(load_default="", validate=validate.Length(max=500))
-    ram_mb = fields.Integer(load_default=512, validate=validate.Range(min=0, max=10 ** 6))
-    vcpu = fields.Float(load_default=1.0, allow_nan=False, validate=validate.Range(min=0, max=10 ** 3))
+    ram_mb = fields.Integer(load_default=512, validate=validate.Range(min=0, max=10**6))
+    vcpu = fields.Float(load_default=1.0, allow_nan=False, validate=validate.Range(min=0, max=10**3))
     version_tag = fields.String(required=True, validate=validate.Length(max=128))
     collaborators = fields.String(load_default="", validate=validate.Length(max=2000))
-    owner = fields.String(load_default="", validate=validate.Length(max=64),
-                          metadata={"description": "Staff only; a developer owns what they create."})
+    owner = fields.String(
+        load_default="",
+        validate=validate.Length(max=64),
+        metadata={"description": "Staff only; a developer owns what they create."},
+    )
 
 
 class RequestStatusInput(Schema):
@@ -100,6 +112,7 @@ class StatusChangedSchema(Schema):
 
 
 # --- builds ----------------------------------------------------------------------------
+
 
 class BuildListArgs(PageArgsSchema):
     status = fields.String(load_default="", validate=validate.OneOf(("", *BUILD_STATUSES)))
@@ -121,7 +134,7 @@ class BuildSchema(Schema):
 
 
 class BuildLogArgs(Schema):
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2 ** 62))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**62))
 
 
 class BuildLogSchema(Schema):
@@ -137,6 +150,7 @@ class BuildLogSchema(Schema):
 
 
 # --- images --------------------------------------------------------------------------------
+
 
 class ImageListArgs(PageArgsSchema):
     q = fields.String(load_default="", validate=validate.Length(max=100))
@@ -159,17 +173,20 @@ class ImageSchema(Schema):
 class DeploymentInputSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(max=200))
     environment = fields.String(required=True, validate=validate.OneOf(deployment_domain.ENVIRONMENTS))
-    replicas = fields.Integer(load_default=1, validate=validate.Range(min=-10 ** 6, max=10 ** 6))
+    replicas = fields.Integer(load_default=1, validate=validate.Range(min=-(10**6), max=10**6))
     ports = fields.String(load_default="", validate=validate.Length(max=500))
 
 
 # --- deployments ---------------------------------------------------------------------------
 
+
 class DeploymentListArgs(PageArgsSchema):
-    status = fields.String(load_default="",
-                           validate=validate.OneOf(("", *deployment_domain.DEPLOYMENT_STATUSES)))
-    environment = fields.String(load_default="",
-                                validate=validate.OneOf(("", *deployment_domain.ENVIRONMENTS)))
+    status = fields.String(
+        load_default="", validate=validate.OneOf(("", *deployment_domain.DEPLOYMENT_STATUSES))
+    )
+    environment = fields.String(
+        load_default="", validate=validate.OneOf(("", *deployment_domain.ENVIRONMENTS))
+    )
 
 
 class DeploymentItemSchema(Schema):
@@ -190,12 +207,15 @@ class DeploymentItemSchema(Schema):
 class DeploymentSchema(DeploymentItemSchema):
     pinned = Flag(required=True)
     current_release_id = _int()
-    actions = fields.List(fields.String(), required=True,
-                          metadata={"description": "The actions you may take now."})
+    actions = fields.List(
+        fields.String(), required=True, metadata={"description": "The actions you may take now."}
+    )
 
 
 class DeploymentActionInput(Schema):
-    action = fields.String(required=True, validate=validate.OneOf(tuple(deployment_domain.ACTION_FROM_STATUSES)))
+    action = fields.String(
+        required=True, validate=validate.OneOf(tuple(deployment_domain.ACTION_FROM_STATUSES))
+    )
 
 
 class DeploymentStateSchema(Schema):
@@ -210,8 +230,11 @@ class DeploymentStateSchema(Schema):
 
 
 class LogArgs(Schema):
-    after = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2 ** 62),
-                           metadata={"description": "The last seq you have; 0 for the buffer's start."})
+    after = fields.Integer(
+        load_default=0,
+        validate=validate.Range(min=0, max=2**62),
+        metadata={"description": "The last seq you have; 0 for the buffer's start."},
+    )
     limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=1000))
 
 
@@ -225,13 +248,18 @@ class LogLineSchema(Schema):
 class LogPageSchema(Schema):
     lines = fields.List(fields.Nested(LogLineSchema), required=True)
     next_after = fields.Integer(required=True, metadata={"description": "Pass as after for what follows."})
-    missed = fields.Integer(required=True, metadata={"description": "Lines after yours that fell off the "
-                                                     "1000-line buffer."})
+    missed = fields.Integer(
+        required=True, metadata={"description": "Lines after yours that fell off the 1000-line buffer."}
+    )
 
 
 class MetricsArgs(Schema):
-    since = fields.Float(load_default=None, allow_nan=False, validate=validate.Range(min=0, max=1e12),
-                         metadata={"description": "Unix time: only points after it."})
+    since = fields.Float(
+        load_default=None,
+        allow_nan=False,
+        validate=validate.Range(min=0, max=1e12),
+        metadata={"description": "Unix time: only points after it."},
+    )
 
 
 class MetricPointSchema(Schema):
@@ -247,6 +275,7 @@ class MetricsSchema(Schema):
 
 
 # --- releases ----------------------------------------------------------------------------------
+
 
 class ReleaseSchema(Schema):
     id = fields.Integer(required=True)
@@ -271,8 +300,11 @@ class ReleaseSchema(Schema):
 
 
 class RollbackInput(Schema):
-    release = fields.Integer(required=True, validate=validate.Range(min=1, max=2 ** 62),
-                             metadata={"description": "The release number to roll back to."})
+    release = fields.Integer(
+        required=True,
+        validate=validate.Range(min=1, max=2**62),
+        metadata={"description": "The release number to roll back to."},
+    )
 
 
 class RejectInput(Schema):
@@ -290,6 +322,7 @@ class PinSchema(Schema):
 
 
 # --- users and audit (admins) ---------------------------------------------------------------------
+
 
 class UserListArgs(PageArgsSchema):
     role = fields.String(load_default="", validate=validate.OneOf(("", *permissions.ROLES)))

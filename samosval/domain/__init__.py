@@ -5,6 +5,7 @@ never ``request``. Messages meant for users are English source strings marked
 with ``N_`` so the extractor finds them; the web layer translates them when it
 answers.
 """
+
 from __future__ import annotations
 
 
@@ -44,8 +45,13 @@ class ValidationError(Refused):
     source text). Forms catch it to render again with the errors next to the fields;
     ``extra`` carries what the form shows besides (unknown collaborators)."""
 
-    def __init__(self, errors: dict[str, str], *, extra: dict | None = None,
-                 message: str = N_("Check the highlighted fields.")):
+    def __init__(
+        self,
+        errors: dict[str, str],
+        *,
+        extra: dict | None = None,
+        message: str = N_("Check the highlighted fields."),
+    ):
         super().__init__("invalid", message, payload={"errors": dict(errors)})
         self.errors = errors
         self.extra = dict(extra or {})

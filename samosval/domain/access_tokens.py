@@ -11,6 +11,7 @@ token therefore never exceeds its owner's role, and it stops working when its
 owner is blocked. Creation, revocation and refused uses are audited (refused
 uses within a per-address limit, see ``resolve``).
 """
+
 from __future__ import annotations
 
 import secrets
@@ -102,19 +103,36 @@ def create_token(db: sqlite3.Connection, user, name: str, scopes, days, *, now: 
     token = generate_token()
     expires = now + days * DAY
     with transaction(db):
-        count = db.execute("SELECT COUNT(*) FROM api_tokens WHERE user_id = ? AND revoked_at IS NULL "
-                           "AND expires_ts > ?", (user.id, now)).fetchone()[0]
+        count = db.execute(
+            "SELECT COUNT(*) FROM api_tokens WHERE user_id = ? AND revoked_at IS NULL AND expires_ts > ?",
+            (user.id, now),
+        ).fetchone()[0]
         if count >= MAX_TOKENS_PER_USER:
             raise Refused("conflict", N_("You have 50 active tokens: revoke one you no longer use first."))
         scope_text = " ".join(scope for scope in permissions.TOKEN_SCOPES if scope in chosen)
         token_id = db.execute(
             "INSERT INTO api_tokens (user_id, name, token_prefix, token_hash, scopes, created_at, "
             "expires_at, expires_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (user.id, name, token[:PREFIX_LENGTH], hash_token(token), scope_text, utcnow_iso(now),
-             utcnow_iso(expires), expires)).lastrowid
-        audit.record(db, "api_token_create", user_id=user.id, target_type="api_token", target_id=token_id,
-                     details={"name": name, "scopes": scope_text, "expires_at": utcnow_iso(expires)},
-                     now=now)
+            (
+                user.id,
+                name,
+                token[:PREFIX_LENGTH],
+                hash_token(token),
+                scope_text,
+                utcnow_iso(now),
+                utcnow_iso(expires),
+                expires,
+            ),
+        ).lastrowid
+        audit.record(
+            db,
+            "api_token_create",
+            user_id=user.id,
+            target_type="api_token",
+            target_id=token_id,
+            details={"name": name, "scopes": scope_text, "expires_at": utcnow_iso(expires)},
+            now=now,
+        )
     return token_id, token
 
 
@@ -122,7 +140,9 @@ def list_tokens(db: sqlite3.Connection, user_id: int) -> list:
     """The user's tokens, newest first, revoked ones included (they say so)."""
     return db.execute(
         "SELECT id, name, token_prefix, scopes, created_at, expires_at, expires_ts, last_used_at, "
-        "revoked_at FROM api_tokens WHERE user_id = ? ORDER BY id DESC LIMIT 200", (user_id,)).fetchall()
+        "revoked_at FROM api_tokens WHERE user_id = ? ORDER BY id DESC LIMIT 200",
+        (user_id,),
+    ).fetchall()
 
 
 def state(row, now: float) -> str:
@@ -137,21 +157,30 @@ def revoke_token(db: sqlite3.Connection, user, token_id, *, now: float) -> sqlit
     except (TypeError, ValueError):
         raise Refused("not_found", N_("No such token.")) from None
     with transaction(db):
-        row = db.execute("SELECT * FROM api_tokens WHERE id = ? AND user_id = ?",
-                         (token_id, user.id)).fetchone()
+        row = db.execute(
+            "SELECT * FROM api_tokens WHERE id = ? AND user_id = ?", (token_id, user.id)
+        ).fetchone()
         if row is None:
             raise Refused("not_found", N_("No such token."))
         if row["revoked_at"]:
             raise Refused("conflict", N_("This token is already revoked."))
         db.execute("UPDATE api_tokens SET revoked_at = ? WHERE id = ?", (utcnow_iso(now), token_id))
-        audit.record(db, "api_token_revoke", user_id=user.id, target_type="api_token", target_id=token_id,
-                     details={"name": row["name"]}, now=now)
+        audit.record(
+            db,
+            "api_token_revoke",
+            user_id=user.id,
+            target_type="api_token",
+            target_id=token_id,
+            details={"name": row["name"]},
+            now=now,
+        )
     return row
 
 
 @dataclass(frozen=True)
 class Refusal:
     """Why a token was refused (a key of ``REFUSAL_MESSAGES``) and what to audit."""
+
     reason: str
     row: sqlite3.Row | None = None
     prefix: str = ""
@@ -195,8 +224,10 @@ def resolve(db: sqlite3.Connection, token: str, *, now: float) -> Resolved | Ref
         return Refusal(reason, row)
     if row["last_used_ts"] is None or now - row["last_used_ts"] >= LAST_USED_EVERY:
         with transaction(db):
-            db.execute("UPDATE api_tokens SET last_used_at = ?, last_used_ts = ? WHERE id = ?",
-                       (utcnow_iso(now), now, row["id"]))
+            db.execute(
+                "UPDATE api_tokens SET last_used_at = ?, last_used_ts = ? WHERE id = ?",
+                (utcnow_iso(now), now, row["id"]),
+            )
     return Resolved(token=row, user=user, scopes=parse_scopes(row["scopes"]))
 
 
@@ -206,15 +237,28 @@ def record_refusal(db: sqlite3.Connection, refusal: Refusal, *, now: float) -> N
     row = refusal.row
     details = {"name": row["name"]} if row is not None else {"prefix": refusal.prefix}
     with transaction(db):
-        audit.record(db, "api_token_refused", user_id=row["user_id"] if row is not None else None,
-                     target_type="api_token" if row is not None else None,
-                     target_id=row["id"] if row is not None else None,
-                     details={"reason": refusal.reason, **details}, now=now)
+        audit.record(
+            db,
+            "api_token_refused",
+            user_id=row["user_id"] if row is not None else None,
+            target_type="api_token" if row is not None else None,
+            target_id=row["id"] if row is not None else None,
+            details={"reason": refusal.reason, **details},
+            now=now,
+        )
 
 
-def record_scope_refusal(db: sqlite3.Connection, token_id: int, user_id: int, required: str,
-                         endpoint: str | None, *, now: float) -> None:
+def record_scope_refusal(
+    db: sqlite3.Connection, token_id: int, user_id: int, required: str, endpoint: str | None, *, now: float
+) -> None:
     """A valid token used where its scopes do not reach: audited like other failed uses."""
     with transaction(db):
-        audit.record(db, "api_token_refused", user_id=user_id, target_type="api_token", target_id=token_id,
-                     details={"reason": "scope", "required": required, "endpoint": endpoint}, now=now)
+        audit.record(
+            db,
+            "api_token_refused",
+            user_id=user_id,
+            target_type="api_token",
+            target_id=token_id,
+            details={"reason": "scope", "required": required, "endpoint": endpoint},
+            now=now,
+        )

@@ -3,6 +3,7 @@
 ``SAMOSVAL_APPROVAL_EXPIRY_HOURS``. Four eyes: nobody decides their own request
 (``permissions.approval_refusal``). Until then the running release keeps running.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -40,14 +41,24 @@ def approve(db: sqlite3.Connection, state, release, user, now: float) -> None:
     stamp = utcnow_iso(now)
     with transaction(db):
         row = _decidable(db, release["id"])
-        db.execute("UPDATE releases SET decided_at = ?, decided_by = ? WHERE id = ?",
-                   (stamp, user.id, row["id"]))
+        db.execute(
+            "UPDATE releases SET decided_at = ?, decided_by = ? WHERE id = ?", (stamp, user.id, row["id"])
+        )
         release_domain.roll_out_in_transaction(db, row["deployment_id"], row["id"], now, staff=True)
         release_domain.pin_rollback_in_transaction(db, row, user.id, now)
-        audit.record(db, "release_approve", user_id=user.id, target_type="deployment",
-                     target_id=row["deployment_id"], now=now,
-                     details={"release": release_domain.label(row), "number": row["number"],
-                              "requested_by": row["created_by_name"]})
+        audit.record(
+            db,
+            "release_approve",
+            user_id=user.id,
+            target_type="deployment",
+            target_id=row["deployment_id"],
+            now=now,
+            details={
+                "release": release_domain.label(row),
+                "number": row["number"],
+                "requested_by": row["created_by_name"],
+            },
+        )
     text = f"{release_domain.label(row)} approved by {user.username}: rolling out"
     logs = state.runtime(row["deployment_id"]).logs
     logs.append(now, "EVENT", text)
@@ -64,35 +75,63 @@ def reject(db: sqlite3.Connection, state, release, user, raw_reason, now: float)
         raise Refused("invalid", N_("The reason is at most 500 characters long."))
     with transaction(db):
         row = _decidable(db, release["id"])
-        db.execute("UPDATE releases SET status = 'rejected', decided_at = ?, decided_by = ?, "
-                   "decision_reason = ? WHERE id = ?", (utcnow_iso(now), user.id, reason, row["id"]))
-        audit.record(db, "release_reject", user_id=user.id, target_type="deployment",
-                     target_id=row["deployment_id"], now=now,
-                     details={"release": release_domain.label(row), "number": row["number"],
-                              "requested_by": row["created_by_name"], "reason": reason})
+        db.execute(
+            "UPDATE releases SET status = 'rejected', decided_at = ?, decided_by = ?, "
+            "decision_reason = ? WHERE id = ?",
+            (utcnow_iso(now), user.id, reason, row["id"]),
+        )
+        audit.record(
+            db,
+            "release_reject",
+            user_id=user.id,
+            target_type="deployment",
+            target_id=row["deployment_id"],
+            now=now,
+            details={
+                "release": release_domain.label(row),
+                "number": row["number"],
+                "requested_by": row["created_by_name"],
+                "reason": reason,
+            },
+        )
     state.runtime(row["deployment_id"]).logs.append(
-        now, "EVENT", f"{release_domain.label(row)} rejected by {user.username}: {reason}")
+        now, "EVENT", f"{release_domain.label(row)} rejected by {user.username}: {reason}"
+    )
 
 
 def expire(db: sqlite3.Connection, state, now: float, hours: float) -> int:
     """Pending releases older than ``hours`` expire, with the reason. Returns how many."""
     cutoff = now - hours * 3600
-    due = db.execute("SELECT id FROM releases WHERE status = ? AND created_ts < ? ORDER BY id LIMIT 500",
-                     (release_domain.PENDING, cutoff)).fetchall()
+    due = db.execute(
+        "SELECT id FROM releases WHERE status = ? AND created_ts < ? ORDER BY id LIMIT 500",
+        (release_domain.PENDING, cutoff),
+    ).fetchall()
     expired = 0
     for (release_id,) in due:
         with transaction(db):
             changed = db.execute(
                 "UPDATE releases SET status = 'expired', decided_at = ?, decision_reason = ? "
                 "WHERE id = ? AND status = ? AND created_ts < ?",
-                (utcnow_iso(now), EXPIRED, release_id, release_domain.PENDING, cutoff)).rowcount
+                (utcnow_iso(now), EXPIRED, release_id, release_domain.PENDING, cutoff),
+            ).rowcount
             if not changed:
                 continue
             row = release_domain.get_release(db, release_id)
-            audit.record(db, "release_expire", target_type="deployment", target_id=row["deployment_id"],
-                         now=now, details={"release": release_domain.label(row), "number": row["number"],
-                                           "hours": hours, "requested_by": row["created_by_name"]})
+            audit.record(
+                db,
+                "release_expire",
+                target_type="deployment",
+                target_id=row["deployment_id"],
+                now=now,
+                details={
+                    "release": release_domain.label(row),
+                    "number": row["number"],
+                    "hours": hours,
+                    "requested_by": row["created_by_name"],
+                },
+            )
         expired += 1
         state.runtime(row["deployment_id"]).logs.append(
-            now, "EVENT", f"{release_domain.label(row)} expired: not approved within {hours:g} hours")
+            now, "EVENT", f"{release_domain.label(row)} expired: not approved within {hours:g} hours"
+        )
     return expired

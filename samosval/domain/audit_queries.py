@@ -5,6 +5,7 @@ OFFSET, so page 2,000 of a 100,000-row log costs what page 1 costs: SQLite seeks
 into the rowid or into ``idx_audit_user`` / ``idx_audit_action`` (both end in
 ``id``) and reads one page of rows. Ids grow with time, so "by id" is "newest first".
 """
+
 from __future__ import annotations
 
 import csv
@@ -20,7 +21,7 @@ from . import N_, text_search
 from .users import like_escape
 
 PER_PAGE = 50
-MAX_ID = 2 ** 63 - 1
+MAX_ID = 2**63 - 1
 MAX_TEXT = 200
 CSV_BATCH = 1000
 CSV_COLUMNS = ("id", "time", "user", "action", "target_type", "target_id", "details", "ip")
@@ -52,8 +53,7 @@ class AuditFilters:
     def query_args(self) -> dict:
         """The filters as URL query parameters (the names the form uses)."""
         names = {"date_from": "from", "date_to": "to"}
-        return {names.get(key, key): value for key, value in asdict(self).items()
-                if value not in (None, "")}
+        return {names.get(key, key): value for key, value in asdict(self).items() if value not in (None, "")}
 
     @property
     def active(self) -> bool:
@@ -124,10 +124,15 @@ def parse_filters(args) -> tuple[AuditFilters, dict[str, str]]:
         target_id = parse_cursor(get("target_id"))
         if target_id is None:
             errors["target_id"] = N_("Enter a positive whole number.")
-    filters = AuditFilters(user=user, action=action, q=q,
-                           date_from=start.isoformat() if start else date_from,
-                           date_to=end.isoformat() if end else date_to,
-                           target_type=target_type, target_id=target_id)
+    filters = AuditFilters(
+        user=user,
+        action=action,
+        q=q,
+        date_from=start.isoformat() if start else date_from,
+        date_to=end.isoformat() if end else date_to,
+        target_type=target_type,
+        target_id=target_id,
+    )
     return filters, errors
 
 
@@ -139,6 +144,7 @@ SHORT_TEXT_WINDOW = 20_000
 @dataclass(frozen=True)
 class IdRange:
     """The ids a page may read: ``low <= id <= high`` (both inclusive)."""
+
     low: int = 1
     high: int = MAX_ID
 
@@ -160,8 +166,12 @@ def text_source(q: str) -> tuple[str, str, list[str], list]:
     if not text_search.indexable(q):
         return "audit_log a", "a.id", *like
     # CROSS JOIN keeps the index as the outer loop: it yields ids newest first.
-    return ("audit_fts f CROSS JOIN audit_log a ON a.id = f.rowid", "f.rowid",
-            ["f.audit_fts MATCH ?", *like[0]], [text_search.phrase(q), *like[1]])
+    return (
+        "audit_fts f CROSS JOIN audit_log a ON a.id = f.rowid",
+        "f.rowid",
+        ["f.audit_fts MATCH ?", *like[0]],
+        [text_search.phrase(q), *like[1]],
+    )
 
 
 def where_clause(filters: AuditFilters) -> tuple[str, list]:
@@ -212,22 +222,26 @@ def date_ids(db: sqlite3.Connection, filters: AuditFilters) -> IdRange:
     start, end = _date_limits(filters)
     low, high = 1, MAX_ID
     if start:
-        row = db.execute("SELECT id FROM audit_log WHERE created_at >= ? ORDER BY created_at, id LIMIT 1",
-                         (start,)).fetchone()
+        row = db.execute(
+            "SELECT id FROM audit_log WHERE created_at >= ? ORDER BY created_at, id LIMIT 1", (start,)
+        ).fetchone()
         low = row[0] if row else MAX_ID
     if end:
-        row = db.execute("SELECT id FROM audit_log WHERE created_at < ? ORDER BY created_at DESC, id DESC "
-                         "LIMIT 1", (end,)).fetchone()
+        row = db.execute(
+            "SELECT id FROM audit_log WHERE created_at < ? ORDER BY created_at DESC, id DESC LIMIT 1", (end,)
+        ).fetchone()
         high = row[0] if row else 0
     return IdRange(low, high)
 
 
-SELECT_COLUMNS = ("a.id, a.created_at, a.user_id, u.username, a.action, a.target_type, "
-                  "a.target_id, a.details, a.ip")
+SELECT_COLUMNS = (
+    "a.id, a.created_at, a.user_id, u.username, a.action, a.target_type, a.target_id, a.details, a.ip"
+)
 
 
-def _query(filters: AuditFilters, columns: str, ids: IdRange, *, older: bool, cursor: int,
-           limit: int) -> tuple[str, list]:
+def _query(
+    filters: AuditFilters, columns: str, ids: IdRange, *, older: bool, cursor: int, limit: int
+) -> tuple[str, list]:
     """Rows matching ``filters`` older (id < cursor, newest first) or newer (id >
     cursor, oldest first) than ``cursor``, within ``ids``."""
     source, key, clauses, params = text_source(filters.q) if filters.q else ("audit_log a", "a.id", [], [])
@@ -238,27 +252,37 @@ def _query(filters: AuditFilters, columns: str, ids: IdRange, *, older: bool, cu
     else:
         low, high, order = max(ids.low, cursor + 1), ids.high, "ASC"
     joins = " LEFT JOIN users u ON u.id = a.user_id" if "u." in columns else ""
-    sql = (f"SELECT {columns} FROM {source}{joins} WHERE {' AND '.join([*clauses, where])} "
-           f"AND {key} BETWEEN ? AND ? ORDER BY {key} {order} LIMIT ?")
+    sql = (
+        f"SELECT {columns} FROM {source}{joins} WHERE {' AND '.join([*clauses, where])} "
+        f"AND {key} BETWEEN ? AND ? ORDER BY {key} {order} LIMIT ?"
+    )
     return sql, [*params, *where_params, low, high, limit]
 
 
-def search_sql(filters: AuditFilters, *, before: int | None = None, after: int | None = None,
-               limit: int = PER_PAGE + 1, ids: IdRange = IdRange()) -> tuple[str, list]:
+def search_sql(
+    filters: AuditFilters,
+    *,
+    before: int | None = None,
+    after: int | None = None,
+    limit: int = PER_PAGE + 1,
+    ids: IdRange = IdRange(),
+) -> tuple[str, list]:
     """The page query. Exposed so tests can EXPLAIN exactly what the page runs."""
     if after is not None:
         return _query(filters, SELECT_COLUMNS, ids, older=False, cursor=after, limit=limit)
     # The first page is "before infinity": the same seek as every other page.
-    return _query(filters, SELECT_COLUMNS, ids, older=True,
-                  cursor=before if before is not None else MAX_ID, limit=limit)
+    return _query(
+        filters, SELECT_COLUMNS, ids, older=True, cursor=before if before is not None else MAX_ID, limit=limit
+    )
 
 
 def _short_text(filters: AuditFilters) -> bool:
     return bool(filters.q) and not text_search.indexable(filters.q)
 
 
-def _window(db: sqlite3.Connection, filters: AuditFilters, ids: IdRange, cursor: int, *,
-            older: bool) -> IdRange:
+def _window(
+    db: sqlite3.Connection, filters: AuditFilters, ids: IdRange, cursor: int, *, older: bool
+) -> IdRange:
     """``ids``, cut to SHORT_TEXT_WINDOW ids next to ``cursor`` for a short text."""
     if not _short_text(filters):
         return ids
@@ -270,8 +294,9 @@ def _window(db: sqlite3.Connection, filters: AuditFilters, ids: IdRange, cursor:
     return IdRange(ids.low, min(ids.high, cursor + SHORT_TEXT_WINDOW))
 
 
-def _any_beyond(db: sqlite3.Connection, filters: AuditFilters, ids: IdRange, cursor: int, *,
-                older: bool) -> bool:
+def _any_beyond(
+    db: sqlite3.Connection, filters: AuditFilters, ids: IdRange, cursor: int, *, older: bool
+) -> bool:
     """Is there a matching row older (id < cursor) or newer (id > cursor)? For a
     short text, "maybe" (ids beyond the window) counts as yes."""
     window = _window(db, filters, ids, cursor, older=older)
@@ -284,24 +309,34 @@ def _any_beyond(db: sqlite3.Connection, filters: AuditFilters, ids: IdRange, cur
 
 def _rows_beyond(db: sqlite3.Connection, window: IdRange, *, older: bool) -> bool:
     if older:
-        return db.execute("SELECT 1 FROM audit_log WHERE id < ? LIMIT 1", (window.low,)).fetchone() is not None
+        return (
+            db.execute("SELECT 1 FROM audit_log WHERE id < ? LIMIT 1", (window.low,)).fetchone() is not None
+        )
     return db.execute("SELECT 1 FROM audit_log WHERE id > ? LIMIT 1", (window.high,)).fetchone() is not None
 
 
-def search(db: sqlite3.Connection, filters: AuditFilters, *, before: int | None = None,
-           after: int | None = None, per_page: int = PER_PAGE) -> AuditPage:
+def search(
+    db: sqlite3.Connection,
+    filters: AuditFilters,
+    *,
+    before: int | None = None,
+    after: int | None = None,
+    per_page: int = PER_PAGE,
+) -> AuditPage:
     """One page of matching rows, newest first. ``before`` gives the page older than
     that id, ``after`` the page newer than it; neither gives the newest page."""
     ids = date_ids(db, filters) if filters.date_from or filters.date_to else IdRange()
     if after is not None:
-        sql, params = search_sql(filters, after=after, limit=per_page + 1,
-                                 ids=_window(db, filters, ids, after, older=False))
+        sql, params = search_sql(
+            filters, after=after, limit=per_page + 1, ids=_window(db, filters, ids, after, older=False)
+        )
         rows = db.execute(sql, params).fetchall()
         items = list(reversed(rows[:per_page]))
         if not items:  # nothing newer than the cursor: show the newest page instead
             return search(db, filters, per_page=per_page)
         has_newer = len(rows) > per_page or (
-            _short_text(filters) and _any_beyond(db, filters, ids, items[0]["id"], older=False))
+            _short_text(filters) and _any_beyond(db, filters, ids, items[0]["id"], older=False)
+        )
         has_older = _any_beyond(db, filters, ids, items[-1]["id"], older=True)
         return AuditPage(items, has_older, has_newer, filters)
     cursor = before if before is not None else MAX_ID
@@ -313,13 +348,19 @@ def search(db: sqlite3.Connection, filters: AuditFilters, *, before: int | None 
         has_older = True
     elif window.low > ids.low and _rows_beyond(db, window, older=True):
         # A short text read one window: the next page goes on below it.
-        return AuditPage(items, True, before is not None and _any_beyond(
-            db, filters, ids, items[0]["id"] if items else cursor - 1, older=False), filters,
-            older_from=window.low)
+        return AuditPage(
+            items,
+            True,
+            before is not None
+            and _any_beyond(db, filters, ids, items[0]["id"] if items else cursor - 1, older=False),
+            filters,
+            older_from=window.low,
+        )
     else:
         has_older = False
     has_newer = before is not None and _any_beyond(
-        db, filters, ids, items[0]["id"] if items else before - 1, older=False)
+        db, filters, ids, items[0]["id"] if items else before - 1, older=False
+    )
     return AuditPage(items, has_older, has_newer, filters)
 
 
@@ -336,8 +377,7 @@ def existing_targets(db: sqlite3.Connection, pairs) -> dict[tuple[str, int], str
         table = TARGET_TABLES[target_type]  # from the fixed map above, never from input
         label = "username" if target_type == "user" else "NULL"
         marks = ", ".join("?" * len(ids))
-        for row in db.execute(f"SELECT id, {label} AS label FROM {table} WHERE id IN ({marks})",
-                              sorted(ids)):
+        for row in db.execute(f"SELECT id, {label} AS label FROM {table} WHERE id IN ({marks})", sorted(ids)):
             found[(target_type, row["id"])] = row["label"]
     return found
 
@@ -399,6 +439,7 @@ def _plain(value) -> str:
 
 # --- CSV ------------------------------------------------------------------------
 
+
 def csv_safe(value) -> str:
     """A cell a spreadsheet will show as text, never run as a formula."""
     if value is None:
@@ -423,10 +464,18 @@ def iter_csv(db: sqlite3.Connection, filters: AuditFilters, *, batch: int = CSV_
         sql, params = search_sql(filters, before=before, limit=batch, ids=ids)
         rows = db.execute(sql, params).fetchall()
         for row in rows:
-            writer.writerow([row["id"], row["created_at"], csv_safe(row["username"]),
-                             row["action"], row["target_type"] or "",
-                             "" if row["target_id"] is None else row["target_id"],
-                             csv_safe(row["details"]), csv_safe(row["ip"])])
+            writer.writerow(
+                [
+                    row["id"],
+                    row["created_at"],
+                    csv_safe(row["username"]),
+                    row["action"],
+                    row["target_type"] or "",
+                    "" if row["target_id"] is None else row["target_id"],
+                    csv_safe(row["details"]),
+                    csv_safe(row["ip"]),
+                ]
+            )
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()

@@ -7,6 +7,7 @@ active; the watchdog fails it if it stays active too long. Every write checks
 the status it expects in its WHERE clause, so a cancel and an engine step
 that race cannot both win.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -26,12 +27,14 @@ _ACTIVE_MARKS = ", ".join("?" * len(ACTIVE_BUILD_STATUSES))
 def list_builds_sql(user, status: str = "") -> tuple[str, list]:
     """Builds of the requests ``user`` may see, newest first, for ``paginate``."""
     where, params = permissions.visible_requests_sql(user, "r")
-    sql = ("SELECT b.id, b.status, b.steps_done, b.steps_total, b.image_id, b.created_at, "
-           "b.finished_at, b.request_id, r.image_name, r.version_tag, "
-           "u.username AS built_by_username, i.image_tag, i.build_number "
-           "FROM builds b JOIN image_requests r ON r.id = b.request_id "
-           "JOIN users u ON u.id = b.built_by LEFT JOIN images i ON i.id = b.image_id "
-           f"WHERE {where}")
+    sql = (
+        "SELECT b.id, b.status, b.steps_done, b.steps_total, b.image_id, b.created_at, "
+        "b.finished_at, b.request_id, r.image_name, r.version_tag, "
+        "u.username AS built_by_username, i.image_tag, i.build_number "
+        "FROM builds b JOIN image_requests r ON r.id = b.request_id "
+        "JOIN users u ON u.id = b.built_by LEFT JOIN images i ON i.id = b.image_id "
+        f"WHERE {where}"
+    )
     if status:
         sql += " AND b.status = ?"
         params.append(status)
@@ -55,7 +58,9 @@ def builds_of_request(db: sqlite3.Connection, request_id: int, limit: int = 20):
         "b.finished_at, b.error_message, u.username AS built_by_username, i.image_tag, "
         "i.build_number FROM builds b JOIN users u ON u.id = b.built_by "
         "LEFT JOIN images i ON i.id = b.image_id WHERE b.request_id = ? "
-        "ORDER BY b.id DESC LIMIT ?", (request_id, limit)).fetchall()
+        "ORDER BY b.id DESC LIMIT ?",
+        (request_id, limit),
+    ).fetchall()
 
 
 def log_line(text: str) -> str:
@@ -86,14 +91,35 @@ def start_build(db: sqlite3.Connection, req, user, now: float, *, retry_of: int 
             "INSERT INTO builds (request_id, status, build_log, built_by, created_at, updated_at, "
             "steps_done, steps_total, next_step_at, status_since) "
             "VALUES (?, 'queued', ?, ?, ?, ?, 0, 0, NULL, ?)",
-            (req["id"], stamped(log_line(f"Build queued by {user.username} for "
-                                         f"{req['image_name']}:{req['version_tag']}"
-                                         + (f" (retry of build #{retry_of})" if retry_of else "")), now),
-             user.id, stamp, stamp, now)).lastrowid
-        audit.record(db, "build_start", user_id=user.id, target_type="build", target_id=build_id,
-                     details={"request_id": req["id"],
-                              "image": f"{req['image_name']}:{req['version_tag']}",
-                              **({"retry_of": retry_of} if retry_of else {})}, now=now)
+            (
+                req["id"],
+                stamped(
+                    log_line(
+                        f"Build queued by {user.username} for "
+                        f"{req['image_name']}:{req['version_tag']}"
+                        + (f" (retry of build #{retry_of})" if retry_of else "")
+                    ),
+                    now,
+                ),
+                user.id,
+                stamp,
+                stamp,
+                now,
+            ),
+        ).lastrowid
+        audit.record(
+            db,
+            "build_start",
+            user_id=user.id,
+            target_type="build",
+            target_id=build_id,
+            details={
+                "request_id": req["id"],
+                "image": f"{req['image_name']}:{req['version_tag']}",
+                **({"retry_of": retry_of} if retry_of else {}),
+            },
+            now=now,
+        )
     return build_id
 
 
@@ -117,16 +143,39 @@ def cancel_build(db: sqlite3.Connection, build, user, now: float) -> None:
             "finished_at = ?, updated_at = ?, error_message = ?, "
             "build_log = COALESCE(build_log, '') || ? "
             f"WHERE id = ? AND status IN ({_ACTIVE_MARKS})",
-            (now, utcnow_iso(now), utcnow_iso(now), f"Cancelled by {user.username}.",
-             stamped(log_line(f"Build cancelled by {user.username}."), now), build["id"], *ACTIVE_BUILD_STATUSES))
+            (
+                now,
+                utcnow_iso(now),
+                utcnow_iso(now),
+                f"Cancelled by {user.username}.",
+                stamped(log_line(f"Build cancelled by {user.username}."), now),
+                build["id"],
+                *ACTIVE_BUILD_STATUSES,
+            ),
+        )
         if cursor.rowcount == 0:
             raise Refused("conflict", N_("This build has already finished and cannot be cancelled."))
-        audit.record(db, "build_cancel", user_id=user.id, target_type="build",
-                     target_id=build["id"], details={"request_id": build["request_id"]}, now=now)
+        audit.record(
+            db,
+            "build_cancel",
+            user_id=user.id,
+            target_type="build",
+            target_id=build["id"],
+            details={"request_id": build["request_id"]},
+            now=now,
+        )
 
 
-def append_log(db: sqlite3.Connection, build_id: int, text: str, *, steps_done: int,
-               next_step_at: float | None, now: float, commit_sha: str | None = None) -> bool:
+def append_log(
+    db: sqlite3.Connection,
+    build_id: int,
+    text: str,
+    *,
+    steps_done: int,
+    next_step_at: float | None,
+    now: float,
+    commit_sha: str | None = None,
+) -> bool:
     """Append ``text`` to an active build's log. False if the build is no longer
     active (cancelled meanwhile)."""
     with transaction(db):
@@ -134,19 +183,29 @@ def append_log(db: sqlite3.Connection, build_id: int, text: str, *, steps_done: 
             "UPDATE builds SET build_log = COALESCE(build_log, '') || ?, steps_done = ?, "
             "next_step_at = ?, updated_at = ?, commit_sha = COALESCE(?, commit_sha) "
             "WHERE id = ? AND status = 'building'",
-            (stamped(text, now), steps_done, next_step_at, utcnow_iso(now), commit_sha, build_id))
+            (stamped(text, now), steps_done, next_step_at, utcnow_iso(now), commit_sha, build_id),
+        )
         return cursor.rowcount == 1
 
 
-def finish_success(db: sqlite3.Connection, build_id: int, text: str, *, steps_done: int,
-                   digest: str, now: float, commit_sha: str | None = None) -> int | None:
+def finish_success(
+    db: sqlite3.Connection,
+    build_id: int,
+    text: str,
+    *,
+    steps_done: int,
+    digest: str,
+    now: float,
+    commit_sha: str | None = None,
+) -> int | None:
     """Finish a build successfully: create its image and link it. Returns the image
     id, or None if the build was no longer active."""
     with transaction(db):
         build = db.execute(
             "SELECT b.id, b.request_id, b.built_by, b.status, r.image_name, r.version_tag "
             "FROM builds b JOIN image_requests r ON r.id = b.request_id WHERE b.id = ?",
-            (build_id,)).fetchone()
+            (build_id,),
+        ).fetchone()
         if build is None or build["status"] != "building":
             return None
         image_id = image_domain.create_image(db, build, digest=digest, now=now)
@@ -154,16 +213,44 @@ def finish_success(db: sqlite3.Connection, build_id: int, text: str, *, steps_do
             "UPDATE builds SET status = 'success', image_id = ?, steps_done = ?, "
             "build_log = COALESCE(build_log, '') || ?, next_step_at = NULL, status_since = ?, "
             "finished_at = ?, updated_at = ?, commit_sha = COALESCE(?, commit_sha) WHERE id = ?",
-            (image_id, steps_done, stamped(text, now), now, utcnow_iso(now), utcnow_iso(now), commit_sha, build_id))
-        audit.record(db, "build_finish", user_id=None, target_type="build", target_id=build_id,
-                     details={"result": "success", "image_id": image_id,
-                              "image": f"{build['image_name']}:{build['version_tag']}",
-                              "digest": digest}, now=now)
+            (
+                image_id,
+                steps_done,
+                stamped(text, now),
+                now,
+                utcnow_iso(now),
+                utcnow_iso(now),
+                commit_sha,
+                build_id,
+            ),
+        )
+        audit.record(
+            db,
+            "build_finish",
+            user_id=None,
+            target_type="build",
+            target_id=build_id,
+            details={
+                "result": "success",
+                "image_id": image_id,
+                "image": f"{build['image_name']}:{build['version_tag']}",
+                "digest": digest,
+            },
+            now=now,
+        )
     return image_id
 
 
-def finish_failure(db: sqlite3.Connection, build_id: int, text: str, error: str, *,
-                   now: float, steps_done: int | None = None, watchdog: bool = False) -> bool:
+def finish_failure(
+    db: sqlite3.Connection,
+    build_id: int,
+    text: str,
+    error: str,
+    *,
+    now: float,
+    steps_done: int | None = None,
+    watchdog: bool = False,
+) -> bool:
     """Fail an active build: error message, a final log line, an alert, an audit row.
     False if the build was no longer active."""
     with transaction(db):
@@ -173,17 +260,40 @@ def finish_failure(db: sqlite3.Connection, build_id: int, text: str, error: str,
             "build_log = COALESCE(build_log, '') || ?, steps_done = COALESCE(?, steps_done), "
             "next_step_at = NULL, status_since = ?, finished_at = ?, updated_at = ? "
             f"WHERE id = ? AND status IN ({_ACTIVE_MARKS})",
-            (error, stamped(text + log_line(f"ERROR: build failed: {error}"), now), steps_done, now, stamp, stamp,
-             build_id, *ACTIVE_BUILD_STATUSES))
+            (
+                error,
+                stamped(text + log_line(f"ERROR: build failed: {error}"), now),
+                steps_done,
+                now,
+                stamp,
+                stamp,
+                build_id,
+                *ACTIVE_BUILD_STATUSES,
+            ),
+        )
         if cursor.rowcount == 0:
             return False
-        alert_domain.raise_alert(db, "build_failed", "build", build_id,
-                                 params={"id": build_id, "reason": error}, now=now)
+        alert_domain.raise_alert(
+            db, "build_failed", "build", build_id, params={"id": build_id, "reason": error}, now=now
+        )
         if watchdog:
-            audit.record(db, "watchdog_timeout", target_type="build", target_id=build_id,
-                         details={"reason": error}, now=now)
-        audit.record(db, "build_finish", user_id=None, target_type="build", target_id=build_id,
-                     details={"result": "failed", "error": error}, now=now)
+            audit.record(
+                db,
+                "watchdog_timeout",
+                target_type="build",
+                target_id=build_id,
+                details={"reason": error},
+                now=now,
+            )
+        audit.record(
+            db,
+            "build_finish",
+            user_id=None,
+            target_type="build",
+            target_id=build_id,
+            details={"result": "failed", "error": error},
+            now=now,
+        )
     return True
 
 
@@ -194,7 +304,9 @@ def log_since(db: sqlite3.Connection, build_id: int, offset: int) -> dict | None
     row = db.execute(
         "SELECT status, steps_done, steps_total, image_id, error_message, "
         "length(COALESCE(build_log, '')) AS total, substr(COALESCE(build_log, ''), ? + 1) AS tail "
-        "FROM builds WHERE id = ?", (offset, build_id)).fetchone()
+        "FROM builds WHERE id = ?",
+        (offset, build_id),
+    ).fetchone()
     if row is None:
         return None
     total = row["total"]

@@ -10,6 +10,7 @@ reaches the database and is never given back: pages, JSON and logs show ``***``,
 and a form offers only "replace" and "delete". The audit log records which keys
 changed and who changed them, never a value.
 """
+
 from __future__ import annotations
 
 import re
@@ -57,6 +58,7 @@ class Row:
 
 # --- reading -----------------------------------------------------------------------------
 
+
 def version_entries(db: sqlite3.Connection, deployment_id: int, number: int | None) -> list:
     """The variables of configuration ``number`` of the deployment, in their order."""
     if number is None:
@@ -64,28 +66,41 @@ def version_entries(db: sqlite3.Connection, deployment_id: int, number: int | No
     return db.execute(
         "SELECT e.key, e.value, e.sealed_value FROM config_entries e "
         "JOIN config_versions v ON v.id = e.version_id WHERE v.deployment_id = ? AND v.number = ? "
-        "ORDER BY e.position", (deployment_id, number)).fetchall()
+        "ORDER BY e.position",
+        (deployment_id, number),
+    ).fetchall()
 
 
 def running_version(db: sqlite3.Connection, deployment_id: int) -> int | None:
     """The configuration the deployment's current release runs with."""
-    row = db.execute("SELECT rel.config_version FROM deployments d JOIN releases rel "
-                     "ON rel.id = d.current_release_id WHERE d.id = ?", (deployment_id,)).fetchone()
+    row = db.execute(
+        "SELECT rel.config_version FROM deployments d JOIN releases rel "
+        "ON rel.id = d.current_release_id WHERE d.id = ?",
+        (deployment_id,),
+    ).fetchone()
     return row[0] if row else None
 
 
 def pending_version(db: sqlite3.Connection, deployment_id: int) -> int | None:
     """The configuration of a release waiting for approval, if it changes it."""
-    row = db.execute("SELECT config_version FROM releases WHERE deployment_id = ? AND status = ? "
-                     "AND cause = 'config' ORDER BY number DESC LIMIT 1",
-                     (deployment_id, release_domain.PENDING)).fetchone()
+    row = db.execute(
+        "SELECT config_version FROM releases WHERE deployment_id = ? AND status = ? "
+        "AND cause = 'config' ORDER BY number DESC LIMIT 1",
+        (deployment_id, release_domain.PENDING),
+    ).fetchone()
     return row[0] if row else None
 
 
 def public_variables(entries) -> list[dict]:
     """What anyone who may see the deployment may see: plain values, masked secrets."""
-    return [{"key": e["key"], "secret": e["sealed_value"] is not None,
-             "value": None if e["sealed_value"] is not None else e["value"]} for e in entries]
+    return [
+        {
+            "key": e["key"],
+            "secret": e["sealed_value"] is not None,
+            "value": None if e["sealed_value"] is not None else e["value"],
+        }
+        for e in entries
+    ]
 
 
 def describe(db: sqlite3.Connection, deployment_id: int) -> dict:
@@ -97,13 +112,15 @@ def describe(db: sqlite3.Connection, deployment_id: int) -> dict:
         "config_version": running,
         "variables": public_variables(version_entries(db, deployment_id, running)),
         "pending_config_version": pending,
-        "pending_variables": (public_variables(version_entries(db, deployment_id, pending))
-                              if pending is not None else None),
+        "pending_variables": (
+            public_variables(version_entries(db, deployment_id, pending)) if pending is not None else None
+        ),
     }
 
 
-def key_changes(db: sqlite3.Connection, deployment_id: int, before: int | None,
-                after: int | None) -> dict[str, list[dict]]:
+def key_changes(
+    db: sqlite3.Connection, deployment_id: int, before: int | None, after: int | None
+) -> dict[str, list[dict]]:
     """Which keys configuration ``after`` adds, changes and removes against ``before``
     (``{"added", "changed", "removed"}``, each ``[{"key", "secret"}]``): names only,
     never a value. A secret counts as changed when it was replaced (its sealed bytes
@@ -118,8 +135,11 @@ def key_changes(db: sqlite3.Connection, deployment_id: int, before: int | None,
 
     return {
         "added": [item(e) for key, e in new.items() if key not in old],
-        "changed": [item(e) for key, e in new.items() if key in old
-                    and (old[key]["value"], old[key]["sealed_value"]) != (e["value"], e["sealed_value"])],
+        "changed": [
+            item(e)
+            for key, e in new.items()
+            if key in old and (old[key]["value"], old[key]["sealed_value"]) != (e["value"], e["sealed_value"])
+        ],
         "removed": [item(e) for key, e in old.items() if key not in new],
     }
 
@@ -138,6 +158,7 @@ def startup_lines(db: sqlite3.Connection, deployment_id: int) -> list[str]:
 
 
 # --- validation ----------------------------------------------------------------------------
+
 
 def validate(rows: list[Row], saved_secrets: dict[str, str]) -> list[tuple[str, str | None, str | None]]:
     """Check the form's rows; returns ``[(key, plain value, new secret value)]``
@@ -185,8 +206,10 @@ def validate(rows: list[Row], saved_secrets: dict[str, str]) -> list[tuple[str, 
 
 # --- writing -------------------------------------------------------------------------------
 
-def save(db: sqlite3.Connection, state, deployment, user, rows: list[Row], keyring: Keyring,
-         now: float) -> dict:
+
+def save(
+    db: sqlite3.Connection, state, deployment, user, rows: list[Row], keyring: Keyring, now: float
+) -> dict:
     """Save the form as a new configuration version and propose a release with it.
     Nothing changed: nothing is written. Returns ``{"version", "release_id",
     "pending", "changed"}``."""
@@ -221,35 +244,80 @@ def save(db: sqlite3.Connection, state, deployment, user, rows: list[Row], keyri
         reordered = [e["key"] for e in base] != after_keys
         if not (added or removed or modified or reordered):
             return {"version": None, "release_id": None, "pending": False, "changed": False}
-        number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM config_versions WHERE deployment_id = ?",
-                            (deployment_id,)).fetchone()[0]
+        number = db.execute(
+            "SELECT COALESCE(MAX(number), 0) + 1 FROM config_versions WHERE deployment_id = ?",
+            (deployment_id,),
+        ).fetchone()[0]
         version_id = db.execute(
             "INSERT INTO config_versions (deployment_id, number, created_at, created_by) VALUES (?, ?, ?, ?)",
-            (deployment_id, number, utcnow_iso(now), user.id)).lastrowid
+            (deployment_id, number, utcnow_iso(now), user.id),
+        ).lastrowid
         db.executemany(
             "INSERT INTO config_entries (version_id, position, key, value, sealed_value) VALUES (?, ?, ?, ?, ?)",
-            [(version_id, position, key, plain, sealed) for position, (key, plain, sealed) in enumerate(entries)])
+            [
+                (version_id, position, key, plain, sealed)
+                for position, (key, plain, sealed) in enumerate(entries)
+            ],
+        )
         release_id, pending = release_domain.propose_in_transaction(
-            db, deployment_id, requested_by=user.id, trigger="user", cause="config", now=now,
-            config_version=number, keep_config=False, staff=permissions.stops_as_operator(user))
+            db,
+            deployment_id,
+            requested_by=user.id,
+            trigger="user",
+            cause="config",
+            now=now,
+            config_version=number,
+            keep_config=False,
+            staff=permissions.stops_as_operator(user),
+        )
         release = release_domain.get_release(db, release_id)
         secret_keys = sorted(k for k, _, sealed in entries if sealed is not None)
         # Keys and who, never a value.
-        audit.record(db, "config_change", user_id=user.id, target_type="deployment", target_id=deployment_id,
-                     now=now, details={"name": deployment["name"], "version": number,
-                                       "release": release_domain.label(release), "pending": pending,
-                                       "added": added, "changed": modified, "removed": removed,
-                                       "secret_keys": secret_keys})
+        audit.record(
+            db,
+            "config_change",
+            user_id=user.id,
+            target_type="deployment",
+            target_id=deployment_id,
+            now=now,
+            details={
+                "name": deployment["name"],
+                "version": number,
+                "release": release_domain.label(release),
+                "pending": pending,
+                "added": added,
+                "changed": modified,
+                "removed": removed,
+                "secret_keys": secret_keys,
+            },
+        )
     logs = state.runtime(deployment_id).logs
-    summary = ", ".join(part for part in (
-        f"added {', '.join(added)}" if added else "", f"changed {', '.join(modified)}" if modified else "",
-        f"removed {', '.join(removed)}" if removed else "") if part) or "reordered"
+    summary = (
+        ", ".join(
+            part
+            for part in (
+                f"added {', '.join(added)}" if added else "",
+                f"changed {', '.join(modified)}" if modified else "",
+                f"removed {', '.join(removed)}" if removed else "",
+            )
+            if part
+        )
+        or "reordered"
+    )
     if pending:
-        logs.append(now, "EVENT", f"Configuration v{number} by {user.username} ({summary}): "
-                                  f"{release_domain.label(release)} waits for approval")
+        logs.append(
+            now,
+            "EVENT",
+            f"Configuration v{number} by {user.username} ({summary}): "
+            f"{release_domain.label(release)} waits for approval",
+        )
     else:
-        logs.append(now, "EVENT", f"Configuration v{number} by {user.username} ({summary}): "
-                                  f"rolling out {release_domain.label(release)}")
+        logs.append(
+            now,
+            "EVENT",
+            f"Configuration v{number} by {user.username} ({summary}): "
+            f"rolling out {release_domain.label(release)}",
+        )
         logs.set_status("deploying")
     return {"version": number, "release_id": release_id, "pending": pending, "changed": True}
 
@@ -257,9 +325,12 @@ def save(db: sqlite3.Connection, state, deployment, user, rows: list[Row], keyri
 def reseal_all(db: sqlite3.Connection, keyring: Keyring) -> int:
     """Re-encrypt every sealed configuration value under the keyring's current key,
     in the caller's transaction. Returns how many values were re-sealed."""
-    rows = db.execute("SELECT version_id, key, sealed_value FROM config_entries "
-                      "WHERE sealed_value IS NOT NULL").fetchall()
+    rows = db.execute(
+        "SELECT version_id, key, sealed_value FROM config_entries WHERE sealed_value IS NOT NULL"
+    ).fetchall()
     for row in rows:
-        db.execute("UPDATE config_entries SET sealed_value = ? WHERE version_id = ? AND key = ?",
-                   (keyring.reseal(row["sealed_value"]), row["version_id"], row["key"]))
+        db.execute(
+            "UPDATE config_entries SET sealed_value = ? WHERE version_id = ? AND key = ?",
+            (keyring.reseal(row["sealed_value"]), row["version_id"], row["key"]),
+        )
     return len(rows)

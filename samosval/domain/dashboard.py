@@ -1,5 +1,6 @@
 """The dashboard: each role's own work, 14-day trends, counts and recent events,
 limited to what the user may see."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -27,7 +28,8 @@ def my_requests(db: sqlite3.Connection, user, limit: int = LIST_LIMIT) -> list:
         "WHERE r.id IN (SELECT id FROM image_requests WHERE owner_id = ? "
         "UNION SELECT id FROM image_requests WHERE created_by = ?) "
         f"AND r.status IN ({marks}) ORDER BY r.updated_at DESC, r.id DESC LIMIT ?",
-        (user.id, user.id, *OPEN_REQUEST_STATUSES, limit)).fetchall()
+        (user.id, user.id, *OPEN_REQUEST_STATUSES, limit),
+    ).fetchall()
 
 
 def deployments_needing_attention(db: sqlite3.Connection, user, limit: int = LIST_LIMIT) -> list:
@@ -38,7 +40,9 @@ def deployments_needing_attention(db: sqlite3.Connection, user, limit: int = LIS
         "FROM deployments d JOIN images i ON i.id = d.image_id JOIN image_requests r ON r.id = i.request_id "
         f"WHERE {where} AND (d.status IN ('failed', 'deploying') OR d.needs_restart = 1) "
         "ORDER BY CASE d.status WHEN 'failed' THEN 0 WHEN 'deploying' THEN 1 ELSE 2 END, "
-        "d.updated_at DESC LIMIT ?", (*params, limit)).fetchall()
+        "d.updated_at DESC LIMIT ?",
+        (*params, limit),
+    ).fetchall()
 
 
 def review_queue(db: sqlite3.Connection, limit: int = LIST_LIMIT) -> list:
@@ -50,7 +54,9 @@ def review_queue(db: sqlite3.Connection, limit: int = LIST_LIMIT) -> list:
         rows += db.execute(
             "SELECT r.id, r.image_name, r.version_tag, r.status, r.updated_at, u.username AS owner "
             "FROM image_requests r JOIN users u ON u.id = r.owner_id WHERE r.status = ? "
-            "ORDER BY r.updated_at, r.id LIMIT ?", (status, limit - len(rows))).fetchall()
+            "ORDER BY r.updated_at, r.id LIMIT ?",
+            (status, limit - len(rows)),
+        ).fetchall()
         if len(rows) >= limit:
             break
     return rows
@@ -60,14 +66,18 @@ def failing_deployments(db: sqlite3.Connection, limit: int = LIST_LIMIT) -> list
     return db.execute(
         "SELECT d.id, d.name, d.environment, d.status, d.updated_at, i.image_tag "
         "FROM deployments d JOIN images i ON i.id = d.image_id WHERE d.status = 'failed' "
-        "ORDER BY d.updated_at DESC, d.id DESC LIMIT ?", (limit,)).fetchall()
+        "ORDER BY d.updated_at DESC, d.id DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
 
 
 def running_builds(db: sqlite3.Connection, limit: int = LIST_LIMIT) -> list:
     return db.execute(
         "SELECT b.id, b.status, b.steps_done, b.steps_total, b.created_at, r.image_name, r.version_tag "
         "FROM builds b JOIN image_requests r ON r.id = b.request_id "
-        "WHERE b.status IN ('queued', 'building') ORDER BY b.id LIMIT ?", (limit,)).fetchall()
+        "WHERE b.status IN ('queued', 'building') ORDER BY b.id LIMIT ?",
+        (limit,),
+    ).fetchall()
 
 
 def trends(db: sqlite3.Connection, user, now: float, days: int = TREND_DAYS) -> dict:
@@ -83,41 +93,56 @@ def trends(db: sqlite3.Connection, user, now: float, days: int = TREND_DAYS) -> 
     builds, deployments = [0] * days, [0] * days
     finished, failed = [0] * days, [0] * days
     for row in db.execute(
-            "SELECT substr(b.created_at, 1, 10) AS day, COUNT(*) AS n, "
-            "SUM(b.status IN ('success', 'failed')) AS done, SUM(b.status = 'failed') AS bad "
-            "FROM builds b JOIN image_requests r ON r.id = b.request_id "
-            f"WHERE b.created_at >= ? AND {where} GROUP BY day", (since, *params)):
+        "SELECT substr(b.created_at, 1, 10) AS day, COUNT(*) AS n, "
+        "SUM(b.status IN ('success', 'failed')) AS done, SUM(b.status = 'failed') AS bad "
+        "FROM builds b JOIN image_requests r ON r.id = b.request_id "
+        f"WHERE b.created_at >= ? AND {where} GROUP BY day",
+        (since, *params),
+    ):
         if row["day"] in index:
             i = index[row["day"]]
             builds[i], finished[i], failed[i] = row["n"], row["done"] or 0, row["bad"] or 0
     for row in db.execute(
-            "SELECT substr(d.created_at, 1, 10) AS day, COUNT(*) AS n, "
-            "SUM(d.status IN ('running', 'stopped', 'failed')) AS done, SUM(d.status = 'failed') AS bad "
-            "FROM deployments d JOIN images i ON i.id = d.image_id JOIN image_requests r ON r.id = i.request_id "
-            f"WHERE d.created_at >= ? AND {where} GROUP BY day", (since, *params)):
+        "SELECT substr(d.created_at, 1, 10) AS day, COUNT(*) AS n, "
+        "SUM(d.status IN ('running', 'stopped', 'failed')) AS done, SUM(d.status = 'failed') AS bad "
+        "FROM deployments d JOIN images i ON i.id = d.image_id JOIN image_requests r ON r.id = i.request_id "
+        f"WHERE d.created_at >= ? AND {where} GROUP BY day",
+        (since, *params),
+    ):
         if row["day"] in index:
             i = index[row["day"]]
             deployments[i] = row["n"]
             finished[i] += row["done"] or 0
             failed[i] += row["bad"] or 0
     rate = [round(100.0 * bad / done, 1) if done else None for bad, done in zip(failed, finished)]
-    return {"labels": labels, "builds": builds, "deployments": deployments, "failure_rate": rate,
-            "empty": not any(builds) and not any(deployments)}
+    return {
+        "labels": labels,
+        "builds": builds,
+        "deployments": deployments,
+        "failure_rate": rate,
+        "empty": not any(builds) and not any(deployments),
+    }
 
 
 def summary(db: sqlite3.Connection, user, now: float) -> dict:
     where, params = permissions.visible_requests_sql(user, "r")
     request_counts = dict.fromkeys(REQUEST_STATUSES, 0)
-    for row in db.execute(f"SELECT r.status, COUNT(*) AS n FROM image_requests r WHERE {where} "
-                          "GROUP BY r.status", params):
+    for row in db.execute(
+        f"SELECT r.status, COUNT(*) AS n FROM image_requests r WHERE {where} GROUP BY r.status", params
+    ):
         request_counts[row["status"]] = row["n"]
     deployment_counts = dict.fromkeys(DEPLOYMENT_STATUSES, 0)
     # Staff see every deployment: counted straight from idx_deployments_status,
     # without joining 20,000 images and requests to learn nothing.
-    counted = ("SELECT d.status, COUNT(*) AS n FROM deployments d GROUP BY d.status", []) \
-        if permissions.is_staff(user) else (
+    counted = (
+        ("SELECT d.status, COUNT(*) AS n FROM deployments d GROUP BY d.status", [])
+        if permissions.is_staff(user)
+        else (
             "SELECT d.status, COUNT(*) AS n FROM deployments d JOIN images i ON i.id = d.image_id "
-            f"JOIN image_requests r ON r.id = i.request_id WHERE {where} GROUP BY d.status", params)
+            f"JOIN image_requests r ON r.id = i.request_id WHERE {where} GROUP BY d.status",
+            params,
+        )
+    )
     for row in db.execute(*counted):
         deployment_counts[row["status"]] = row["n"]
     open_alerts = 0
@@ -129,11 +154,16 @@ def summary(db: sqlite3.Connection, user, now: float) -> dict:
         sql, pending_params = release_domain.pending_releases_sql(user)
         pending = db.execute(f"{sql} LIMIT 10", pending_params).fetchall()
     if permissions.is_staff(user):
-        work = {"review_queue": review_queue(db), "failing_deployments": failing_deployments(db),
-                "running_builds": running_builds(db)}
+        work = {
+            "review_queue": review_queue(db),
+            "failing_deployments": failing_deployments(db),
+            "running_builds": running_builds(db),
+        }
     else:
-        work = {"my_requests": my_requests(db, user),
-                "needing_attention": deployments_needing_attention(db, user)}
+        work = {
+            "my_requests": my_requests(db, user),
+            "needing_attention": deployments_needing_attention(db, user),
+        }
     return {
         **work,
         "trends": trends(db, user, now),
@@ -156,7 +186,9 @@ def recent_events(db: sqlite3.Connection, user, limit: int = 15) -> list:
         where = f"WHERE a.action NOT IN ({', '.join('?' * len(hidden))}) " if hidden else ""
         return db.execute(
             "SELECT a.*, u.username FROM audit_log a LEFT JOIN users u ON u.id = a.user_id "
-            f"{where}ORDER BY a.id DESC LIMIT ?", (*hidden, limit)).fetchall()
+            f"{where}ORDER BY a.id DESC LIMIT ?",
+            (*hidden, limit),
+        ).fetchall()
     where, params = permissions.visible_requests_sql(user, "r")
     visible = f"SELECT r.id FROM image_requests r WHERE {where}"
     return db.execute(
@@ -167,7 +199,8 @@ def recent_events(db: sqlite3.Connection, user, limit: int = 15) -> list:
         f"JOIN images i ON i.id = d.image_id WHERE i.request_id IN ({visible}))) "
         "OR (a.user_id = ? AND a.action NOT IN ('login', 'logout', 'login_failed')) "
         "ORDER BY a.id DESC LIMIT ?",
-        params * 3 + [user.id, limit]).fetchall()
+        params * 3 + [user.id, limit],
+    ).fetchall()
 
 
 # --- the command palette (Ctrl+K) ---------------------------------------------------
@@ -198,23 +231,45 @@ def palette_items(db: sqlite3.Connection, user, query: str, limit: int = PALETTE
     items = []
     cond, extra = match("r.image_name", "r.id")
     for row in db.execute(
-            "SELECT r.id, r.image_name, r.version_tag, r.status FROM image_requests r "
-            f"WHERE {where} AND {cond} ORDER BY r.updated_at DESC, r.id DESC LIMIT ?",
-            (*params, *extra, limit)):
-        items.append({"kind": "request", "id": row["id"], "status": row["status"],
-                      "label": f"#{row['id']} {row['image_name']}:{row['version_tag']}"})
+        "SELECT r.id, r.image_name, r.version_tag, r.status FROM image_requests r "
+        f"WHERE {where} AND {cond} ORDER BY r.updated_at DESC, r.id DESC LIMIT ?",
+        (*params, *extra, limit),
+    ):
+        items.append(
+            {
+                "kind": "request",
+                "id": row["id"],
+                "status": row["status"],
+                "label": f"#{row['id']} {row['image_name']}:{row['version_tag']}",
+            }
+        )
     cond, extra = match("d.name", "d.id")
     for row in db.execute(
-            "SELECT d.id, d.name, d.environment, d.status FROM deployments d "
-            "JOIN images i ON i.id = d.image_id JOIN image_requests r ON r.id = i.request_id "
-            f"WHERE {where} AND {cond} ORDER BY d.updated_at DESC, d.id DESC LIMIT ?",
-            (*params, *extra, limit)):
-        items.append({"kind": "deployment", "id": row["id"], "status": row["status"],
-                      "label": f"{row['name']} ({row['environment']})"})
+        "SELECT d.id, d.name, d.environment, d.status FROM deployments d "
+        "JOIN images i ON i.id = d.image_id JOIN image_requests r ON r.id = i.request_id "
+        f"WHERE {where} AND {cond} ORDER BY d.updated_at DESC, d.id DESC LIMIT ?",
+        (*params, *extra, limit),
+    ):
+        items.append(
+            {
+                "kind": "deployment",
+                "id": row["id"],
+                "status": row["status"],
+                "label": f"{row['name']} ({row['environment']})",
+            }
+        )
     cond, extra = match("i.image_tag", "i.id")
     for row in db.execute(
-            "SELECT i.id, i.image_tag, i.build_number FROM images i JOIN image_requests r ON r.id = i.request_id "
-            f"WHERE {where} AND {cond} ORDER BY i.id DESC LIMIT ?", (*params, *extra, limit)):
-        items.append({"kind": "image", "id": row["id"], "status": None,
-                      "label": f"{row['image_tag']} · #{row['build_number']}"})
+        "SELECT i.id, i.image_tag, i.build_number FROM images i JOIN image_requests r ON r.id = i.request_id "
+        f"WHERE {where} AND {cond} ORDER BY i.id DESC LIMIT ?",
+        (*params, *extra, limit),
+    ):
+        items.append(
+            {
+                "kind": "image",
+                "id": row["id"],
+                "status": None,
+                "label": f"{row['image_tag']} · #{row['build_number']}",
+            }
+        )
     return items

@@ -6,6 +6,7 @@ the change, and re-reads the status inside that transaction, so a user action
 and an engine step that race never both apply. Lifecycle lines go into the
 deployment's in-memory log stream after the commit.
 """
+
 from __future__ import annotations
 
 import re
@@ -55,10 +56,13 @@ def offered_actions(user, deployment) -> list[str]:
     """The actions to offer ``user`` now: permitted and meaningful in this status.
     A deployment whose first release waits for approval has nothing to start yet."""
     waiting = _awaiting_first_release(deployment)
-    return [action for action in ACTION_FROM_STATUSES
-            if action_applies(deployment["status"], action)
-            and not (waiting and action in ("start", "restart"))
-            and permissions.can_control_deployment(user, deployment, action)]
+    return [
+        action
+        for action in ACTION_FROM_STATUSES
+        if action_applies(deployment["status"], action)
+        and not (waiting and action in ("start", "restart"))
+        and permissions.can_control_deployment(user, deployment, action)
+    ]
 
 
 def _awaiting_first_release(deployment) -> bool:
@@ -92,7 +96,8 @@ def list_deployments_sql(user, status: str = "", environment: str = "") -> tuple
         "d.needs_restart, d.updated_at, d.created_at, i.id AS image_id, i.image_tag "
         "FROM deployments d JOIN images i ON i.id = d.image_id "
         "JOIN image_requests r ON r.id = i.request_id "
-        f"WHERE {' AND '.join(conditions)} ORDER BY d.updated_at DESC, d.id DESC")
+        f"WHERE {' AND '.join(conditions)} ORDER BY d.updated_at DESC, d.id DESC"
+    )
     return sql, params
 
 
@@ -111,6 +116,7 @@ def get_deployment(db: sqlite3.Connection, deployment_id: int):
 
 
 # --- validation ----------------------------------------------------------------
+
 
 def parse_ports(raw: str) -> tuple[str | None, str | None]:
     """``"8000:8000, 8001:8001"`` -> (``"8000:8000,8001:8001"``, None), or (None, error).
@@ -175,6 +181,7 @@ def validate_deployment_form(form) -> tuple[dict, dict]:
 
 # --- user actions ---------------------------------------------------------------
 
+
 def _event(state, deployment_id: int, now: float, text: str, status: str | None) -> None:
     logs = state.runtime(deployment_id).logs
     logs.append(now, "EVENT", text)
@@ -197,21 +204,52 @@ def create_deployment(db: sqlite3.Connection, state, image_row, user, form, now:
             "INSERT INTO deployments (image_id, name, environment, status, replicas, ports, "
             "stopped_by_operator, needs_restart, created_at, updated_at, created_by, next_step_at, "
             "status_since) VALUES (?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, NULL, ?)",
-            (image_row["id"], clean["name"], clean["environment"],
-             "stopped" if protected else "deploying", clean["replicas"], clean["ports"],
-             stamp, stamp, user.id, now)).lastrowid
-        audit.record(db, "deployment_create", user_id=user.id, target_type="deployment",
-                     target_id=deployment_id,
-                     details={"name": clean["name"], "image": image_row["image_tag"],
-                              "image_id": image_row["id"], "environment": clean["environment"],
-                              "replicas": clean["replicas"], "ports": clean["ports"]}, now=now)
-        commit = db.execute("SELECT commit_sha FROM builds WHERE image_id = ? ORDER BY id DESC LIMIT 1",
-                            (image_row["id"],)).fetchone()
+            (
+                image_row["id"],
+                clean["name"],
+                clean["environment"],
+                "stopped" if protected else "deploying",
+                clean["replicas"],
+                clean["ports"],
+                stamp,
+                stamp,
+                user.id,
+                now,
+            ),
+        ).lastrowid
+        audit.record(
+            db,
+            "deployment_create",
+            user_id=user.id,
+            target_type="deployment",
+            target_id=deployment_id,
+            details={
+                "name": clean["name"],
+                "image": image_row["image_tag"],
+                "image_id": image_row["id"],
+                "environment": clean["environment"],
+                "replicas": clean["replicas"],
+                "ports": clean["ports"],
+            },
+            now=now,
+        )
+        commit = db.execute(
+            "SELECT commit_sha FROM builds WHERE image_id = ? ORDER BY id DESC LIMIT 1", (image_row["id"],)
+        ).fetchone()
         release_domain.propose_in_transaction(
-            db, deployment_id, requested_by=user.id, trigger="user", cause="create", now=now,
-            commit=commit[0] if commit else None, staff=True)
-    created = (f"Deployment {clean['name']} created by {user.username} from {image_row['image_tag']} "
-               f"({clean['environment']}, {clean['replicas']} replica(s))")
+            db,
+            deployment_id,
+            requested_by=user.id,
+            trigger="user",
+            cause="create",
+            now=now,
+            commit=commit[0] if commit else None,
+            staff=True,
+        )
+    created = (
+        f"Deployment {clean['name']} created by {user.username} from {image_row['image_tag']} "
+        f"({clean['environment']}, {clean['replicas']} replica(s))"
+    )
     if protected:
         _event(state, deployment_id, now, f"{created}; v1 waits for approval", "stopped")
     else:
@@ -219,8 +257,7 @@ def create_deployment(db: sqlite3.Connection, state, image_row, user, form, now:
     return deployment_id
 
 
-def perform_action(db: sqlite3.Connection, state, deployment_row, user, action: str,
-                   now: float) -> str:
+def perform_action(db: sqlite3.Connection, state, deployment_row, user, action: str, now: float) -> str:
     """start | stop | restart | delete, if ``permissions.can_control_deployment``
     allows it and the action fits the current status. Returns the new status
     (``"deleted"``)."""
@@ -234,7 +271,9 @@ def perform_action(db: sqlite3.Connection, state, deployment_row, user, action: 
     with transaction(db):
         current = db.execute(
             "SELECT d.status, d.name, d.environment, i.image_tag FROM deployments d "
-            "JOIN images i ON i.id = d.image_id WHERE d.id = ?", (deployment_id,)).fetchone()
+            "JOIN images i ON i.id = d.image_id WHERE d.id = ?",
+            (deployment_id,),
+        ).fetchone()
         if current is None:
             raise Refused("not_found", N_("This deployment no longer exists."))
         if not action_applies(current["status"], action):
@@ -248,28 +287,40 @@ def perform_action(db: sqlite3.Connection, state, deployment_row, user, action: 
             db.execute(
                 "UPDATE deployments SET status = 'stopped', next_step_at = NULL, status_since = ?, "
                 "updated_at = ?, stopped_by_operator = CASE WHEN ? THEN 1 ELSE stopped_by_operator END "
-                "WHERE id = ?", (now, stamp, staff, deployment_id))
+                "WHERE id = ?",
+                (now, stamp, staff, deployment_id),
+            )
             details["by_operator"] = staff
         elif action == "start":
             new_status = "deploying"
             db.execute(
                 "UPDATE deployments SET status = 'deploying', next_step_at = NULL, status_since = ?, "
                 "updated_at = ?, stopped_by_operator = CASE WHEN ? THEN 0 ELSE stopped_by_operator END "
-                "WHERE id = ?", (now, stamp, staff, deployment_id))
+                "WHERE id = ?",
+                (now, stamp, staff, deployment_id),
+            )
         elif action == "restart":
             new_status = "deploying"
             db.execute(
                 "UPDATE deployments SET status = 'deploying', next_step_at = NULL, status_since = ?, "
-                "updated_at = ?, needs_restart = 0 WHERE id = ?", (now, stamp, deployment_id))
+                "updated_at = ?, needs_restart = 0 WHERE id = ?",
+                (now, stamp, deployment_id),
+            )
         else:
             new_status = "deleted"
             details.update({"image": current["image_tag"], "environment": current["environment"]})
             db.execute("DELETE FROM deployments WHERE id = ?", (deployment_id,))
             # Its open alerts describe something that no longer exists.
-            alert_domain.resolve_for_target(db, "deployment", deployment_id, now=now,
-                                            actor_id=user.id)
-        audit.record(db, f"deployment_{action}", user_id=user.id, target_type="deployment",
-                     target_id=deployment_id, details=details, now=now)
+            alert_domain.resolve_for_target(db, "deployment", deployment_id, now=now, actor_id=user.id)
+        audit.record(
+            db,
+            f"deployment_{action}",
+            user_id=user.id,
+            target_type="deployment",
+            target_id=deployment_id,
+            details=details,
+            now=now,
+        )
     if new_status == "deleted":
         state.drop(deployment_id)
     else:
@@ -278,9 +329,15 @@ def perform_action(db: sqlite3.Connection, state, deployment_row, user, action: 
     return new_status
 
 
-def restart_in_transaction(db: sqlite3.Connection, deployment_id: int, now: float, *,
-                           actor_id: int | None = None, reason: str, commit: str | None = None
-                           ) -> tuple[int, bool] | None:
+def restart_in_transaction(
+    db: sqlite3.Connection,
+    deployment_id: int,
+    now: float,
+    *,
+    actor_id: int | None = None,
+    reason: str,
+    commit: str | None = None,
+) -> tuple[int, bool] | None:
     """An automatic restart (the commit webhook), inside the caller's transaction, so
     the hook restarts many deployments per commit: a new release with ``commit``
     (running/deploying -> deploying, ``needs_restart`` cleared), or, in a protected
@@ -292,12 +349,18 @@ def restart_in_transaction(db: sqlite3.Connection, deployment_id: int, now: floa
     if row is None or row["status"] not in AUTO_RESTART_FROM:
         return None
     release_id, pending = release_domain.propose_in_transaction(
-        db, deployment_id, requested_by=actor_id, trigger="webhook", cause="commit", now=now,
-        commit=commit)
+        db, deployment_id, requested_by=actor_id, trigger="webhook", cause="commit", now=now, commit=commit
+    )
     if not pending:
-        audit.record(db, "deployment_restart", user_id=actor_id, target_type="deployment",
-                     target_id=deployment_id,
-                     details={"from": row["status"], "automatic": True, "reason": reason}, now=now)
+        audit.record(
+            db,
+            "deployment_restart",
+            user_id=actor_id,
+            target_type="deployment",
+            target_id=deployment_id,
+            details={"from": row["status"], "automatic": True, "reason": reason},
+            now=now,
+        )
     return release_id, pending
 
 
@@ -306,6 +369,7 @@ def restarted_event(state, deployment_id: int, now: float, reason: str) -> None:
 
 
 # --- engine transitions ------------------------------------------------------------
+
 
 def mark_running(db: sqlite3.Connection, state, deployment_id: int, *, since, now: float) -> bool:
     """deploying -> running, if the deployment is still in the rollout that began at
@@ -316,42 +380,90 @@ def mark_running(db: sqlite3.Connection, state, deployment_id: int, *, since, no
         row = db.execute(
             "SELECT d.name, d.replicas, i.image_tag FROM deployments d JOIN images i ON i.id = d.image_id "
             "WHERE d.id = ? AND d.status = 'deploying' AND d.status_since IS ?",
-            (deployment_id, since)).fetchone()
+            (deployment_id, since),
+        ).fetchone()
         if row is None:
             return False
-        db.execute("UPDATE deployments SET status = 'running', next_step_at = NULL, status_since = ?, "
-                   "updated_at = ? WHERE id = ?", (now, stamp, deployment_id))
+        db.execute(
+            "UPDATE deployments SET status = 'running', next_step_at = NULL, status_since = ?, "
+            "updated_at = ? WHERE id = ?",
+            (now, stamp, deployment_id),
+        )
         release_domain.settle_in_transaction(db, deployment_id, "running", now)
-        resolved = alert_domain.resolve_for_target(db, "deployment", deployment_id,
-                                                   alert_type="deployment_failed", now=now)
-        audit.record(db, "deployment_running", target_type="deployment", target_id=deployment_id,
-                     details={"image": row["image_tag"], "resolved_alerts": resolved}, now=now)
-    _event(state, deployment_id, now,
-           f"{row['name']} is running: {row['replicas']}/{row['replicas']} replicas ready "
-           f"({row['image_tag']})", "running")
+        resolved = alert_domain.resolve_for_target(
+            db, "deployment", deployment_id, alert_type="deployment_failed", now=now
+        )
+        audit.record(
+            db,
+            "deployment_running",
+            target_type="deployment",
+            target_id=deployment_id,
+            details={"image": row["image_tag"], "resolved_alerts": resolved},
+            now=now,
+        )
+    _event(
+        state,
+        deployment_id,
+        now,
+        f"{row['name']} is running: {row['replicas']}/{row['replicas']} replicas ready ({row['image_tag']})",
+        "running",
+    )
     return True
 
 
-def mark_failed(db: sqlite3.Connection, state, deployment_id: int, reason: str, *, now: float,
-                since=None, watchdog: bool = False) -> bool:
+def mark_failed(
+    db: sqlite3.Connection,
+    state,
+    deployment_id: int,
+    reason: str,
+    *,
+    now: float,
+    since=None,
+    watchdog: bool = False,
+) -> bool:
     """deploying -> failed with an alert and an audit row. With ``since``, only if
     the rollout that began then is still the current one."""
     stamp = utcnow_iso(now)
     with transaction(db):
-        row = db.execute("SELECT name, status, status_since FROM deployments WHERE id = ?",
-                         (deployment_id,)).fetchone()
-        if row is None or row["status"] != "deploying" or (
-                since is not None and row["status_since"] != since):
+        row = db.execute(
+            "SELECT name, status, status_since FROM deployments WHERE id = ?", (deployment_id,)
+        ).fetchone()
+        if (
+            row is None
+            or row["status"] != "deploying"
+            or (since is not None and row["status_since"] != since)
+        ):
             return False
-        db.execute("UPDATE deployments SET status = 'failed', next_step_at = NULL, status_since = ?, "
-                   "updated_at = ? WHERE id = ?", (now, stamp, deployment_id))
+        db.execute(
+            "UPDATE deployments SET status = 'failed', next_step_at = NULL, status_since = ?, "
+            "updated_at = ? WHERE id = ?",
+            (now, stamp, deployment_id),
+        )
         release_domain.settle_in_transaction(db, deployment_id, "failed", now, reason)
-        alert_domain.raise_alert(db, "deployment_failed", "deployment", deployment_id,
-                                 params={"name": row["name"], "id": deployment_id, "reason": reason}, now=now)
+        alert_domain.raise_alert(
+            db,
+            "deployment_failed",
+            "deployment",
+            deployment_id,
+            params={"name": row["name"], "id": deployment_id, "reason": reason},
+            now=now,
+        )
         if watchdog:
-            audit.record(db, "watchdog_timeout", target_type="deployment", target_id=deployment_id,
-                         details={"reason": reason}, now=now)
-        audit.record(db, "deployment_failed", target_type="deployment", target_id=deployment_id,
-                     details={"reason": reason}, now=now)
+            audit.record(
+                db,
+                "watchdog_timeout",
+                target_type="deployment",
+                target_id=deployment_id,
+                details={"reason": reason},
+                now=now,
+            )
+        audit.record(
+            db,
+            "deployment_failed",
+            target_type="deployment",
+            target_id=deployment_id,
+            details={"reason": reason},
+            now=now,
+        )
     _event(state, deployment_id, now, f"Deployment failed: {reason}", "failed")
     return True

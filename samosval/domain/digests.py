@@ -1,4 +1,5 @@
 """The simulated content digest of an image: pure, so migrations can use it too."""
+
 from __future__ import annotations
 
 import hashlib

@@ -3,6 +3,7 @@
 None is protected on a fresh install; an admin opts in (audited). Demo mode
 protects ``prod``.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -20,19 +21,30 @@ def protected_environments(db: sqlite3.Connection) -> set[str]:
 
 
 def is_protected(db: sqlite3.Connection, environment: str) -> bool:
-    return db.execute("SELECT 1 FROM protected_environments WHERE environment = ?",
-                      (environment,)).fetchone() is not None
+    return (
+        db.execute("SELECT 1 FROM protected_environments WHERE environment = ?", (environment,)).fetchone()
+        is not None
+    )
 
 
 def environment_rows(db: sqlite3.Connection) -> list[dict]:
     """Every environment with whether, since when and by whom it is protected."""
-    found = {row["environment"]: row for row in db.execute(
-        "SELECT p.environment, p.protected_at, u.username FROM protected_environments p "
-        "LEFT JOIN users u ON u.id = p.protected_by")}
-    return [{"environment": env, "protected": env in found,
-             "protected_at": found[env]["protected_at"] if env in found else None,
-             "protected_by": found[env]["username"] if env in found else None}
-            for env in ENVIRONMENTS]
+    found = {
+        row["environment"]: row
+        for row in db.execute(
+            "SELECT p.environment, p.protected_at, u.username FROM protected_environments p "
+            "LEFT JOIN users u ON u.id = p.protected_by"
+        )
+    }
+    return [
+        {
+            "environment": env,
+            "protected": env in found,
+            "protected_at": found[env]["protected_at"] if env in found else None,
+            "protected_by": found[env]["username"] if env in found else None,
+        }
+        for env in ENVIRONMENTS
+    ]
 
 
 def set_protected(db: sqlite3.Connection, user, environment: str, protected: bool, now: float) -> bool:
@@ -46,11 +58,19 @@ def set_protected(db: sqlite3.Connection, user, environment: str, protected: boo
         if protected:
             changed = db.execute(
                 "INSERT OR IGNORE INTO protected_environments (environment, protected_at, protected_by) "
-                "VALUES (?, ?, ?)", (environment, utcnow_iso(now), user.id)).rowcount
+                "VALUES (?, ?, ?)",
+                (environment, utcnow_iso(now), user.id),
+            ).rowcount
         else:
-            changed = db.execute("DELETE FROM protected_environments WHERE environment = ?",
-                                 (environment,)).rowcount
+            changed = db.execute(
+                "DELETE FROM protected_environments WHERE environment = ?", (environment,)
+            ).rowcount
         if changed:
-            audit.record(db, "environment_protect" if protected else "environment_unprotect",
-                         user_id=user.id, details={"environment": environment}, now=now)
+            audit.record(
+                db,
+                "environment_protect" if protected else "environment_unprotect",
+                user_id=user.id,
+                details={"environment": environment},
+                now=now,
+            )
     return bool(changed)

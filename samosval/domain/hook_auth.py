@@ -14,6 +14,7 @@ Where a token can be found, cheapest first:
   hooks set up before per-token URLs keep working; the token page shows each
   token's own URL.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -38,12 +39,13 @@ from .hook_parsing import (
 @dataclass
 class Caller:
     """Who called: a token (CI, git host) or a logged-in user (the UI button)."""
+
     user_id: int | None = None
     username: str | None = None
     token_id: int | None = None
     token_name: str | None = None
     signed: bool = False  # authenticated by an HMAC over the body
-    user: Any = None      # the logged-in user, for permission questions; never stored
+    user: Any = None  # the logged-in user, for permission questions; never stored
 
     @property
     def is_token(self) -> bool:
@@ -60,10 +62,11 @@ class Caller:
 @dataclass
 class Credentials:
     """What one call presented."""
-    token: str | None = None          # a bearer token in one of the accepted places
-    signature: str | None = None      # ``sha256=<hex>``, see hook_parsing.signature_header
-    signed_body: bytes = b""          # what the signature covers
-    user: Any = None                  # the session's user when logged in
+
+    token: str | None = None  # a bearer token in one of the accepted places
+    signature: str | None = None  # ``sha256=<hex>``, see hook_parsing.signature_header
+    signed_body: bytes = b""  # what the signature covers
+    user: Any = None  # the session's user when logged in
     csrf_valid: Callable[[], bool] = lambda: False
 
 
@@ -71,18 +74,33 @@ def presented_token(headers, args=None) -> str | None:
     header = headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
         return header[7:].strip() or None
-    value = headers.get("X-Samosval-Token") or headers.get("X-Gitlab-Token") \
-        or (args.get("token") if args is not None else None) or ""
+    value = (
+        headers.get("X-Samosval-Token")
+        or headers.get("X-Gitlab-Token")
+        or (args.get("token") if args is not None else None)
+        or ""
+    )
     return value.strip() or None
 
 
-def read_credentials(headers, args, body: bytes, content_type: str | None, *, user=None,
-                     csrf_valid: Callable[[], bool] = lambda: False) -> Credentials:
+def read_credentials(
+    headers,
+    args,
+    body: bytes,
+    content_type: str | None,
+    *,
+    user=None,
+    csrf_valid: Callable[[], bool] = lambda: False,
+) -> Credentials:
     """What a call presents, read the way its sender writes it (see hook_parsing)."""
     source = detect_source(headers)
-    return Credentials(token=presented_token(headers, args), signature=signature_header(headers, source),
-                       signed_body=signed_part(body, content_type, source), user=user,
-                       csrf_valid=csrf_valid)
+    return Credentials(
+        token=presented_token(headers, args),
+        signature=signature_header(headers, source),
+        signed_body=signed_part(body, content_type, source),
+        user=user,
+        csrf_valid=csrf_valid,
+    )
 
 
 def _token_caller(row, *, signed: bool) -> tuple[Caller, str | None]:
@@ -90,8 +108,9 @@ def _token_caller(row, *, signed: bool) -> tuple[Caller, str | None]:
     return caller, R_REVOKED_TOKEN if row["revoked_at"] else None
 
 
-def authenticate(db: sqlite3.Connection, credentials: Credentials, *, secret_key: str | bytes,
-                 token_id: int | None = None) -> tuple[Caller, str | None]:
+def authenticate(
+    db: sqlite3.Connection, credentials: Credentials, *, secret_key: str | bytes, token_id: int | None = None
+) -> tuple[Caller, str | None]:
     """Who is calling, and the refusal reason (an R_* text) if nobody acceptable is.
 
     ``token_id``: the call came to that token's own URL; only that token is

@@ -1,4 +1,5 @@
 """The deliveries page: every call of the commit hook, newest first."""
+
 from __future__ import annotations
 
 import json
@@ -16,11 +17,13 @@ def list_deliveries_sql(outcome: str | None = None, source: str | None = None) -
     if source in SOURCES:
         where.append("d.source = ?")
         params.append(source)
-    sql = ("SELECT d.*, u.username, t.name AS token_name, t.token_prefix "
-           "FROM webhook_deliveries d LEFT JOIN users u ON u.id = d.user_id "
-           "LEFT JOIN webhook_tokens t ON t.id = d.token_id "
-           + (("WHERE " + " AND ".join(where) + " ") if where else "")
-           + "ORDER BY d.id DESC")
+    sql = (
+        "SELECT d.*, u.username, t.name AS token_name, t.token_prefix "
+        "FROM webhook_deliveries d LEFT JOIN users u ON u.id = d.user_id "
+        "LEFT JOIN webhook_tokens t ON t.id = d.token_id "
+        + (("WHERE " + " AND ".join(where) + " ") if where else "")
+        + "ORDER BY d.id DESC"
+    )
     return sql, params
 
 

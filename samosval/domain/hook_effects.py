@@ -13,6 +13,7 @@ A token (a CI job, a git host) reaches every continuous request on the
 repository and branch. A logged-in user (the "Simulate new commit" button)
 reaches only what they may restart: the rule of the restart button.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,8 @@ class HookResult:
     matched: list[int] = field(default_factory=list)
     restarted: list[int] = field(default_factory=list)
     marked: list[int] = field(default_factory=list)
-    pinned: list[int] = field(default_factory=list)    # left alone: pinned after a rollback
-    pending: list[int] = field(default_factory=list)   # deployments whose new release waits
+    pinned: list[int] = field(default_factory=list)  # left alone: pinned after a rollback
+    pending: list[int] = field(default_factory=list)  # deployments whose new release waits
     delivery_id: int | None = None
     duplicate_of: int | None = None
     missing: list[str] = field(default_factory=list)
@@ -64,20 +65,22 @@ class HookResult:
 @dataclass
 class Plan:
     """What an authenticated, parsed event will do. Built by :func:`plan_commit`."""
+
     event: CommitEvent
     caller: Caller
     outcome: str
     http_status: int = 200
     reason: str | None = None
     duplicate_of: int | None = None
-    matched: list[int] = field(default_factory=list)   # continuous requests
-    repo_key: str | None = None                         # the key they are filed under
-    restart: list[int] = field(default_factory=list)    # running deployments
+    matched: list[int] = field(default_factory=list)  # continuous requests
+    repo_key: str | None = None  # the key they are filed under
+    restart: list[int] = field(default_factory=list)  # running deployments
     mark: list[tuple[int, str]] = field(default_factory=list)  # (deployment, why it is not restarted)
-    pinned: list[int] = field(default_factory=list)     # pinned after a rollback: left alone
+    pinned: list[int] = field(default_factory=list)  # pinned after a rollback: left alone
 
 
 # --- reading ---------------------------------------------------------------------------------
+
 
 def find_requests(db: sqlite3.Connection, repo_keys: list[str], branch: str | None):
     """Every request (continuous or static) on one of ``repo_keys`` and ``branch``."""
@@ -86,7 +89,8 @@ def find_requests(db: sqlite3.Connection, repo_keys: list[str], branch: str | No
     marks = ", ".join("?" * len(repo_keys))
     return db.execute(
         f"SELECT * FROM image_requests WHERE repo_key IN ({marks}) AND repo_branch = ? ORDER BY id",
-        [*repo_keys, branch]).fetchall()
+        [*repo_keys, branch],
+    ).fetchall()
 
 
 def _deployments_of(db: sqlite3.Connection, request_ids: list[int]):
@@ -98,7 +102,8 @@ def _deployments_of(db: sqlite3.Connection, request_ids: list[int]):
         "SELECT d.*, r.owner_id, r.created_by AS request_created_by, r.collaborators "
         "FROM deployments d JOIN images i ON i.id = d.image_id "
         f"JOIN image_requests r ON r.id = i.request_id WHERE i.request_id IN ({marks}) ORDER BY d.id",
-        request_ids).fetchall()
+        request_ids,
+    ).fetchall()
 
 
 def _handled(column: str = "outcome") -> tuple[str, tuple]:
@@ -122,13 +127,16 @@ def _find_duplicate(db: sqlite3.Connection, event: CommitEvent, caller: Caller):
         row = db.execute(
             f"SELECT id FROM webhook_deliveries WHERE delivery_key = ? AND token_id IS ? AND user_id IS ? "
             f"AND repo_key IN ({keys}) AND {handled} ORDER BY id LIMIT 1",
-            (event.delivery_key, caller.token_id, caller.user_id, *event.repo_keys, *handled_params)).fetchone()
+            (event.delivery_key, caller.token_id, caller.user_id, *event.repo_keys, *handled_params),
+        ).fetchone()
         if row:
             return row["id"], R_DUPLICATE
     if caller.signed and event.body_digest:
         row = db.execute(
             f"SELECT id FROM webhook_deliveries WHERE body_digest = ? AND token_id = ? AND {handled} "
-            "ORDER BY id LIMIT 1", (event.body_digest, caller.token_id, *handled_params)).fetchone()
+            "ORDER BY id LIMIT 1",
+            (event.body_digest, caller.token_id, *handled_params),
+        ).fetchone()
         if row:
             return row["id"], R_REPLAY
     if event.commit and event.repo_keys and event.branch:
@@ -138,7 +146,8 @@ def _find_duplicate(db: sqlite3.Connection, event: CommitEvent, caller: Caller):
             f"WHERE d.repo_key IN ({keys}) AND d.branch = ? AND d.commit_sha = ? "
             f"AND d.outcome = 'processed' AND (d.user_id IS NULL OR u.role IN ({staff})) "
             "ORDER BY d.id LIMIT 1",
-            (*event.repo_keys, event.branch, event.commit, *permissions.STAFF_ROLES)).fetchone()
+            (*event.repo_keys, event.branch, event.commit, *permissions.STAFF_ROLES),
+        ).fetchone()
         if row:
             return row["id"], R_DUPLICATE
     return None
@@ -155,38 +164,58 @@ def plan_commit(db: sqlite3.Connection, event: CommitEvent, caller: Caller) -> P
     if not _reaches_everything(caller):
         # A developer only for requests whose deployments they may restart. One
         # refusal for "hidden" and "none": nothing leaks.
-        requests = [r for r in find_requests(db, event.repo_keys, event.branch)
-                    if permissions.can_simulate_commit(caller.user, r)]
+        requests = [
+            r
+            for r in find_requests(db, event.repo_keys, event.branch)
+            if permissions.can_simulate_commit(caller.user, r)
+        ]
         if not requests:
             return Plan(event, caller, outcome="refused", http_status=403, reason=R_FORBIDDEN)
     if event.ignored:
         return Plan(event, caller, outcome="pong" if event.pong else "ignored", reason=event.ignored)
     duplicate = _find_duplicate(db, event, caller)
     if duplicate is not None:
-        return Plan(event, caller, outcome="duplicate", duplicate_of=duplicate[0],
-                    reason=join_reason(duplicate[1], f"#{duplicate[0]}"))
+        return Plan(
+            event,
+            caller,
+            outcome="duplicate",
+            duplicate_of=duplicate[0],
+            reason=join_reason(duplicate[1], f"#{duplicate[0]}"),
+        )
     rows = requests if requests is not None else find_requests(db, event.repo_keys, event.branch)
     continuous = [r for r in rows if r["update_mode"] == "continuous"]
     if not continuous:
         return Plan(event, caller, outcome="no_match", reason=R_ONLY_STATIC if rows else R_NO_MATCH)
     # The key the requests are filed under, so a replay of the same commit written
     # in another URL form is recognised.
-    plan = Plan(event, caller, outcome="processed", matched=[r["id"] for r in continuous],
-                repo_key=continuous[0]["repo_key"])
+    plan = Plan(
+        event,
+        caller,
+        outcome="processed",
+        matched=[r["id"] for r in continuous],
+        repo_key=continuous[0]["repo_key"],
+    )
     for deployment in _deployments_of(db, plan.matched):
-        if not _reaches_everything(caller) and \
-                not permissions.can_control_deployment(caller.user, deployment, "restart"):
+        if not _reaches_everything(caller) and not permissions.can_control_deployment(
+            caller.user, deployment, "restart"
+        ):
             continue  # not theirs to restart: left alone, not even named
         if deployment["pinned_at"]:
             plan.pinned.append(deployment["id"])  # a rollback holds it where it is
             continue
-        if deployment["status"] in deployment_domain.AUTO_RESTART_FROM and not deployment["stopped_by_operator"]:
+        if (
+            deployment["status"] in deployment_domain.AUTO_RESTART_FROM
+            and not deployment["stopped_by_operator"]
+        ):
             plan.restart.append(deployment["id"])
             continue
         # A commit never starts a deployment. It is marked, so whoever starts it
         # next knows a newer commit is waiting, and its log says why.
-        why = ("it was stopped by an operator" if deployment["stopped_by_operator"]
-               else f"it is {deployment['status']}")
+        why = (
+            "it was stopped by an operator"
+            if deployment["stopped_by_operator"]
+            else f"it is {deployment['status']}"
+        )
         plan.mark.append((deployment["id"], why))
     if plan.pinned:
         plan.reason = join_reason(R_PINNED, ", ".join(f"#{i}" for i in plan.pinned))
@@ -197,45 +226,89 @@ def plan_commit(db: sqlite3.Connection, event: CommitEvent, caller: Caller) -> P
 
 # --- writing ---------------------------------------------------------------------------------
 
-def _insert_delivery(db, now, event: CommitEvent | None, caller: Caller | None, result: HookResult,
-                     *, source: str, repo_key: str | None = None) -> int:
+
+def _insert_delivery(
+    db,
+    now,
+    event: CommitEvent | None,
+    caller: Caller | None,
+    result: HookResult,
+    *,
+    source: str,
+    repo_key: str | None = None,
+) -> int:
     caller = caller or Caller()
     return db.execute(
         "INSERT INTO webhook_deliveries (created_at, source, event, delivery_key, repo_url, repo_key, "
         "branch, commit_sha, user_id, token_id, outcome, reason, http_status, matched_request_ids, "
         "restarted_ids, marked_ids, body_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (utcnow_iso(now), source, event.event if event else None,
-         event.delivery_key if event else None, event.repo_url if event else None,
-         repo_key or (event.repo_key if event else None), event.branch if event else None,
-         event.commit if event else None, caller.user_id, caller.token_id, result.outcome,
-         result.reason, result.http_status, json.dumps(result.matched), json.dumps(result.restarted),
-         json.dumps(result.marked), event.body_digest if event else None)).lastrowid
+        (
+            utcnow_iso(now),
+            source,
+            event.event if event else None,
+            event.delivery_key if event else None,
+            event.repo_url if event else None,
+            repo_key or (event.repo_key if event else None),
+            event.branch if event else None,
+            event.commit if event else None,
+            caller.user_id,
+            caller.token_id,
+            result.outcome,
+            result.reason,
+            result.http_status,
+            json.dumps(result.matched),
+            json.dumps(result.restarted),
+            json.dumps(result.marked),
+            event.body_digest if event else None,
+        ),
+    ).lastrowid
 
 
-def refuse(db: sqlite3.Connection, now: float, *, source: str, reason: str, http_status: int,
-           event: CommitEvent | None = None, caller: Caller | None = None,
-           outcome: str = "refused", missing: list[str] | None = None) -> HookResult:
+def refuse(
+    db: sqlite3.Connection,
+    now: float,
+    *,
+    source: str,
+    reason: str,
+    http_status: int,
+    event: CommitEvent | None = None,
+    caller: Caller | None = None,
+    outcome: str = "refused",
+    missing: list[str] | None = None,
+) -> HookResult:
     """Record a call that was not accepted (401, 403, 400, 413) and audit it.
     Never receives the presented token: only the id of a known (revoked) one."""
-    result = HookResult(outcome=outcome, http_status=http_status, reason=reason,
-                        missing=list(missing or []))
+    result = HookResult(outcome=outcome, http_status=http_status, reason=reason, missing=list(missing or []))
     with transaction(db):
         _record_refusal(db, now, source, event, caller, result)
     return result
 
 
-def _record_refusal(db, now, source: str, event: CommitEvent | None, caller: Caller | None,
-                    result: HookResult) -> None:
+def _record_refusal(
+    db, now, source: str, event: CommitEvent | None, caller: Caller | None, result: HookResult
+) -> None:
     result.delivery_id = _insert_delivery(db, now, event, caller, result, source=source)
     if caller is not None and caller.is_token and result.reason != R_REVOKED_TOKEN:
         # A valid token with a bad payload was still used: the token list shows it.
         tokens.touch(db, caller.token_id, now)
-    details = {"source": source, "reason": result.reason, "status": result.http_status,
-               "delivery": result.delivery_id, **(caller.describe() if caller else {})}
+    details = {
+        "source": source,
+        "reason": result.reason,
+        "status": result.http_status,
+        "delivery": result.delivery_id,
+        **(caller.describe() if caller else {}),
+    }
     if event is not None and event.repo_key:
         details.update(repo=event.repo_url, branch=event.branch, sha=event.commit)
-    audit.record(db, "commit_hook_refused", user_id=caller.user_id if caller else None,
-                 target_type="delivery", target_id=result.delivery_id, details=details, now=now)
+    audit.record(
+        db,
+        "commit_hook_refused",
+        user_id=caller.user_id if caller else None,
+        target_type="delivery",
+        target_id=result.delivery_id,
+        details=details,
+        now=now,
+    )
 
 
 def source_label(event: CommitEvent, caller: Caller) -> str:
@@ -244,37 +317,54 @@ def source_label(event: CommitEvent, caller: Caller) -> str:
 
 
 def _mark_line(event: CommitEvent, label: str, why: str) -> str:
-    return (f"commit {event.commit[:12]} received from {label}; not restarted because {why}: "
-            "marked as needing a restart")
+    return (
+        f"commit {event.commit[:12]} received from {label}; not restarted because {why}: "
+        "marked as needing a restart"
+    )
 
 
-def apply_plan(db: sqlite3.Connection, plan: Plan, now: float) -> tuple[HookResult, list[tuple[int, str, bool]]]:
+def apply_plan(
+    db: sqlite3.Connection, plan: Plan, now: float
+) -> tuple[HookResult, list[tuple[int, str, bool]]]:
     """Write ``plan`` inside the caller's transaction. Returns the result and the
     log lines to append once committed: ``(deployment id, text, restarted)``."""
     event, caller = plan.event, plan.caller
-    result = HookResult(outcome=plan.outcome, http_status=plan.http_status, reason=plan.reason,
-                        matched=list(plan.matched), duplicate_of=plan.duplicate_of)
+    result = HookResult(
+        outcome=plan.outcome,
+        http_status=plan.http_status,
+        reason=plan.reason,
+        matched=list(plan.matched),
+        duplicate_of=plan.duplicate_of,
+    )
     if plan.outcome == "refused":
         _record_refusal(db, now, event.source, event, caller, result)
         return result, []
     lines: list[tuple[int, str, bool]] = []
     if plan.matched:
-        db.execute(f"UPDATE image_requests SET last_commit = ? WHERE id IN ({', '.join('?' * len(plan.matched))})",
-                   [event.commit, *plan.matched])
+        db.execute(
+            f"UPDATE image_requests SET last_commit = ? WHERE id IN ({', '.join('?' * len(plan.matched))})",
+            [event.commit, *plan.matched],
+        )
     label = source_label(event, caller)
     reason = f"commit {event.commit[:12]} received from {label}" if event.commit else ""
     new_releases = []
     for deployment_id in plan.restart:
-        outcome = deployment_domain.restart_in_transaction(db, deployment_id, now, actor_id=caller.user_id,
-                                                           reason=reason, commit=event.commit)
+        outcome = deployment_domain.restart_in_transaction(
+            db, deployment_id, now, actor_id=caller.user_id, reason=reason, commit=event.commit
+        )
         if outcome is None:  # no longer running: the same as any other non-running one
             plan.mark.append((deployment_id, "it is no longer running"))
             continue
         new_releases.append(outcome[0])
         if outcome[1]:
             result.pending.append(deployment_id)
-            lines.append((deployment_id, f"{reason}: the new release waits for approval "
-                                         "(protected environment)", False))
+            lines.append(
+                (
+                    deployment_id,
+                    f"{reason}: the new release waits for approval (protected environment)",
+                    False,
+                )
+            )
         else:
             result.restarted.append(deployment_id)
             lines.append((deployment_id, reason, True))
@@ -284,32 +374,68 @@ def apply_plan(db: sqlite3.Connection, plan: Plan, now: float) -> tuple[HookResu
     if result.pending and not result.pinned:
         result.reason = join_reason(R_AWAITING_APPROVAL, ", ".join(f"#{i}" for i in result.pending))
     for deployment_id, why in plan.mark:
-        db.execute("UPDATE deployments SET needs_restart = 1, updated_at = ? WHERE id = ?",
-                   (utcnow_iso(now), deployment_id))
+        db.execute(
+            "UPDATE deployments SET needs_restart = 1, updated_at = ? WHERE id = ?",
+            (utcnow_iso(now), deployment_id),
+        )
         result.marked.append(deployment_id)
         lines.append((deployment_id, _mark_line(event, label, why), False))
     result.marked.sort()
-    result.delivery_id = _insert_delivery(db, now, event, caller, result, source=event.source,
-                                          repo_key=plan.repo_key)
+    result.delivery_id = _insert_delivery(
+        db, now, event, caller, result, source=event.source, repo_key=plan.repo_key
+    )
     release_domain.attach_delivery_in_transaction(db, new_releases, result.delivery_id)
     if caller.is_token:
         tokens.touch(db, caller.token_id, now)
-    audit.record(db, "commit_hook_received", user_id=caller.user_id, target_type="delivery",
-                 target_id=result.delivery_id, now=now, details={
-                     "repo": event.repo_url, "branch": event.branch, "sha": event.commit,
-                     "source": event.source, "outcome": result.outcome,
-                     "matched": result.matched, "pinned": result.pinned, **caller.describe()})
+    audit.record(
+        db,
+        "commit_hook_received",
+        user_id=caller.user_id,
+        target_type="delivery",
+        target_id=result.delivery_id,
+        now=now,
+        details={
+            "repo": event.repo_url,
+            "branch": event.branch,
+            "sha": event.commit,
+            "source": event.source,
+            "outcome": result.outcome,
+            "matched": result.matched,
+            "pinned": result.pinned,
+            **caller.describe(),
+        },
+    )
     if result.restarted or result.marked:
-        audit.record(db, "deployments_restarted", user_id=caller.user_id, now=now,
-                     target_type="delivery", target_id=result.delivery_id, details={
-                         "ids": result.restarted, "marked": result.marked,
-                         "sha": event.commit, "source": event.source, **caller.describe()})
+        audit.record(
+            db,
+            "deployments_restarted",
+            user_id=caller.user_id,
+            now=now,
+            target_type="delivery",
+            target_id=result.delivery_id,
+            details={
+                "ids": result.restarted,
+                "marked": result.marked,
+                "sha": event.commit,
+                "source": event.source,
+                **caller.describe(),
+            },
+        )
     return result, lines
 
 
-def receive(db: sqlite3.Connection, state, *, headers, body: bytes | None, content_type: str | None,
-            credentials: Credentials, now: float, secret_key: str | bytes,
-            token_id: int | None = None) -> tuple[HookResult, Caller | None]:
+def receive(
+    db: sqlite3.Connection,
+    state,
+    *,
+    headers,
+    body: bytes | None,
+    content_type: str | None,
+    credentials: Credentials,
+    now: float,
+    secret_key: str | bytes,
+    token_id: int | None = None,
+) -> tuple[HookResult, Caller | None]:
     """One call of the hook, start to end: authenticate, parse, plan and apply.
     ``body`` is None when it was over :data:`hook_parsing.MAX_BODY`. Every outcome,
     refusals included, is a delivery row. Returns the result and who called."""
@@ -324,8 +450,16 @@ def receive(db: sqlite3.Connection, state, *, headers, body: bytes | None, conte
     try:
         event = parsing.parse(headers, body, content_type, source=source)
     except parsing.PayloadError as exc:
-        return refuse(db, now, source=source, http_status=400, outcome="invalid", caller=caller,
-                      reason=parsing.join_reason(exc.reason, exc.detail), missing=exc.missing), caller
+        return refuse(
+            db,
+            now,
+            source=source,
+            http_status=400,
+            outcome="invalid",
+            caller=caller,
+            reason=parsing.join_reason(exc.reason, exc.detail),
+            missing=exc.missing,
+        ), caller
     return process(db, state, event, caller, now), caller
 
 

@@ -27,6 +27,7 @@ Events that change nothing (pings, tag pushes, branch deletions, ``[skip ci]``)
 are parsed into an event with ``ignored`` set: git hosts disable hooks that keep
 failing, so they are answered 2xx.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -107,17 +108,19 @@ def split_reason(stored: str | None) -> tuple[str | None, str | None]:
         if stored == known:
             return stored, None
         if stored.startswith(known + ": "):
-            return known, stored[len(known) + 2:]
+            return known, stored[len(known) + 2 :]
     return stored, None
 
 
-_KNOWN_REASONS = sorted((value for name, value in globals().items() if name.startswith("R_")),
-                        key=len, reverse=True)
+_KNOWN_REASONS = sorted(
+    (value for name, value in globals().items() if name.startswith("R_")), key=len, reverse=True
+)
 
 
 @dataclass
 class CommitEvent:
     """One call of the hook, understood."""
+
     source: str
     event: str | None = None
     repo_url: str | None = None
@@ -136,13 +139,21 @@ class CommitEvent:
 
 # --- who sent it ------------------------------------------------------------------------
 
-_EVENT_HEADERS = (("forgejo", "X-Forgejo-Event"), ("gitea", "X-Gitea-Event"), ("gogs", "X-Gogs-Event"),
-                  ("github", "X-GitHub-Event"), ("gitlab", "X-Gitlab-Event"))
+_EVENT_HEADERS = (
+    ("forgejo", "X-Forgejo-Event"),
+    ("gitea", "X-Gitea-Event"),
+    ("gogs", "X-Gogs-Event"),
+    ("github", "X-GitHub-Event"),
+    ("gitlab", "X-Gitlab-Event"),
+)
 _DELIVERY_HEADERS = {
-    "forgejo": ("X-Forgejo-Delivery", "X-Gitea-Delivery"), "gitea": ("X-Gitea-Delivery",),
-    "gogs": ("X-Gogs-Delivery",), "github": ("X-GitHub-Delivery",),
+    "forgejo": ("X-Forgejo-Delivery", "X-Gitea-Delivery"),
+    "gitea": ("X-Gitea-Delivery",),
+    "gogs": ("X-Gogs-Delivery",),
+    "github": ("X-GitHub-Delivery",),
     "gitlab": ("Idempotency-Key", "X-Gitlab-Event-UUID"),
-    "bitbucket": ("X-Request-UUID",), "bitbucket_dc": ("X-Request-Id",),
+    "bitbucket": ("X-Request-UUID",),
+    "bitbucket_dc": ("X-Request-Id",),
 }
 
 
@@ -184,11 +195,15 @@ def body_digest(body: bytes) -> str:
 
 # --- signatures ---------------------------------------------------------------------------
 
+
 def signature_header(headers, source: str) -> str | None:
     """The HMAC the sender attached, as ``sha256=<hex>``, or None when unsigned."""
     if source in ("forgejo", "gitea", "gogs"):
-        names = {"forgejo": ("X-Forgejo-Signature", "X-Gitea-Signature"), "gitea": ("X-Gitea-Signature",),
-                 "gogs": ("X-Gogs-Signature",)}[source]
+        names = {
+            "forgejo": ("X-Forgejo-Signature", "X-Gitea-Signature"),
+            "gitea": ("X-Gitea-Signature",),
+            "gogs": ("X-Gogs-Signature",),
+        }[source]
         for name in names:
             value = (headers.get(name) or "").strip()
             if value:
@@ -216,6 +231,7 @@ def signed_part(body: bytes, content_type: str | None, source: str) -> bytes:
 
 
 # --- the body --------------------------------------------------------------------------------
+
 
 def _mimetype(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
@@ -249,8 +265,12 @@ def parse(headers, body: bytes, content_type: str | None, *, source: str | None 
     ``source`` overrides the label (``ui`` for the button); the body is read as the
     detected sender wrote it."""
     detected = detect_source(headers)
-    event = CommitEvent(source=source or detected, event=event_name(headers, detected),
-                        delivery_key=delivery_key(headers, detected), body_digest=body_digest(body))
+    event = CommitEvent(
+        source=source or detected,
+        event=event_name(headers, detected),
+        delivery_key=delivery_key(headers, detected),
+        body_digest=body_digest(body),
+    )
     if event.event in ("ping", "diagnostics:ping"):
         # Pings come in any encoding and with any body; they need nothing from it.
         event.pong, event.ignored = True, R_PONG
@@ -261,6 +281,7 @@ def parse(headers, body: bytes, content_type: str | None, *, source: str | None 
 
 
 # --- small readers ---------------------------------------------------------------------------
+
 
 def _text(value) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
@@ -289,7 +310,7 @@ def strip_credentials(url: str) -> str:
     URL is kept (it is no secret)."""
     match = _URL_CREDENTIALS.match(url)
     if match and (":" in match.group("userinfo") or match.group("scheme").lower().startswith("http")):
-        return match.group("scheme") + url[match.end():]
+        return match.group("scheme") + url[match.end() :]
     return url
 
 
@@ -314,10 +335,10 @@ def _set_branch(event: CommitEvent, ref: str) -> bool:
     """Branch from a ref or a plain name; False when the ref is not a branch."""
     if ref.startswith("refs/tags/"):
         event.ignored = R_TAG
-        event.branch = ref[len("refs/tags/"):][:MAX_BRANCH_LENGTH]
+        event.branch = ref[len("refs/tags/") :][:MAX_BRANCH_LENGTH]
         return False
     if ref.startswith("refs/heads/"):
-        ref = ref[len("refs/heads/"):]
+        ref = ref[len("refs/heads/") :]
     elif ref.startswith("refs/"):
         event.ignored = R_NOT_PUSH
         return False
@@ -351,6 +372,7 @@ def _head_message(commits, sha: str | None) -> str | None:
 
 
 # --- one parser per sender ---------------------------------------------------------------------
+
 
 def _parse_generic(event: CommitEvent, data: dict) -> None:
     repo_url, branch, commit = (_text(data.get(k)) for k in ("repo_url", "branch", "commit"))
@@ -387,8 +409,9 @@ def _parse_gitlab(event: CommitEvent, data: dict) -> None:
         event.ignored = R_NOT_PUSH
         return
     project, repository = _dict(data.get("project")), _dict(data.get("repository"))
-    urls = [project.get(k) for k in ("git_http_url", "git_ssh_url", "web_url")] + \
-        [repository.get(k) for k in ("git_http_url", "git_ssh_url", "url", "homepage")]
+    urls = [project.get(k) for k in ("git_http_url", "git_ssh_url", "web_url")] + [
+        repository.get(k) for k in ("git_http_url", "git_ssh_url", "url", "homepage")
+    ]
     ref = _text(data.get("ref"))
     checkout_sha, after = _text(data.get("checkout_sha")), _text(data.get("after"))
     if kind == "Tag Push Hook":
@@ -482,7 +505,12 @@ def _parse_bitbucket_dc(event: CommitEvent, data: dict) -> None:
 
 
 _PARSERS = {
-    "generic": _parse_generic, "github": _parse_github, "gitea": _parse_github,
-    "forgejo": _parse_github, "gogs": _parse_github, "gitlab": _parse_gitlab,
-    "bitbucket": _parse_bitbucket_cloud, "bitbucket_dc": _parse_bitbucket_dc,
+    "generic": _parse_generic,
+    "github": _parse_github,
+    "gitea": _parse_github,
+    "forgejo": _parse_github,
+    "gogs": _parse_github,
+    "gitlab": _parse_gitlab,
+    "bitbucket": _parse_bitbucket_cloud,
+    "bitbucket_dc": _parse_bitbucket_dc,
 }

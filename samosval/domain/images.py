@@ -4,6 +4,7 @@ Rebuilding the same version gives a second image with the same ``image_tag``;
 each carries its own digest and build number, and the newest one of a tag is
 the one with the highest id.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -27,8 +28,9 @@ def create_image(db: sqlite3.Connection, build, *, digest: str, now: float) -> i
     """Insert the image of a successful ``build`` (call inside the build's transaction).
     ``build_number`` is the build's ordinal among its request's builds."""
     name, version = build["image_name"], build["version_tag"]
-    number = db.execute("SELECT COUNT(*) FROM builds WHERE request_id = ? AND id <= ?",
-                        (build["request_id"], build["id"])).fetchone()[0]
+    number = db.execute(
+        "SELECT COUNT(*) FROM builds WHERE request_id = ? AND id <= ?", (build["request_id"], build["id"])
+    ).fetchone()[0]
     return db.execute(
         "INSERT INTO images (request_id, name, version, image_tag, created_at, digest, build_number) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -41,9 +43,11 @@ def newest_visible_sql(user, tag_sql: str) -> tuple[str, list]:
     images ``user`` may see. A newer build by another team (same name and version) is
     not theirs to know of, nor to follow: pages and lists mark "newest" by this."""
     where, params = permissions.visible_requests_sql(user, "newest_r")
-    return ("(SELECT MAX(newest_i.id) FROM images newest_i JOIN image_requests newest_r "
-            f"ON newest_r.id = newest_i.request_id WHERE newest_i.image_tag = {tag_sql} AND {where})",
-            params)
+    return (
+        "(SELECT MAX(newest_i.id) FROM images newest_i JOIN image_requests newest_r "
+        f"ON newest_r.id = newest_i.request_id WHERE newest_i.image_tag = {tag_sql} AND {where})",
+        params,
+    )
 
 
 def newest_image_id(db: sqlite3.Connection, image_tag: str, user) -> int | None:
@@ -52,8 +56,9 @@ def newest_image_id(db: sqlite3.Connection, image_tag: str, user) -> int | None:
 
 
 def build_of_image(db: sqlite3.Connection, image_id: int):
-    return db.execute("SELECT id, status, commit_sha FROM builds WHERE image_id = ? "
-                      "ORDER BY id DESC LIMIT 1", (image_id,)).fetchone()
+    return db.execute(
+        "SELECT id, status, commit_sha FROM builds WHERE image_id = ? ORDER BY id DESC LIMIT 1", (image_id,)
+    ).fetchone()
 
 
 def images_of_request(db: sqlite3.Connection, request_id: int, user, limit: int = 20):
@@ -62,13 +67,16 @@ def images_of_request(db: sqlite3.Connection, request_id: int, user, limit: int 
         f"SELECT i.*, i.id = {newest} AS is_newest, "
         "(SELECT COUNT(*) FROM deployments d WHERE d.image_id = i.id) AS deployment_count "
         "FROM images i WHERE i.request_id = ? ORDER BY i.id DESC LIMIT ?",
-        [*params, request_id, limit]).fetchall()
+        [*params, request_id, limit],
+    ).fetchall()
 
 
 def deployments_of_image(db: sqlite3.Connection, image_id: int):
     return db.execute(
         "SELECT id, name, environment, status, replicas, ports, stopped_by_operator, needs_restart, "
-        "updated_at FROM deployments WHERE image_id = ? ORDER BY id DESC", (image_id,)).fetchall()
+        "updated_at FROM deployments WHERE image_id = ? ORDER BY id DESC",
+        (image_id,),
+    ).fetchall()
 
 
 def list_images_sql(user, q: str = "") -> tuple[str, list]:
@@ -78,9 +86,11 @@ def list_images_sql(user, q: str = "") -> tuple[str, list]:
     computed (a window read all 2,000 images per page view)."""
     newest, params = newest_visible_sql(user, "i.image_tag")
     where, where_params = permissions.visible_requests_sql(user, "r")
-    sql = (f"SELECT i.*, r.image_name, {newest} AS newest_id, "
-           "(SELECT COUNT(*) FROM deployments d WHERE d.image_id = i.id) AS deployment_count "
-           f"FROM images i JOIN image_requests r ON r.id = i.request_id WHERE {where}")
+    sql = (
+        f"SELECT i.*, r.image_name, {newest} AS newest_id, "
+        "(SELECT COUNT(*) FROM deployments d WHERE d.image_id = i.id) AS deployment_count "
+        f"FROM images i JOIN image_requests r ON r.id = i.request_id WHERE {where}"
+    )
     params = [*params, *where_params]
     if q:
         sql += " AND i.image_tag LIKE ? ESCAPE '\\'"

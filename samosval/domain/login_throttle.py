@@ -15,6 +15,7 @@ hour without failures forgets the count.
 Rows live in the database so every worker and restart agrees; old rows are
 purged as new ones are written, so the table stays small.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,9 @@ def key_for(username: str) -> str:
     return (username or "").strip().lower()[:KEY_MAX]
 
 
-def delay_after(failures: int, free_failures: int = FREE_FAILURES,
-                max_delay: float = MAX_DELAY_SECONDS) -> float:
+def delay_after(
+    failures: int, free_failures: int = FREE_FAILURES, max_delay: float = MAX_DELAY_SECONDS
+) -> float:
     """Seconds the next attempt must wait after ``failures`` failures in a row."""
     if failures <= free_failures:
         return 0.0
@@ -53,20 +55,28 @@ def guesses_per_hour(free_failures: int = FREE_FAILURES, max_delay: float = MAX_
 
 def retry_after(db: sqlite3.Connection, username: str, *, now: float) -> int:
     """Whole seconds to wait before this username may try again (0: go ahead)."""
-    row = db.execute("SELECT blocked_until FROM login_throttle WHERE username = ?",
-                     (key_for(username),)).fetchone()
+    row = db.execute(
+        "SELECT blocked_until FROM login_throttle WHERE username = ?", (key_for(username),)
+    ).fetchone()
     if row is None or row["blocked_until"] <= now:
         return 0
     return max(1, math.ceil(row["blocked_until"] - now))
 
 
-def record_failure(db: sqlite3.Connection, username: str, *, now: float,
-                   free_failures: int = FREE_FAILURES, max_delay: float = MAX_DELAY_SECONDS) -> float:
+def record_failure(
+    db: sqlite3.Connection,
+    username: str,
+    *,
+    now: float,
+    free_failures: int = FREE_FAILURES,
+    max_delay: float = MAX_DELAY_SECONDS,
+) -> float:
     """Count one wrong password for ``username``; returns the delay it now carries."""
     key = key_for(username)
     with transaction(db):
-        row = db.execute("SELECT failures, last_failure_at FROM login_throttle WHERE username = ?",
-                         (key,)).fetchone()
+        row = db.execute(
+            "SELECT failures, last_failure_at FROM login_throttle WHERE username = ?", (key,)
+        ).fetchone()
         failures = 1
         if row is not None and now - row["last_failure_at"] <= FORGET_AFTER_SECONDS:
             failures = row["failures"] + 1
@@ -75,7 +85,10 @@ def record_failure(db: sqlite3.Connection, username: str, *, now: float,
             "INSERT INTO login_throttle (username, failures, last_failure_at, blocked_until) "
             "VALUES (?, ?, ?, ?) ON CONFLICT(username) DO UPDATE SET failures = excluded.failures, "
             "last_failure_at = excluded.last_failure_at, blocked_until = excluded.blocked_until",
-            (key, failures, now, now + delay))
-        db.execute("DELETE FROM login_throttle WHERE last_failure_at < ? AND blocked_until < ?",
-                   (now - FORGET_AFTER_SECONDS, now))
+            (key, failures, now, now + delay),
+        )
+        db.execute(
+            "DELETE FROM login_throttle WHERE last_failure_at < ? AND blocked_until < ?",
+            (now - FORGET_AFTER_SECONDS, now),
+        )
     return delay

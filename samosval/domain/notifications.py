@@ -15,6 +15,7 @@
   attempt is kept, failures are retried with exponential backoff and jitter
   (:func:`retry_delay`), and after :data:`MAX_ATTEMPTS` a message is dead.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,24 +53,32 @@ KINDS = {
 }
 # Per kind: the settings kept plain, and the ones sealed.
 PLAIN_FIELDS = {
-    "webhook": (), "slack": (), "telegram": ("base_url", "chat_id"),
+    "webhook": (),
+    "slack": (),
+    "telegram": ("base_url", "chat_id"),
     "email": ("host", "port", "security", "username", "from_addr"),
 }
 SECRET_FIELDS = {
-    "webhook": ("url", "signing_secret"), "slack": ("url",), "telegram": ("bot_token",),
+    "webhook": ("url", "signing_secret"),
+    "slack": ("url",),
+    "telegram": ("bot_token",),
     "email": ("password",),
 }
-REQUIRED_SECRETS = {"webhook": ("url", "signing_secret"), "slack": ("url",), "telegram": ("bot_token",),
-                    "email": ()}
+REQUIRED_SECRETS = {
+    "webhook": ("url", "signing_secret"),
+    "slack": ("url",),
+    "telegram": ("bot_token",),
+    "email": (),
+}
 SMTP_SECURITY = ("none", "starttls", "ssl")
 TELEGRAM_DEFAULT_BASE = "https://api.telegram.org"
 
 MAX_ATTEMPTS = 8
-FIRST_DELAY = 60.0            # about a minute after the first failure ...
-MAX_DELAY = 6 * 3600.0        # ... growing to six hours before the eighth try
+FIRST_DELAY = 60.0  # about a minute after the first failure ...
+MAX_DELAY = 6 * 3600.0  # ... growing to six hours before the eighth try
 BACKOFF_FACTOR = (MAX_DELAY / FIRST_DELAY) ** (1 / (MAX_ATTEMPTS - 2))  # ~2.67
-JITTER = 0.2                  # each wait is the nominal one ±20 %
-LEASE_SECONDS = 120.0         # a claimed try not finished by then is tried again
+JITTER = 0.2  # each wait is the nominal one ±20 %
+LEASE_SECONDS = 120.0  # a claimed try not finished by then is tried again
 FANOUT_BATCH = 500
 MAX_NAME_LENGTH = 80
 MAX_URL_LENGTH = 2000
@@ -86,7 +95,7 @@ def parse_id(raw) -> int | None:
         value = int(str(raw if raw is not None else "").strip())
     except ValueError:
         return None
-    return value if 0 < value < 2 ** 63 else None
+    return value if 0 < value < 2**63 else None
 
 
 def retry_delay(attempt: int, rng) -> float:
@@ -98,6 +107,7 @@ def retry_delay(attempt: int, rng) -> float:
 
 
 # --- channels ------------------------------------------------------------------------------
+
 
 def _url_error(raw: str) -> str | None:
     if len(raw) > MAX_URL_LENGTH:
@@ -179,9 +189,11 @@ def get_channel(db: sqlite3.Connection, channel_id: int):
 
 
 def list_channels(db: sqlite3.Connection, enabled_only: bool = False) -> list:
-    sql = ("SELECT c.*, (SELECT COUNT(*) FROM notification_outbox o WHERE o.channel_id = c.id "
-           "AND o.status = 'pending') AS pending_count, (SELECT COUNT(*) FROM notification_outbox o "
-           "WHERE o.channel_id = c.id AND o.status = 'dead') AS dead_count FROM notification_channels c")
+    sql = (
+        "SELECT c.*, (SELECT COUNT(*) FROM notification_outbox o WHERE o.channel_id = c.id "
+        "AND o.status = 'pending') AS pending_count, (SELECT COUNT(*) FROM notification_outbox o "
+        "WHERE o.channel_id = c.id AND o.status = 'dead') AS dead_count FROM notification_channels c"
+    )
     if enabled_only:
         sql += " WHERE c.enabled = 1"
     return db.execute(sql + " ORDER BY c.name, c.id").fetchall()
@@ -210,8 +222,15 @@ def _url_hint(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}/…" if parts.hostname else ""
 
 
-def save_channel(db: sqlite3.Connection, user, kind: str, form: dict, keyring: Keyring, now: float,
-                 channel_id: int | None = None) -> int:
+def save_channel(
+    db: sqlite3.Connection,
+    user,
+    kind: str,
+    form: dict,
+    keyring: Keyring,
+    now: float,
+    channel_id: int | None = None,
+) -> int:
     """Create a channel, or update ``channel_id`` (blank secret fields keep theirs).
     Audited with the field names that changed, never their values."""
     if not permissions.can_manage_channels(user):
@@ -237,19 +256,34 @@ def save_channel(db: sqlite3.Connection, user, kind: str, form: dict, keyring: K
             channel_id = db.execute(
                 "INSERT INTO notification_channels (name, kind, settings, sealed_settings, enabled, created_at, "
                 "created_by, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?, ?)",
-                (name, kind, json.dumps(plain), keyring.seal(json.dumps(secret)), stamp, user.id, stamp)).lastrowid
+                (name, kind, json.dumps(plain), keyring.seal(json.dumps(secret)), stamp, user.id, stamp),
+            ).lastrowid
             changed = sorted([*plain, *secret])
             action = "notification_channel_create"
         else:
-            changed = sorted([f for f in plain if json.loads(existing["settings"]).get(f) != plain[f]]
-                             + [f for f in secret if (saved_secret or {}).get(f) != secret[f]])
-            db.execute("UPDATE notification_channels SET name = ?, settings = ?, sealed_settings = ?, enabled = ?, "
-                       "updated_at = ? WHERE id = ?",
-                       (name, json.dumps(plain), keyring.seal(json.dumps(secret)), enabled, stamp, channel_id))
+            changed = sorted(
+                [f for f in plain if json.loads(existing["settings"]).get(f) != plain[f]]
+                + [f for f in secret if (saved_secret or {}).get(f) != secret[f]]
+            )
+            db.execute(
+                "UPDATE notification_channels SET name = ?, settings = ?, sealed_settings = ?, enabled = ?, "
+                "updated_at = ? WHERE id = ?",
+                (name, json.dumps(plain), keyring.seal(json.dumps(secret)), enabled, stamp, channel_id),
+            )
             action = "notification_channel_update"
-        audit.record(db, action, user_id=user.id, now=now,
-                     details={"channel": channel_id, "name": name, "kind": kind, "fields": changed,
-                              "enabled": bool(enabled)})
+        audit.record(
+            db,
+            action,
+            user_id=user.id,
+            now=now,
+            details={
+                "channel": channel_id,
+                "name": name,
+                "kind": kind,
+                "fields": changed,
+                "enabled": bool(enabled),
+            },
+        )
     return channel_id
 
 
@@ -259,26 +293,36 @@ def delete_channel(db: sqlite3.Connection, user, channel, now: float) -> None:
     with transaction(db):
         if not db.execute("DELETE FROM notification_channels WHERE id = ?", (channel["id"],)).rowcount:
             raise Refused("not_found", N_("No such channel."))
-        audit.record(db, "notification_channel_delete", user_id=user.id, now=now,
-                     details={"channel": channel["id"], "name": channel["name"], "kind": channel["kind"]})
+        audit.record(
+            db,
+            "notification_channel_delete",
+            user_id=user.id,
+            now=now,
+            details={"channel": channel["id"], "name": channel["name"], "kind": channel["kind"]},
+        )
 
 
 def reseal_all(db: sqlite3.Connection, keyring: Keyring) -> int:
     """Re-encrypt every channel's secrets under the current key (caller's transaction)."""
     rows = db.execute("SELECT id, sealed_settings FROM notification_channels").fetchall()
     for row in rows:
-        db.execute("UPDATE notification_channels SET sealed_settings = ? WHERE id = ?",
-                   (keyring.reseal(row["sealed_settings"]), row["id"]))
+        db.execute(
+            "UPDATE notification_channels SET sealed_settings = ? WHERE id = ?",
+            (keyring.reseal(row["sealed_settings"]), row["id"]),
+        )
     return len(rows)
 
 
 # --- subscriptions ---------------------------------------------------------------------------
 
+
 def list_subscriptions(db: sqlite3.Connection, user_id: int) -> list:
     return db.execute(
         "SELECT s.*, c.name AS channel_name, c.kind AS channel_kind, c.enabled AS channel_enabled "
         "FROM notification_subscriptions s JOIN notification_channels c ON c.id = s.channel_id "
-        "WHERE s.user_id = ? ORDER BY s.id", (user_id,)).fetchall()
+        "WHERE s.user_id = ? ORDER BY s.id",
+        (user_id,),
+    ).fetchall()
 
 
 def get_subscription(db: sqlite3.Connection, subscription_id: int):
@@ -289,8 +333,11 @@ def _request_of_target(db: sqlite3.Connection, scope: str, target_id: int | None
     if scope == "request":
         return db.execute("SELECT * FROM image_requests WHERE id = ?", (target_id,)).fetchone()
     if scope == "deployment":
-        return db.execute("SELECT r.* FROM deployments d JOIN images i ON i.id = d.image_id "
-                          "JOIN image_requests r ON r.id = i.request_id WHERE d.id = ?", (target_id,)).fetchone()
+        return db.execute(
+            "SELECT r.* FROM deployments d JOIN images i ON i.id = d.image_id "
+            "JOIN image_requests r ON r.id = i.request_id WHERE d.id = ?",
+            (target_id,),
+        ).fetchone()
     return None
 
 
@@ -333,10 +380,17 @@ def subscribe(db: sqlite3.Connection, user, form: dict, now: float) -> int:
         subscription_id = db.execute(
             "INSERT INTO notification_subscriptions (user_id, channel_id, scope, target_id, events, recipient, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (user.id, channel["id"], scope, target_id, ",".join(events), recipient, utcnow_iso(now))).lastrowid
-        audit.record(db, "notification_subscribe", user_id=user.id, now=now,
-                     target_type=scope if scope != "owned" else None, target_id=target_id,
-                     details={"subscription": subscription_id, "channel": channel["name"], "events": events})
+            (user.id, channel["id"], scope, target_id, ",".join(events), recipient, utcnow_iso(now)),
+        ).lastrowid
+        audit.record(
+            db,
+            "notification_subscribe",
+            user_id=user.id,
+            now=now,
+            target_type=scope if scope != "owned" else None,
+            target_id=target_id,
+            details={"subscription": subscription_id, "channel": channel["name"], "events": events},
+        )
     return subscription_id
 
 
@@ -345,31 +399,51 @@ def unsubscribe(db: sqlite3.Connection, user, subscription, now: float) -> None:
         raise Refused("not_found", N_("No such subscription."))
     with transaction(db):
         db.execute("DELETE FROM notification_subscriptions WHERE id = ?", (subscription["id"],))
-        audit.record(db, "notification_unsubscribe", user_id=user.id, now=now,
-                     details={"subscription": subscription["id"]})
+        audit.record(
+            db,
+            "notification_unsubscribe",
+            user_id=user.id,
+            now=now,
+            details={"subscription": subscription["id"]},
+        )
 
 
 # --- events from the audit log ----------------------------------------------------------------
 
-_RELEVANT = ("build_finish", "deployment_failed", "deployment_running", "release_request",
-             "release_approve", "release_reject", "release_expire", "commit_hook_received")
+_RELEVANT = (
+    "build_finish",
+    "deployment_failed",
+    "deployment_running",
+    "release_request",
+    "release_approve",
+    "release_reject",
+    "release_expire",
+    "commit_hook_received",
+)
 
 
 def _deployment_context(db, deployment_id):
     return db.execute(
         "SELECT d.id AS deployment_id, d.name AS deployment_name, d.environment, i.request_id, "
         "i.image_tag FROM deployments d JOIN images i ON i.id = d.image_id WHERE d.id = ?",
-        (deployment_id,)).fetchone()
+        (deployment_id,),
+    ).fetchone()
 
 
 # What each decision on a release says, without and with a reason.
 _VERDICTS = {
-    "release_approve": (N_("Release %(release)s of %(name)s approved"),
-                        N_("Release %(release)s of %(name)s approved: %(reason)s")),
-    "release_reject": (N_("Release %(release)s of %(name)s rejected"),
-                       N_("Release %(release)s of %(name)s rejected: %(reason)s")),
-    "release_expire": (N_("Release %(release)s of %(name)s expired"),
-                       N_("Release %(release)s of %(name)s expired: %(reason)s")),
+    "release_approve": (
+        N_("Release %(release)s of %(name)s approved"),
+        N_("Release %(release)s of %(name)s approved: %(reason)s"),
+    ),
+    "release_reject": (
+        N_("Release %(release)s of %(name)s rejected"),
+        N_("Release %(release)s of %(name)s rejected: %(reason)s"),
+    ),
+    "release_expire": (
+        N_("Release %(release)s of %(name)s expired"),
+        N_("Release %(release)s of %(name)s expired: %(reason)s"),
+    ),
 }
 
 
@@ -381,8 +455,10 @@ def render(event: dict, locale: str | None, translate=None) -> str:
     if translate is None:
         return event["message"] % event["params"]
     localized = event.get("localized", ())
-    params = {name: translate(locale, value) if name in localized and value else value
-              for name, value in event["params"].items()}
+    params = {
+        name: translate(locale, value) if name in localized and value else value
+        for name, value in event["params"].items()
+    }
     return translate(locale, event["message"], params)
 
 
@@ -395,24 +471,40 @@ def events_of(db: sqlite3.Connection, row) -> list[dict]:
         details = {}
     found = []
     if action == "build_finish" and row["target_id"] is not None:
-        build = db.execute("SELECT b.id, b.request_id, r.image_name, r.version_tag FROM builds b "
-                           "JOIN image_requests r ON r.id = b.request_id WHERE b.id = ?",
-                           (row["target_id"],)).fetchone()
+        build = db.execute(
+            "SELECT b.id, b.request_id, r.image_name, r.version_tag FROM builds b "
+            "JOIN image_requests r ON r.id = b.request_id WHERE b.id = ?",
+            (row["target_id"],),
+        ).fetchone()
         if build is not None:
             ok = details.get("result") == "success"
             image = f"{build['image_name']}:{build['version_tag']}"
             params = {"id": build["id"], "image": image}
             if not ok:
                 params["error"] = details.get("error") or N_("unknown error")
-            found.append({
-                "event": "build_succeeded" if ok else "build_failed", "request_id": build["request_id"],
-                "deployment_id": None, "build_id": build["id"],
-                "message": (N_("Build #%(id)s of %(image)s succeeded") if ok
-                            else N_("Build #%(id)s of %(image)s failed: %(error)s")),
-                "params": params, "localized": ("error",), "url": f"/builds/{build['id']}"})
+            found.append(
+                {
+                    "event": "build_succeeded" if ok else "build_failed",
+                    "request_id": build["request_id"],
+                    "deployment_id": None,
+                    "build_id": build["id"],
+                    "message": (
+                        N_("Build #%(id)s of %(image)s succeeded")
+                        if ok
+                        else N_("Build #%(id)s of %(image)s failed: %(error)s")
+                    ),
+                    "params": params,
+                    "localized": ("error",),
+                    "url": f"/builds/{build['id']}",
+                }
+            )
         return found
     deployment_ids: list[int] = []
-    if row["target_type"] == "deployment" and row["target_id"] is not None and action != "commit_hook_received":
+    if (
+        row["target_type"] == "deployment"
+        and row["target_id"] is not None
+        and action != "commit_hook_received"
+    ):
         deployment_ids = [row["target_id"]]
     elif action == "commit_hook_received":
         deployment_ids = [i for i in details.get("pinned") or [] if isinstance(i, int)]
@@ -421,39 +513,71 @@ def events_of(db: sqlite3.Connection, row) -> list[dict]:
         if context is None:
             continue  # deleted since
         name = f"{context['deployment_name']} ({context['environment']})"
-        base = {"request_id": context["request_id"], "deployment_id": deployment_id, "build_id": None,
-                "url": f"/deployments/{deployment_id}"}
+        base = {
+            "request_id": context["request_id"],
+            "deployment_id": deployment_id,
+            "build_id": None,
+            "url": f"/deployments/{deployment_id}",
+        }
         if action == "deployment_failed":
-            found.append({**base, "event": "deployment_failed",
-                          "message": N_("Deployment %(name)s failed: %(reason)s"),
-                          "params": {"name": name, "reason": details.get("reason") or N_("unknown reason")},
-                          "localized": ("reason",)})
+            found.append(
+                {
+                    **base,
+                    "event": "deployment_failed",
+                    "message": N_("Deployment %(name)s failed: %(reason)s"),
+                    "params": {"name": name, "reason": details.get("reason") or N_("unknown reason")},
+                    "localized": ("reason",),
+                }
+            )
         elif action == "deployment_running":
             previous = db.execute(
                 "SELECT action FROM audit_log WHERE target_type = 'deployment' AND target_id = ? AND id < ? "
                 "AND action IN ('deployment_failed', 'deployment_running') ORDER BY id DESC LIMIT 1",
-                (deployment_id, row["id"])).fetchone()
+                (deployment_id, row["id"]),
+            ).fetchone()
             if previous is not None and previous["action"] == "deployment_failed":
-                found.append({**base, "event": "deployment_recovered",
-                              "message": N_("Deployment %(name)s recovered: running again"),
-                              "params": {"name": name}})
+                found.append(
+                    {
+                        **base,
+                        "event": "deployment_recovered",
+                        "message": N_("Deployment %(name)s recovered: running again"),
+                        "params": {"name": name},
+                    }
+                )
         elif action == "release_request":
-            found.append({**base, "event": "approval_needed",
-                          "message": N_("Release %(release)s of %(name)s waits for approval"),
-                          "params": {"release": details.get("release"), "name": name}})
+            found.append(
+                {
+                    **base,
+                    "event": "approval_needed",
+                    "message": N_("Release %(release)s of %(name)s waits for approval"),
+                    "params": {"release": details.get("release"), "name": name},
+                }
+            )
         elif action in _VERDICTS:
             plain, with_reason = _VERDICTS[action]
             params = {"release": details.get("release"), "name": name}
             if details.get("reason"):
                 params["reason"] = details["reason"]
             # An expiry's reason is the app's own text; a rejection's is the person's words.
-            found.append({**base, "event": "approval_decided", "message": with_reason if "reason" in params else plain,
-                          "params": params, "localized": ("reason",) if action == "release_expire" else ()})
+            found.append(
+                {
+                    **base,
+                    "event": "approval_decided",
+                    "message": with_reason if "reason" in params else plain,
+                    "params": params,
+                    "localized": ("reason",) if action == "release_expire" else (),
+                }
+            )
         elif action == "commit_hook_received":
             sha = str(details.get("sha") or "")[:12]
-            found.append({**base, "event": "pinned_skipped",
-                          "message": N_("Deployment %(name)s is pinned: commit %(sha)s was not rolled out"),
-                          "params": {"name": name, "sha": sha}})
+            found.append(
+                {
+                    **base,
+                    "event": "pinned_skipped",
+                    "message": N_("Deployment %(name)s is pinned: commit %(sha)s was not rolled out"),
+                    "params": {"name": name, "sha": sha},
+                }
+            )
     return found
 
 
@@ -468,13 +592,15 @@ def _recipients(db: sqlite3.Connection, event: dict) -> list:
         "JOIN users u ON u.id = s.user_id JOIN notification_channels c ON c.id = s.channel_id AND c.enabled = 1 "
         "WHERE (s.scope = 'request' AND s.target_id = ?) OR (s.scope = 'deployment' AND s.target_id = ?) "
         "OR (s.scope = 'owned' AND s.user_id = ?) ORDER BY s.id",
-        (req["id"], event["deployment_id"] if event["deployment_id"] is not None else -1, req["owner_id"])).fetchall()
+        (req["id"], event["deployment_id"] if event["deployment_id"] is not None else -1, req["owner_id"]),
+    ).fetchall()
     wanted = []
     for sub in rows:
         if event["event"] not in sub["events"].split(","):
             continue
-        person = SimpleNamespace(id=sub["user_id"], username=sub["username"], role=sub["role"],
-                                 is_active=bool(sub["is_active"]))
+        person = SimpleNamespace(
+            id=sub["user_id"], username=sub["username"], role=sub["role"], is_active=bool(sub["is_active"])
+        )
         if permissions.may_be_notified(person, req):
             wanted.append(sub)
     return wanted
@@ -483,20 +609,39 @@ def _recipients(db: sqlite3.Connection, event: dict) -> list:
 def payload_for(event: dict, audit_row, text: str) -> dict:
     """The JSON body of a message (no secrets: what the audit row already says), with
     ``text`` in the recipient's language."""
-    return {"event": event["event"], "text": text, "occurred_at": audit_row["created_at"],
-            "request_id": event["request_id"], "deployment_id": event["deployment_id"],
-            "build_id": event["build_id"], "url": event["url"], "audit_id": audit_row["id"]}
+    return {
+        "event": event["event"],
+        "text": text,
+        "occurred_at": audit_row["created_at"],
+        "request_id": event["request_id"],
+        "deployment_id": event["deployment_id"],
+        "build_id": event["build_id"],
+        "url": event["url"],
+        "audit_id": audit_row["id"],
+    }
 
 
-def _enqueue(db, channel_id: int, recipient: str, event: str, payload: dict, now: float,
-             source_audit_id: int | None) -> bool:
+def _enqueue(
+    db, channel_id: int, recipient: str, event: str, payload: dict, now: float, source_audit_id: int | None
+) -> bool:
     delivery = str(uuid.uuid4())
     payload = {**payload, "delivery_id": delivery}
-    return bool(db.execute(
-        "INSERT OR IGNORE INTO notification_outbox (channel_id, source_audit_id, recipient, event, payload, "
-        "delivery_uuid, status, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
-        (channel_id, source_audit_id, recipient, event, json.dumps(payload, ensure_ascii=False), delivery, now,
-         utcnow_iso(now))).rowcount)
+    return bool(
+        db.execute(
+            "INSERT OR IGNORE INTO notification_outbox (channel_id, source_audit_id, recipient, event, payload, "
+            "delivery_uuid, status, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+            (
+                channel_id,
+                source_audit_id,
+                recipient,
+                event,
+                json.dumps(payload, ensure_ascii=False),
+                delivery,
+                now,
+                utcnow_iso(now),
+            ),
+        ).rowcount
+    )
 
 
 def fan_out(db: sqlite3.Connection, now: float, batch: int = FANOUT_BATCH, translate=None) -> int:
@@ -513,25 +658,40 @@ def fan_out(db: sqlite3.Connection, now: float, batch: int = FANOUT_BATCH, trans
         cursor = db.execute("SELECT value FROM notification_state WHERE name = 'audit_cursor'").fetchone()
         after = cursor[0] if cursor else 0
         marks = ", ".join("?" * len(_RELEVANT))
-        last = db.execute("SELECT MAX(id) FROM (SELECT id FROM audit_log WHERE id > ? ORDER BY id LIMIT ?)",
-                          (after, batch)).fetchone()[0]
+        last = db.execute(
+            "SELECT MAX(id) FROM (SELECT id FROM audit_log WHERE id > ? ORDER BY id LIMIT ?)", (after, batch)
+        ).fetchone()[0]
         if last is None:
             return 0
-        rows = db.execute(f"SELECT * FROM audit_log WHERE id > ? AND id <= ? AND action IN ({marks}) ORDER BY id",
-                          (after, last, *_RELEVANT)).fetchall()
+        rows = db.execute(
+            f"SELECT * FROM audit_log WHERE id > ? AND id <= ? AND action IN ({marks}) ORDER BY id",
+            (after, last, *_RELEVANT),
+        ).fetchall()
         if rows and db.execute("SELECT 1 FROM notification_subscriptions LIMIT 1").fetchone():
             for row in rows:
                 for event in events_of(db, row):
                     for sub in _recipients(db, event):
                         payload = payload_for(event, row, render(event, sub["locale"], translate))
                         recipient = sub["recipient"] if sub["channel_kind"] in ("email", "telegram") else ""
-                        queued += _enqueue(db, sub["channel_id"], recipient, event["event"], payload, now, row["id"])
-        db.execute("INSERT OR REPLACE INTO notification_state (name, value) VALUES ('audit_cursor', ?)", (last,))
+                        queued += _enqueue(
+                            db, sub["channel_id"], recipient, event["event"], payload, now, row["id"]
+                        )
+        db.execute(
+            "INSERT OR REPLACE INTO notification_state (name, value) VALUES ('audit_cursor', ?)", (last,)
+        )
     return queued
 
 
-def send_test(db: sqlite3.Connection, user, channel, form: dict, now: float, *, locale: str | None = None,
-              translate=None) -> int:
+def send_test(
+    db: sqlite3.Connection,
+    user,
+    channel,
+    form: dict,
+    now: float,
+    *,
+    locale: str | None = None,
+    translate=None,
+) -> int:
     """Queue a test message on ``channel`` (the worker sends it, never the request),
     its text in ``locale`` (see :func:`render`). Email needs a recipient address;
     Telegram may name a chat."""
@@ -544,41 +704,74 @@ def send_test(db: sqlite3.Connection, user, channel, form: dict, now: float, *, 
         raise ValidationError({"recipient": N_("A chat id is a number or @channelname.")})
     if channel["kind"] not in ("email", "telegram"):
         recipient = ""
-    text = render({"message": N_("Test message from Samosval, sent by %(user)s"),
-                   "params": {"user": user.username}}, locale, translate)
-    payload = {"event": "test", "text": text,
-               "occurred_at": utcnow_iso(now), "request_id": None, "deployment_id": None, "build_id": None,
-               "url": None, "audit_id": None}
+    text = render(
+        {"message": N_("Test message from Samosval, sent by %(user)s"), "params": {"user": user.username}},
+        locale,
+        translate,
+    )
+    payload = {
+        "event": "test",
+        "text": text,
+        "occurred_at": utcnow_iso(now),
+        "request_id": None,
+        "deployment_id": None,
+        "build_id": None,
+        "url": None,
+        "audit_id": None,
+    }
     with transaction(db):
         _enqueue(db, channel["id"], recipient, "test", payload, now, None)
         message_id = db.execute("SELECT last_insert_rowid()").fetchone()[0]
-        audit.record(db, "notification_test", user_id=user.id, now=now,
-                     details={"channel": channel["id"], "name": channel["name"]})
+        audit.record(
+            db,
+            "notification_test",
+            user_id=user.id,
+            now=now,
+            details={"channel": channel["id"], "name": channel["name"]},
+        )
     return message_id
 
 
 # --- the outbox ------------------------------------------------------------------------------
 
+
 def claim_due(db: sqlite3.Connection, now: float, limit: int) -> list:
     """Pending messages due at ``now`` (of enabled channels), claimed for a lease:
     a worker that dies mid-send leaves them to be tried again after it."""
-    if db.execute("SELECT 1 FROM notification_outbox WHERE status = 'pending' AND next_attempt_at <= ? LIMIT 1",
-                  (now,)).fetchone() is None:
+    if (
+        db.execute(
+            "SELECT 1 FROM notification_outbox WHERE status = 'pending' AND next_attempt_at <= ? LIMIT 1",
+            (now,),
+        ).fetchone()
+        is None
+    ):
         return []  # the usual case: no write lock taken
     with transaction(db):
         rows = db.execute(
             "SELECT o.*, c.kind, c.settings, c.sealed_settings, c.name AS channel_name FROM notification_outbox o "
             "JOIN notification_channels c ON c.id = o.channel_id AND c.enabled = 1 "
             "WHERE o.status = 'pending' AND o.next_attempt_at <= ? ORDER BY o.next_attempt_at, o.id LIMIT ?",
-            (now, limit)).fetchall()
+            (now, limit),
+        ).fetchall()
         for row in rows:
-            db.execute("UPDATE notification_outbox SET next_attempt_at = ? WHERE id = ?",
-                       (now + LEASE_SECONDS, row["id"]))
+            db.execute(
+                "UPDATE notification_outbox SET next_attempt_at = ? WHERE id = ?",
+                (now + LEASE_SECONDS, row["id"]),
+            )
     return rows
 
 
-def record_attempt(db: sqlite3.Connection, message, *, ok: bool, http_status: int | None, error: str | None,
-                   duration_ms: float, now: float, rng) -> str:
+def record_attempt(
+    db: sqlite3.Connection,
+    message,
+    *,
+    ok: bool,
+    http_status: int | None,
+    error: str | None,
+    duration_ms: float,
+    now: float,
+    rng,
+) -> str:
     """Write one try's outcome; returns the message's new status (sent, pending, dead)."""
     number = message["attempts"] + 1
     if ok:
@@ -589,12 +782,16 @@ def record_attempt(db: sqlite3.Connection, message, *, ok: bool, http_status: in
         status, next_at = "pending", now + retry_delay(number, rng)
     error = (error or "")[:500] or None
     with transaction(db):
-        db.execute("INSERT INTO notification_attempts (message_id, number, at, ok, http_status, error, duration_ms) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (message["id"], number, utcnow_iso(now), int(ok), http_status, error, round(duration_ms, 1)))
-        db.execute("UPDATE notification_outbox SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?, "
-                   "sent_at = ? WHERE id = ?",
-                   (status, number, next_at, None if ok else error, utcnow_iso(now) if ok else None, message["id"]))
+        db.execute(
+            "INSERT INTO notification_attempts (message_id, number, at, ok, http_status, error, duration_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (message["id"], number, utcnow_iso(now), int(ok), http_status, error, round(duration_ms, 1)),
+        )
+        db.execute(
+            "UPDATE notification_outbox SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?, "
+            "sent_at = ? WHERE id = ?",
+            (status, number, next_at, None if ok else error, utcnow_iso(now) if ok else None, message["id"]),
+        )
     return status
 
 
@@ -603,24 +800,40 @@ def retry_dead(db: sqlite3.Connection, user, channel, now: float) -> int:
     if not permissions.can_manage_channels(user):
         raise Refused("forbidden", permissions.FORBIDDEN)
     with transaction(db):
-        count = db.execute("UPDATE notification_outbox SET status = 'pending', attempts = 0, next_attempt_at = ? "
-                           "WHERE channel_id = ? AND status = 'dead'", (now, channel["id"])).rowcount
+        count = db.execute(
+            "UPDATE notification_outbox SET status = 'pending', attempts = 0, next_attempt_at = ? "
+            "WHERE channel_id = ? AND status = 'dead'",
+            (now, channel["id"]),
+        ).rowcount
         if count:
-            audit.record(db, "notification_retry", user_id=user.id, now=now,
-                         details={"channel": channel["id"], "name": channel["name"], "messages": count})
+            audit.record(
+                db,
+                "notification_retry",
+                user_id=user.id,
+                now=now,
+                details={"channel": channel["id"], "name": channel["name"], "messages": count},
+            )
     return count
 
 
 def deliveries(db: sqlite3.Connection, channel_id: int, limit: int = 100) -> list[dict]:
     """The channel's newest messages, each with its attempts (the deliveries page)."""
-    messages = db.execute("SELECT id, event, recipient, status, attempts, next_attempt_at, last_error, created_at, "
-                          "sent_at, delivery_uuid, payload FROM notification_outbox WHERE channel_id = ? "
-                          "ORDER BY id DESC LIMIT ?", (channel_id, limit)).fetchall()
+    messages = db.execute(
+        "SELECT id, event, recipient, status, attempts, next_attempt_at, last_error, created_at, "
+        "sent_at, delivery_uuid, payload FROM notification_outbox WHERE channel_id = ? "
+        "ORDER BY id DESC LIMIT ?",
+        (channel_id, limit),
+    ).fetchall()
     ids = [m["id"] for m in messages]
     attempts: dict[int, list] = {}
     if ids:
-        for row in db.execute(f"SELECT * FROM notification_attempts WHERE message_id IN ({', '.join('?' * len(ids))}) "
-                              "ORDER BY message_id, number", ids):
+        for row in db.execute(
+            f"SELECT * FROM notification_attempts WHERE message_id IN ({', '.join('?' * len(ids))}) "
+            "ORDER BY message_id, number",
+            ids,
+        ):
             attempts.setdefault(row["message_id"], []).append(row)
-    return [{"message": m, "text": json.loads(m["payload"]).get("text"), "attempts": attempts.get(m["id"], [])}
-            for m in messages]
+    return [
+        {"message": m, "text": json.loads(m["payload"]).get("text"), "attempts": attempts.get(m["id"], [])}
+        for m in messages
+    ]

@@ -9,6 +9,7 @@ list is the 30,000 most common passwords shipped with the ``zxcvbn`` package
 Every check returns the English source message of the rule that failed (marked
 ``N_``; the web layer translates it), or None.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -29,6 +30,7 @@ def common_passwords() -> frozenset[str]:
     """The commonest passwords, lower-case. Loaded lazily: importing the list costs
     a few megabytes, paid only by the first password change after a start."""
     from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
     return frozenset(word.lower() for word in FREQUENCY_LISTS["passwords"])
 
 

@@ -1,5 +1,6 @@
 """Repository URLs, branch names and login lists: small pure helpers shared by
 requests and hooks."""
+
 from __future__ import annotations
 
 import re
@@ -9,8 +10,9 @@ MAX_BRANCH_LENGTH = 255
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 
 _SCP_LIKE = re.compile(r"^(?:[\w.+-]+@)?(?P<host>[\w.-]+):(?P<path>(?!//)[^\s]+)$")
-_URL = re.compile(r"^(?P<scheme>https?|ssh|git)://(?:[^@/\s]+@)?(?P<host>[\w.-]+)(?::\d+)?/(?P<path>[^\s]+)$",
-                  re.IGNORECASE)
+_URL = re.compile(
+    r"^(?P<scheme>https?|ssh|git)://(?:[^@/\s]+@)?(?P<host>[\w.-]+)(?::\d+)?/(?P<path>[^\s]+)$", re.IGNORECASE
+)
 
 
 def normalize_repo_url(url: str | None) -> str | None:

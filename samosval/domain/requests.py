@@ -4,6 +4,7 @@ The functions here take a connection, the acting user (anything with ``id``,
 ``username``, ``role`` and ``is_authenticated``) and plain values. Routes, JSON
 endpoints and tests call the same ones; permission questions go to ``access``.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,21 @@ REQUEST_STATUSES = ("draft", "submitted", "in_review", "approved", "rejected")
 UPDATE_MODES = ("continuous", "static")
 
 # Form fields, named as the spec's columns (``owner`` takes a login, stored as owner_id).
-FORM_FIELDS = ("image_name", "repo_url", "repo_branch", "update_mode", "target_commit",
-               "base_image", "run_commands", "entrypoint", "ram_mb", "vcpu", "version_tag",
-               "collaborators", "owner")
+FORM_FIELDS = (
+    "image_name",
+    "repo_url",
+    "repo_branch",
+    "update_mode",
+    "target_commit",
+    "base_image",
+    "run_commands",
+    "entrypoint",
+    "ram_mb",
+    "vcpu",
+    "version_tag",
+    "collaborators",
+    "owner",
+)
 
 # Every move the flow allows, whoever makes it. Staff may make any of them;
 # the creator or owner only draft → submitted and rejected → draft (see may_transition).
@@ -52,21 +65,43 @@ HTTP_SSH_URL_RE = re.compile(r"^(?:https?|ssh)://", re.IGNORECASE)
 SCP_URL_RE = re.compile(r"^[\w.+-]+@[\w.-]+:(?!//)\S+$")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
-LIMITS = {"image_name": 128, "repo_url": 500, "repo_branch": 200, "base_image": 200,
-          "entrypoint": 500, "version_tag": 128, "run_commands": 10000, "collaborators": 2000,
-          "owner": 64, "target_commit": 40}
+LIMITS = {
+    "image_name": 128,
+    "repo_url": 500,
+    "repo_branch": 200,
+    "base_image": 200,
+    "entrypoint": 500,
+    "version_tag": 128,
+    "run_commands": 10000,
+    "collaborators": 2000,
+    "owner": 64,
+    "target_commit": 40,
+}
 
 # Columns compared on edit, and those whose old/new values go into the audit row
 # (run_commands can be long: only its name is recorded).
-EDITABLE_COLUMNS = ("image_name", "repo_url", "repo_branch", "update_mode", "target_commit",
-                    "base_image", "run_commands", "entrypoint", "ram_mb", "vcpu", "version_tag",
-                    "collaborators", "owner_id")
+EDITABLE_COLUMNS = (
+    "image_name",
+    "repo_url",
+    "repo_branch",
+    "update_mode",
+    "target_commit",
+    "base_image",
+    "run_commands",
+    "entrypoint",
+    "ram_mb",
+    "vcpu",
+    "version_tag",
+    "collaborators",
+    "owner_id",
+)
 AUDITED_VALUES = tuple(c for c in EDITABLE_COLUMNS if c != "run_commands")
 
 HISTORY_ACTIONS = ("request_create", "request_submit", "request_status")
 
 
 # --- lookups -------------------------------------------------------------------
+
 
 def get_request(db: sqlite3.Connection, request_id: int):
     return db.execute(
@@ -77,9 +112,15 @@ def get_request(db: sqlite3.Connection, request_id: int):
     ).fetchone()
 
 
-def list_requests_query(user, *, status: str | None = None, owner: str | None = None,
-                        q: str | None = None, mine: bool = False,
-                        db: sqlite3.Connection | None = None) -> tuple[str, list]:
+def list_requests_query(
+    user,
+    *,
+    status: str | None = None,
+    owner: str | None = None,
+    q: str | None = None,
+    mine: bool = False,
+    db: sqlite3.Connection | None = None,
+) -> tuple[str, list]:
     """The list page's SELECT (newest first, no LIMIT) limited to what ``user`` sees.
     With ``db``, text that few requests hold is looked up in the trigram index first
     (see :mod:`.text_search`); common text, like short text, is checked row by row
@@ -104,9 +145,11 @@ def list_requests_query(user, *, status: str | None = None, owner: str | None = 
     if mine:
         clauses.append("(r.created_by = ? OR r.owner_id = ?)")
         params += [user.id, user.id]
-    sql = ("SELECT r.id, r.image_name, r.version_tag, r.status, r.repo_url, r.updated_at, "
-           "o.username AS owner_username FROM image_requests r JOIN users o ON o.id = r.owner_id "
-           f"WHERE {' AND '.join(clauses)} ORDER BY r.updated_at DESC, r.id DESC")
+    sql = (
+        "SELECT r.id, r.image_name, r.version_tag, r.status, r.repo_url, r.updated_at, "
+        "o.username AS owner_username FROM image_requests r JOIN users o ON o.id = r.owner_id "
+        f"WHERE {' AND '.join(clauses)} ORDER BY r.updated_at DESC, r.id DESC"
+    )
     return sql, params
 
 
@@ -114,8 +157,7 @@ def _escape_like(text: str) -> str:
     return like_escape(text)
 
 
-def search_logins(db: sqlite3.Connection, prefix: str, roles=None,
-                  limit: int = 20) -> list[str]:
+def search_logins(db: sqlite3.Connection, prefix: str, roles=None, limit: int = 20) -> list[str]:
     """Active users of ``roles`` (all when None) whose login starts with ``prefix``
     (for the datalists)."""
     sql = "SELECT username FROM users WHERE is_active = 1 AND username LIKE ? ESCAPE '\\'"
@@ -135,7 +177,9 @@ def status_history(db: sqlite3.Connection, request_id: int) -> list[dict]:
         "SELECT a.action, a.details, a.created_at, u.username FROM audit_log a "
         "LEFT JOIN users u ON u.id = a.user_id WHERE a.target_type = 'request' "
         f"AND a.target_id = ? AND a.action IN ({', '.join('?' * len(HISTORY_ACTIONS))}) "
-        "ORDER BY a.id", (request_id, *HISTORY_ACTIONS)).fetchall()
+        "ORDER BY a.id",
+        (request_id, *HISTORY_ACTIONS),
+    ).fetchall()
     history = []
     for row in rows:
         try:
@@ -144,13 +188,20 @@ def status_history(db: sqlite3.Connection, request_id: int) -> list[dict]:
             details = {}
         if not isinstance(details, dict):
             details = {}
-        history.append({"action": row["action"], "created_at": row["created_at"],
-                        "username": row["username"], "old": details.get("old"),
-                        "new": details.get("new") or details.get("status")})
+        history.append(
+            {
+                "action": row["action"],
+                "created_at": row["created_at"],
+                "username": row["username"],
+                "old": details.get("old"),
+                "new": details.get("new") or details.get("status"),
+            }
+        )
     return history
 
 
 # --- validation ------------------------------------------------------------------
+
 
 def form_values(form) -> dict[str, str]:
     """The submitted fields as stripped strings (what the form shows back on error)."""
@@ -165,8 +216,11 @@ def form_values(form) -> dict[str, str]:
 
 def values_from_row(req) -> dict[str, str]:
     """A stored request as form values (for the edit form)."""
-    values = {name: "" if req[name] is None else str(req[name])
-              for name in FORM_FIELDS if name not in ("owner", "vcpu")}
+    values = {
+        name: "" if req[name] is None else str(req[name])
+        for name in FORM_FIELDS
+        if name not in ("owner", "vcpu")
+    }
     values["vcpu"] = f"{req['vcpu']:g}"
     values["owner"] = req["owner_username"]
     return values
@@ -193,17 +247,18 @@ def validate(db: sqlite3.Connection, values: dict[str, str]) -> tuple[dict, dict
     if not image_name:
         errors["image_name"] = N_("Required.")
     elif not IMAGE_NAME_RE.match(image_name):
-        errors.setdefault("image_name", N_(
-            "Lowercase letters, digits, and . _ - / between them (a Docker image name)."))
+        errors.setdefault(
+            "image_name", N_("Lowercase letters, digits, and . _ - / between them (a Docker image name).")
+        )
     clean["image_name"] = image_name
 
     repo_url = values.get("repo_url", "")
     if not repo_url:
         errors["repo_url"] = N_("Required.")
-    elif not ((HTTP_SSH_URL_RE.match(repo_url) or SCP_URL_RE.match(repo_url))
-              and normalize_repo_url(repo_url)):
-        errors.setdefault("repo_url", N_(
-            "Enter an http(s)://, ssh:// or git@host:path repository URL."))
+    elif not (
+        (HTTP_SSH_URL_RE.match(repo_url) or SCP_URL_RE.match(repo_url)) and normalize_repo_url(repo_url)
+    ):
+        errors.setdefault("repo_url", N_("Enter an http(s)://, ssh:// or git@host:path repository URL."))
     clean["repo_url"] = repo_url
 
     branch = values.get("repo_branch", "") or "main"
@@ -263,15 +318,18 @@ def validate(db: sqlite3.Connection, values: dict[str, str]) -> tuple[dict, dict
     if not version:
         errors["version_tag"] = N_("Required.")
     elif not VERSION_TAG_RE.match(version):
-        errors.setdefault("version_tag", N_(
-            "Letters, digits and . _ + - with no spaces (it becomes the image tag)."))
+        errors.setdefault(
+            "version_tag", N_("Letters, digits and . _ + - with no spaces (it becomes the image tag).")
+        )
     clean["version_tag"] = version
 
     logins = split_logins(values.get("collaborators", ""))
     if "collaborators" not in errors and logins:
         marks = ", ".join("?" * len(logins))
-        known = {row["username"] for row in db.execute(
-            f"SELECT username FROM users WHERE username IN ({marks})", logins)}
+        known = {
+            row["username"]
+            for row in db.execute(f"SELECT username FROM users WHERE username IN ({marks})", logins)
+        }
         unknown = [login for login in logins if login not in known]
         if unknown:
             errors["collaborators"] = N_("These logins do not exist:")
@@ -282,8 +340,9 @@ def validate(db: sqlite3.Connection, values: dict[str, str]) -> tuple[dict, dict
     if not owner_login:
         errors["owner"] = N_("Choose the owner (a developer).")
     elif "owner" not in errors:
-        row = db.execute("SELECT id, role, is_active FROM users WHERE username = ?",
-                         (owner_login,)).fetchone()
+        row = db.execute(
+            "SELECT id, role, is_active FROM users WHERE username = ?", (owner_login,)
+        ).fetchone()
         if row is None or not row["is_active"]:
             errors["owner"] = N_("No active user with this login.")
         elif row["role"] != "developer":
@@ -295,11 +354,13 @@ def validate(db: sqlite3.Connection, values: dict[str, str]) -> tuple[dict, dict
         raise ValidationError(errors, extra=extra)
     clean["repo_key"] = normalize_repo_url(repo_url)
     clean["dockerfile_content"] = generate_dockerfile(
-        clean["base_image"], clean["run_commands"], clean["entrypoint"])
+        clean["base_image"], clean["run_commands"], clean["entrypoint"]
+    )
     return clean, extra
 
 
 # --- Dockerfile ---------------------------------------------------------------------
+
 
 def generate_dockerfile(base_image: str, run_commands: str | None, entrypoint: str | None) -> str:
     """The Dockerfile the simulated build uses: FROM, the sources, one RUN per
@@ -313,10 +374,13 @@ def generate_dockerfile(base_image: str, run_commands: str | None, entrypoint: s
 
 # --- writes --------------------------------------------------------------------------
 
+
 def _sync_collaborators(db: sqlite3.Connection, request_id: int, collaborators: str | None) -> None:
     db.execute("DELETE FROM request_collaborators WHERE request_id = ?", (request_id,))
-    db.executemany("INSERT INTO request_collaborators (request_id, username) VALUES (?, ?)",
-                   [(request_id, login) for login in split_logins(collaborators)])
+    db.executemany(
+        "INSERT INTO request_collaborators (request_id, username) VALUES (?, ?)",
+        [(request_id, login) for login in split_logins(collaborators)],
+    )
 
 
 def create_request(db: sqlite3.Connection, user, values: dict[str, str], *, now: float) -> int:
@@ -328,17 +392,24 @@ def create_request(db: sqlite3.Connection, user, values: dict[str, str], *, now:
         request_id = db.execute(
             f"INSERT INTO image_requests ({', '.join(columns)}, status, created_by, created_at, "
             f"updated_at) VALUES ({', '.join('?' * len(columns))}, 'draft', ?, ?, ?)",
-            [*(clean[c] for c in columns), user.id, stamp, stamp]).lastrowid
+            [*(clean[c] for c in columns), user.id, stamp, stamp],
+        ).lastrowid
         _sync_collaborators(db, request_id, clean["collaborators"])
-        audit.record(db, "request_create", user_id=user.id, target_type="request",
-                     target_id=request_id, details={"status": "draft",
-                                                    "image": f"{clean['image_name']}:{clean['version_tag']}"},
-                     now=now)
+        audit.record(
+            db,
+            "request_create",
+            user_id=user.id,
+            target_type="request",
+            target_id=request_id,
+            details={"status": "draft", "image": f"{clean['image_name']}:{clean['version_tag']}"},
+            now=now,
+        )
     return request_id
 
 
-def update_request(db: sqlite3.Connection, user, request_id: int, values: dict[str, str], *,
-                   now: float) -> list[str]:
+def update_request(
+    db: sqlite3.Connection, user, request_id: int, values: dict[str, str], *, now: float
+) -> list[str]:
     """Validate and save an edit; returns the names of the changed fields.
 
     A changed base image marks the deployments of this request's images as
@@ -351,17 +422,23 @@ def update_request(db: sqlite3.Connection, user, request_id: int, values: dict[s
         clean, _extra = validate(db, values)
         changed = [c for c in EDITABLE_COLUMNS if old[c] != clean[c]]
         if not changed:
-            if old["dockerfile_content"] != clean["dockerfile_content"] or old["repo_key"] != clean["repo_key"]:
-                db.execute("UPDATE image_requests SET dockerfile_content = ?, repo_key = ? WHERE id = ?",
-                           (clean["dockerfile_content"], clean["repo_key"], request_id))
+            if (
+                old["dockerfile_content"] != clean["dockerfile_content"]
+                or old["repo_key"] != clean["repo_key"]
+            ):
+                db.execute(
+                    "UPDATE image_requests SET dockerfile_content = ?, repo_key = ? WHERE id = ?",
+                    (clean["dockerfile_content"], clean["repo_key"], request_id),
+                )
             return []
         columns = [*EDITABLE_COLUMNS, "repo_key", "dockerfile_content"]
         db.execute(
             f"UPDATE image_requests SET {', '.join(f'{c} = ?' for c in columns)}, updated_at = ? "
-            "WHERE id = ?", [*(clean[c] for c in columns), utcnow_iso(now), request_id])
+            "WHERE id = ?",
+            [*(clean[c] for c in columns), utcnow_iso(now), request_id],
+        )
         _sync_collaborators(db, request_id, clean["collaborators"])
-        details: dict = {"fields": ["owner" if c == "owner_id" else c for c in changed],
-                         "changes": {}}
+        details: dict = {"fields": ["owner" if c == "owner_id" else c for c in changed], "changes": {}}
         for column in changed:
             if column in AUDITED_VALUES:
                 before, after = old[column], clean[column]
@@ -373,10 +450,18 @@ def update_request(db: sqlite3.Connection, user, request_id: int, values: dict[s
                 "UPDATE deployments SET needs_restart = 1 WHERE image_id IN "
                 "(SELECT id FROM images WHERE request_id = ?) AND status IN "
                 f"({', '.join('?' * len(RESTARTABLE_DEPLOYMENT_STATUSES))})",
-                (request_id, *RESTARTABLE_DEPLOYMENT_STATUSES)).rowcount
+                (request_id, *RESTARTABLE_DEPLOYMENT_STATUSES),
+            ).rowcount
             details["needs_restart_marked"] = marked
-        audit.record(db, "request_edit", user_id=user.id, target_type="request",
-                     target_id=request_id, details=details, now=now)
+        audit.record(
+            db,
+            "request_edit",
+            user_id=user.id,
+            target_type="request",
+            target_id=request_id,
+            details=details,
+            now=now,
+        )
     return details["fields"]
 
 
@@ -396,8 +481,7 @@ def next_statuses(user, req) -> list[str]:
     return [s for s in TRANSITIONS.get(req["status"], ()) if may_transition(user, req, s)]
 
 
-def change_status(db: sqlite3.Connection, user, request_id: int, new_status: str, *,
-                  now: float) -> str:
+def change_status(db: sqlite3.Connection, user, request_id: int, new_status: str, *, now: float) -> str:
     """Move a request to ``new_status``; returns the old status.
 
     Refusals raise Refused: a conflict when the flow does not allow the move,
@@ -416,11 +500,20 @@ def change_status(db: sqlite3.Connection, user, request_id: int, new_status: str
             raise Refused("conflict", N_("The status flow does not allow this change."))
         if not may_transition(user, req, new_status):
             raise Refused("forbidden", N_("You may not make this status change."))
-        db.execute("UPDATE image_requests SET status = ?, updated_at = ? WHERE id = ?",
-                   (new_status, utcnow_iso(now), request_id))
+        db.execute(
+            "UPDATE image_requests SET status = ?, updated_at = ? WHERE id = ?",
+            (new_status, utcnow_iso(now), request_id),
+        )
         action = "request_submit" if (old, new_status) == ("draft", "submitted") else "request_status"
-        audit.record(db, action, user_id=user.id, target_type="request", target_id=request_id,
-                     details={"old": old, "new": new_status}, now=now)
+        audit.record(
+            db,
+            action,
+            user_id=user.id,
+            target_type="request",
+            target_id=request_id,
+            details={"old": old, "new": new_status},
+            now=now,
+        )
     return old
 
 

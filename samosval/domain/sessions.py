@@ -9,6 +9,7 @@ used within the idle timeout, and it is younger than the absolute lifetime.
 
 Every function takes the caller's ``now`` (epoch seconds).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,8 +43,16 @@ def is_alive(session, user, *, now: float, idle_seconds: float, max_seconds: flo
     return now - iso_to_epoch(session["created_at"]) <= max_seconds
 
 
-def start_session(db: sqlite3.Connection, user, *, now: float, address: str | None,
-                  user_agent: str | None, idle_seconds: float, max_seconds: float) -> tuple[str, int]:
+def start_session(
+    db: sqlite3.Connection,
+    user,
+    *,
+    now: float,
+    address: str | None,
+    user_agent: str | None,
+    idle_seconds: float,
+    max_seconds: float,
+) -> tuple[str, int]:
     """Open a session for ``user`` (a row); returns its token, which is shown once
     (it goes into the login cookie) and stored only hashed, and its id. Sessions of
     anyone that can no longer be alive are deleted on the way, so browsers that
@@ -54,19 +63,29 @@ def start_session(db: sqlite3.Connection, user, *, now: float, address: str | No
         session_id = db.execute(
             "INSERT INTO sessions (token_hash, user_id, session_version, created_at, last_seen_at, "
             "address, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (hash_token(token), user["id"], user["session_version"], stamp, stamp,
-             (address or "")[:ADDRESS_MAX] or None,
-             (user_agent or "")[:USER_AGENT_MAX] or None)).lastrowid
+            (
+                hash_token(token),
+                user["id"],
+                user["session_version"],
+                stamp,
+                stamp,
+                (address or "")[:ADDRESS_MAX] or None,
+                (user_agent or "")[:USER_AGENT_MAX] or None,
+            ),
+        ).lastrowid
         # Sessions retired by a version bump are dead for good: forget them now.
-        db.execute("DELETE FROM sessions WHERE user_id = ? AND session_version != ?",
-                   (user["id"], user["session_version"]))
-        db.execute("DELETE FROM sessions WHERE last_seen_at < ? OR created_at < ?",
-                   (utcnow_iso(now - idle_seconds), utcnow_iso(now - max_seconds)))
+        db.execute(
+            "DELETE FROM sessions WHERE user_id = ? AND session_version != ?",
+            (user["id"], user["session_version"]),
+        )
+        db.execute(
+            "DELETE FROM sessions WHERE last_seen_at < ? OR created_at < ?",
+            (utcnow_iso(now - idle_seconds), utcnow_iso(now - max_seconds)),
+        )
     return token, session_id
 
 
-def resolve(db: sqlite3.Connection, token: str, *, now: float, idle_seconds: float,
-            max_seconds: float):
+def resolve(db: sqlite3.Connection, token: str, *, now: float, idle_seconds: float, max_seconds: float):
     """The ``(session, user)`` rows a cookie's token stands for, or None when the
     session is unknown or no longer alive (a dead one is deleted on the way)."""
     if not token or not isinstance(token, str):
@@ -90,14 +109,19 @@ def get_session(db: sqlite3.Connection, session_id: int):
     return db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
 
 
-def list_sessions(db: sqlite3.Connection, user_id: int, *, now: float, idle_seconds: float,
-                  max_seconds: float) -> list:
+def list_sessions(
+    db: sqlite3.Connection, user_id: int, *, now: float, idle_seconds: float, max_seconds: float
+) -> list:
     """The user's live sessions, the most recently used first."""
     user = db.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
-    rows = db.execute("SELECT * FROM sessions WHERE user_id = ? ORDER BY last_seen_at DESC, id DESC",
-                      (user_id,)).fetchall()
-    return [row for row in rows
-            if is_alive(row, user, now=now, idle_seconds=idle_seconds, max_seconds=max_seconds)]
+    rows = db.execute(
+        "SELECT * FROM sessions WHERE user_id = ? ORDER BY last_seen_at DESC, id DESC", (user_id,)
+    ).fetchall()
+    return [
+        row
+        for row in rows
+        if is_alive(row, user, now=now, idle_seconds=idle_seconds, max_seconds=max_seconds)
+    ]
 
 
 def parse_session_id(raw) -> int:
@@ -110,8 +134,16 @@ def parse_session_id(raw) -> int:
     return value
 
 
-def end_session(db: sqlite3.Connection, session_id: int, *, user_id: int, actor_id: int | None,
-                now: float, action: str = "session_end", missing_ok: bool = False) -> bool:
+def end_session(
+    db: sqlite3.Connection,
+    session_id: int,
+    *,
+    user_id: int,
+    actor_id: int | None,
+    now: float,
+    action: str = "session_end",
+    missing_ok: bool = False,
+) -> bool:
     """End one session of ``user_id`` (its owner signing out or revoking it, or an
     admin). A session of someone else is refused as missing: ids are not secrets,
     but nobody learns about another user's sessions this way. With ``missing_ok``
@@ -122,8 +154,15 @@ def end_session(db: sqlite3.Connection, session_id: int, *, user_id: int, actor_
             if missing_ok:
                 return False
             raise Refused("not_found", N_("This session has already ended."))
-        audit.record(db, action, user_id=actor_id, target_type="user", target_id=user_id,
-                     details={"session": session_id}, now=now)
+        audit.record(
+            db,
+            action,
+            user_id=actor_id,
+            target_type="user",
+            target_id=user_id,
+            details={"session": session_id},
+            now=now,
+        )
     return True
 
 
@@ -133,8 +172,7 @@ def end_all_sessions(db: sqlite3.Connection, user_id: int, *, actor_id: int | No
     with transaction(db):
         db.execute("UPDATE users SET session_version = session_version + 1 WHERE id = ?", (user_id,))
         db.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
-        audit.record(db, "sessions_end_all", user_id=actor_id, target_type="user", target_id=user_id,
-                     now=now)
+        audit.record(db, "sessions_end_all", user_id=actor_id, target_type="user", target_id=user_id, now=now)
 
 
 def stream_key(session_id: int) -> tuple[str, int]:

@@ -7,6 +7,7 @@ The index only narrows: callers always re-check each candidate with the literal,
 escaped LIKE they had before, so results are exactly the LIKE results (the trigram
 index folds case in every script, LIKE only in ASCII, so it finds a superset).
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -31,8 +32,9 @@ def phrase(text: str) -> str:
     return '"' + text.replace("\x00", "\x01").replace('"', '""') + '"'
 
 
-def matching_ids(db: sqlite3.Connection, index: str, text: str,
-                 limit: int = SELECTIVE_MATCHES) -> list[int] | None:
+def matching_ids(
+    db: sqlite3.Connection, index: str, text: str, limit: int = SELECTIVE_MATCHES
+) -> list[int] | None:
     """The ids of the rows that may hold ``text`` (by the index: a superset of the
     LIKE matches), when fewer than ``limit``; None when the text is common or too
     short for the index (the caller then checks LIKE row by row). Reads at most
@@ -42,6 +44,10 @@ def matching_ids(db: sqlite3.Connection, index: str, text: str,
         raise ValueError(index)
     if not indexable(text):
         return None
-    ids = [row[0] for row in db.execute(f"SELECT rowid FROM {index} WHERE {index} MATCH ? LIMIT ?",
-                                        (phrase(text), limit))]
+    ids = [
+        row[0]
+        for row in db.execute(
+            f"SELECT rowid FROM {index} WHERE {index} MATCH ? LIMIT ?", (phrase(text), limit)
+        )
+    ]
     return ids if len(ids) < limit else None

@@ -15,6 +15,7 @@ A token is shown once, when an admin creates it. What is kept:
   sealed secrets unreadable: signatures stop verifying (bearer tokens keep
   working, they use the hash) until the tokens are re-created.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,6 +45,7 @@ _HKDF_INFO = b"sealed webhook secret v1"
 
 # --- the secret itself -------------------------------------------------------
 
+
 def generate_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
@@ -70,6 +72,7 @@ def unseal(sealed: str, secret_key: str | bytes) -> str | None:
 
 # --- GitHub signatures ---------------------------------------------------------
 
+
 def github_signature(secret: str | bytes, body: bytes) -> str:
     """``X-Hub-Signature-256`` as GitHub computes it: HMAC-SHA256 of the raw body."""
     if isinstance(secret, str):
@@ -82,11 +85,11 @@ def verify_signature(secret: str | bytes, body: bytes, header: str | None) -> bo
     if not header:
         return False
     expected = github_signature(secret, body)
-    return hmac.compare_digest(expected.encode("ascii"),
-                               header.strip().lower().encode("ascii", "replace"))
+    return hmac.compare_digest(expected.encode("ascii"), header.strip().lower().encode("ascii", "replace"))
 
 
 # --- rows ------------------------------------------------------------------------
+
 
 def get_token(db: sqlite3.Connection, token_id: int):
     return db.execute("SELECT * FROM webhook_tokens WHERE id = ?", (token_id,)).fetchone()
@@ -97,11 +100,13 @@ def list_tokens(db: sqlite3.Connection):
         "SELECT t.id, t.name, t.token_prefix, t.created_at, t.last_used_at, t.revoked_at, "
         "u.username AS created_by_name FROM webhook_tokens t "
         "LEFT JOIN users u ON u.id = t.created_by "
-        "ORDER BY t.revoked_at IS NOT NULL, t.id DESC").fetchall()
+        "ORDER BY t.revoked_at IS NOT NULL, t.id DESC"
+    ).fetchall()
 
 
-def create_token(db: sqlite3.Connection, name: str, *, secret_key: str | bytes,
-                 actor_id: int | None, now: float) -> tuple[int, str]:
+def create_token(
+    db: sqlite3.Connection, name: str, *, secret_key: str | bytes, actor_id: int | None, now: float
+) -> tuple[int, str]:
     """Create a token; returns ``(id, token)``. The token is not retrievable later."""
     name = " ".join((name or "").split())
     if not name:
@@ -113,15 +118,28 @@ def create_token(db: sqlite3.Connection, name: str, *, secret_key: str | bytes,
         token_id = db.execute(
             "INSERT INTO webhook_tokens (name, token_prefix, token_hash, sealed_secret, created_by, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (name, token[:PREFIX_LENGTH], hash_token(token), seal(token, secret_key), actor_id,
-             utcnow_iso(now))).lastrowid
-        audit.record(db, "token_create", user_id=actor_id, target_type="token", target_id=token_id,
-                     details={"name": name, "prefix": token[:PREFIX_LENGTH]}, now=now)
+            (
+                name,
+                token[:PREFIX_LENGTH],
+                hash_token(token),
+                seal(token, secret_key),
+                actor_id,
+                utcnow_iso(now),
+            ),
+        ).lastrowid
+        audit.record(
+            db,
+            "token_create",
+            user_id=actor_id,
+            target_type="token",
+            target_id=token_id,
+            details={"name": name, "prefix": token[:PREFIX_LENGTH]},
+            now=now,
+        )
     return token_id, token
 
 
-def revoke_token(db: sqlite3.Connection, token_id: int, *, actor_id: int | None,
-                 now: float) -> None:
+def revoke_token(db: sqlite3.Connection, token_id: int, *, actor_id: int | None, now: float) -> None:
     with transaction(db):
         row = get_token(db, token_id)
         if row is None:
@@ -129,8 +147,15 @@ def revoke_token(db: sqlite3.Connection, token_id: int, *, actor_id: int | None,
         if row["revoked_at"]:
             raise Refused("conflict", N_("The token is already revoked."))
         db.execute("UPDATE webhook_tokens SET revoked_at = ? WHERE id = ?", (utcnow_iso(now), token_id))
-        audit.record(db, "token_revoke", user_id=actor_id, target_type="token", target_id=token_id,
-                     details={"name": row["name"], "prefix": row["token_prefix"]}, now=now)
+        audit.record(
+            db,
+            "token_revoke",
+            user_id=actor_id,
+            target_type="token",
+            target_id=token_id,
+            details={"name": row["name"], "prefix": row["token_prefix"]},
+            now=now,
+        )
 
 
 def touch(db: sqlite3.Connection, token_id: int, now: float) -> None:
@@ -139,6 +164,7 @@ def touch(db: sqlite3.Connection, token_id: int, now: float) -> None:
 
 
 # --- authentication ------------------------------------------------------------------
+
 
 def find_by_token(db: sqlite3.Connection, token: str | None):
     """The row of a presented token (revoked ones included: the caller says why it
@@ -155,8 +181,7 @@ def find_by_token(db: sqlite3.Connection, token: str | None):
     return row
 
 
-def find_by_signature(db: sqlite3.Connection, body: bytes, header: str | None,
-                      secret_key: str | bytes):
+def find_by_signature(db: sqlite3.Connection, body: bytes, header: str | None, secret_key: str | bytes):
     """The token whose secret signed ``body`` (revoked ones included, so the caller
     can say "revoked" rather than "mismatch"), or None. Every token is tried, each
     comparison in constant time; active tokens win over revoked ones."""

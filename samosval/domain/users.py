@@ -1,5 +1,6 @@
 """Users: validation, creation, authentication, password changes, and the admin's
 actions on other users (block, unblock, role change, password reset)."""
+
 from __future__ import annotations
 
 import re
@@ -36,8 +37,9 @@ def get_user(db: sqlite3.Connection, user_id: int):
 
 
 def get_user_by_username(db: sqlite3.Connection, username: str):
-    return db.execute("SELECT * FROM users WHERE username = ?",
-                      ((username or "").strip().lower(),)).fetchone()
+    return db.execute(
+        "SELECT * FROM users WHERE username = ?", ((username or "").strip().lower(),)
+    ).fetchone()
 
 
 def validate_username(username: str) -> str | None:
@@ -51,15 +53,23 @@ def validate_password(password: str, username: str | None = None) -> str | None:
     return password_policy.check(password, username)
 
 
-def create_user(db: sqlite3.Connection, username: str, password: str, role: str, *, now: float,
-                actor_id: int | None = None, must_change_password: bool = False) -> int:
+def create_user(
+    db: sqlite3.Connection,
+    username: str,
+    password: str,
+    role: str,
+    *,
+    now: float,
+    actor_id: int | None = None,
+    must_change_password: bool = False,
+) -> int:
     username = (username or "").strip().lower()
     errors = {}
-    if (message := validate_username(username)):
+    if message := validate_username(username):
         errors["username"] = message
     elif get_user_by_username(db, username):
         errors["username"] = N_("This username is taken.")
-    if (message := validate_password(password, username)):
+    if message := validate_password(password, username):
         errors["password"] = message
     if role not in ROLES:
         errors["role"] = N_("Choose admin, operator or developer.")
@@ -70,10 +80,23 @@ def create_user(db: sqlite3.Connection, username: str, password: str, role: str,
             user_id = db.execute(
                 "INSERT INTO users (username, password_hash, role, is_active, created_at, must_change_password) "
                 "VALUES (?, ?, ?, 1, ?, ?)",
-                (username, generate_password_hash(password), role, utcnow_iso(now), int(must_change_password)),
+                (
+                    username,
+                    generate_password_hash(password),
+                    role,
+                    utcnow_iso(now),
+                    int(must_change_password),
+                ),
             ).lastrowid
-            audit.record(db, "user_create", user_id=actor_id, target_type="user", target_id=user_id,
-                         details={"username": username, "role": role}, now=now)
+            audit.record(
+                db,
+                "user_create",
+                user_id=actor_id,
+                target_type="user",
+                target_id=user_id,
+                details={"username": username, "role": role},
+                now=now,
+            )
     except sqlite3.IntegrityError:
         # Two admins creating the same login at once: the second one loses cleanly.
         raise ValidationError({"username": N_("This username is taken.")}) from None
@@ -92,9 +115,15 @@ def authenticate(db: sqlite3.Connection, username: str, password: str, *, now: f
     if row is None or not valid or not row["is_active"]:
         reason = "unknown user" if row is None else ("blocked" if valid else "bad password")
         with transaction(db):
-            audit.record(db, "login_failed", user_id=row["id"] if row else None,
-                         target_type="user", target_id=row["id"] if row else None,
-                         details={"username": (username or "")[:64], "reason": reason}, now=now)
+            audit.record(
+                db,
+                "login_failed",
+                user_id=row["id"] if row else None,
+                target_type="user",
+                target_id=row["id"] if row else None,
+                details={"username": (username or "")[:64], "reason": reason},
+                now=now,
+            )
         return None
     with transaction(db):
         db.execute("UPDATE users SET last_login_at = ? WHERE id = ?", (utcnow_iso(now), row["id"]))
@@ -102,16 +131,18 @@ def authenticate(db: sqlite3.Connection, username: str, password: str, *, now: f
     return get_user(db, row["id"])
 
 
-def change_own_password(db: sqlite3.Connection, user_id: int, current: str, new: str, confirm: str, *,
-                        now: float) -> None:
+def change_own_password(
+    db: sqlite3.Connection, user_id: int, current: str, new: str, confirm: str, *, now: float
+) -> None:
     row = get_user(db, user_id)
     errors = {}
     if not check_password_hash(row["password_hash"], current or ""):
         errors["current_password"] = N_("The current password is wrong.")
         with transaction(db):
-            audit.record(db, "password_change_failed", user_id=user_id, target_type="user",
-                         target_id=user_id, now=now)
-    if (message := validate_password(new, row["username"])):
+            audit.record(
+                db, "password_change_failed", user_id=user_id, target_type="user", target_id=user_id, now=now
+            )
+    if message := validate_password(new, row["username"]):
         errors["new_password"] = message
     elif new == current or row["username"] == "root" and new == "root":
         errors["new_password"] = N_("Choose a password different from the current one.")
@@ -126,8 +157,7 @@ def change_own_password(db: sqlite3.Connection, user_id: int, current: str, new:
             "session_version = session_version + 1 WHERE id = ?",
             (generate_password_hash(new), user_id),
         )
-        audit.record(db, "password_change", user_id=user_id, target_type="user", target_id=user_id,
-                     now=now)
+        audit.record(db, "password_change", user_id=user_id, target_type="user", target_id=user_id, now=now)
 
 
 def set_locale(db: sqlite3.Connection, user_id: int, locale: str) -> None:
@@ -148,8 +178,9 @@ PROTECTED_USERNAME = permissions.PROTECTED_USERNAME
 TEMP_PASSWORD_BYTES = 9  # token_urlsafe(9) gives 12 characters
 
 
-def list_users(db: sqlite3.Connection, *, role: str | None = None, q: str | None = None,
-               limit: int = 500) -> list:
+def list_users(
+    db: sqlite3.Connection, *, role: str | None = None, q: str | None = None, limit: int = 500
+) -> list:
     """Users for the admin table, by username, optionally filtered by role and by a
     piece of the username."""
     clauses, params = [], []
@@ -163,14 +194,17 @@ def list_users(db: sqlite3.Connection, *, role: str | None = None, q: str | None
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     return db.execute(
         "SELECT id, username, role, is_active, created_at, last_login_at, must_change_password "
-        f"FROM users {where} ORDER BY username LIMIT ?", [*params, limit]).fetchall()
+        f"FROM users {where} ORDER BY username LIMIT ?",
+        [*params, limit],
+    ).fetchall()
 
 
 def users_sql(role: str = "") -> tuple[str, list]:
     """Every user (optionally of one role), newest first, for cursor pages (the API)."""
     where, params = ("WHERE role = ?", [role]) if role in ROLES else ("", [])
-    return ("SELECT id, username, role, is_active, created_at, last_login_at FROM users "
-            f"{where} ORDER BY id DESC"), params
+    return (
+        f"SELECT id, username, role, is_active, created_at, last_login_at FROM users {where} ORDER BY id DESC"
+    ), params
 
 
 def list_usernames(db: sqlite3.Connection, limit: int = 500) -> list[str]:
@@ -206,10 +240,18 @@ def block_user(db: sqlite3.Connection, user_id: int, *, actor, now: float) -> sq
     if not row["is_active"]:
         raise Refused("conflict", N_("This user is already blocked."))
     with transaction(db):
-        db.execute("UPDATE users SET is_active = 0, session_version = session_version + 1 "
-                   "WHERE id = ?", (user_id,))
-        audit.record(db, "user_block", user_id=actor.id, target_type="user", target_id=user_id,
-                     details={"username": row["username"]}, now=now)
+        db.execute(
+            "UPDATE users SET is_active = 0, session_version = session_version + 1 WHERE id = ?", (user_id,)
+        )
+        audit.record(
+            db,
+            "user_block",
+            user_id=actor.id,
+            target_type="user",
+            target_id=user_id,
+            details={"username": row["username"]},
+            now=now,
+        )
     return get_user(db, user_id)
 
 
@@ -220,8 +262,15 @@ def unblock_user(db: sqlite3.Connection, user_id: int, *, actor, now: float) -> 
         raise Refused("conflict", N_("This user is not blocked."))
     with transaction(db):
         db.execute("UPDATE users SET is_active = 1 WHERE id = ?", (user_id,))
-        audit.record(db, "user_unblock", user_id=actor.id, target_type="user", target_id=user_id,
-                     details={"username": row["username"]}, now=now)
+        audit.record(
+            db,
+            "user_unblock",
+            user_id=actor.id,
+            target_type="user",
+            target_id=user_id,
+            details={"username": row["username"]},
+            now=now,
+        )
     return get_user(db, user_id)
 
 
@@ -231,16 +280,25 @@ def change_role(db: sqlite3.Connection, user_id: int, role: str, *, actor, now: 
     row = _target_or_refuse(db, user_id)
     _refuse_if(permissions.role_change_refusal(actor, row))
     if role not in ROLES:
-        raise ValidationError({"role": N_("Choose admin, operator or developer.")},
-                              message=N_("Choose admin, operator or developer."))
+        raise ValidationError(
+            {"role": N_("Choose admin, operator or developer.")},
+            message=N_("Choose admin, operator or developer."),
+        )
     if row["role"] == role:
         return False
     with transaction(db):
-        db.execute("UPDATE users SET role = ?, session_version = session_version + 1 WHERE id = ?",
-                   (role, user_id))
-        audit.record(db, "user_role_change", user_id=actor.id, target_type="user",
-                     target_id=user_id,
-                     details={"username": row["username"], "old": row["role"], "new": role}, now=now)
+        db.execute(
+            "UPDATE users SET role = ?, session_version = session_version + 1 WHERE id = ?", (role, user_id)
+        )
+        audit.record(
+            db,
+            "user_role_change",
+            user_id=actor.id,
+            target_type="user",
+            target_id=user_id,
+            details={"username": row["username"], "old": row["role"], "new": role},
+            now=now,
+        )
     return True
 
 
@@ -248,21 +306,30 @@ def generate_temporary_password() -> str:
     return secrets.token_urlsafe(TEMP_PASSWORD_BYTES)
 
 
-def reset_password(db: sqlite3.Connection, user_id: int, *, actor, now: float,
-                   password: str | None = None) -> str:
+def reset_password(
+    db: sqlite3.Connection, user_id: int, *, actor, now: float, password: str | None = None
+) -> str:
     """Set a temporary password (generated unless given), ask the user to change it at
     next login, and sign out their sessions. Returns the password so the admin can
     pass it on; it is never stored in clear or audited."""
     row = _target_or_refuse(db, user_id)
     _refuse_if(permissions.password_reset_refusal(actor, row))
     password = password if password is not None else generate_temporary_password()
-    if (message := validate_password(password, row["username"])):
+    if message := validate_password(password, row["username"]):
         raise ValidationError({"password": message})
     with transaction(db):
         db.execute(
             "UPDATE users SET password_hash = ?, must_change_password = 1, "
             "session_version = session_version + 1 WHERE id = ?",
-            (generate_password_hash(password), user_id))
-        audit.record(db, "user_password_reset", user_id=actor.id, target_type="user",
-                     target_id=user_id, details={"username": row["username"]}, now=now)
+            (generate_password_hash(password), user_id),
+        )
+        audit.record(
+            db,
+            "user_password_reset",
+            user_id=actor.id,
+            target_type="user",
+            target_id=user_id,
+            details={"username": row["username"]},
+            now=now,
+        )
     return password

@@ -1,4 +1,5 @@
 """Blueprints, one per area. Each module exposes ``bp``."""
+
 from __future__ import annotations
 
 from .. import web
@@ -21,9 +22,20 @@ from . import (
 )
 
 BLUEPRINT_MODULES = (
-    auth_routes, dashboard_routes, request_routes, build_routes, image_routes, deployment_routes,
-    admin_routes, api_routes, hook_routes, alert_routes, ops_routes, account_routes,
-    config_routes, notification_routes,
+    auth_routes,
+    dashboard_routes,
+    request_routes,
+    build_routes,
+    image_routes,
+    deployment_routes,
+    admin_routes,
+    api_routes,
+    hook_routes,
+    alert_routes,
+    ops_routes,
+    account_routes,
+    config_routes,
+    notification_routes,
     release_routes,
 )
 
@@ -33,4 +45,5 @@ def register_blueprints(app) -> None:
     for module in BLUEPRINT_MODULES:
         app.register_blueprint(module.bp)
     from .. import api
+
     api.init_app(app)  # the documented JSON API (/api/v1) and its OpenAPI document

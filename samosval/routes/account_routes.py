@@ -1,6 +1,7 @@
 """Sessions: a user's own (``/account/sessions``) and, for admins, another user's
 (``/admin/users/<id>/sessions``). Ending a session signs out that browser and ends
 its live log streams; "sign out everywhere" ends them all, this one included."""
+
 from __future__ import annotations
 
 from flask import (
@@ -32,9 +33,14 @@ bp = Blueprint("account", __name__)
 
 
 def _session_json(row, current_id: int | None) -> dict:
-    return {"id": row["id"], "created_at": row["created_at"], "last_seen_at": row["last_seen_at"],
-            "address": row["address"], "user_agent": row["user_agent"],
-            "current": row["id"] == current_id}
+    return {
+        "id": row["id"],
+        "created_at": row["created_at"],
+        "last_seen_at": row["last_seen_at"],
+        "address": row["address"],
+        "user_agent": row["user_agent"],
+        "current": row["id"] == current_id,
+    }
 
 
 def _target_or_404(user_id: int):
@@ -52,9 +58,15 @@ def _sessions_page(target):
     if wants_json():
         return jsonify(user=target["username"], sessions=[_session_json(r, current_id) for r in rows])
     limits = session_limits()
-    return render_template("account/sessions.html", target=target, sessions=rows, own=own,
-                           current_id=current_id, idle_hours=f"{limits['idle_seconds'] / 3600:g}",
-                           max_days=f"{limits['max_seconds'] / 86400:g}")
+    return render_template(
+        "account/sessions.html",
+        target=target,
+        sessions=rows,
+        own=own,
+        current_id=current_id,
+        idle_hours=f"{limits['idle_seconds'] / 3600:g}",
+        max_days=f"{limits['max_seconds'] / 86400:g}",
+    )
 
 
 def _ended(message: str, back: str):
@@ -66,8 +78,9 @@ def _ended(message: str, back: str):
 
 def _end_one(target, back: str):
     session_id = session_domain.parse_session_id(request.form.get("session_id"))
-    session_domain.end_session(get_db(), session_id, user_id=target["id"], actor_id=current_user.id,
-                               now=sim_now())
+    session_domain.end_session(
+        get_db(), session_id, user_id=target["id"], actor_id=current_user.id, now=sim_now()
+    )
     end_session_streams(target["id"], session_id)
     if target["id"] == current_user.id and session_id == current_user.session_id:
         logout_user()
@@ -77,6 +90,7 @@ def _end_one(target, back: str):
 
 
 # --- one's own -------------------------------------------------------------------
+
 
 @bp.get("/account/sessions")
 @login_required
@@ -104,6 +118,7 @@ def end_all_sessions():
 
 # --- an admin, for another user ------------------------------------------------------
 
+
 @bp.get("/admin/users/<int:user_id>/sessions")
 @role_required("admin")
 def user_sessions(user_id: int):
@@ -129,15 +144,24 @@ def end_user_session(user_id: int):
 
 # --- personal access tokens for the API (issue 22) ------------------------------------
 
+
 def _tokens_page(new_token: str | None = None, form: dict | None = None, errors=None, status: int = 200):
     now = sim_now()
     rows = access_token_domain.list_tokens(get_db(), current_user.id)
-    response = current_app.make_response((render_template(
-        "account/tokens.html", tokens=[{**dict(row), "state": access_token_domain.state(row, now)}
-                                       for row in rows],
-        new_token=new_token, form=form or {"name": "", "scopes": ["read"], "days": access_token_domain.DEFAULT_DAYS},
-        errors=errors or {}, scopes=permissions.grantable_scopes(current_user),
-        max_days=access_token_domain.MAX_DAYS), status))
+    response = current_app.make_response(
+        (
+            render_template(
+                "account/tokens.html",
+                tokens=[{**dict(row), "state": access_token_domain.state(row, now)} for row in rows],
+                new_token=new_token,
+                form=form or {"name": "", "scopes": ["read"], "days": access_token_domain.DEFAULT_DAYS},
+                errors=errors or {},
+                scopes=permissions.grantable_scopes(current_user),
+                max_days=access_token_domain.MAX_DAYS,
+            ),
+            status,
+        )
+    )
     response.headers["Cache-Control"] = "no-store"  # it may carry a token in clear
     return response
 
@@ -151,11 +175,15 @@ def tokens():
 @bp.post("/account/tokens")
 @login_required
 def create_token():
-    form = {"name": request.form.get("name", ""), "scopes": request.form.getlist("scopes"),
-            "days": request.form.get("days", "")}
+    form = {
+        "name": request.form.get("name", ""),
+        "scopes": request.form.getlist("scopes"),
+        "days": request.form.get("days", ""),
+    }
     try:
         _token_id, token = access_token_domain.create_token(
-            get_db(), current_user, form["name"], form["scopes"], form["days"], now=sim_now())
+            get_db(), current_user, form["name"], form["scopes"], form["days"], now=sim_now()
+        )
     except ValidationError as exc:
         return _tokens_page(form=form, errors=exc.errors, status=400)
     # Rendered, not redirected: the token is shown this once and kept nowhere in clear.
@@ -167,5 +195,7 @@ def create_token():
 def revoke_token(token_id: int):
     row = access_token_domain.revoke_token(get_db(), current_user, token_id, now=sim_now())
     end_token_streams(current_user.id, row["id"])
-    return _ended(_("Token “%(name)s” revoked: calls with it are refused from now on.", name=row["name"]),
-                  url_for("account.tokens"))
+    return _ended(
+        _("Token “%(name)s” revoked: calls with it are refused from now on.", name=row["name"]),
+        url_for("account.tokens"),
+    )

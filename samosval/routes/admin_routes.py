@@ -5,6 +5,7 @@ Every route is wrapped in ``role_required("admin")``; the domain commands ask
 nobody blocks themselves) and refuse with the reason, which the app-level handler
 answers (``web.refused_response``).
 """
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ admin_only = role_required("admin")
 
 # --- helpers -------------------------------------------------------------------
 
+
 def _user_or_404(user_id: int):
     row = user_domain.get_user(get_db(), user_id)
     if row is None:
@@ -66,11 +68,23 @@ def _users_page(status: int = 200, *, form: dict | None = None, errors: dict | N
     # up to this page and slicing is cheaper than a second query shape.
     number, per_page = page_number(request.args.get("page")), current_app.config["PER_PAGE"]
     rows = user_domain.list_users(db, role=role, q=q, limit=number * per_page + 1)
-    page = Page(items=rows[(number - 1) * per_page:number * per_page], number=number, per_page=per_page,
-                has_next=len(rows) > number * per_page, args={"role": role, "q": q})
-    return render_template("admin/users.html", users=page.items, page=page, role_filter=role, q=q,
-                           roles=user_domain.ROLES, form=form or {"must_change": False},
-                           errors=errors or {}), status
+    page = Page(
+        items=rows[(number - 1) * per_page : number * per_page],
+        number=number,
+        per_page=per_page,
+        has_next=len(rows) > number * per_page,
+        args={"role": role, "q": q},
+    )
+    return render_template(
+        "admin/users.html",
+        users=page.items,
+        page=page,
+        role_filter=role,
+        q=q,
+        roles=user_domain.ROLES,
+        form=form or {"must_change": False},
+        errors=errors or {},
+    ), status
 
 
 def _done(message: str, row):
@@ -81,9 +95,14 @@ def _done(message: str, row):
 
 
 def _user_json(row) -> dict:
-    return {"id": row["id"], "username": row["username"], "role": row["role"],
-            "is_active": bool(row["is_active"]), "created_at": row["created_at"],
-            "last_login_at": row["last_login_at"]}
+    return {
+        "id": row["id"],
+        "username": row["username"],
+        "role": row["role"],
+        "is_active": bool(row["is_active"]),
+        "created_at": row["created_at"],
+        "last_login_at": row["last_login_at"],
+    }
 
 
 def _end_sessions(user_id: int) -> None:
@@ -94,13 +113,13 @@ def _end_sessions(user_id: int) -> None:
 
 # --- users ---------------------------------------------------------------------
 
+
 @bp.get("/users")
 @admin_only
 def list_users():
     if wants_json():
         db = get_db()
-        rows = user_domain.list_users(db, role=request.args.get("role", ""),
-                                      q=request.args.get("q", ""))
+        rows = user_domain.list_users(db, role=request.args.get("role", ""), q=request.args.get("q", ""))
         return jsonify(users=[_user_json(row) for row in rows])
     return _users_page()
 
@@ -115,12 +134,20 @@ def create_user():
     }
     try:
         user_id = user_domain.create_user(
-            get_db(), form["username"], request.form.get("password") or "", form["role"],
-            now=sim_now(), actor_id=current_user.id, must_change_password=form["must_change"])
+            get_db(),
+            form["username"],
+            request.form.get("password") or "",
+            form["role"],
+            now=sim_now(),
+            actor_id=current_user.id,
+            must_change_password=form["must_change"],
+        )
     except ValidationError as exc:
         if wants_json():
-            return jsonify(error=_("Check the highlighted fields."),
-                           errors={field: _(message) for field, message in exc.errors.items()}), 400
+            return jsonify(
+                error=_("Check the highlighted fields."),
+                errors={field: _(message) for field, message in exc.errors.items()},
+            ), 400
         return _users_page(400, form=form, errors=exc.errors)
     row = user_domain.get_user(get_db(), user_id)
     message = _("User %(name)s created.", name=row["username"])
@@ -136,8 +163,7 @@ def block_user(user_id: int):
     target = _user_or_404(user_id)
     user_domain.block_user(get_db(), user_id, actor=current_user, now=sim_now())
     _end_sessions(user_id)
-    return _done(_("User %(name)s is blocked. Their sessions have ended.",
-                   name=target["username"]), target)
+    return _done(_("User %(name)s is blocked. Their sessions have ended.", name=target["username"]), target)
 
 
 @bp.post("/users/<int:user_id>/unblock")
@@ -152,14 +178,20 @@ def unblock_user(user_id: int):
 @admin_only
 def change_role(user_id: int):
     target = _user_or_404(user_id)
-    changed = user_domain.change_role(get_db(), user_id, request.form.get("role") or "",
-                                      actor=current_user, now=sim_now())
+    changed = user_domain.change_role(
+        get_db(), user_id, request.form.get("role") or "", actor=current_user, now=sim_now()
+    )
     if not changed:
-        return _done(_("Nothing changed: %(name)s already has this role.",
-                       name=target["username"]), target)
+        return _done(_("Nothing changed: %(name)s already has this role.", name=target["username"]), target)
     _end_sessions(user_id)
-    return _done(_("%(name)s is now %(role)s. Their sessions have ended.",
-                   name=target["username"], role=str(ROLE_LABELS[request.form["role"]])), target)
+    return _done(
+        _(
+            "%(name)s is now %(role)s. Their sessions have ended.",
+            name=target["username"],
+            role=str(ROLE_LABELS[request.form["role"]]),
+        ),
+        target,
+    )
 
 
 @bp.post("/users/<int:user_id>/reset_password")
@@ -171,16 +203,21 @@ def reset_password(user_id: int):
     password = user_domain.reset_password(get_db(), user_id, actor=current_user, now=sim_now())
     _end_sessions(user_id)
     if wants_json():
-        response = jsonify(user=_user_json(user_domain.get_user(get_db(), user_id)),
-                           temporary_password=password)
+        response = jsonify(
+            user=_user_json(user_domain.get_user(get_db(), user_id)), temporary_password=password
+        )
     else:
-        response = Response(render_template("admin/password_reset.html", target=target,
-                                            password=password, back_url=_back_url()))
+        response = Response(
+            render_template(
+                "admin/password_reset.html", target=target, password=password, back_url=_back_url()
+            )
+        )
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
 # --- audit log -------------------------------------------------------------------
+
 
 @bp.get("/audit")
 @admin_only
@@ -196,10 +233,17 @@ def audit():
         unknown_user = bool(filters.user) and user_domain.get_user_by_username(db, filters.user) is None
     usernames = user_domain.list_usernames(db)
     return render_template(
-        "admin/audit.html", filters=filters, errors=errors, page=page, links=links,
-        unknown_user=unknown_user, actions=sorted(audit_log.ACTIONS),
-        target_types=audit_log.TARGET_TYPES, usernames=usernames,
-        format_details=audit_queries.format_details), (400 if errors else 200)
+        "admin/audit.html",
+        filters=filters,
+        errors=errors,
+        page=page,
+        links=links,
+        unknown_user=unknown_user,
+        actions=sorted(audit_log.ACTIONS),
+        target_types=audit_log.TARGET_TYPES,
+        usernames=usernames,
+        format_details=audit_queries.format_details,
+    ), (400 if errors else 200)
 
 
 @bp.get("/audit.csv")
@@ -207,8 +251,9 @@ def audit():
 def audit_csv():
     filters, errors = audit_queries.parse_filters(request.args)
     if errors:
-        return jsonify(error=_("Check the filters."),
-                       errors={field: _(message) for field, message in errors.items()}), 400
+        return jsonify(
+            error=_("Check the filters."), errors={field: _(message) for field, message in errors.items()}
+        ), 400
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
     def rows():

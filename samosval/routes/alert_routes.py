@@ -1,4 +1,5 @@
 """Alerts: failed builds and deployments for operators and admins to look at."""
+
 from __future__ import annotations
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, url_for
@@ -29,11 +30,17 @@ def alert_type_label(alert_type: str) -> str:
 
 
 def _alert_json(alert) -> dict:
-    return {"id": alert["id"], "alert_type": alert["alert_type"],
-            "target_type": alert_domain.target_type_of(alert), "target_id": alert["target_id"],
-            "message": alert["message"], "resolved": bool(alert["resolved"]),
-            "created_at": alert["created_at"], "resolved_at": alert["resolved_at"],
-            "resolved_by": alert["resolved_by_name"]}
+    return {
+        "id": alert["id"],
+        "alert_type": alert["alert_type"],
+        "target_type": alert_domain.target_type_of(alert),
+        "target_id": alert["target_id"],
+        "message": alert["message"],
+        "resolved": bool(alert["resolved"]),
+        "created_at": alert["created_at"],
+        "resolved_at": alert["resolved_at"],
+        "resolved_by": alert["resolved_by_name"],
+    }
 
 
 @bp.get("/alerts")
@@ -42,15 +49,20 @@ def list_alerts():
     db = get_db()
     open_alerts, resolved = alert_domain.list_alerts(db)
     if wants_json():
-        return jsonify(open=[_alert_json(a) for a in open_alerts],
-                       resolved=[_alert_json(a) for a in resolved])
+        return jsonify(
+            open=[_alert_json(a) for a in open_alerts], resolved=[_alert_json(a) for a in resolved]
+        )
     # Links only to targets that still exist: one query per target type.
     pairs = [(alert_domain.target_type_of(a), a["target_id"]) for a in [*open_alerts, *resolved]]
-    links = {pair: audit_queries.target_path(*pair)
-             for pair in audit_queries.existing_targets(db, pairs)}
-    return render_template("alerts/alerts.html", open_alerts=open_alerts, resolved=resolved,
-                           links=links, target_type_of=alert_domain.target_type_of,
-                           alert_type_label=alert_type_label)
+    links = {pair: audit_queries.target_path(*pair) for pair in audit_queries.existing_targets(db, pairs)}
+    return render_template(
+        "alerts/alerts.html",
+        open_alerts=open_alerts,
+        resolved=resolved,
+        links=links,
+        target_type_of=alert_domain.target_type_of,
+        alert_type_label=alert_type_label,
+    )
 
 
 @bp.post("/alerts/<int:alert_id>/resolve")

@@ -1,4 +1,5 @@
 """Small JSON endpoints for the pages' scripts (spec 9.8)."""
+
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request

@@ -1,4 +1,5 @@
 """Login, logout, own password, interface language."""
+
 from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
@@ -29,8 +30,7 @@ def _username_address_key():
     """Per username *and* address: wrong passwords sent from one address never stop
     the owner signing in from another (the per-username delays handle spread-out
     guessing, see ``domain.login_throttle``)."""
-    username = current_user.username if current_user.is_authenticated \
-        else request.form.get("username") or ""
+    username = current_user.username if current_user.is_authenticated else request.form.get("username") or ""
     return f"login:{login_throttle.key_for(username)}@{client_address()}"
 
 
@@ -44,9 +44,13 @@ def _record_failure(db, username: str, now: float) -> None:
     and grows the username's delay."""
     g.credentials_failed = True
     config = current_app.config
-    login_throttle.record_failure(db, username, now=now,
-                                  free_failures=int(config["LOGIN_DELAY_AFTER_FAILURES"]),
-                                  max_delay=float(config["LOGIN_DELAY_MAX_SECONDS"]))
+    login_throttle.record_failure(
+        db,
+        username,
+        now=now,
+        free_failures=int(config["LOGIN_DELAY_AFTER_FAILURES"]),
+        max_delay=float(config["LOGIN_DELAY_MAX_SECONDS"]),
+    )
 
 
 def _too_many(seconds: int, template: str, **context):
@@ -63,8 +67,9 @@ def index():
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(_login_ip_limit, methods=["POST"], deduct_when=_credentials_failed)
-@limiter.limit(_login_user_limit, key_func=_username_address_key, methods=["POST"],
-               deduct_when=_credentials_failed)
+@limiter.limit(
+    _login_user_limit, key_func=_username_address_key, methods=["POST"], deduct_when=_credentials_failed
+)
 def login():
     next_url = safe_next(request.values.get("next"))
     if current_user.is_authenticated:
@@ -86,8 +91,9 @@ def login():
             if user.must_change_password:
                 flash(_("Please change your password."), "warning")
             return redirect(next_url or url_for("dashboard.dashboard"))
-    return render_template("auth/login.html", error=error, username=username, next=next_url), \
-        (401 if error else 200)
+    return render_template("auth/login.html", error=error, username=username, next=next_url), (
+        401 if error else 200
+    )
 
 
 @bp.route("/logout", methods=["POST"])
@@ -96,8 +102,15 @@ def logout():
     if current_user.is_authenticated:
         user_id, session_id = current_user.id, current_user.session_id
         # Ended meanwhile (revoked from another browser)? Then nothing is left to end.
-        session_domain.end_session(get_db(), session_id, user_id=user_id, actor_id=user_id,
-                                   now=sim_now(), action="logout", missing_ok=True)
+        session_domain.end_session(
+            get_db(),
+            session_id,
+            user_id=user_id,
+            actor_id=user_id,
+            now=sim_now(),
+            action="logout",
+            missing_ok=True,
+        )
         end_session_streams(user_id, session_id)
     logout_user()
     session.clear()
@@ -106,8 +119,9 @@ def logout():
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
-@limiter.limit(_login_user_limit, key_func=_username_address_key, methods=["POST"],
-               deduct_when=_credentials_failed)
+@limiter.limit(
+    _login_user_limit, key_func=_username_address_key, methods=["POST"], deduct_when=_credentials_failed
+)
 @login_required
 def change_password():
     errors = {}
@@ -119,9 +133,13 @@ def change_password():
             return _too_many(wait, "auth/change_password.html", errors={})
         try:
             user_domain.change_own_password(
-                db, user_id, request.form.get("current_password", ""),
-                request.form.get("new_password", ""), request.form.get("confirm_password", ""),
-                now=now)
+                db,
+                user_id,
+                request.form.get("current_password", ""),
+                request.form.get("new_password", ""),
+                request.form.get("confirm_password", ""),
+                now=now,
+            )
         except user_domain.ValidationError as exc:
             errors = exc.errors
             if "current_password" in errors:

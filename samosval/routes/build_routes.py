@@ -1,4 +1,5 @@
 """Builds: the list, the live log page, its polling JSON, start and cancel."""
+
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
@@ -16,15 +17,17 @@ from ..web import get_build_or_404, get_request_or_404
 
 bp = Blueprint("builds", __name__)
 
-MAX_LOG_OFFSET = 2 ** 62
+MAX_LOG_OFFSET = 2**62
 
 
 @bp.app_template_global("request_builds")
 def request_builds(req) -> dict:
     """Builds and images of ``req`` for the partial on the request page."""
     db = get_db()
-    return {"builds": build_domain.builds_of_request(db, req["id"]),
-            "images": image_domain.images_of_request(db, req["id"], current_user)}
+    return {
+        "builds": build_domain.builds_of_request(db, req["id"]),
+        "images": image_domain.images_of_request(db, req["id"], current_user),
+    }
 
 
 @bp.route("/builds")
@@ -35,10 +38,17 @@ def list_builds():
     if status not in build_domain.BUILD_STATUSES:
         status = ""
     sql, params = build_domain.list_builds_sql(current_user, status)
-    page = paginate(db, sql, params, page_number(request.args.get("page")),
-                    current_app.config["PER_PAGE"], {"status": status})
-    return render_template("builds/list_builds.html", page=page, status=status,
-                           statuses=build_domain.BUILD_STATUSES)
+    page = paginate(
+        db,
+        sql,
+        params,
+        page_number(request.args.get("page")),
+        current_app.config["PER_PAGE"],
+        {"status": status},
+    )
+    return render_template(
+        "builds/list_builds.html", page=page, status=status, statuses=build_domain.BUILD_STATUSES
+    )
 
 
 @bp.route("/builds/<int:build_id>")
@@ -47,8 +57,9 @@ def build_detail(build_id: int):
     build = get_build_or_404(build_id)
     state = build_domain.log_since(get_db(), build_id, 0)
     image = image_domain.get_image(get_db(), build["image_id"]) if build["image_id"] else None
-    return render_template("builds/build_detail.html", build=build, log_text=state.pop("log"),
-                           log_state=state, image=image)
+    return render_template(
+        "builds/build_detail.html", build=build, log_text=state.pop("log"), log_state=state, image=image
+    )
 
 
 @bp.route("/api/builds/<int:build_id>/log")

@@ -1,5 +1,6 @@
 """The dashboard (each role's work, trends, counts, latest events) and the command
 palette's search (Ctrl+K)."""
+
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, redirect, render_template, request, url_for
@@ -12,9 +13,11 @@ from ..templating import nav_items, status_label
 
 bp = Blueprint("dashboard", __name__)
 
-_ENDPOINTS = {"request": ("requests.request_detail", "request_id"),
-              "deployment": ("deployments.deployment_detail", "deployment_id"),
-              "image": ("images.image_detail", "image_id")}
+_ENDPOINTS = {
+    "request": ("requests.request_detail", "request_id"),
+    "deployment": ("deployments.deployment_detail", "deployment_id"),
+    "image": ("images.image_detail", "image_id"),
+}
 
 
 @bp.route("/dashboard")
@@ -32,9 +35,11 @@ def palette():
     query = request.args.get("q", "")
     items = dashboard_domain.palette_items(get_db(), current_user, query)
     needle = query.strip().lower()
-    pages = [{"kind": "page", "label": str(label), "url": url_for(endpoint)}
-             for endpoint, label in nav_items(current_user)
-             if not needle or needle in str(label).lower() or needle in endpoint.lower()]
+    pages = [
+        {"kind": "page", "label": str(label), "url": url_for(endpoint)}
+        for endpoint, label in nav_items(current_user)
+        if not needle or needle in str(label).lower() or needle in endpoint.lower()
+    ]
     for item in items:
         endpoint, arg = _ENDPOINTS[item["kind"]]
         item["url"] = url_for(endpoint, **{arg: item.pop("id")})

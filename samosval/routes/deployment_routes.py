@@ -1,5 +1,6 @@
 """Deployments: the list, the live detail page, start/stop/restart/delete, the
 metrics JSON, the SSE log stream and the log download."""
+
 from __future__ import annotations
 
 import socket
@@ -68,6 +69,7 @@ def _clock(ts: float) -> str:
 
 # --- the list -------------------------------------------------------------------
 
+
 @bp.route("/deployments")
 @login_required
 def list_deployments():
@@ -78,16 +80,26 @@ def list_deployments():
     if environment not in deployment_domain.ENVIRONMENTS:
         environment = ""
     sql, params = deployment_domain.list_deployments_sql(current_user, status, environment)
-    page = paginate(get_db(), sql, params, page_number(request.args.get("page")),
-                    current_app.config["PER_PAGE"],
-                    {"status": status, "environment": environment})
-    return render_template("deployments/list_deployments.html", page=page, status=status,
-                           environment=environment,
-                           statuses=deployment_domain.DEPLOYMENT_STATUSES,
-                           environments=deployment_domain.ENVIRONMENTS)
+    page = paginate(
+        get_db(),
+        sql,
+        params,
+        page_number(request.args.get("page")),
+        current_app.config["PER_PAGE"],
+        {"status": status, "environment": environment},
+    )
+    return render_template(
+        "deployments/list_deployments.html",
+        page=page,
+        status=status,
+        environment=environment,
+        statuses=deployment_domain.DEPLOYMENT_STATUSES,
+        environments=deployment_domain.ENVIRONMENTS,
+    )
 
 
 # --- the detail page --------------------------------------------------------------
+
 
 @bp.route("/deployments/<int:deployment_id>")
 @login_required
@@ -97,28 +109,33 @@ def deployment_detail(deployment_id: int):
     lines = runtime.logs.tail(LOG_TAIL) if runtime else []
     latest = runtime.metrics.latest() if runtime else None
     return render_template(
-        "deployments/deployment_detail.html", deployment=deployment,
-        lines=[{"seq": line.seq, "level": line.level, "text": line.text, "time": _clock(line.ts)}
-               for line in lines],
+        "deployments/deployment_detail.html",
+        deployment=deployment,
+        lines=[
+            {"seq": line.seq, "level": line.level, "text": line.text, "time": _clock(line.ts)}
+            for line in lines
+        ],
         latest=({"time": _clock(latest[0]), "cpu": latest[1], "ram": latest[2]} if latest else None),
         last_seq=lines[-1].seq if lines else 0,
         payload=status_payload(current_user, deployment),
         releases=release_domain.list_releases(get_db(), deployment_id, limit=RELEASES_SHOWN),
         releases_limit=RELEASES_SHOWN,
-        environment_protected=environment_domain.is_protected(get_db(), deployment["environment"]))
+        environment_protected=environment_domain.is_protected(get_db(), deployment["environment"]),
+    )
 
 
 # --- actions ------------------------------------------------------------------------
 
-@bp.route("/deployments/<int:deployment_id>/<any(start, stop, restart, delete):action>",
-          methods=["POST"])
+
+@bp.route("/deployments/<int:deployment_id>/<any(start, stop, restart, delete):action>", methods=["POST"])
 @login_required
 def deployment_action(deployment_id: int, action: str):
     deployment = get_deployment_or_404(deployment_id)
     db = get_db()
     # Refusals (not this user's to control, or not in this status) are the domain's.
     new_status = deployment_domain.perform_action(
-        db, get_state(), deployment, current_user, action, sim_now())
+        db, get_state(), deployment, current_user, action, sim_now()
+    )
     if new_status == "deleted":
         if wants_json():
             return jsonify(status="deleted", id=deployment_id)
@@ -134,7 +151,6 @@ def deployment_action(deployment_id: int, action: str):
 
 
 # --- metrics JSON ---------------------------------------------------------------------
-
 
 
 @bp.route("/api/deployments/<int:deployment_id>/metrics")
@@ -160,12 +176,21 @@ def deployment_metrics(deployment_id: int):
         ts=[round(ts, 3) for ts, _cpu, _ram in points],
         cpu=[round(cpu, 1) for _ts, cpu, _ram in points],
         ram=[round(ram, 1) for _ts, _cpu, ram in points],
-        latest=({"ts": round(latest[0], 3), "label": _clock(latest[0]),
-                 "cpu": round(latest[1], 1), "ram": round(latest[2], 1)} if latest else None),
+        latest=(
+            {
+                "ts": round(latest[0], 3),
+                "label": _clock(latest[0]),
+                "cpu": round(latest[1], 1),
+                "ram": round(latest[2], 1),
+            }
+            if latest
+            else None
+        ),
     )
 
 
 # --- logs -----------------------------------------------------------------------------
+
 
 @bp.route("/deployments/<int:deployment_id>/logs.txt")
 @login_required
@@ -177,10 +202,14 @@ def download_logs(deployment_id: int):
     filename = f"deployment-{deployment['id']}-{deployment['name']}.log.txt"
     # Header values are latin-1: anything but plain ASCII letters and digits becomes "_".
     safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in filename)
-    return Response(body, mimetype="text/plain", headers={
-        "Content-Disposition": f'attachment; filename="{safe}"',
-        "Cache-Control": "no-store",
-    })
+    return Response(
+        body,
+        mimetype="text/plain",
+        headers={
+            "Content-Disposition": f'attachment; filename="{safe}"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @bp.route("/api/deployments/<int:deployment_id>/logs/stream")
@@ -190,15 +219,18 @@ def log_stream(deployment_id: int):
     state = get_state()
     config = current_app.config
     user = current_user._get_current_object()
-    refused = state.open_stream(user.id, int(config["SSE_MAX_STREAMS_PER_USER"]),
-                                int(config["SSE_MAX_STREAMS"]))
+    refused = state.open_stream(
+        user.id, int(config["SSE_MAX_STREAMS_PER_USER"]), int(config["SSE_MAX_STREAMS"])
+    )
     if refused == "user":
         response = jsonify(error=_("Too many live log streams are open. Close some tabs and try again."))
         response.status_code = 429
         response.headers["Retry-After"] = "10"
         return response
     if refused == "total":
-        response = jsonify(error=_("The server has as many live log streams open as it can serve. Try again shortly."))
+        response = jsonify(
+            error=_("The server has as many live log streams open as it can serve. Try again shortly.")
+        )
         response.status_code = 503
         response.headers["Retry-After"] = "30"
         return response
@@ -217,9 +249,17 @@ def log_stream(deployment_id: int):
     logs.subscribe()
     # The body streams after the request (and ``g``'s connection) is gone: the guard
     # reads the user and deployment rows again, shared with the other streams.
-    guard = StreamGuard(state, config["DATABASE"], user_row, deployment_id, logs,
-                        session_id=user.session_id, session_alive=session_alive_check(),
-                        token_id=user.token_id, token_refusal=token_refusal_check())
+    guard = StreamGuard(
+        state,
+        config["DATABASE"],
+        user_row,
+        deployment_id,
+        logs,
+        session_id=user.session_id,
+        session_alive=session_alive_check(),
+        token_id=user.token_id,
+        token_refusal=token_refusal_check(),
+    )
 
     def read_status():
         row = guard.deployment_row()

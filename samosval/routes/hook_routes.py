@@ -8,6 +8,7 @@ signature, or a logged-in session that sends the CSRF header (the UI button).
 Its answers follow the caller's ``Accept-Language`` (English when none is sent);
 the button's follow the page's language.
 """
+
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
@@ -32,15 +33,29 @@ from ..simulator.runtime import get_state, sim_now
 bp = Blueprint("hooks", __name__)
 
 OUTCOME_LABELS = {
-    "processed": _l("processed"), "no_match": _l("no match"), "duplicate": _l("duplicate"),
-    "ignored": _l("ignored"), "pong": _l("ping"), "refused": _l("refused"), "invalid": _l("invalid"),
+    "processed": _l("processed"),
+    "no_match": _l("no match"),
+    "duplicate": _l("duplicate"),
+    "ignored": _l("ignored"),
+    "pong": _l("ping"),
+    "refused": _l("refused"),
+    "invalid": _l("invalid"),
 }
-SOURCE_LABELS = {"generic": _l("generic JSON"), "github": "GitHub", "gitea": "Gitea", "forgejo": "Forgejo",
-                 "gogs": "Gogs", "gitlab": "GitLab", "bitbucket": "Bitbucket Cloud",
-                 "bitbucket_dc": "Bitbucket Data Center", "ui": _l("button in the UI")}
+SOURCE_LABELS = {
+    "generic": _l("generic JSON"),
+    "github": "GitHub",
+    "gitea": "Gitea",
+    "forgejo": "Forgejo",
+    "gogs": "Gogs",
+    "gitlab": "GitLab",
+    "bitbucket": "Bitbucket Cloud",
+    "bitbucket_dc": "Bitbucket Data Center",
+    "ui": _l("button in the UI"),
+}
 
 
 # --- the hook ------------------------------------------------------------------------
+
 
 def reason_text(stored: str | None) -> str:
     """A stored reason in the reader's language; literal details stay as they are."""
@@ -72,8 +87,12 @@ def _respond(result: hook_effects.HookResult, caller: hook_auth.Caller | None = 
     with force_locale(_answer_locale(caller)):
         text = summary_text(result.outcome, result.reason, len(result.restarted), len(result.marked))
     if result.http_status >= 400:
-        payload = {"error": text, "reason": result.reason, "outcome": result.outcome,
-                   "delivery_id": result.delivery_id}
+        payload = {
+            "error": text,
+            "reason": result.reason,
+            "outcome": result.outcome,
+            "delivery_id": result.delivery_id,
+        }
         if result.missing:
             payload["missing"] = result.missing
         return jsonify(payload), result.http_status
@@ -131,15 +150,25 @@ def _handle_commit(token_id: int | None):
     except RequestEntityTooLarge:
         body = None
     user = current_user._get_current_object() if current_user.is_authenticated else None
-    credentials = hook_auth.read_credentials(request.headers, request.args, body or b"", request.content_type,
-                                             user=user, csrf_valid=_csrf_valid)
+    credentials = hook_auth.read_credentials(
+        request.headers, request.args, body or b"", request.content_type, user=user, csrf_valid=_csrf_valid
+    )
     result, caller = hook_effects.receive(
-        get_db(), get_state(), headers=request.headers, body=body, content_type=request.content_type,
-        credentials=credentials, now=sim_now(), secret_key=current_app.secret_key, token_id=token_id)
+        get_db(),
+        get_state(),
+        headers=request.headers,
+        body=body,
+        content_type=request.content_type,
+        credentials=credentials,
+        now=sim_now(),
+        secret_key=current_app.secret_key,
+        token_id=token_id,
+    )
     return _respond(result, caller)
 
 
 # --- deliveries ------------------------------------------------------------------------
+
 
 @bp.route("/webhooks")
 @login_required
@@ -149,14 +178,28 @@ def list_deliveries():
     outcome = request.args.get("outcome") or None
     source = request.args.get("source") or None
     sql, params = hook_deliveries.list_deliveries_sql(outcome, source)
-    page = paginate(get_db(), sql, params, page_number(request.args.get("page")),
-                    current_app.config["PER_PAGE"], {"outcome": outcome, "source": source})
-    return render_template("hooks/list_deliveries.html", page=page, outcome=outcome, source=source,
-                           outcome_labels=OUTCOME_LABELS, source_labels=SOURCE_LABELS,
-                           id_list=hook_deliveries.id_list, summary_text=summary_text)
+    page = paginate(
+        get_db(),
+        sql,
+        params,
+        page_number(request.args.get("page")),
+        current_app.config["PER_PAGE"],
+        {"outcome": outcome, "source": source},
+    )
+    return render_template(
+        "hooks/list_deliveries.html",
+        page=page,
+        outcome=outcome,
+        source=source,
+        outcome_labels=OUTCOME_LABELS,
+        source_labels=SOURCE_LABELS,
+        id_list=hook_deliveries.id_list,
+        summary_text=summary_text,
+    )
 
 
 # --- tokens ------------------------------------------------------------------------------
+
 
 def _require_token_admin():
     if not permissions.can_manage_tokens(current_user):
@@ -164,10 +207,19 @@ def _require_token_admin():
 
 
 def _render_tokens(new_token: str | None = None, errors=None, name: str = "", status: int = 200):
-    response = current_app.make_response((render_template(
-        "hooks/list_tokens.html", tokens=token_domain.list_tokens(get_db()), new_token=new_token,
-        errors=errors or {}, name=name,
-        hook_url=url_for("hooks.commit_hook", _external=True)), status))
+    response = current_app.make_response(
+        (
+            render_template(
+                "hooks/list_tokens.html",
+                tokens=token_domain.list_tokens(get_db()),
+                new_token=new_token,
+                errors=errors or {},
+                name=name,
+                hook_url=url_for("hooks.commit_hook", _external=True),
+            ),
+            status,
+        )
+    )
     # The page may carry a token in clear: never cache it.
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -187,7 +239,8 @@ def create_token():
     name = request.form.get("name", "")
     try:
         _token_id, token = token_domain.create_token(
-            get_db(), name, secret_key=current_app.secret_key, actor_id=current_user.id, now=sim_now())
+            get_db(), name, secret_key=current_app.secret_key, actor_id=current_user.id, now=sim_now()
+        )
     except ValidationError as exc:
         return _render_tokens(errors=exc.errors, name=name, status=400)
     # Rendered, not redirected: the token is shown this once and stored nowhere in clear.

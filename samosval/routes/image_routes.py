@@ -1,4 +1,5 @@
 """Images: the list, the detail page with its deployments, and creating a deployment."""
+
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
@@ -23,23 +24,32 @@ bp = Blueprint("images", __name__)
 def list_images():
     q = request.args.get("q", "").strip()[:100]
     sql, params = image_domain.list_images_sql(current_user, q)
-    page = paginate(get_db(), sql, params, page_number(request.args.get("page")),
-                    current_app.config["PER_PAGE"], {"q": q})
+    page = paginate(
+        get_db(), sql, params, page_number(request.args.get("page")), current_app.config["PER_PAGE"], {"q": q}
+    )
     return render_template("images/list_images.html", page=page, q=q)
 
 
 def _render_detail(image, form=None, errors=None, status=200):
     db = get_db()
-    default_form = {"name": f"{image['name']}-dev", "environment": "dev", "replicas": "1",
-                    "ports": "8000:8000"}
+    default_form = {
+        "name": f"{image['name']}-dev",
+        "environment": "dev",
+        "replicas": "1",
+        "ports": "8000:8000",
+    }
     return render_template(
-        "images/image_detail.html", image=image,
+        "images/image_detail.html",
+        image=image,
         req=request_domain.get_request(db, image["request_id"]),
         build=image_domain.build_of_image(db, image["id"]),
         newest_id=image_domain.newest_image_id(db, image["image_tag"], current_user),
         deployments=image_domain.deployments_of_image(db, image["id"]),
-        environments=deployment_domain.ENVIRONMENTS, max_replicas=deployment_domain.MAX_REPLICAS,
-        form=form or default_form, errors=errors or {}), status
+        environments=deployment_domain.ENVIRONMENTS,
+        max_replicas=deployment_domain.MAX_REPLICAS,
+        form=form or default_form,
+        errors=errors or {},
+    ), status
 
 
 @bp.route("/images/<int:image_id>")
@@ -56,7 +66,8 @@ def create_deployment(image_id: int):
         abort(403)
     try:
         deployment_id = deployment_domain.create_deployment(
-            get_db(), get_state(), image, current_user, request.form, sim_now())
+            get_db(), get_state(), image, current_user, request.form, sim_now()
+        )
     except ValidationError as exc:
         form = {key: request.form.get(key, "") for key in ("name", "environment", "replicas", "ports")}
         return _render_detail(image, form=form, errors=exc.errors, status=400)

@@ -1,5 +1,6 @@
 """Notifications (issue 21): people's subscriptions, and the channels an admin
 configures with their delivery logs. Nothing here sends: the worker does."""
+
 from __future__ import annotations
 
 import json
@@ -24,10 +25,15 @@ bp = Blueprint("notifications", __name__)
 def _subscriptions_page(form=None, errors=None, status=200):
     db = get_db()
     return render_template(
-        "notifications/subscriptions.html", subscriptions=notify.list_subscriptions(db, current_user.id),
-        channels=notify.list_channels(db, enabled_only=True), events=notify.EVENTS, scopes=notify.SCOPES,
-        form=form or {"scope": "owned", "events": list(notify.EVENTS)}, errors=errors or {},
-        may_manage=permissions.can_manage_channels(current_user)), status
+        "notifications/subscriptions.html",
+        subscriptions=notify.list_subscriptions(db, current_user.id),
+        channels=notify.list_channels(db, enabled_only=True),
+        events=notify.EVENTS,
+        scopes=notify.SCOPES,
+        form=form or {"scope": "owned", "events": list(notify.EVENTS)},
+        errors=errors or {},
+        may_manage=permissions.can_manage_channels(current_user),
+    ), status
 
 
 @bp.route("/notifications")
@@ -39,9 +45,13 @@ def my_subscriptions():
 @bp.route("/notifications/subscribe", methods=["POST"])
 @login_required
 def subscribe():
-    form = {"scope": request.form.get("scope", ""), "target_id": request.form.get("target_id", ""),
-            "channel_id": request.form.get("channel_id", ""), "recipient": request.form.get("recipient", ""),
-            "events": request.form.getlist("events")}
+    form = {
+        "scope": request.form.get("scope", ""),
+        "target_id": request.form.get("target_id", ""),
+        "channel_id": request.form.get("channel_id", ""),
+        "recipient": request.form.get("recipient", ""),
+        "events": request.form.getlist("events"),
+    }
     try:
         notify.subscribe(get_db(), current_user, form, sim_now())
     except ValidationError as exc:
@@ -66,6 +76,7 @@ def unsubscribe():
 
 # --- channels (admins) ---------------------------------------------------------------------
 
+
 def _require_admin() -> None:
     if not permissions.can_manage_channels(current_user):
         abort(403)
@@ -84,8 +95,12 @@ def _channel_or_404(channel_id: int):
 def list_channels():
     _require_admin()
     channels = notify.list_channels(get_db())
-    return render_template("notifications/channels.html", channels=channels, kinds=notify.KINDS,
-                           summaries={c["id"]: notify.channel_summary(c) for c in channels})
+    return render_template(
+        "notifications/channels.html",
+        channels=channels,
+        kinds=notify.KINDS,
+        summaries={c["id"]: notify.channel_summary(c) for c in channels},
+    )
 
 
 def _channel_form(kind: str, channel=None, form=None, errors=None, status=200):
@@ -95,16 +110,26 @@ def _channel_form(kind: str, channel=None, form=None, errors=None, status=200):
         settings["name"] = channel["name"]
         settings["enabled"] = bool(channel["enabled"])
     values = {**settings, **(form or {})}
-    return render_template("notifications/channel_form.html", kind=kind, channel=channel, values=values,
-                           errors=errors or {}, kinds=notify.KINDS, secret_fields=notify.SECRET_FIELDS[kind],
-                           security_choices=notify.SMTP_SECURITY,
-                           summary=notify.channel_summary(channel) if channel is not None else ""), status
+    return render_template(
+        "notifications/channel_form.html",
+        kind=kind,
+        channel=channel,
+        values=values,
+        errors=errors or {},
+        kinds=notify.KINDS,
+        secret_fields=notify.SECRET_FIELDS[kind],
+        security_choices=notify.SMTP_SECURITY,
+        summary=notify.channel_summary(channel) if channel is not None else "",
+    ), status
 
 
 def _plain_form() -> dict:
     """The form without its secret fields: those are never shown back."""
-    return {k: v for k, v in request.form.items() if k not in ("url", "signing_secret", "bot_token", "password",
-                                                                "csrf_token")}
+    return {
+        k: v
+        for k, v in request.form.items()
+        if k not in ("url", "signing_secret", "bot_token", "password", "csrf_token")
+    }
 
 
 @bp.route("/admin/notifications/new/<any(webhook, slack, telegram, email):kind>", methods=["GET", "POST"])
@@ -113,8 +138,14 @@ def new_channel(kind: str):
     _require_admin()
     if request.method == "POST":
         try:
-            channel_id = notify.save_channel(get_db(), current_user, kind, request.form.to_dict(),
-                                             app_keyring(current_app.config), sim_now())
+            channel_id = notify.save_channel(
+                get_db(),
+                current_user,
+                kind,
+                request.form.to_dict(),
+                app_keyring(current_app.config),
+                sim_now(),
+            )
         except ValidationError as exc:
             return _channel_form(kind, form=_plain_form(), errors=exc.errors, status=400)
         flash(_("Channel saved."), "success")
@@ -128,8 +159,15 @@ def edit_channel(channel_id: int):
     channel = _channel_or_404(channel_id)
     if request.method == "POST":
         try:
-            notify.save_channel(get_db(), current_user, channel["kind"], request.form.to_dict(),
-                                app_keyring(current_app.config), sim_now(), channel_id=channel_id)
+            notify.save_channel(
+                get_db(),
+                current_user,
+                channel["kind"],
+                request.form.to_dict(),
+                app_keyring(current_app.config),
+                sim_now(),
+                channel_id=channel_id,
+            )
         except ValidationError as exc:
             return _channel_form(channel["kind"], channel, form=_plain_form(), errors=exc.errors, status=400)
         flash(_("Channel saved."), "success")
@@ -150,10 +188,14 @@ def delete_channel(channel_id: int):
 @login_required
 def channel_deliveries(channel_id: int):
     channel = _channel_or_404(channel_id)
-    return render_template("notifications/deliveries.html", channel=channel,
-                           summary=notify.channel_summary(channel),
-                           deliveries=notify.deliveries(get_db(), channel_id), errors={},
-                           max_attempts=notify.MAX_ATTEMPTS)
+    return render_template(
+        "notifications/deliveries.html",
+        channel=channel,
+        summary=notify.channel_summary(channel),
+        deliveries=notify.deliveries(get_db(), channel_id),
+        errors={},
+        max_attempts=notify.MAX_ATTEMPTS,
+    )
 
 
 @bp.route("/admin/notifications/<int:channel_id>/test", methods=["POST"])
@@ -161,13 +203,24 @@ def channel_deliveries(channel_id: int):
 def test_channel(channel_id: int):
     channel = _channel_or_404(channel_id)
     try:
-        notify.send_test(get_db(), current_user, channel, request.form, sim_now(), locale=str(get_locale()),
-                         translate=translator(current_app._get_current_object()))
+        notify.send_test(
+            get_db(),
+            current_user,
+            channel,
+            request.form,
+            sim_now(),
+            locale=str(get_locale()),
+            translate=translator(current_app._get_current_object()),
+        )
     except ValidationError as exc:
-        return render_template("notifications/deliveries.html", channel=channel,
-                               summary=notify.channel_summary(channel), errors=exc.errors,
-                               deliveries=notify.deliveries(get_db(), channel_id),
-                               max_attempts=notify.MAX_ATTEMPTS), 400
+        return render_template(
+            "notifications/deliveries.html",
+            channel=channel,
+            summary=notify.channel_summary(channel),
+            errors=exc.errors,
+            deliveries=notify.deliveries(get_db(), channel_id),
+            max_attempts=notify.MAX_ATTEMPTS,
+        ), 400
     notify_worker.wake()
     flash(_("Test message queued: it appears below once sent."), "success")
     return redirect(url_for(".channel_deliveries", channel_id=channel_id))
@@ -186,5 +239,7 @@ def retry_dead(channel_id: int):
 @bp.app_context_processor
 def _notification_helpers():
     """For the deployment page's "Notify me" form."""
-    return {"notification_channels": lambda: notify.list_channels(get_db(), enabled_only=True),
-            "notification_events": notify.EVENTS}
+    return {
+        "notification_channels": lambda: notify.list_channels(get_db(), enabled_only=True),
+        "notification_events": notify.EVENTS,
+    }

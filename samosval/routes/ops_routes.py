@@ -1,4 +1,5 @@
 """Operational endpoints: ``/healthz`` (no login) and ``/metrics`` (Prometheus, protected)."""
+
 from __future__ import annotations
 
 import hmac
@@ -19,7 +20,10 @@ def engine_health() -> tuple[str, bool]:
     engine = current_app.extensions["samosval"].engine
     if not engine.is_alive():
         return "stopped", False
-    if engine.last_tick is None or engine.clock() - engine.last_tick > current_app.config["HEALTH_MAX_TICK_AGE"]:
+    if (
+        engine.last_tick is None
+        or engine.clock() - engine.last_tick > current_app.config["HEALTH_MAX_TICK_AGE"]
+    ):
         return "stalled", False
     return "running", True
 
@@ -41,8 +45,12 @@ def healthz():
     db_status, db_ok = database_health()
     engine_status, engine_ok = engine_health()
     healthy = db_ok and engine_ok
-    body = {"status": "ok" if healthy else "fail", "db": db_status, "engine": engine_status,
-            "version": __version__}
+    body = {
+        "status": "ok" if healthy else "fail",
+        "db": db_status,
+        "engine": engine_status,
+        "version": __version__,
+    }
     if not healthy:
         body["failing"] = [name for name, ok in (("db", db_ok), ("engine", engine_ok)) if not ok]
     return jsonify(body), 200 if healthy else 503
@@ -61,7 +69,9 @@ def metrics_allowed() -> bool:
 @bp.route("/metrics")
 def metrics():
     if not metrics_allowed():
-        return jsonify(error="metrics are restricted: send the metrics token or scrape from an allowed address"), 403
+        return jsonify(
+            error="metrics are restricted: send the metrics token or scrape from an allowed address"
+        ), 403
     registry = current_app.extensions["samosval_metrics"].registry
     return metrics_response(registry)
 

@@ -1,4 +1,5 @@
 """Image requests: list, create, edit, submit, review (spec 4.2, 9.3)."""
+
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
@@ -27,10 +28,27 @@ STATUS_ACTIONS = {
     "draft": _l("Back to draft"),
 }
 
-JSON_FIELDS = ("id", "image_name", "repo_url", "repo_branch", "update_mode", "target_commit",
-               "base_image", "run_commands", "entrypoint", "dockerfile_content", "ram_mb", "vcpu",
-               "version_tag", "status", "collaborators", "owner_username", "creator_username",
-               "created_at", "updated_at")
+JSON_FIELDS = (
+    "id",
+    "image_name",
+    "repo_url",
+    "repo_branch",
+    "update_mode",
+    "target_commit",
+    "base_image",
+    "run_commands",
+    "entrypoint",
+    "dockerfile_content",
+    "ram_mb",
+    "vcpu",
+    "version_tag",
+    "status",
+    "collaborators",
+    "owner_username",
+    "creator_username",
+    "created_at",
+    "updated_at",
+)
 
 
 def _filters() -> dict:
@@ -49,21 +67,32 @@ def _filters() -> dict:
 def list_requests():
     filters = _filters()
     sql, params = request_domain.list_requests_query(
-        current_user, status=filters["status"] or None, owner=filters["owner"] or None,
-        q=filters["q"] or None, mine=bool(filters["mine"]), db=get_db())
-    page = paginate(get_db(), sql, params, page_number(request.args.get("page")),
-                    current_app.config["PER_PAGE"], filters)
+        current_user,
+        status=filters["status"] or None,
+        owner=filters["owner"] or None,
+        q=filters["q"] or None,
+        mine=bool(filters["mine"]),
+        db=get_db(),
+    )
+    page = paginate(
+        get_db(), sql, params, page_number(request.args.get("page")), current_app.config["PER_PAGE"], filters
+    )
     if wants_json():
-        return jsonify(items=[dict(row) for row in page.items], page=page.number,
-                       has_next=page.has_next)
-    return render_template("requests/list_requests.html", page=page, filters=filters,
-                           statuses=request_domain.REQUEST_STATUSES)
+        return jsonify(items=[dict(row) for row in page.items], page=page.number, has_next=page.has_next)
+    return render_template(
+        "requests/list_requests.html", page=page, filters=filters, statuses=request_domain.REQUEST_STATUSES
+    )
 
 
 def _render_form(values: dict, req=None, errors=None, extra=None):
-    return render_template("requests/request_form.html", values=values, req=req,
-                           errors=errors or {}, extra=extra or {},
-                           update_modes=request_domain.UPDATE_MODES)
+    return render_template(
+        "requests/request_form.html",
+        values=values,
+        req=req,
+        errors=errors or {},
+        extra=extra or {},
+        update_modes=request_domain.UPDATE_MODES,
+    )
 
 
 @bp.route("/requests/new", methods=["GET", "POST"])
@@ -80,8 +109,13 @@ def new_request():
         flash(_("The draft is saved. Submit it when it is ready for review."), "success")
         return redirect(url_for("requests.request_detail", request_id=request_id))
     values = dict.fromkeys(request_domain.FORM_FIELDS, "")
-    values.update(repo_branch="main", update_mode="continuous", ram_mb="512", vcpu="1",
-                  owner="" if permissions.is_staff(current_user) else current_user.username)
+    values.update(
+        repo_branch="main",
+        update_mode="continuous",
+        ram_mb="512",
+        vcpu="1",
+        owner="" if permissions.is_staff(current_user) else current_user.username,
+    )
     return _render_form(values)
 
 
@@ -93,11 +127,16 @@ def request_detail(request_id: int):
         return jsonify({field: req[field] for field in JSON_FIELDS})
     db = get_db()
     return render_template(
-        "requests/request_detail.html", req=req,
+        "requests/request_detail.html",
+        req=req,
         history=request_domain.status_history(db, request_id),
-        next_statuses=[s for s in request_domain.next_statuses(current_user, req)
-                       if s != "submitted" or req["status"] != "draft"],
-        status_actions=STATUS_ACTIONS)
+        next_statuses=[
+            s
+            for s in request_domain.next_statuses(current_user, req)
+            if s != "submitted" or req["status"] != "draft"
+        ],
+        status_actions=STATUS_ACTIONS,
+    )
 
 
 @bp.route("/requests/<int:request_id>/edit", methods=["GET", "POST"])
@@ -107,8 +146,7 @@ def edit_request(request_id: int):
     if request.method == "POST":
         values = request_domain.form_values(request.form)
         try:
-            changed = request_domain.update_request(get_db(), current_user, request_id, values,
-                                                    now=sim_now())
+            changed = request_domain.update_request(get_db(), current_user, request_id, values, now=sim_now())
         except ValidationError as exc:
             return _render_form(values, req=req, errors=exc.errors, extra=exc.extra), 400
         if changed:

@@ -2,6 +2,7 @@
 terminal, with a seed, so a simulation bug can be reproduced with the very code
 the tests use. Do not run it against the database of a running server: the
 server's engine would work on the same rows."""
+
 from __future__ import annotations
 
 import random
@@ -25,10 +26,16 @@ class _FakeClock:
 
 @click.command("sim-step")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the engine's RNG")
-@click.option("--seconds", type=float, default=10.0, show_default=True,
-              help="how much (fake) time to simulate")
-@click.option("--tick", type=float, default=SimulationEngine.TICK_SECONDS, show_default=True,
-              help="fake seconds between two steps")
+@click.option(
+    "--seconds", type=float, default=10.0, show_default=True, help="how much (fake) time to simulate"
+)
+@click.option(
+    "--tick",
+    type=float,
+    default=SimulationEngine.TICK_SECONDS,
+    show_default=True,
+    help="fake seconds between two steps",
+)
 @click.option("--resume", is_flag=True, help="first resume interrupted builds and deployments")
 @click.option("--verbose", is_flag=True, help="print the counts of every step that did something")
 @with_appcontext

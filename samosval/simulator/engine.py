@@ -13,6 +13,7 @@ in memory only (``state.py``). The engine caches what it needs about running
 deployments and refreshes that cache from the database once a second, so a
 thousand running deployments cost one query a second, not one per tick each.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,16 +35,24 @@ _ACTIVE_MARKS = ", ".join("?" * len(ACTIVE_BUILD_STATUSES))
 
 log = logging.getLogger("samosval.simulator")
 
-COUNT_KEYS = ("builds_scheduled", "builds_advanced", "builds_finished", "build_lines",
-              "deployments_scheduled", "deployments_settled", "log_lines", "metric_points",
-              "watchdog_failures", "errors")
+COUNT_KEYS = (
+    "builds_scheduled",
+    "builds_advanced",
+    "builds_finished",
+    "build_lines",
+    "deployments_scheduled",
+    "deployments_settled",
+    "log_lines",
+    "metric_points",
+    "watchdog_failures",
+    "errors",
+)
 
 
 class _Running:
     """What the engine needs to generate output for one running deployment."""
 
-    __slots__ = ("id", "name", "image_tag", "replicas", "runtime", "cpu_base", "ram_base",
-                 "pending")
+    __slots__ = ("id", "name", "image_tag", "replicas", "runtime", "cpu_base", "ram_base", "pending")
 
     def __init__(self, row, runtime):
         self.id = row["id"]
@@ -59,7 +68,7 @@ class _Running:
         ram_mb = max(32, int(row["ram_mb"] or 512))
         # More CPUs and more replicas share the load: lower CPU %. A small memory
         # limit runs fuller than a large one.
-        self.cpu_base = min(85.0, max(5.0, 8 + 40 / (vcpu ** 0.5 * self.replicas ** 0.35)))
+        self.cpu_base = min(85.0, max(5.0, 8 + 40 / (vcpu**0.5 * self.replicas**0.35)))
         self.ram_base = min(90.0, max(10.0, 25 + 25 * (512 / ram_mb) ** 0.5))
 
 
@@ -81,8 +90,16 @@ class SimulationEngine:
     approval_expiry_hours = 24.0  # SAMOSVAL_APPROVAL_EXPIRY_HOURS (set by runtime.build_engine)
     _approvals_swept_at: float | None = None
 
-    def __init__(self, db_path, state, clock=time.time, rng=None, speed=1.0,
-                 watchdog_build_seconds=600, watchdog_deploy_seconds=120):
+    def __init__(
+        self,
+        db_path,
+        state,
+        clock=time.time,
+        rng=None,
+        speed=1.0,
+        watchdog_build_seconds=600,
+        watchdog_deploy_seconds=120,
+    ):
         self.db_path = db_path
         self.state = state
         self.clock = clock
@@ -180,22 +197,29 @@ class SimulationEngine:
         from ``steps_done``, deployments roll out again. The watchdog clock restarts,
         because the downtime was not the item's fault."""
         with self._connection() as db:
-            builds = db.execute("SELECT id, status, steps_done, steps_total FROM builds "
-                                f"WHERE status IN ({_ACTIVE_MARKS})", ACTIVE_BUILD_STATUSES).fetchall()
+            builds = db.execute(
+                f"SELECT id, status, steps_done, steps_total FROM builds WHERE status IN ({_ACTIVE_MARKS})",
+                ACTIVE_BUILD_STATUSES,
+            ).fetchall()
             deploying = db.execute("SELECT id FROM deployments WHERE status = 'deploying'").fetchall()
             with db_module.transaction(db):
                 for build in builds:
                     if build["status"] == "building":
-                        line = (f"Engine restarted: resuming the build at step "
-                                f"{build['steps_done'] + 1}/{build['steps_total']}")
+                        line = (
+                            f"Engine restarted: resuming the build at step "
+                            f"{build['steps_done'] + 1}/{build['steps_total']}"
+                        )
                     else:
                         line = "Engine restarted: the build is still queued"
                     db.execute(
                         "UPDATE builds SET next_step_at = NULL, status_since = ?, "
                         "build_log = COALESCE(build_log, '') || ? WHERE id = ?",
-                        (now, build_domain.stamped(build_domain.log_line(line), now), build["id"]))
-                db.execute("UPDATE deployments SET next_step_at = NULL, status_since = ? "
-                           "WHERE status = 'deploying'", (now,))
+                        (now, build_domain.stamped(build_domain.log_line(line), now), build["id"]),
+                    )
+                db.execute(
+                    "UPDATE deployments SET next_step_at = NULL, status_since = ? WHERE status = 'deploying'",
+                    (now,),
+                )
         for row in deploying:
             self._let_others_run()
             logs = self.state.runtime(row["id"]).logs
@@ -215,8 +239,11 @@ class SimulationEngine:
             self._process_builds(db, now, counts)
             self._process_deployments(db, now, counts)
             self._watchdog(db, now, counts)
-            if self._cache_refreshed_at is None or now - self._cache_refreshed_at >= self.CACHE_REFRESH_SECONDS \
-                    or now < self._cache_refreshed_at:
+            if (
+                self._cache_refreshed_at is None
+                or now - self._cache_refreshed_at >= self.CACHE_REFRESH_SECONDS
+                or now < self._cache_refreshed_at
+            ):
                 self._refresh_running(db, now)
             if self._gc_at is None or now - self._gc_at >= self.STATE_GC_SECONDS:
                 self._collect_garbage(db, now)
@@ -232,7 +259,9 @@ class SimulationEngine:
             "r.target_commit, r.last_commit, r.base_image, r.run_commands, r.entrypoint, "
             "r.dockerfile_content FROM builds b JOIN image_requests r ON r.id = b.request_id "
             f"WHERE b.status IN ({_ACTIVE_MARKS}) AND (b.next_step_at IS NULL OR b.next_step_at <= ?) "
-            "ORDER BY b.id LIMIT ?", (*ACTIVE_BUILD_STATUSES, now, self.MAX_ROWS_PER_TICK)).fetchall()
+            "ORDER BY b.id LIMIT ?",
+            (*ACTIVE_BUILD_STATUSES, now, self.MAX_ROWS_PER_TICK),
+        ).fetchall()
         for row in rows:
             self._let_others_run()
             try:
@@ -246,9 +275,11 @@ class SimulationEngine:
         if row["next_step_at"] is None:
             delay = self._delay(self.QUEUE_DELAY if status == "queued" else self.STEP_DELAY)
             with db_module.transaction(db):
-                db.execute("UPDATE builds SET next_step_at = ?, status_since = COALESCE(status_since, ?) "
-                           "WHERE id = ? AND status = ? AND next_step_at IS NULL",
-                           (now + delay, now, build_id, status))
+                db.execute(
+                    "UPDATE builds SET next_step_at = ?, status_since = COALESCE(status_since, ?) "
+                    "WHERE id = ? AND status = ? AND next_step_at IS NULL",
+                    (now + delay, now, build_id, status),
+                )
             counts["builds_scheduled"] += 1
             return
         plan = textgen.build_plan(row)
@@ -261,13 +292,28 @@ class SimulationEngine:
                     "UPDATE builds SET status = 'building', started_at = ?, status_since = ?, "
                     "steps_total = ?, steps_done = 0, commit_sha = ?, next_step_at = ?, updated_at = ?, "
                     "build_log = COALESCE(build_log, '') || ? WHERE id = ? AND status = 'queued'",
-                    (stamp, now, len(plan), commit, now + (self.guided_builds[build_id] / self.speed
-                                                           if build_id in self.guided_builds
-                                                           else self._delay(self.STEP_DELAY)), stamp,
-                     build_domain.stamped(build_domain.log_line(
-                         f"Build started on {runner}: {row['repo_url']} "
-                         f"@ {row['repo_branch']} ({commit[:12]})"), now),
-                     build_id))
+                    (
+                        stamp,
+                        now,
+                        len(plan),
+                        commit,
+                        now
+                        + (
+                            self.guided_builds[build_id] / self.speed
+                            if build_id in self.guided_builds
+                            else self._delay(self.STEP_DELAY)
+                        ),
+                        stamp,
+                        build_domain.stamped(
+                            build_domain.log_line(
+                                f"Build started on {runner}: {row['repo_url']} "
+                                f"@ {row['repo_branch']} ({commit[:12]})"
+                            ),
+                            now,
+                        ),
+                        build_id,
+                    ),
+                )
             counts["builds_advanced"] += 1
             counts["build_lines"] += 1
             return
@@ -285,8 +331,9 @@ class SimulationEngine:
             if chance and self.rng.random() < chance:
                 failure = textgen.render_failure(row, plan, done, self.rng)
                 lines.extend(failure.lines)
-                if build_domain.finish_failure(db, build_id, _text(lines), failure.error, now=now,
-                                               steps_done=done):
+                if build_domain.finish_failure(
+                    db, build_id, _text(lines), failure.error, now=now, steps_done=done
+                ):
                     counts["builds_finished"] += 1
                 counts["build_lines"] += len(lines) + 1
                 return
@@ -297,8 +344,9 @@ class SimulationEngine:
             done += 1
             due += guided / self.speed if guided else self._delay(self.STEP_DELAY)
         if lines:
-            build_domain.append_log(db, build_id, _text(lines), steps_done=done, next_step_at=due,
-                                    now=now, commit_sha=commit)
+            build_domain.append_log(
+                db, build_id, _text(lines), steps_done=done, next_step_at=due, now=now, commit_sha=commit
+            )
             counts["builds_advanced"] += 1
             counts["build_lines"] += len(lines)
 
@@ -308,8 +356,12 @@ class SimulationEngine:
             lines.extend(textgen.render_step(row, plan, done, self.rng, commit=commit, digest=digest))
             done += 1
         lines.append(f"Build succeeded: {row['image_name']}:{row['version_tag']} {digest}")
-        if build_domain.finish_success(db, build_id, _text(lines), steps_done=done, digest=digest,
-                                       now=now, commit_sha=commit) is not None:
+        if (
+            build_domain.finish_success(
+                db, build_id, _text(lines), steps_done=done, digest=digest, now=now, commit_sha=commit
+            )
+            is not None
+        ):
             counts["builds_finished"] += 1
         counts["build_lines"] += len(lines)
 
@@ -324,7 +376,8 @@ class SimulationEngine:
             "SELECT d.id, d.name, d.environment, d.replicas, d.next_step_at, d.status_since, i.image_tag "
             "FROM deployments d JOIN images i ON i.id = d.image_id WHERE d.status = 'deploying' "
             "AND (d.next_step_at IS NULL OR d.next_step_at <= ?) ORDER BY d.id LIMIT ?",
-            (now, self.MAX_ROWS_PER_TICK)).fetchall()
+            (now, self.MAX_ROWS_PER_TICK),
+        ).fetchall()
         for row in rows:
             self._let_others_run()
             try:
@@ -340,23 +393,30 @@ class SimulationEngine:
                 changed = db.execute(
                     "UPDATE deployments SET next_step_at = ?, status_since = COALESCE(status_since, ?) "
                     "WHERE id = ? AND status = 'deploying' AND next_step_at IS NULL",
-                    (now + self._delay(self.DEPLOY_DELAY), now, deployment_id)).rowcount
+                    (now + self._delay(self.DEPLOY_DELAY), now, deployment_id),
+                ).rowcount
             if changed:
                 logs = self.state.runtime(deployment_id).logs
                 logs.set_status("deploying")
-                logs.append(now, "EVENT", f"Pulling {row['image_tag']} and scheduling "
-                                          f"{row['replicas']} replica(s) on {row['environment']}")
+                logs.append(
+                    now,
+                    "EVENT",
+                    f"Pulling {row['image_tag']} and scheduling "
+                    f"{row['replicas']} replica(s) on {row['environment']}",
+                )
                 for line in config_domain.startup_lines(db, deployment_id):  # secrets as ***
                     logs.append(now, "INFO", line)
                 counts["deployments_scheduled"] += 1
             return
         if self.rng.random() < self.deploy_failure_rate:
             reason = textgen.deploy_failure_reason(self.rng, row["image_tag"], row["replicas"])
-            settled = deployment_domain.mark_failed(db, self.state, deployment_id, reason, now=now,
-                                                    since=row["status_since"])
+            settled = deployment_domain.mark_failed(
+                db, self.state, deployment_id, reason, now=now, since=row["status_since"]
+            )
         else:
-            settled = deployment_domain.mark_running(db, self.state, deployment_id,
-                                                     since=row["status_since"], now=now)
+            settled = deployment_domain.mark_running(
+                db, self.state, deployment_id, since=row["status_since"], now=now
+            )
             if settled:
                 self._cache_refreshed_at = None  # pick it up in this very tick
         if settled:
@@ -369,10 +429,12 @@ class SimulationEngine:
         build_limit = self.watchdog_build_seconds
         stuck_builds = db.execute(
             f"SELECT id, status FROM builds WHERE status IN ({_ACTIVE_MARKS}) AND status_since < ?",
-            (*ACTIVE_BUILD_STATUSES, now - build_limit / self.speed)).fetchall()
+            (*ACTIVE_BUILD_STATUSES, now - build_limit / self.speed),
+        ).fetchall()
         for row in stuck_builds:
-            reason = (f"Watchdog: the build stayed {row['status']} for more than {build_limit:g} s "
-                      f"and was stopped.")
+            reason = (
+                f"Watchdog: the build stayed {row['status']} for more than {build_limit:g} s and was stopped."
+            )
             try:
                 if build_domain.finish_failure(db, row["id"], "", reason, now=now, watchdog=True):
                     counts["watchdog_failures"] += 1
@@ -380,8 +442,10 @@ class SimulationEngine:
                 counts["errors"] += 1
                 log.exception("build %s: watchdog failed", row["id"])
         deploy_limit = self.watchdog_deploy_seconds
-        stuck = db.execute("SELECT id FROM deployments WHERE status = 'deploying' AND status_since < ?",
-                           (now - deploy_limit / self.speed,)).fetchall()
+        stuck = db.execute(
+            "SELECT id FROM deployments WHERE status = 'deploying' AND status_since < ?",
+            (now - deploy_limit / self.speed,),
+        ).fetchall()
         for row in stuck:
             reason = f"Watchdog: still deploying after {deploy_limit:g} s; rollout abandoned."
             try:
@@ -395,7 +459,10 @@ class SimulationEngine:
     def _expire_approvals(self, db, now: float, counts: dict) -> None:
         """Pending releases nobody decided on in time expire (real hours: people
         approve, not the simulation, so the speed factor does not apply)."""
-        if self._approvals_swept_at is not None and 0 <= now - self._approvals_swept_at < self.APPROVAL_SWEEP_SECONDS:
+        if (
+            self._approvals_swept_at is not None
+            and 0 <= now - self._approvals_swept_at < self.APPROVAL_SWEEP_SECONDS
+        ):
             return
         self._approvals_swept_at = now
         try:
@@ -409,7 +476,8 @@ class SimulationEngine:
         rows = db.execute(
             "SELECT d.id, d.name, d.replicas, i.image_tag, r.vcpu, r.ram_mb FROM deployments d "
             "JOIN images i ON i.id = d.image_id JOIN image_requests r ON r.id = i.request_id "
-            "WHERE d.status = 'running'").fetchall()
+            "WHERE d.status = 'running'"
+        ).fetchall()
         self._cache_refreshed_at = now
         fresh: dict[int, _Running] = {}
         mismatches: dict[int, int] = {}
@@ -481,8 +549,9 @@ class SimulationEngine:
             logs = runtime.logs
             while entry.pending and entry.pending[0] <= now:
                 entry.pending.pop(0)
-                level, text = textgen.runtime_line(rng, entry.name, entry.image_tag, entry.replicas,
-                                                   ram=runtime.ram)
+                level, text = textgen.runtime_line(
+                    rng, entry.name, entry.image_tag, entry.replicas, ram=runtime.ram
+                )
                 # Stamped with the moment it is written (as a real logger does), so a
                 # reader's delay is measured from the append, not from the schedule.
                 logs.append(now, level, text)

@@ -1,4 +1,5 @@
 """Wires the in-memory state and the single engine thread into the app."""
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,11 @@ class Runtime:
 def build_engine(app, state: SimulationState, clock=time.time, rng=None) -> SimulationEngine:
     seed = app.config.get("SIM_SEED")
     engine = SimulationEngine(
-        db_path=app.config["DATABASE"], state=state, clock=clock,
-        rng=rng or random.Random(seed), speed=float(app.config["SIM_SPEED"]),
+        db_path=app.config["DATABASE"],
+        state=state,
+        clock=clock,
+        rng=rng or random.Random(seed),
+        speed=float(app.config["SIM_SPEED"]),
         watchdog_build_seconds=float(app.config["WATCHDOG_BUILD_SECONDS"]),
         watchdog_deploy_seconds=float(app.config["WATCHDOG_DEPLOY_SECONDS"]),
     )
@@ -91,4 +95,5 @@ def shutdown(app, timeout: float = 5.0) -> None:
             runtime.logs.close()
     stop_engine(app, timeout)
     from .. import notify_worker
+
     notify_worker.stop_process_worker()

@@ -15,6 +15,7 @@ slices instead of queueing behind 5,000 writes. The lines they send are encoded
 once per deployment: the first reader to reach a range stores its bytes
 (:meth:`LogStream.chunk_after`) and the others reuse them.
 """
+
 from __future__ import annotations
 
 import marshal
@@ -188,8 +189,7 @@ class LogStream:
                 if seq not in self._chunks:
                     self._chunks[seq] = (last, data)
                     self._chunk_bytes += len(data)
-                    while len(self._chunks) > self.CHUNK_CACHE or \
-                            self._chunk_bytes > self.CHUNK_CACHE_BYTES:
+                    while len(self._chunks) > self.CHUNK_CACHE or self._chunk_bytes > self.CHUNK_CACHE_BYTES:
                         oldest = next(iter(self._chunks))
                         self._chunk_bytes -= len(self._chunks.pop(oldest)[1])
         return data, last, missed
@@ -215,8 +215,7 @@ class LogStream:
             self.wakeups += 1
             self._notify()
 
-    def wait_change(self, after_seq: int, status_version: int, wakeups: int,
-                    timeout: float) -> bool:
+    def wait_change(self, after_seq: int, status_version: int, wakeups: int, timeout: float) -> bool:
         """Like :meth:`wait`, and also returns when :meth:`wake` was called since the
         reader saw ``wakeups`` (None: not counted)."""
         deadline = time.monotonic() + max(0.0, timeout)
@@ -224,8 +223,12 @@ class LogStream:
             # The event first, then the check, no lock: a change after the check sets
             # this very event, so the wait below cannot miss it.
             changed = self._change_event()
-            if self.last_seq > after_seq or self.status_version != status_version \
-                    or self.closed or (wakeups is not None and self.wakeups != wakeups):
+            if (
+                self.last_seq > after_seq
+                or self.status_version != status_version
+                or self.closed
+                or (wakeups is not None and self.wakeups != wakeups)
+            ):
                 return True
             left = deadline - time.monotonic()
             if left <= 0 or not changed.wait(left):

@@ -5,6 +5,7 @@ always writes the same logs. The build plan is derived from the request
 alone (no randomness): after a restart the engine rebuilds the same plan and
 continues at ``steps_done``.
 """
+
 from __future__ import annotations
 
 import random
@@ -36,7 +37,7 @@ def sha256_digest(rng: random.Random) -> str:
 def _instructions(req) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) of the request's Dockerfile, or of the fields it is
     generated from when the Dockerfile is missing."""
-    dockerfile = (req["dockerfile_content"] or "").strip() if "dockerfile_content" in req.keys() else ""
+    dockerfile = (req["dockerfile_content"] or "").strip() if "dockerfile_content" in req.keys() else ""  # noqa: SIM118 (sqlite3.Row: `in` looks at values)
     if dockerfile:
         joined = re.sub(r"\s*\\\s*\n\s*", " ", dockerfile)
         found = []
@@ -104,18 +105,35 @@ def _run_output(command: str, rng: random.Random) -> list[str]:
     lowered = command.lower()
     lines = [f" ---> Running in {hex_id(rng)}"]
     if "pip" in lowered:
-        names = rng.sample(["flask", "requests", "gunicorn", "sqlalchemy", "pydantic", "redis",
-                            "psycopg2-binary", "celery", "jinja2", "click"], rng.randint(2, 4))
+        names = rng.sample(
+            [
+                "flask",
+                "requests",
+                "gunicorn",
+                "sqlalchemy",
+                "pydantic",
+                "redis",
+                "psycopg2-binary",
+                "celery",
+                "jinja2",
+                "click",
+            ],
+            rng.randint(2, 4),
+        )
         packages = [(name, f"{rng.randint(1, 3)}.{rng.randint(0, 12)}.{rng.randint(0, 9)}") for name in names]
         for name, version in packages:
             lines.append(f"Collecting {name}")
-            lines.append(f"  Downloading {name.replace('-', '_')}-{version}-py3-none-any.whl "
-                         f"({rng.randint(40, 900)} kB)")
+            lines.append(
+                f"  Downloading {name.replace('-', '_')}-{version}-py3-none-any.whl "
+                f"({rng.randint(40, 900)} kB)"
+            )
         lines.append("Installing collected packages: " + ", ".join(names))
         lines.append("Successfully installed " + " ".join(f"{name}-{version}" for name, version in packages))
     elif "npm" in lowered or "yarn" in lowered:
-        lines.append(f"added {rng.randint(80, 1400)} packages, and audited {rng.randint(1400, 1600)} "
-                     f"packages in {rng.randint(4, 40)}s")
+        lines.append(
+            f"added {rng.randint(80, 1400)} packages, and audited {rng.randint(1400, 1600)} "
+            f"packages in {rng.randint(4, 40)}s"
+        )
         lines.append(f"found {rng.choice([0, 0, 0, 1, 2])} vulnerabilities")
     elif "apt-get" in lowered or "apk" in lowered:
         lines.append("Reading package lists...")
@@ -138,31 +156,37 @@ def _run_output(command: str, rng: random.Random) -> list[str]:
     return lines
 
 
-def render_step(req, plan: list[BuildStep], index: int, rng: random.Random, *,
-                commit: str, digest: str | None = None) -> list[str]:
+def render_step(
+    req, plan: list[BuildStep], index: int, rng: random.Random, *, commit: str, digest: str | None = None
+) -> list[str]:
     """The log lines of a successful step ``index`` of ``plan``."""
     step = plan[index]
     if step.kind == "clone":
-        return [f"Cloning into '/workspace/{req['image_name']}'... ({step.arg})",
-                f"Branch: {req['repo_branch']}",
-                f"remote: Enumerating objects: {rng.randint(200, 9000)}, done.",
-                f"Receiving objects: 100% ({rng.randint(200, 9000)}), "
-                f"{rng.randint(1, 40)}.{rng.randint(0, 99):02d} MiB | {rng.randint(5, 90)} MiB/s, done.",
-                f"HEAD is now at {commit[:7]}",
-                f"Sending build context to Docker daemon  {rng.randint(1, 90)}.{rng.randint(0, 99):02d}MB"]
+        return [
+            f"Cloning into '/workspace/{req['image_name']}'... ({step.arg})",
+            f"Branch: {req['repo_branch']}",
+            f"remote: Enumerating objects: {rng.randint(200, 9000)}, done.",
+            f"Receiving objects: 100% ({rng.randint(200, 9000)}), "
+            f"{rng.randint(1, 40)}.{rng.randint(0, 99):02d} MiB | {rng.randint(5, 90)} MiB/s, done.",
+            f"HEAD is now at {commit[:7]}",
+            f"Sending build context to Docker daemon  {rng.randint(1, 90)}.{rng.randint(0, 99):02d}MB",
+        ]
     if step.kind == "tag":
         return [f"Successfully built {hex_id(rng)}", f"Successfully tagged {step.arg}"]
     if step.kind == "push":
         lines = [f"The push refers to repository [{REGISTRY}/{req['image_name']}]"]
         for _ in range(rng.randint(2, 4)):
             lines.append(f"{hex_id(rng)}: Pushed")
-        lines.append(f"{req['version_tag']}: digest: {digest or sha256_digest(rng)} "
-                     f"size: {rng.randint(900, 4000)}")
+        lines.append(
+            f"{req['version_tag']}: digest: {digest or sha256_digest(rng)} size: {rng.randint(900, 4000)}"
+        )
         return lines
     lines = [_step_header(plan, index)]
     if step.kind == "from":
-        lines.append(f"{step.arg.split(':')[-1] if ':' in step.arg else 'latest'}: "
-                     f"Pulling from library/{step.arg.split(':')[0]}")
+        lines.append(
+            f"{step.arg.split(':')[-1] if ':' in step.arg else 'latest'}: "
+            f"Pulling from library/{step.arg.split(':')[0]}"
+        )
         for _ in range(rng.randint(2, 4)):
             lines.append(f"{hex_id(rng)}: Pull complete")
         lines.append(f"Digest: {sha256_digest(rng)}")
@@ -181,15 +205,21 @@ def render_failure(req, plan: list[BuildStep], index: int, rng: random.Random) -
     step = plan[index]
     if step.kind == "from":
         return StepFailure(
-            [_step_header(plan, index),
-             f"Error response from daemon: manifest for {step.arg} not found: manifest unknown"],
-            f"Base image {step.arg} could not be pulled (manifest unknown).")
+            [
+                _step_header(plan, index),
+                f"Error response from daemon: manifest for {step.arg} not found: manifest unknown",
+            ],
+            f"Base image {step.arg} could not be pulled (manifest unknown).",
+        )
     if step.kind == "push":
         return StepFailure(
-            [f"The push refers to repository [{REGISTRY}/{req['image_name']}]",
-             f"{hex_id(rng)}: Retrying in {rng.randint(2, 9)} seconds",
-             "error parsing HTTP 503 response body: registry unavailable"],
-            f"Pushing {step.arg} to {REGISTRY} failed: the registry answered 503.")
+            [
+                f"The push refers to repository [{REGISTRY}/{req['image_name']}]",
+                f"{hex_id(rng)}: Retrying in {rng.randint(2, 9)} seconds",
+                "error parsing HTTP 503 response body: registry unavailable",
+            ],
+            f"Pushing {step.arg} to {REGISTRY} failed: the registry answered 503.",
+        )
     code = rng.choice([1, 1, 2, 127])
     lowered = step.arg.lower()
     if "pip" in lowered:
@@ -203,20 +233,36 @@ def render_failure(req, plan: list[BuildStep], index: int, rng: random.Random) -
     else:
         detail = "error: process exited unexpectedly"
     return StepFailure(
-        [_step_header(plan, index), f" ---> Running in {hex_id(rng)}", detail,
-         f"The command '/bin/sh -c {step.arg}' returned a non-zero code: {code}"],
-        f"RUN {step.arg} failed with exit code {code}.")
+        [
+            _step_header(plan, index),
+            f" ---> Running in {hex_id(rng)}",
+            detail,
+            f"The command '/bin/sh -c {step.arg}' returned a non-zero code: {code}",
+        ],
+        f"RUN {step.arg} failed with exit code {code}.",
+    )
 
 
 # --- runtime logs -------------------------------------------------------------
 
-_PATHS = ("/api/v1/orders", "/api/v1/users/{n}", "/api/v1/invoices", "/health", "/metrics",
-          "/api/v1/cart/{n}", "/login", "/api/v1/search?q=item{n}", "/static/app.{n}.js")
+_PATHS = (
+    "/api/v1/orders",
+    "/api/v1/users/{n}",
+    "/api/v1/invoices",
+    "/health",
+    "/metrics",
+    "/api/v1/cart/{n}",
+    "/login",
+    "/api/v1/search?q=item{n}",
+    "/static/app.{n}.js",
+)
 _METHODS = ("GET", "GET", "GET", "POST", "PUT", "DELETE")
 
 _INFO = (
-    lambda r: f'{r.choice(_METHODS)} {r.choice(_PATHS).format(n=r.randint(1, 9999))} '
-              f'{r.choice((200, 200, 200, 201, 204, 304))} {r.randint(2, 180)}ms',
+    lambda r: (
+        f"{r.choice(_METHODS)} {r.choice(_PATHS).format(n=r.randint(1, 9999))} "
+        f"{r.choice((200, 200, 200, 201, 204, 304))} {r.randint(2, 180)}ms"
+    ),
     lambda r: f"worker {r.randint(1, 8)} handled {r.randint(10, 500)} requests in the last minute",
     lambda r: f"cache hit ratio {r.randint(70, 99)}.{r.randint(0, 9)}%",
     lambda r: f"db pool: {r.randint(1, 10)} active, {r.randint(0, 10)} idle connections",
@@ -225,9 +271,13 @@ _INFO = (
     lambda r: f"scheduled task 'cleanup' removed {r.randint(0, 120)} expired sessions",
 )
 _WARN = (
-    lambda r: f"slow request GET {r.choice(_PATHS).format(n=r.randint(1, 9999))} took {r.randint(800, 4000)}ms",
+    lambda r: (
+        f"slow request GET {r.choice(_PATHS).format(n=r.randint(1, 9999))} took {r.randint(800, 4000)}ms"
+    ),
     lambda r: f"retrying connection to redis ({r.randint(1, 3)}/3)",
-    lambda r: f"deprecated API /api/v0 called by client {r.randint(10, 250)}.{r.randint(0, 255)}.0.{r.randint(1, 254)}",
+    lambda r: (
+        f"deprecated API /api/v0 called by client {r.randint(10, 250)}.{r.randint(0, 255)}.0.{r.randint(1, 254)}"
+    ),
     lambda r: f"queue backlog {r.randint(100, 900)} messages",
 )
 _ERROR = (
@@ -245,8 +295,9 @@ _CUMULATIVE = (80, 95, 100)
 MEMORY_WARN_PERCENT = 80
 
 
-def runtime_line(rng: random.Random, name: str, image_tag: str, replicas: int,
-                 ram: float | None = None) -> tuple[str, str]:
+def runtime_line(
+    rng: random.Random, name: str, image_tag: str, replicas: int, ram: float | None = None
+) -> tuple[str, str]:
     """One (level, text) runtime line of a running deployment. A memory warning is
     written only while ``ram`` (the RAM the charts show, %) is above the threshold,
     and names that value: the log agrees with the metrics."""
@@ -266,10 +317,12 @@ def runtime_line(rng: random.Random, name: str, image_tag: str, replicas: int,
 
 def deploy_failure_reason(rng: random.Random, image_tag: str, replicas: int) -> str:
     """Why a simulated rollout failed, in the words an orchestrator would use."""
-    return rng.choice((
-        f"CrashLoopBackOff: a container of {image_tag} exited with code 1 during start-up",
-        "readiness probe failed: HTTP 503 on /health after 3 attempts",
-        f"ImagePullBackOff: could not pull {REGISTRY}/{image_tag}",
-        f"insufficient memory on the node to schedule {replicas} replica(s)",
-        "port already allocated on the node",
-    ))
+    return rng.choice(
+        (
+            f"CrashLoopBackOff: a container of {image_tag} exited with code 1 during start-up",
+            "readiness probe failed: HTTP 503 on /health after 3 attempts",
+            f"ImagePullBackOff: could not pull {REGISTRY}/{image_tag}",
+            f"insufficient memory on the node to schedule {replicas} replica(s)",
+            "port already allocated on the node",
+        )
+    )

@@ -6,6 +6,7 @@ Chart.js comes from a copy fetched from the npm registry by scripts/test.sh
 the internet. With ``SAMOSVAL_REQUIRE_BROWSER=1`` (set by scripts/test.sh) a
 missing Chromium fails the run instead of skipping.
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,8 +22,16 @@ from tests.live import PASSWORD, AppProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
 
 
 def _require_browser():
@@ -68,10 +77,17 @@ class LiveServer(AppProcess):
     def __init__(self, tmp_path: Path, chartjs_url: str, speed: float = 20.0, extra_env=None):
         # No random failures: a rollout that fails by chance would make a UI test flaky.
         # Failures have their own Flask-level tests on a seeded engine.
-        super().__init__(tmp_path / "instance", tmp_path / "server.log", speed=speed,
-                         extra_env={"SAMOSVAL_CHARTJS_URL": chartjs_url,
-                                    "SAMOSVAL_SIM_BUILD_FAILURE_RATE": "0",
-                                    "SAMOSVAL_SIM_DEPLOY_FAILURE_RATE": "0", **(extra_env or {})})
+        super().__init__(
+            tmp_path / "instance",
+            tmp_path / "server.log",
+            speed=speed,
+            extra_env={
+                "SAMOSVAL_CHARTJS_URL": chartjs_url,
+                "SAMOSVAL_SIM_BUILD_FAILURE_RATE": "0",
+                "SAMOSVAL_SIM_DEPLOY_FAILURE_RATE": "0",
+                **(extra_env or {}),
+            },
+        )
 
 
 @pytest.fixture
@@ -86,6 +102,7 @@ def live_server(tmp_path, chartjs_url):
 def browser():
     _require_browser()
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
@@ -103,10 +120,15 @@ def new_page(browser, live_server):
     """``new_page(username)``: a logged-in page in its own browser context."""
     contexts = []
 
-    def make(username: str | None = None, password: str = PASSWORD, locale: str = "ru",
-             viewport: dict = DESKTOP):
-        context = browser.new_context(viewport=viewport, base_url=live_server.url,
-                                      is_mobile=viewport["width"] < 600, has_touch=viewport["width"] < 600)
+    def make(
+        username: str | None = None, password: str = PASSWORD, locale: str = "ru", viewport: dict = DESKTOP
+    ):
+        context = browser.new_context(
+            viewport=viewport,
+            base_url=live_server.url,
+            is_mobile=viewport["width"] < 600,
+            has_touch=viewport["width"] < 600,
+        )
         context.set_default_timeout(15_000)
         contexts.append(context)
         page = context.new_page()

@@ -1,5 +1,6 @@
 """Acceptance 12.2 in a real browser: root creates a developer and an operator,
 blocks and unblocks one of them, and finds it in the audit log."""
+
 from playwright.sync_api import expect
 
 from tests.browser.conftest import login
@@ -60,7 +61,9 @@ def test_it_lets_root_manage_users_and_search_the_audit_log(new_page, live_serve
     page.select_option("#f-action", "user_block")
     page.fill("#f-user", "root")
     page.click('[data-action="filter"]')
-    expect(page).to_have_url(f"{live_server.url}/admin/audit?user=root&action=user_block&q=&from=&to=&target_type=")
+    expect(page).to_have_url(
+        f"{live_server.url}/admin/audit?user=root&action=user_block&q=&from=&to=&target_type="
+    )
     rows = page.locator("#audit-table tbody tr")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("username: nina")

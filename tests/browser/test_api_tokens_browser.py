@@ -1,5 +1,6 @@
 """Creating a personal access token on /account/tokens: shown once, it works on the
 API at once; revoked, it stops. At a laptop's and a phone's width."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """An operator builds an approved request in the browser and watches the log grow
 into an image (the server runs the real engine at SIM_SPEED=20)."""
+
 import re
 
 from playwright.sync_api import expect
@@ -15,8 +16,9 @@ def test_it_builds_an_approved_request_and_reaches_the_image(live_server, new_pa
     dana = live_server.create_user("dana", "developer")
     db = connect(live_server.db_path)
     try:
-        request_id = factories.make_request(db, owner_id=dana, status="approved",
-                                            run_commands="pip install -r requirements.txt\npytest -q")
+        request_id = factories.make_request(
+            db, owner_id=dana, status="approved", run_commands="pip install -r requirements.txt\npytest -q"
+        )
     finally:
         db.close()
     page = new_page("oleg")

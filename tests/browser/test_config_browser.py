@@ -1,6 +1,7 @@
 """Editing a deployment's environment variables in a real browser, on a laptop and
 on a phone: a secret is saved, then shown masked with only "replace" and "delete";
 its value is nowhere in the page, and a bad name is explained next to the field."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """The deployment page in a real browser: charts drawn, logs live through SSE, the
 Realtime toggle, and the badge following stop/start without a reload."""
+
 from __future__ import annotations
 
 import pytest
@@ -48,7 +49,8 @@ def test_it_draws_both_charts_and_streams_logs_until_realtime_is_off(new_page, d
     first = points(page, "cpu")
     page.wait_for_function(
         f"() => +document.querySelector('canvas[data-chart=\"cpu\"]').dataset.points > {first}",
-        timeout=10_000)
+        timeout=10_000,
+    )
     assert page.evaluate(PAINTED, "#chart-cpu") > 500
     assert page.evaluate(PAINTED, "#chart-ram") > 500
     expect(page.locator("[data-chart-fallback]")).to_be_hidden()
@@ -84,7 +86,7 @@ def test_it_follows_stop_and_start_without_a_reload(new_page, deployment):
     for page in (owner, operator):
         expect(page.locator("[data-conn]")).to_have_attribute("data-conn", "live")
         page.evaluate("() => { window.__sameDocument = true; }")
-    badge = '[data-status-badge] .badge'
+    badge = "[data-status-badge] .badge"
     expect(owner.locator(badge)).to_have_attribute("data-status", "running")
     expect(owner.locator('[data-deployment-action="stop"]')).to_be_visible()
 

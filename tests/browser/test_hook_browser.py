@@ -1,5 +1,6 @@
 """The "Simulate new commit" button restarts a running continuous deployment in
 place, and the audit log (or, before it exists, the deliveries page) shows it."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Logging in through a real browser, and switching the language."""
+
 from playwright.sync_api import expect
 
 from tests.browser.conftest import login

@@ -2,6 +2,7 @@
 data-confirm question is really asked (and "no" sends nothing), the deployment's
 buttons are swapped from the page's one <template> of forms, page URLs come from
 data attributes, and the list pages' shared filter form works."""
+
 from __future__ import annotations
 
 import time
@@ -54,8 +55,11 @@ def test_it_asks_before_cancelling_a_build(live_server, new_page, viewport):
         request_id = factories.make_request(db, owner_id=oleg, status="approved")
         build_id = factories.make_build(db, request_id=request_id, built_by=oleg)
         # Building, with its next step an hour away: the engine leaves it as it is.
-        db.execute("UPDATE builds SET status = 'building', steps_total = 5, status_since = ?, "
-                   "next_step_at = ? WHERE id = ?", (time.time(), time.time() + 3600, build_id))
+        db.execute(
+            "UPDATE builds SET status = 'building', steps_total = 5, status_since = ?, "
+            "next_step_at = ? WHERE id = ?",
+            (time.time(), time.time() + 3600, build_id),
+        )
     finally:
         db.close()
     page = new_page("oleg", viewport=viewport)
@@ -103,13 +107,17 @@ def test_it_swaps_deployment_buttons_and_asks_before_deleting(live_server, new_p
     delete.click()
     assert asked == [question]
     expect(delete).to_be_visible()
-    assert live_server.query("SELECT COUNT(*) AS n FROM deployments WHERE id = ?", (deployment_id,))[0]["n"] == 1
+    assert (
+        live_server.query("SELECT COUNT(*) AS n FROM deployments WHERE id = ?", (deployment_id,))[0]["n"] == 1
+    )
 
     asked = answer_next_dialog(page, accept=True)
     delete.click()
     page.wait_for_url("**/deployments")
     assert asked == [question]
-    assert live_server.query("SELECT COUNT(*) AS n FROM deployments WHERE id = ?", (deployment_id,))[0]["n"] == 0
+    assert (
+        live_server.query("SELECT COUNT(*) AS n FROM deployments WHERE id = ?", (deployment_id,))[0]["n"] == 0
+    )
     expect(page.locator(f'tr[data-deployment-id="{deployment_id}"]')).to_have_count(0)
     assert not page.__dict__.get("_errors")
 
@@ -136,8 +144,9 @@ def test_it_filters_a_list_and_resets_it(live_server, new_page, viewport):
     db = connect(live_server.db_path)
     try:
         image_id = db.execute("SELECT image_id FROM deployments WHERE id = ?", (running,)).fetchone()[0]
-        stopped = factories.make_deployment(db, image_id=image_id, name="svc-stopped", status="stopped",
-                                            environment="prod")
+        stopped = factories.make_deployment(
+            db, image_id=image_id, name="svc-stopped", status="stopped", environment="prod"
+        )
     finally:
         db.close()
     page = new_page("olga", viewport=viewport)

@@ -2,6 +2,7 @@
 rollback of a prod deployment waits for approval, an operator approves it in another
 browser, and the developer's page follows live (no reload): the rollback is the
 current release and the deployment is pinned."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,20 +23,24 @@ def prod_deployment(live_server):
     try:
         request_id = factories.make_request(db, owner_id=owner, status="approved")
         image_id = factories.make_image(db, request_id=request_id)
-        deployment_id = factories.make_deployment(db, image_id=image_id, name="billing-prod",
-                                                  environment="prod")
+        deployment_id = factories.make_deployment(
+            db, image_id=image_id, name="billing-prod", environment="prod"
+        )
         factories.make_release(db, deployment_id=deployment_id, number=1, commit="a" * 40)
         factories.make_release(db, deployment_id=deployment_id, number=2, commit="b" * 40, current=True)
-        db.execute("INSERT INTO protected_environments (environment, protected_at) "
-                   "VALUES ('prod', '2026-01-01T00:00:00Z')")
+        db.execute(
+            "INSERT INTO protected_environments (environment, protected_at) "
+            "VALUES ('prod', '2026-01-01T00:00:00Z')"
+        )
         return deployment_id
     finally:
         db.close()
 
 
 @pytest.mark.parametrize("viewport", ["desktop", "phone"])
-def test_a_rollback_waits_for_approval_and_the_page_follows_live(new_page, live_server, prod_deployment,
-                                                                  viewport):
+def test_a_rollback_waits_for_approval_and_the_page_follows_live(
+    new_page, live_server, prod_deployment, viewport
+):
     size = VIEWPORTS[viewport]
     dora = new_page("dora", locale="en", viewport=size)
     dora.goto(f"/deployments/{prod_deployment}")
@@ -54,7 +59,10 @@ def test_a_rollback_waits_for_approval_and_the_page_follows_live(new_page, live_
     expect(pending.locator('[data-action="approve"]')).to_have_count(0)  # not her own
     expect(dora.locator("[data-pinned]")).to_have_count(0)
     expect(current).to_have_attribute("data-release", "2")
-    assert live_server.query("SELECT status FROM deployments WHERE id = ?", (prod_deployment,))[0]["status"] == "running"
+    assert (
+        live_server.query("SELECT status FROM deployments WHERE id = ?", (prod_deployment,))[0]["status"]
+        == "running"
+    )
     dora.evaluate("() => { window.__notReloaded = true; }")
 
     # An operator sees it waiting (the count in the navigation) and approves it.
@@ -73,8 +81,9 @@ def test_a_rollback_waits_for_approval_and_the_page_follows_live(new_page, live_
     expect(dora.locator("[data-pinned]")).to_be_visible(timeout=20_000)
     expect(dora.locator("[data-pinned]")).to_contain_text("dora")
     expect(pending).to_have_count(0)
-    expect(dora.locator("[data-status-badge] .badge")).to_have_attribute("data-status", "running",
-                                                                         timeout=20_000)
+    expect(dora.locator("[data-status-badge] .badge")).to_have_attribute(
+        "data-status", "running", timeout=20_000
+    )
     assert dora.evaluate("() => window.__notReloaded === true")
     if viewport == "phone":  # the table scrolls inside its card, the page does not
         assert dora.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")

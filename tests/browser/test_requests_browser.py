@@ -1,5 +1,6 @@
 """A developer files a request in the browser (datalist suggestions and the "Add"
 button), submits it, and an operator approves it."""
+
 from playwright.sync_api import expect
 
 

@@ -1,5 +1,6 @@
 """Two browsers signed in as one user: logging out in one leaves the other signed in;
 "Sign out everywhere" ends both. At a laptop's and a phone's width."""
+
 from __future__ import annotations
 
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ def two_browsers(new_page, live_server):
 
     def make(viewport):
         return new_page("twin", viewport=viewport), new_page("twin", viewport=viewport)
+
     return make
 
 

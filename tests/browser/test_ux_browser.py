@@ -2,6 +2,7 @@
 axe-core finds no serious or critical violation on any main page; at a phone's and a
 laptop's width the page body never scrolls sideways and the nav can be used; a failed
 build is retried; the main flow works with the keyboard alone."""
+
 from __future__ import annotations
 
 import json
@@ -26,26 +27,40 @@ AXE = Path(os.environ.get("SAMOSVAL_TEST_AXE") or ROOT / "tests/.cache/axe.min.j
 def world(live_server):
     """Users of every role, a request in review, a running and a failed deployment,
     a failed build and an open alert."""
-    ids = {"olga": live_server.create_user("olga", "operator"),
-           "dora": live_server.create_user("dora", "developer"),
-           "adam": live_server.create_user("adam", "admin")}
+    ids = {
+        "olga": live_server.create_user("olga", "operator"),
+        "dora": live_server.create_user("dora", "developer"),
+        "adam": live_server.create_user("adam", "admin"),
+    }
     db = connect(live_server.db_path)
     try:
-        approved = factories.make_request(db, owner_id=ids["dora"], status="approved",
-                                          run_commands="pip install -r requirements.txt")
+        approved = factories.make_request(
+            db, owner_id=ids["dora"], status="approved", run_commands="pip install -r requirements.txt"
+        )
         factories.make_request(db, owner_id=ids["dora"], status="in_review", image_name="queue-me")
         image_id = factories.make_image(db, request_id=approved)
         running = factories.make_deployment(db, image_id=image_id, name="billing-live")
         failed = factories.make_deployment(db, image_id=image_id, name="billing-broken", status="failed")
         build_id = factories.make_build(db, request_id=approved, built_by=ids["olga"], status="failed")
-        db.execute("UPDATE builds SET build_log = ?, error_message = ? WHERE id = ?",
-                   ("10:00:00 Build queued by olga\n10:00:01 Step 1/3 : FROM python:3.12\n"
-                    "10:00:02 ERROR: build failed: exit code 1\n", "exit code 1", build_id))
-        db.execute("INSERT INTO alerts (alert_type, target_type, target_id, message, message_params, "
-                   "resolved, created_at) VALUES ('deployment_failed', 'deployment', ?, ?, ?, 0, "
-                   "'2026-01-01T00:00:00Z')", (failed, "Deployment billing-broken failed: port already allocated",
-                                                json.dumps({"id": failed, "name": "billing-broken",
-                                                            "reason": "port already allocated"})))
+        db.execute(
+            "UPDATE builds SET build_log = ?, error_message = ? WHERE id = ?",
+            (
+                "10:00:00 Build queued by olga\n10:00:01 Step 1/3 : FROM python:3.12\n"
+                "10:00:02 ERROR: build failed: exit code 1\n",
+                "exit code 1",
+                build_id,
+            ),
+        )
+        db.execute(
+            "INSERT INTO alerts (alert_type, target_type, target_id, message, message_params, "
+            "resolved, created_at) VALUES ('deployment_failed', 'deployment', ?, ?, ?, 0, "
+            "'2026-01-01T00:00:00Z')",
+            (
+                failed,
+                "Deployment billing-broken failed: port already allocated",
+                json.dumps({"id": failed, "name": "billing-broken", "reason": "port already allocated"}),
+            ),
+        )
         db.commit()
     finally:
         db.close()
@@ -69,13 +84,23 @@ def main_pages(world) -> list[tuple[str, str]]:
     """(who, path): every main page, as the role that uses it."""
     return [
         (None, "/login"),
-        ("dora", "/dashboard"), ("olga", "/dashboard"), ("adam", "/dashboard"),
-        ("dora", "/requests"), ("dora", "/requests/new"), ("dora", f"/requests/{world['request']}"),
-        ("olga", "/builds"), ("olga", f"/builds/{world['build']}"),
-        ("olga", "/images"), ("olga", "/deployments"),
-        ("olga", f"/deployments/{world['running']}"), ("olga", f"/deployments/{world['failed']}"),
-        ("olga", "/alerts"), ("olga", "/hooks/deliveries"),
-        ("adam", "/admin/users"), ("adam", "/admin/audit"), ("dora", "/account/sessions"),
+        ("dora", "/dashboard"),
+        ("olga", "/dashboard"),
+        ("adam", "/dashboard"),
+        ("dora", "/requests"),
+        ("dora", "/requests/new"),
+        ("dora", f"/requests/{world['request']}"),
+        ("olga", "/builds"),
+        ("olga", f"/builds/{world['build']}"),
+        ("olga", "/images"),
+        ("olga", "/deployments"),
+        ("olga", f"/deployments/{world['running']}"),
+        ("olga", f"/deployments/{world['failed']}"),
+        ("olga", "/alerts"),
+        ("olga", "/hooks/deliveries"),
+        ("adam", "/admin/users"),
+        ("adam", "/admin/audit"),
+        ("dora", "/account/sessions"),
     ]
 
 
@@ -158,8 +183,9 @@ def test_a_failed_build_is_retried_from_its_page(new_page, world, live_server):
     expect(page.locator("#build-status .badge")).to_have_attribute("data-status", "success", timeout=30_000)
     expect(page.locator(".toast-success")).to_be_visible()
     new_id = int(page.url.rsplit("/", 1)[1])
-    rows = live_server.query("SELECT request_id, status FROM builds WHERE id IN (?, ?) ORDER BY id",
-                             (world["build"], new_id))
+    rows = live_server.query(
+        "SELECT request_id, status FROM builds WHERE id IN (?, ?) ORDER BY id", (world["build"], new_id)
+    )
     assert [r["status"] for r in rows] == ["failed", "success"]
     assert rows[0]["request_id"] == rows[1]["request_id"]
     # the log: numbered lines with their time, steps that fold
@@ -203,9 +229,14 @@ def test_the_main_flow_works_with_the_keyboard_alone(browser, live_server, world
     tab_to(dev, '[data-action="new-request"]')
     dev.keyboard.press("Enter")
     dev.wait_for_url("**/requests/new")
-    for selector, text in (("#image_name", "keyboard-app"), ("#version_tag", "1.0.0"),
-                           ("#base_image", "python:3.12-slim"), ("#repo_url", "https://github.com/acme/kb.git"),
-                           ("#entrypoint", "python -m kb"), ("#vcpu", "1")):
+    for selector, text in (
+        ("#image_name", "keyboard-app"),
+        ("#version_tag", "1.0.0"),
+        ("#base_image", "python:3.12-slim"),
+        ("#repo_url", "https://github.com/acme/kb.git"),
+        ("#entrypoint", "python -m kb"),
+        ("#vcpu", "1"),
+    ):
         tab_to(dev, selector)
         dev.keyboard.type(text)
     tab_to(dev, "#owner")
@@ -241,7 +272,9 @@ def test_the_main_flow_works_with_the_keyboard_alone(browser, live_server, world
     tab_to(op, '[data-action="create-deployment"]')
     op.keyboard.press("Enter")
     op.wait_for_url(re.compile(r".*/deployments/\d+$"))
-    expect(op.locator("[data-status-badge] .badge")).to_have_attribute("data-status", "running", timeout=30_000)
+    expect(op.locator("[data-status-badge] .badge")).to_have_attribute(
+        "data-status", "running", timeout=30_000
+    )
     tab_to(op, "#log-window")
     expect(op.locator("#log-window [data-seq]").first).to_be_attached(timeout=20_000)
     assert op.evaluate("() => document.activeElement.id") == "log-window"

@@ -6,6 +6,7 @@ Each step asserts what a person sees (text, badges, enabled buttons). Builds fai
 now and then on purpose (spec 8.3), and so do rollouts (8.4): where that can
 happen the scenario does what an operator would do, and tries again.
 """
+
 from __future__ import annotations
 
 import json
@@ -99,8 +100,7 @@ def walk_the_scenario(server):
         contexts = []
 
         def new_page(username=None, password=PASSWORD):
-            context = browser.new_context(viewport={"width": 1440, "height": 900},
-                                          base_url=server.url)
+            context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=server.url)
             context.set_default_timeout(15_000)
             contexts.append(context)
             page = context.new_page()
@@ -138,8 +138,12 @@ def step_2_root_manages_users_and_reads_the_audit(s: Scenario):
     page = s.page("root")
     page.click('[data-nav="admin-menu"]')  # admin-only pages sit under one menu
     page.click('[data-nav="admin.list_users"]')
-    for username, role in (("maria", "developer"), ("ivan", "developer"), ("kolya", "developer"),
-                           ("olga", "operator")):
+    for username, role in (
+        ("maria", "developer"),
+        ("ivan", "developer"),
+        ("kolya", "developer"),
+        ("olga", "operator"),
+    ):
         page.fill("#new-username", username)
         page.fill("#new-password", PASSWORD)
         page.select_option("#new-role", role)
@@ -289,11 +293,13 @@ def step_5_operator_deploys_and_watches_it_live(s: Scenario):
     # Both charts are drawn and gain points.
     for kind in ("cpu", "ram"):
         page.wait_for_function(
-            f"() => +document.querySelector('canvas[data-chart=\"{kind}\"]').dataset.points > 1")
+            f"() => +document.querySelector('canvas[data-chart=\"{kind}\"]').dataset.points > 1"
+        )
     first = int(page.get_attribute('canvas[data-chart="cpu"]', "data-points"))
     page.wait_for_function(
         f"() => +document.querySelector('canvas[data-chart=\"cpu\"]').dataset.points > {first}",
-        timeout=15_000)
+        timeout=15_000,
+    )
     assert page.evaluate(PAINTED, "#chart-cpu") > 500 and page.evaluate(PAINTED, "#chart-ram") > 500
     expect(page.locator('[data-latest="cpu"]')).to_contain_text("%")
 
@@ -329,12 +335,15 @@ def step_6_owner_controls_the_deployment_until_the_operator_stops_it(s: Scenario
     expect(maria.locator('[data-flag="stopped_by_operator"]')).to_be_visible()
     expect(maria.locator('button[data-action="start"]')).to_have_count(0)
     # And the route refuses the start she is not offered.
-    status = maria.evaluate("""async (url) => {
+    status = maria.evaluate(
+        """async (url) => {
         const token = document.querySelector('meta[name="csrf-token"]').content;
         const response = await fetch(url, {method: "POST", credentials: "same-origin",
             headers: {"X-CSRFToken": token, "Accept": "application/json"}});
         return response.status;
-    }""", f"/deployments/{s.deployment_id}/start")
+    }""",
+        f"/deployments/{s.deployment_id}/start",
+    )
     assert status == 403
     maria.reload()
     expect(badge).to_have_attribute("data-status", "stopped")
@@ -368,10 +377,13 @@ def step_7_a_new_commit_restarts_the_deployment(s: Scenario):
     assert token.startswith("smsv_")
     commit = "c0ffee" + sha[6:]
     call = urllib.request.Request(
-        f"{s.server.url}/api/hooks/commit", method="POST",
-        data=json.dumps({"repo_url": "https://github.com/acme/orders-api.git", "branch": "main",
-                         "commit": commit}).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        f"{s.server.url}/api/hooks/commit",
+        method="POST",
+        data=json.dumps(
+            {"repo_url": "https://github.com/acme/orders-api.git", "branch": "main", "commit": commit}
+        ).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(call, timeout=10) as response:
         answer = json.load(response)
     assert answer["outcome"] == "processed" and answer["restarted_deployments"] == [s.deployment_id]

@@ -2,6 +2,7 @@
 SSE-hygiene tests. The real app runs as ``python app.py`` in a subprocess bound
 to 127.0.0.1; clients speak plain HTTP/1.1 through ``http.client`` (keep-alive,
 a tiny cookie jar, the CSRF token scraped from pages like a browser would)."""
+
 from __future__ import annotations
 
 import http.client
@@ -20,7 +21,6 @@ CSRF_META_RE = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 CSRF_INPUT_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-
 def prepare_database(instance: Path) -> str:
     """Create the schema before the server starts, so seeds can go in first."""
     instance.mkdir(parents=True, exist_ok=True)
@@ -36,7 +36,9 @@ def add_users(db, names_and_roles) -> dict[str, int]:
     for username, role in names_and_roles:
         ids[username] = db.execute(
             "INSERT INTO users (username, password_hash, role, is_active, created_at) "
-            "VALUES (?, ?, ?, 1, '2026-01-01T00:00:00Z')", (username, password_hash, role)).lastrowid
+            "VALUES (?, ?, ?, 1, '2026-01-01T00:00:00Z')",
+            (username, password_hash, role),
+        ).lastrowid
     return ids
 
 
@@ -120,20 +122,32 @@ class Client:
         assert status == 200
         token = self.scrape_csrf(page)
         status, headers, body = self.request(
-            "POST", "/login", form={"username": username, "password": password, "csrf_token": token})
-        assert status == 302 and "/login" not in headers.get("location", ""), \
+            "POST", "/login", form={"username": username, "password": password, "csrf_token": token}
+        )
+        assert status == 302 and "/login" not in headers.get("location", ""), (
             f"login as {username} failed: {status} {body[:200]!r}"
+        )
         status, _headers, page = self.get("/dashboard")
         assert status == 200
         self.scrape_csrf(page)  # the token of the logged-in session
 
 
 def request_form(image_name: str, owner: str, run_commands: str) -> dict:
-    return {"image_name": image_name, "repo_url": "https://github.com/acme/billing.git",
-            "repo_branch": "main", "update_mode": "continuous", "target_commit": "",
-            "base_image": "python:3.12-slim", "run_commands": run_commands,
-            "entrypoint": "gunicorn app:app", "ram_mb": "512", "vcpu": "1", "version_tag": "1.0.0",
-            "collaborators": "", "owner": owner}
+    return {
+        "image_name": image_name,
+        "repo_url": "https://github.com/acme/billing.git",
+        "repo_branch": "main",
+        "update_mode": "continuous",
+        "target_commit": "",
+        "base_image": "python:3.12-slim",
+        "run_commands": run_commands,
+        "entrypoint": "gunicorn app:app",
+        "ram_mb": "512",
+        "vcpu": "1",
+        "version_tag": "1.0.0",
+        "collaborators": "",
+        "owner": owner,
+    }
 
 
 def query(db_path: str, sql: str, params=()) -> list[dict]:
@@ -147,8 +161,9 @@ def query(db_path: str, sql: str, params=()) -> list[dict]:
 def integrity(db_path: str) -> tuple[str, list]:
     db = sqlite3.connect(db_path)
     try:
-        return db.execute("PRAGMA integrity_check").fetchone()[0], \
-            db.execute("PRAGMA foreign_key_check").fetchall()
+        return db.execute("PRAGMA integrity_check").fetchone()[0], db.execute(
+            "PRAGMA foreign_key_check"
+        ).fetchall()
     finally:
         db.close()
 

@@ -8,6 +8,7 @@ to a final status; every audit row that existed before the kill is still there,
 unchanged; every build log still starts with what was stored before the kill;
 the last edit the server confirmed before dying is not lost; sessions survive.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -38,8 +39,10 @@ def seed(db_path: str) -> dict:
     db = connect(db_path)
     try:
         ids = add_users(db, [("oleg", "operator"), ("dana", "developer")])
-        submitted = [factories.make_request(db, owner_id=ids["dana"], status="submitted",
-                                            image_name=f"crash-{n}") for n in range(3)]
+        submitted = [
+            factories.make_request(db, owner_id=ids["dana"], status="submitted", image_name=f"crash-{n}")
+            for n in range(3)
+        ]
         approved = factories.make_request(db, owner_id=ids["dana"], status="approved", image_name="crash-app")
         image_id = factories.make_image(db, request_id=approved, name="crash-app")
         running = factories.make_deployment(db, image_id=image_id, name="crash-running")
@@ -105,20 +108,28 @@ def test_it_recovers_from_kill_9_without_losing_or_freezing_anything(tmp_path):
             assert status == 302 and "/builds/" in headers["location"], headers
             builds.append(int(headers["location"].rsplit("/", 1)[1]))
         placeholders = ", ".join("?" * len(builds))
-        assert wait_for(lambda: query(
-            db_path, f"SELECT 1 FROM builds WHERE id IN ({placeholders}) AND status = 'building' "
-                     "AND steps_done >= 1", builds), timeout=20), "no build got going"
+        assert wait_for(
+            lambda: query(
+                db_path,
+                f"SELECT 1 FROM builds WHERE id IN ({placeholders}) AND status = 'building' "
+                "AND steps_done >= 1",
+                builds,
+            ),
+            timeout=20,
+        ), "no build got going"
 
         deployments = [world["running"]]
         for n in range(2):
             status, headers, _b = operator.post(
                 f"/images/{world['image_id']}/create_deployment",
-                {"name": f"crash-new-{n}", "environment": "dev", "replicas": "2", "ports": "8000:8000"})
+                {"name": f"crash-new-{n}", "environment": "dev", "replicas": "2", "ports": "8000:8000"},
+            )
             assert status == 302, _b[:300]
             deployments.append(int(headers["location"].rsplit("/", 1)[1]))
-        status, _h, body = operator.post(f"/deployments/{world['running']}/restart",
-                                         headers={"Accept": "application/json",
-                                                  "X-CSRFToken": operator.csrf})
+        status, _h, body = operator.post(
+            f"/deployments/{world['running']}/restart",
+            headers={"Accept": "application/json", "X-CSRFToken": operator.csrf},
+        )
         assert status == 200 and json.loads(body)["status"] == "deploying"
 
         editing = Client(first.port)
@@ -129,11 +140,17 @@ def test_it_recovers_from_kill_9_without_losing_or_freezing_anything(tmp_path):
 
         # What is stored right before the kill.
         audit_before = query(db_path, "SELECT * FROM audit_log ORDER BY id")
-        builds_before = {row["id"]: row for row in query(
-            db_path, f"SELECT id, status, build_log, steps_done FROM builds WHERE id IN ({placeholders})",
-            builds)}
-        deployments_before = {row["id"]: row["status"] for row in query(
-            db_path, "SELECT id, status FROM deployments")}
+        builds_before = {
+            row["id"]: row
+            for row in query(
+                db_path,
+                f"SELECT id, status, build_log, steps_done FROM builds WHERE id IN ({placeholders})",
+                builds,
+            )
+        }
+        deployments_before = {
+            row["id"]: row["status"] for row in query(db_path, "SELECT id, status FROM deployments")
+        }
         first.kill()
         editor.stop.set()
         editor.join(10)
@@ -152,11 +169,16 @@ def test_it_recovers_from_kill_9_without_losing_or_freezing_anything(tmp_path):
 
     second = AppProcess(instance, tmp_path / "server-2.log", speed=20.0)
     try:
+
         def settled():
-            rows = query(db_path, "SELECT "
-                         "(SELECT COUNT(*) FROM builds WHERE status IN ('queued', 'building')) AS builds, "
-                         "(SELECT COUNT(*) FROM deployments WHERE status = 'deploying') AS deployments")[0]
+            rows = query(
+                db_path,
+                "SELECT "
+                "(SELECT COUNT(*) FROM builds WHERE status IN ('queued', 'building')) AS builds, "
+                "(SELECT COUNT(*) FROM deployments WHERE status = 'deploying') AS deployments",
+            )[0]
             return rows["builds"] == 0 and rows["deployments"] == 0
+
         started = time.monotonic()
         assert wait_for(settled, timeout=60, step=0.2), "items stayed in a transitional status"
         settle_seconds = time.monotonic() - started
@@ -182,15 +204,22 @@ def test_it_recovers_from_kill_9_without_losing_or_freezing_anything(tmp_path):
     assert len(audit_after) >= len(audit_before)
     assert max(audit_after) >= audit_before[-1]["id"]
 
-    builds_after = {row["id"]: row for row in query(
-        db_path, f"SELECT id, status, build_log FROM builds WHERE id IN ({placeholders})", builds)}
+    builds_after = {
+        row["id"]: row
+        for row in query(
+            db_path, f"SELECT id, status, build_log FROM builds WHERE id IN ({placeholders})", builds
+        )
+    }
     for build_id, before in builds_before.items():
         after = builds_after[build_id]
         assert after["build_log"].startswith(before["build_log"]), f"build {build_id}: stored log changed"
         assert after["status"] in ("success", "failed"), after["status"]
-    assert any("Engine restarted: resuming the build" in builds_after[b]["build_log"]
-               for b in transitional_builds)
-    statuses_after = {row["id"]: row["status"] for row in query(db_path, "SELECT id, status FROM deployments")}
+    assert any(
+        "Engine restarted: resuming the build" in builds_after[b]["build_log"] for b in transitional_builds
+    )
+    statuses_after = {
+        row["id"]: row["status"] for row in query(db_path, "SELECT id, status FROM deployments")
+    }
     assert all(statuses_after[d] in ("running", "failed") for d in deploying)
 
     # The last confirmed edit survived (or one sent later, committed as the server died).
@@ -202,10 +231,12 @@ def test_it_recovers_from_kill_9_without_losing_or_freezing_anything(tmp_path):
         problems = server_log_problems((tmp_path / log_name).read_text(errors="replace"))
         assert problems == {"database is locked": [], "5xx": [], "traceback": []}, (log_name, problems)
 
-    print(f"\ncrash recovery: killed with {len(transitional_builds)} build(s) "
-          f"({', '.join(builds_before[b]['status'] for b in transitional_builds)}) and "
-          f"{len(deploying)} deployment(s) in flight, WAL {wal_bytes} bytes at the kill; "
-          f"{len(audit_before)} audit rows (max id {audit_before[-1]['id']}) all intact; "
-          f"{sum(len(r['build_log']) for r in builds_before.values())} bytes of build logs intact; "
-          f"last confirmed edit #{editor.confirmed}, stored #{stored_n}; "
-          f"everything settled {settle_seconds:.1f} s after the restart")
+    print(
+        f"\ncrash recovery: killed with {len(transitional_builds)} build(s) "
+        f"({', '.join(builds_before[b]['status'] for b in transitional_builds)}) and "
+        f"{len(deploying)} deployment(s) in flight, WAL {wal_bytes} bytes at the kill; "
+        f"{len(audit_before)} audit rows (max id {audit_before[-1]['id']}) all intact; "
+        f"{sum(len(r['build_log']) for r in builds_before.values())} bytes of build logs intact; "
+        f"last confirmed edit #{editor.confirmed}, stored #{stored_n}; "
+        f"everything settled {settle_seconds:.1f} s after the restart"
+    )

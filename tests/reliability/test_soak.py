@@ -10,6 +10,7 @@ requests, new deployments, one audit row per accepted deployment action).
 Duration: ``SAMOSVAL_SOAK_SECONDS`` (default 15; the issue's full run is 60).
 Figures are printed at the end (run with ``-s`` to see them).
 """
+
 from __future__ import annotations
 
 import http.client
@@ -42,38 +43,69 @@ OPERATORS = [f"op{i}" for i in range(5)]
 DEVELOPERS = [f"dev{i}" for i in range(15)]
 SIM_SPEED = 10.0  # a rollout settles in 0.3-0.8 s, so actions keep cycling
 HEARTBEAT = 2.0
-PAGES = ("/dashboard", "/requests", "/deployments", "/builds", "/images", "/requests?q=svc",
-         "/deployments?status=running", "/requests?status=draft&mine=1")
+PAGES = (
+    "/dashboard",
+    "/requests",
+    "/deployments",
+    "/builds",
+    "/images",
+    "/requests?q=svc",
+    "/deployments?status=running",
+    "/requests?status=draft&mine=1",
+)
 # (kind, weight) of what a user does next; developers do not create deployments.
-MIX = (("page", 30), ("detail", 10), ("metrics", 25), ("edit", 9), ("create", 3),
-       ("action", 14), ("deploy", 3), ("sse", 6))
+MIX = (
+    ("page", 30),
+    ("detail", 10),
+    ("metrics", 25),
+    ("edit", 9),
+    ("create", 3),
+    ("action", 14),
+    ("deploy", 3),
+    ("sse", 6),
+)
 JSON_HEADERS = {"Accept": "application/json"}
 
 
 def seed(db_path: str) -> dict:
     from samosval.db import connect
+
     db = connect(db_path)
     try:
-        ids = add_users(db, [(name, "operator") for name in OPERATORS]
-                        + [(name, "developer") for name in DEVELOPERS])
-        world = {"ids": ids, "edit_request": {}, "owner_of_edit": {}, "deployments_of": {},
-                 "images": [], "all_deployments": []}
+        ids = add_users(
+            db, [(name, "operator") for name in OPERATORS] + [(name, "developer") for name in DEVELOPERS]
+        )
+        world = {
+            "ids": ids,
+            "edit_request": {},
+            "owner_of_edit": {},
+            "deployments_of": {},
+            "images": [],
+            "all_deployments": [],
+        }
         for username in OPERATORS + DEVELOPERS:
             owner = username if username in DEVELOPERS else "dev0"
             world["edit_request"][username] = factories.make_request(
-                db, owner_id=ids[owner], created_by=ids[username], status="draft",
-                image_name=f"soak-edit-{username}", run_commands="echo initial")
+                db,
+                owner_id=ids[owner],
+                created_by=ids[username],
+                status="draft",
+                image_name=f"soak-edit-{username}",
+                run_commands="echo initial",
+            )
             world["owner_of_edit"][username] = owner
         images = {}
         for developer in DEVELOPERS:
-            request_id = factories.make_request(db, owner_id=ids[developer], status="approved",
-                                                image_name=f"svc-{developer}")
+            request_id = factories.make_request(
+                db, owner_id=ids[developer], status="approved", image_name=f"svc-{developer}"
+            )
             images[developer] = factories.make_image(db, request_id=request_id, name=f"svc-{developer}")
             world["images"].append(images[developer])
         for n in range(RUNNING):
             developer = DEVELOPERS[n % len(DEVELOPERS)]
-            deployment_id = factories.make_deployment(db, image_id=images[developer], name=f"svc-{n}",
-                                                      created_by=ids["op0"])
+            deployment_id = factories.make_deployment(
+                db, image_id=images[developer], name=f"svc-{n}", created_by=ids["op0"]
+            )
             world["deployments_of"].setdefault(developer, []).append(deployment_id)
             world["all_deployments"].append(deployment_id)
     finally:
@@ -106,8 +138,9 @@ class Recorder:
 
 
 class User(threading.Thread):
-    def __init__(self, username: str, port: int, world: dict, recorder: Recorder, deadline: float,
-                 seed_value: int):
+    def __init__(
+        self, username: str, port: int, world: dict, recorder: Recorder, deadline: float, seed_value: int
+    ):
         super().__init__(name=f"soak-{username}", daemon=True)
         self.username = username
         self.user_id = world["ids"][username]
@@ -194,8 +227,9 @@ class User(threading.Thread):
         self.counter += 1
         name = f"soak-new-{self.username}-{self.counter}"
         owner = self.username if not self.operator else "dev1"
-        status, headers, _b = self.timed("create", "POST", "/requests/new",
-                                         request_form(name, owner, "echo new"), expect=(302,))
+        status, headers, _b = self.timed(
+            "create", "POST", "/requests/new", request_form(name, owner, "echo new"), expect=(302,)
+        )
         if status == 302:
             request_id = int(headers["location"].rstrip("/").rsplit("/", 1)[1])
             with self.recorder.lock:
@@ -203,18 +237,24 @@ class User(threading.Thread):
 
     def do_action(self) -> None:
         deployment_id = self.pick_deployment()
-        status, _h, body = self.timed("metrics", "GET", f"/api/deployments/{deployment_id}/metrics?since=0",
-                                      headers=JSON_HEADERS)
+        status, _h, body = self.timed(
+            "metrics", "GET", f"/api/deployments/{deployment_id}/metrics?since=0", headers=JSON_HEADERS
+        )
         if status != 200:
             return
         current = json.loads(body)["status"]
-        action = {"running": self.rng.choice(("stop", "restart", "restart")), "stopped": "start",
-                  "failed": self.rng.choice(("start", "restart")), "deploying": "stop"}[current]
+        action = {
+            "running": self.rng.choice(("stop", "restart", "restart")),
+            "stopped": "start",
+            "failed": self.rng.choice(("start", "restart")),
+            "deploying": "stop",
+        }[current]
         # The owner may not start what an operator stopped: a 403 is the rule, not an error.
         expect = (200, 409) if self.operator else (200, 409, 403)
         headers = {"Accept": "application/json", "X-CSRFToken": self.client.csrf}
-        status, _h, body = self.timed("action", "POST", f"/deployments/{deployment_id}/{action}",
-                                      {}, headers=headers, expect=expect)
+        status, _h, body = self.timed(
+            "action", "POST", f"/deployments/{deployment_id}/{action}", {}, headers=headers, expect=expect
+        )
         if status == 200:
             with self.recorder.lock:
                 self.recorder.actions[(self.user_id, f"deployment_{action}", deployment_id)] += 1
@@ -224,8 +264,12 @@ class User(threading.Thread):
         image_id = self.rng.choice(self.world["images"])
         name = f"soak-{self.username}-{self.counter}"
         status, headers, _b = self.timed(
-            "deploy", "POST", f"/images/{image_id}/create_deployment",
-            {"name": name, "environment": "dev", "replicas": "1", "ports": "8000:8000"}, expect=(302,))
+            "deploy",
+            "POST",
+            f"/images/{image_id}/create_deployment",
+            {"name": name, "environment": "dev", "replicas": "1", "ports": "8000:8000"},
+            expect=(302,),
+        )
         if status == 302:
             deployment_id = int(headers["location"].rstrip("/").rsplit("/", 1)[1])
             with self.recorder.lock:
@@ -237,13 +281,17 @@ class User(threading.Thread):
         started = time.perf_counter()
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
-            conn.request("GET", f"/api/deployments/{deployment_id}/logs/stream",
-                         headers={"Cookie": self.client.cookie_header(), "Accept": "text/event-stream"})
+            conn.request(
+                "GET",
+                f"/api/deployments/{deployment_id}/logs/stream",
+                headers={"Cookie": self.client.cookie_header(), "Accept": "text/event-stream"},
+            )
             response = conn.getresponse()
             if response.status != 200:
                 self.recorder.note("sse", response.status, time.perf_counter() - started)
-                self.recorder.error(f"{self.username} sse {deployment_id}: {response.status} "
-                                    f"{response.read()[:200]!r}")
+                self.recorder.error(
+                    f"{self.username} sse {deployment_id}: {response.status} {response.read()[:200]!r}"
+                )
                 return
             received = b""
             while b"data:" not in received and time.perf_counter() - started < 10:
@@ -275,8 +323,12 @@ def test_it_keeps_every_write_and_serves_no_5xx_under_concurrent_load(tmp_path):
     world = seed(db_path)
     # A dropped stream is noticed at its next write; on a stopped deployment that is
     # the heartbeat, so a short one keeps the final "all streams released" wait short.
-    server = AppProcess(instance, tmp_path / "server.log", speed=SIM_SPEED,
-                        extra_env={"SAMOSVAL_SSE_HEARTBEAT_SECONDS": str(HEARTBEAT)})
+    server = AppProcess(
+        instance,
+        tmp_path / "server.log",
+        speed=SIM_SPEED,
+        extra_env={"SAMOSVAL_SSE_HEARTBEAT_SECONDS": str(HEARTBEAT)},
+    )
     recorder = Recorder()
     stop_sampler = threading.Event()
     sampler = threading.Thread(target=sample_running, args=(db_path, recorder, stop_sampler), daemon=True)
@@ -287,8 +339,10 @@ def test_it_keeps_every_write_and_serves_no_5xx_under_concurrent_load(tmp_path):
         cpu_before = server.cpu_seconds()
         started = time.monotonic()
         deadline = started + SOAK_SECONDS
-        users = [User(name, server.port, world, recorder, deadline, seed_value=n)
-                 for n, name in enumerate(OPERATORS + DEVELOPERS)]
+        users = [
+            User(name, server.port, world, recorder, deadline, seed_value=n)
+            for n, name in enumerate(OPERATORS + DEVELOPERS)
+        ]
         assert len(users) == THREADS
         for user in users:
             user.start()
@@ -317,24 +371,36 @@ def test_it_keeps_every_write_and_serves_no_5xx_under_concurrent_load(tmp_path):
     all_statuses = Counter()
     for counter in recorder.statuses.values():
         all_statuses.update(counter)
-    lines = [(f"soak: {THREADS} threads, {elapsed:.1f} s, {total} requests "
-              f"({total / elapsed:.0f}/s), statuses {dict(sorted(all_statuses.items()))}, "
-              f"errors {len(recorder.errors)}, server CPU {server_cpu / elapsed:.2f} cores")]
+    lines = [
+        (
+            f"soak: {THREADS} threads, {elapsed:.1f} s, {total} requests "
+            f"({total / elapsed:.0f}/s), statuses {dict(sorted(all_statuses.items()))}, "
+            f"errors {len(recorder.errors)}, server CPU {server_cpu / elapsed:.2f} cores"
+        )
+    ]
     for kind in sorted(recorder.latency):
         values = recorder.latency[kind]
-        lines.append(f"  {kind:8} n={len(values):5}  p50={percentile(values, .5) * 1000:6.1f} ms  "
-                     f"p95={percentile(values, .95) * 1000:6.1f} ms  "
-                     f"max={max(values) * 1000:7.1f} ms  {dict(sorted(recorder.statuses[kind].items()))}")
-    lines.append(f"  running deployments sampled each second: min={min(recorder.running_samples, default=0)} "
-                 f"max={max(recorder.running_samples, default=0)}")
+        lines.append(
+            f"  {kind:8} n={len(values):5}  p50={percentile(values, 0.5) * 1000:6.1f} ms  "
+            f"p95={percentile(values, 0.95) * 1000:6.1f} ms  "
+            f"max={max(values) * 1000:7.1f} ms  {dict(sorted(recorder.statuses[kind].items()))}"
+        )
+    lines.append(
+        f"  running deployments sampled each second: min={min(recorder.running_samples, default=0)} "
+        f"max={max(recorder.running_samples, default=0)}"
+    )
 
     # -- every accepted write is there ---------------------------------------------------
     checked = Counter()
     for request_id, (count, value) in recorder.edits.items():
         row = query(db_path, "SELECT run_commands FROM image_requests WHERE id = ?", (request_id,))[0]
         assert row["run_commands"] == value, f"request {request_id}: last accepted edit lost"
-        audited = query(db_path, "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'request_edit' "
-                                 "AND target_type = 'request' AND target_id = ?", (request_id,))[0]["n"]
+        audited = query(
+            db_path,
+            "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'request_edit' "
+            "AND target_type = 'request' AND target_id = ?",
+            (request_id,),
+        )[0]["n"]
         assert audited == count, f"request {request_id}: {count} edits accepted, {audited} audited"
         checked["edits"] += count
     for request_id, name in recorder.created_requests.items():
@@ -346,18 +412,28 @@ def test_it_keeps_every_write_and_serves_no_5xx_under_concurrent_load(tmp_path):
         assert rows and rows[0]["name"] == name
         checked["new deployments"] += 1
     user_ids = tuple(world["ids"].values())
-    audited_actions = Counter({
-        (row["user_id"], row["action"], row["target_id"]): row["n"] for row in query(
-            db_path, "SELECT user_id, action, target_id, COUNT(*) AS n FROM audit_log "
-                     "WHERE action IN ('deployment_start', 'deployment_stop', 'deployment_restart') "
-                     f"AND user_id IN ({', '.join('?' * len(user_ids))}) GROUP BY 1, 2, 3", user_ids)})
+    audited_actions = Counter(
+        {
+            (row["user_id"], row["action"], row["target_id"]): row["n"]
+            for row in query(
+                db_path,
+                "SELECT user_id, action, target_id, COUNT(*) AS n FROM audit_log "
+                "WHERE action IN ('deployment_start', 'deployment_stop', 'deployment_restart') "
+                f"AND user_id IN ({', '.join('?' * len(user_ids))}) GROUP BY 1, 2, 3",
+                user_ids,
+            )
+        }
+    )
     assert audited_actions == recorder.actions, "accepted deployment actions and audit rows differ"
     checked["deployment actions"] = sum(recorder.actions.values())
-    lines.append("  accepted writes found in the database: "
-                 + ", ".join(f"{k} {v}" for k, v in checked.items()))
+    lines.append(
+        "  accepted writes found in the database: " + ", ".join(f"{k} {v}" for k, v in checked.items())
+    )
     problems = server_log_problems(log_text)
-    lines.append(f"  server log: {len(log_text.splitlines())} lines, "
-                 + ", ".join(f"{k}: {len(v)}" for k, v in problems.items()))
+    lines.append(
+        f"  server log: {len(log_text.splitlines())} lines, "
+        + ", ".join(f"{k}: {len(v)}" for k, v in problems.items())
+    )
     print("\n" + "\n".join(lines))
 
     assert not hung, f"client threads still running: {hung}"

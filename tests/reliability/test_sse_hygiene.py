@@ -6,6 +6,7 @@ are back at their baseline. Against the real server (``python app.py`` on gevent
 raw sockets, half of them dropped with a TCP reset mid-stream): the server's
 thread count, its open stream gauge and its resident memory come back too.
 """
+
 from __future__ import annotations
 
 import gc
@@ -93,10 +94,12 @@ def test_it_leaves_threads_subscribers_counters_and_memory_at_baseline(app, auth
     finally:
         tracemalloc.stop()
 
-    print(f"\nsse hygiene (in process): {CYCLES} cycles in {elapsed:.1f} s, threads "
-          f"{threads_before}->{threading.active_count()}, subscribers {logs.subscribers}, "
-          f"open streams {state.open_stream_count()}, traced memory {growth / 1024:+.1f} KiB "
-          f"(second half {second_half / 1024:+.1f} KiB)")
+    print(
+        f"\nsse hygiene (in process): {CYCLES} cycles in {elapsed:.1f} s, threads "
+        f"{threads_before}->{threading.active_count()}, subscribers {logs.subscribers}, "
+        f"open streams {state.open_stream_count()}, traced memory {growth / 1024:+.1f} KiB "
+        f"(second half {second_half / 1024:+.1f} KiB)"
+    )
     assert threading.active_count() == threads_before
     assert logs.subscribers == 0
     assert state.open_stream_count() == 0
@@ -106,10 +109,15 @@ def test_it_leaves_threads_subscribers_counters_and_memory_at_baseline(app, auth
 
 # --- against the real server -------------------------------------------------------
 
+
 def _open_raw(port: int, path: str, cookie: str) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n"
-                  "Accept: text/event-stream\r\n\r\n").encode())
+    sock.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n"
+            "Accept: text/event-stream\r\n\r\n"
+        ).encode()
+    )
     return sock
 
 
@@ -140,6 +148,7 @@ def test_it_releases_server_threads_and_memory_after_dropped_connections(tmp_pat
     instance = tmp_path / "instance"
     db_path = prepare_database(instance)
     from samosval.db import connect
+
     db = connect(db_path)
     ids = add_users(db, [("oleg", "operator")])
     request_id = factories.make_request(db, owner_id=ids["oleg"], status="approved")
@@ -148,9 +157,12 @@ def test_it_releases_server_threads_and_memory_after_dropped_connections(tmp_pat
     db.close()
     # A client that closed (FIN) is noticed at the stream's next write or so; gevent
     # opens a stream in ~3 ms, so lift the per-user cap that a quick loop would meet.
-    server = AppProcess(instance, tmp_path / "server.log", speed=20.0,
-                        extra_env={"SAMOSVAL_SSE_HEARTBEAT_SECONDS": "0.5",
-                                   "SAMOSVAL_SSE_MAX_STREAMS_PER_USER": "1000"})
+    server = AppProcess(
+        instance,
+        tmp_path / "server.log",
+        speed=20.0,
+        extra_env={"SAMOSVAL_SSE_HEARTBEAT_SECONDS": "0.5", "SAMOSVAL_SSE_MAX_STREAMS_PER_USER": "1000"},
+    )
     try:
         client = Client(server.port)
         client.login("oleg")
@@ -187,10 +199,12 @@ def test_it_releases_server_threads_and_memory_after_dropped_connections(tmp_pat
     finally:
         exit_code = server.stop()
 
-    print(f"\nsse hygiene (live server): {CYCLES} connections dropped in {elapsed:.1f} s "
-          f"(half with a TCP reset), open streams peak {peak_streams:g} -> {streams_after:g}, "
-          f"server threads {threads_before}->{threads_after}, RSS {rss_before} -> {rss_after} KiB "
-          f"({(rss_after - rss_before) / 1024:+.1f} MiB)")
+    print(
+        f"\nsse hygiene (live server): {CYCLES} connections dropped in {elapsed:.1f} s "
+        f"(half with a TCP reset), open streams peak {peak_streams:g} -> {streams_after:g}, "
+        f"server threads {threads_before}->{threads_after}, RSS {rss_before} -> {rss_after} KiB "
+        f"({(rss_after - rss_before) / 1024:+.1f} MiB)"
+    )
     assert streams_after == 0
     assert threads_after <= threads_before
     assert rss_after - rss_before < 8 * 1024, "server memory grew by more than 8 MiB"

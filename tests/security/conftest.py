@@ -6,6 +6,7 @@ The authorization matrix sends hundreds of requests, so it uses one app per modu
 (``world``) with every persona logged in once; the other files use the per-test
 ``app``/``auth``/``sample`` fixtures of ``tests/conftest.py``.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,13 +27,30 @@ from tests.conftest import PASSWORD, Auth, CSRFClient, _password_hash, add_perso
 # carl, owned by dana, colin collaborating). ``blocked`` is bob, logged in while
 # active and blocked afterwards; ``anonymous`` has no session at all.
 PERSONA_ORDER = ("anonymous", "blocked", "sam", "carl", "dana", "colin", "oleg", "root")
-RELATION = {"sam": "stranger", "carl": "creator", "dana": "owner", "colin": "collaborator",
-            "oleg": "operator", "root": "admin"}
+RELATION = {
+    "sam": "stranger",
+    "carl": "creator",
+    "dana": "owner",
+    "colin": "collaborator",
+    "oleg": "operator",
+    "root": "admin",
+}
 STAFF_RELATIONS = ("operator", "admin")
 
 # Tables a hostile input could leave half-written.
-COUNTED_TABLES = ("users", "image_requests", "request_collaborators", "builds", "images",
-                  "deployments", "alerts", "audit_log", "webhook_tokens", "webhook_deliveries", "releases")
+COUNTED_TABLES = (
+    "users",
+    "image_requests",
+    "request_collaborators",
+    "builds",
+    "images",
+    "deployments",
+    "alerts",
+    "audit_log",
+    "webhook_tokens",
+    "webhook_deliveries",
+    "releases",
+)
 
 LONG_FUZZ = os.environ.get("SAMOSVAL_LONG_FUZZ") == "1"
 
@@ -56,6 +74,7 @@ def row_counts(db) -> dict[str, int]:
 class ObjectSet:
     """One request with everything hanging off it. ``members=True`` is the sample's
     shape (carl files, dana owns, colin collaborates); ``False`` belongs to ann only."""
+
     request_id: int
     draft_request_id: int
     build_id: int
@@ -65,9 +84,14 @@ class ObjectSet:
     release_id: int  # v3 of the deployment, waiting for approval (v1 ran, v2 runs)
 
     def id_for(self, kind: str) -> int:
-        return {"request": self.request_id, "draft_request": self.draft_request_id,
-                "build": self.build_id, "image": self.image_id,
-                "deployment": self.deployment_id, "release": self.release_id}[kind]
+        return {
+            "request": self.request_id,
+            "draft_request": self.draft_request_id,
+            "build": self.build_id,
+            "image": self.image_id,
+            "deployment": self.deployment_id,
+            "release": self.release_id,
+        }[kind]
 
 
 def make_object_set(db, users, *, members: bool) -> ObjectSet:
@@ -84,44 +108,58 @@ def make_object_set(db, users, *, members: bool) -> ObjectSet:
     deployment_id = factories.make_deployment(db, image_id=image_id, created_by=users["oleg"])
     factories.make_release(db, deployment_id=deployment_id, number=1, commit="a" * 40)
     factories.make_release(db, deployment_id=deployment_id, number=2, commit="b" * 40, current=True)
-    release_id = factories.make_release(db, deployment_id=deployment_id, number=3, status="pending_approval",
-                                        commit="c" * 40, trigger="webhook", cause="commit",
-                                        created_by=people["owner_id"])
+    release_id = factories.make_release(
+        db,
+        deployment_id=deployment_id,
+        number=3,
+        status="pending_approval",
+        commit="c" * 40,
+        trigger="webhook",
+        cause="commit",
+        created_by=people["owner_id"],
+    )
     return ObjectSet(request_id, draft_id, build_id, image_id, deployment_id, repo, release_id)
 
 
 def make_target_user(db, name: str) -> int:
     return db.execute(
         "INSERT INTO users (username, password_hash, role, is_active, created_at) "
-        "VALUES (?, ?, 'developer', 1, '2026-01-01T00:00:00Z')", (name, _password_hash())).lastrowid
+        "VALUES (?, ?, 'developer', 1, '2026-01-01T00:00:00Z')",
+        (name, _password_hash()),
+    ).lastrowid
 
 
 def make_alert(db, deployment_id: int, message: str = "billing-dev failed") -> int:
     return db.execute(
         "INSERT INTO alerts (alert_type, target_type, target_id, message, resolved, created_at) "
         "VALUES ('deployment_failed', 'deployment', ?, ?, 0, '2026-01-01T00:00:00Z')",
-        (deployment_id, message)).lastrowid
+        (deployment_id, message),
+    ).lastrowid
 
 
 def make_token(app, db, actor_id: int, name: str = "ci") -> tuple[int, str]:
-    return token_domain.create_token(db, name, secret_key=app.secret_key, actor_id=actor_id,
-                                     now=1_800_000_000.0)
+    return token_domain.create_token(
+        db, name, secret_key=app.secret_key, actor_id=actor_id, now=1_800_000_000.0
+    )
 
 
 def build_app(instance_dir) -> object:
     """An app configured like tests/conftest.py's, with login rate limits out of the way
     (the matrix logs personas in again after a logout; timing tests log in 20 times)."""
-    app = create_app({
-        "TESTING": True,
-        "SECRET_KEY": "test-secret-key",
-        "DATABASE": str(instance_dir / "samosval.sqlite3"),
-        "SIMULATOR_AUTOSTART": False,
-        "CHARTJS_URL": "/static/vendor/chart.umd.min.js",
-        "CHARTJS_SRI": None,
-        "LOGIN_RATE_LIMIT_IP": "100000 per minute",
-        "LOGIN_RATE_LIMIT_USER": "100000 per minute",
-        "LOGIN_DELAY_AFTER_FAILURES": 100000,
-    }, instance_path=str(instance_dir / "instance"))
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret-key",
+            "DATABASE": str(instance_dir / "samosval.sqlite3"),
+            "SIMULATOR_AUTOSTART": False,
+            "CHARTJS_URL": "/static/vendor/chart.umd.min.js",
+            "CHARTJS_SRI": None,
+            "LOGIN_RATE_LIMIT_IP": "100000 per minute",
+            "LOGIN_RATE_LIMIT_USER": "100000 per minute",
+            "LOGIN_DELAY_AFTER_FAILURES": 100000,
+        },
+        instance_path=str(instance_dir / "instance"),
+    )
     app.test_client_class = CSRFClient
     return app
 

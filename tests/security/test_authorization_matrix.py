@@ -18,24 +18,33 @@ What a row means:
 Every endpoint runs twice: as a browser, and as the pages' scripts call it (asking for
 JSON), where anonymous callers get 401 and every refusal carries a JSON ``error``.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pytest
 from flask import url_for
 
 from tests import factories
-from tests.security.conftest import (PERSONA_ORDER, World, json_body, make_alert, make_object_set,
-                                     make_target_user, make_token, relation)
+from tests.security.conftest import (
+    PERSONA_ORDER,
+    World,
+    json_body,
+    make_alert,
+    make_object_set,
+    make_target_user,
+    make_token,
+    relation,
+)
 
 # --- who: relations of a persona to an object set --------------------------------------
 
 ANY = frozenset({"stranger", "creator", "owner", "collaborator", "operator", "admin"})
-MEMBERS = ANY - {"stranger"}                      # see a request and what hangs off it
-EDITORS = MEMBERS - {"collaborator"}              # creator, owner, staff
+MEMBERS = ANY - {"stranger"}  # see a request and what hangs off it
+EDITORS = MEMBERS - {"collaborator"}  # creator, owner, staff
 OWNERS = frozenset({"owner", "operator", "admin"})  # start/stop/restart a deployment
 STAFF = frozenset({"operator", "admin"})
 ADMIN = frozenset({"admin"})
@@ -46,17 +55,17 @@ ROLE_OBJECTS = ("user", "alert", "token", "channel")  # no per-object visibility
 
 @dataclass(frozen=True)
 class Access:
-    kind: str                          # "page" | "api" | "public" | "token": what anonymous callers get
-    view: frozenset = ANY              # may see the object (others: ``hidden``)
+    kind: str  # "page" | "api" | "public" | "token": what anonymous callers get
+    view: frozenset = ANY  # may see the object (others: ``hidden``)
     act: frozenset | dict | None = None  # may use it, for every method or per method; default: view
-    obj: str | None = None             # what the URL's id names
+    obj: str | None = None  # what the URL's id names
     data: dict | Callable | None = None  # form sent with a POST (or a callable(objects) -> JSON)
     choices: dict = field(default_factory=dict)  # URL arg -> {value: act}
     hidden: int = 404
-    ok: tuple = ()                     # statuses an allowed caller may get besides the defaults
+    ok: tuple = ()  # statuses an allowed caller may get besides the defaults
     sse: bool = False
-    new_session: bool = False          # the call ends the caller's session (log in afresh)
-    variants: tuple | None = None      # object variants; default from ``obj``
+    new_session: bool = False  # the call ends the caller's session (log in afresh)
+    variants: tuple | None = None  # object variants; default from ``obj``
 
     def act_for(self, method: str, choice: str | None) -> frozenset:
         if choice is not None:
@@ -71,8 +80,12 @@ def hook_body(objects) -> bytes:
 
 
 DEPLOY_FORM = {"name": "matrix-dev", "environment": "dev", "replicas": "1", "ports": "8000:8000"}
-API_REQUEST = {"image_name": "matrix-api", "repo_url": "https://github.com/acme/matrix-api.git",
-               "base_image": "python:3.12-slim", "version_tag": "1.0.0"}
+API_REQUEST = {
+    "image_name": "matrix-api",
+    "repo_url": "https://github.com/acme/matrix-api.git",
+    "base_image": "python:3.12-slim",
+    "version_tag": "1.0.0",
+}
 
 # THE table. Keys are endpoint names; a new route must be added here.
 MATRIX: dict[str, Access] = {
@@ -87,11 +100,17 @@ MATRIX: dict[str, Access] = {
     # The button restarts deployments: the restart rule (owner, staff). A logged-in
     # developer calling the hook for a repository of a request they cannot see gets
     # the same 403 as for one that matches nothing: nothing leaks.
-    "hooks.commit_hook": Access("api", obj="request", view=MEMBERS, act=OWNERS, hidden=403,
-                                data=hook_body, variants=("visible", "hidden")),
+    "hooks.commit_hook": Access(
+        "api",
+        obj="request",
+        view=MEMBERS,
+        act=OWNERS,
+        hidden=403,
+        data=hook_body,
+        variants=("visible", "hidden"),
+    ),
     # A token's own hook URL: only that token (bearer or signature), never a session.
     "hooks.commit_hook_for_token": Access("token", obj="token", data=hook_body, variants=("visible",)),
-
     # Anyone logged in.
     "dashboard.dashboard": Access("page"),
     "dashboard.palette": Access("api"),  # results are filtered by visibility (tests/test_dashboard.py)
@@ -107,15 +126,14 @@ MATRIX: dict[str, Access] = {
     "images.list_images": Access("page"),
     "deployments.list_deployments": Access("page"),
     "api.search_users": Access("api"),
-
     # Requests: members see them; creator/owner edit drafts; staff review and build.
     "requests.request_detail": Access("page", obj="request", view=MEMBERS),
     "requests.edit_request": Access("page", obj="draft_request", view=MEMBERS, act=EDITORS),
     "requests.submit_request": Access("page", obj="draft_request", view=MEMBERS, act=EDITORS),
-    "requests.change_status": Access("page", obj="request", view=MEMBERS, act=STAFF,
-                                     data={"status": "draft"}),  # approved -> draft: staff only
+    "requests.change_status": Access(
+        "page", obj="request", view=MEMBERS, act=STAFF, data={"status": "draft"}
+    ),  # approved -> draft: staff only
     "builds.start_build": Access("page", obj="request", view=MEMBERS, act=STAFF),
-
     # Builds and images.
     "builds.build_detail": Access("page", obj="build", view=MEMBERS),
     "builds.build_log_json": Access("api", obj="build", view=MEMBERS),
@@ -123,16 +141,17 @@ MATRIX: dict[str, Access] = {
     "builds.retry_build": Access("page", obj="build", view=MEMBERS, act=STAFF),  # a retry is a build
     "images.image_detail": Access("page", obj="image", view=MEMBERS),
     "images.create_deployment": Access("page", obj="image", view=MEMBERS, act=STAFF, data=DEPLOY_FORM),
-
     # Deployments: members watch; the owner starts/stops/restarts; staff also delete.
     "deployments.deployment_detail": Access("page", obj="deployment", view=MEMBERS),
     "deployments.download_logs": Access("page", obj="deployment", view=MEMBERS),
     "deployments.deployment_metrics": Access("api", obj="deployment", view=MEMBERS),
     "deployments.log_stream": Access("api", obj="deployment", view=MEMBERS, sse=True),
     "deployments.deployment_action": Access(
-        "page", obj="deployment", view=MEMBERS,
-        choices={"action": {"start": OWNERS, "stop": OWNERS, "restart": OWNERS, "delete": STAFF}}),
-
+        "page",
+        obj="deployment",
+        view=MEMBERS,
+        choices={"action": {"start": OWNERS, "stop": OWNERS, "restart": OWNERS, "delete": STAFF}},
+    ),
     # Releases (issue 20): members read them; who may restart rolls back and unpins
     # (unpinning what is not pinned is a 409); staff other than the requester decide
     # pending ones (the requester, a developer here, is refused like any developer).
@@ -143,12 +162,10 @@ MATRIX: dict[str, Access] = {
     "releases.approve": Access("page", obj="release", view=MEMBERS, act=STAFF),
     "releases.reject": Access("page", obj="release", view=MEMBERS, act=STAFF, data={"reason": "not now"}),
     "releases.pending_list": Access("page", act=STAFF),
-
     # Operations: staff.
     "alerts.list_alerts": Access("page", act=STAFF),
     "alerts.resolve_alert": Access("page", obj="alert", act=STAFF),
     "hooks.list_deliveries": Access("page", act=STAFF),
-
     # Administration: admins.
     "hooks.list_tokens": Access("page", act=ADMIN),
     "hooks.create_token": Access("page", act=ADMIN, data={"name": "matrix ci"}),
@@ -165,11 +182,15 @@ MATRIX: dict[str, Access] = {
     "admin.audit_csv": Access("page", act=ADMIN),
     # Protected environments (the POST unprotects dev: a no-op that changes nothing).
     "releases.environments": Access("page", act=ADMIN, data={"environment": "dev", "protected": "0"}),
-
     # Configuration (issue 21): members see it (secrets masked); a change rolls out, so
     # whoever may restart the deployment.
-    "config.edit_env": Access("page", obj="deployment", view=MEMBERS, act={"GET": MEMBERS, "POST": OWNERS},
-                              data={"row_count": "1", "rows-0-key": "MATRIX", "rows-0-value": "1"}),
+    "config.edit_env": Access(
+        "page",
+        obj="deployment",
+        view=MEMBERS,
+        act={"GET": MEMBERS, "POST": OWNERS},
+        data={"row_count": "1", "rows-0-key": "MATRIX", "rows-0-value": "1"},
+    ),
     "config.env_json": Access("api", obj="deployment", view=MEMBERS),
     # Notifications: anyone manages their own subscriptions (a POST without fields is
     # refused as invalid); admins configure channels.
@@ -177,14 +198,16 @@ MATRIX: dict[str, Access] = {
     "notifications.subscribe": Access("page"),
     "notifications.unsubscribe": Access("page"),
     "notifications.list_channels": Access("page", act=ADMIN),
-    "notifications.new_channel": Access("page", act=ADMIN, choices={"kind": {
-        "webhook": ADMIN, "slack": ADMIN, "telegram": ADMIN, "email": ADMIN}}),
+    "notifications.new_channel": Access(
+        "page",
+        act=ADMIN,
+        choices={"kind": {"webhook": ADMIN, "slack": ADMIN, "telegram": ADMIN, "email": ADMIN}},
+    ),
     "notifications.edit_channel": Access("page", obj="channel", act=ADMIN),
     "notifications.delete_channel": Access("page", obj="channel", act=ADMIN),
     "notifications.channel_deliveries": Access("page", obj="channel", act=ADMIN),
     "notifications.test_channel": Access("page", obj="channel", act=ADMIN),
     "notifications.retry_dead": Access("page", obj="channel", act=ADMIN),
-
     # API tokens (issue 22): one's own. Revoking a token that is not one's own (here a
     # webhook token's id) is a 404 for everyone.
     "account.tokens": Access("page"),
@@ -198,11 +221,13 @@ MATRIX: dict[str, Access] = {
     "api_requests.list_requests": Access("api"),
     "api_requests.create_request": Access("api", data=lambda objects: json_body(API_REQUEST)),
     "api_requests.get_request": Access("api", obj="request", view=MEMBERS),
-    "api_requests.update_request": Access("api", obj="draft_request", view=MEMBERS, act=EDITORS,
-                                          data=lambda objects: json_body(API_REQUEST)),
+    "api_requests.update_request": Access(
+        "api", obj="draft_request", view=MEMBERS, act=EDITORS, data=lambda objects: json_body(API_REQUEST)
+    ),
     "api_requests.submit_request": Access("api", obj="draft_request", view=MEMBERS, act=EDITORS),
-    "api_requests.change_request_status": Access("api", obj="request", view=MEMBERS, act=STAFF,
-                                                 data=lambda objects: json_body({"status": "draft"})),
+    "api_requests.change_request_status": Access(
+        "api", obj="request", view=MEMBERS, act=STAFF, data=lambda objects: json_body({"status": "draft"})
+    ),
     "api_requests.start_build": Access("api", obj="request", view=MEMBERS, act=STAFF),
     "api_builds.list_builds": Access("api"),
     "api_builds.get_build": Access("api", obj="build", view=MEMBERS),
@@ -211,36 +236,63 @@ MATRIX: dict[str, Access] = {
     "api_builds.retry_build": Access("api", obj="build", view=MEMBERS, act=STAFF),
     "api_images.list_images": Access("api"),
     "api_images.get_image": Access("api", obj="image", view=MEMBERS),
-    "api_images.create_deployment": Access("api", obj="image", view=MEMBERS, act=STAFF,
-                                           data=lambda objects: json_body({**DEPLOY_FORM, "replicas": 1})),
+    "api_images.create_deployment": Access(
+        "api",
+        obj="image",
+        view=MEMBERS,
+        act=STAFF,
+        data=lambda objects: json_body({**DEPLOY_FORM, "replicas": 1}),
+    ),
     "api_deployments.list_deployments": Access("api"),
     "api_deployments.get_deployment": Access("api", obj="deployment", view=MEMBERS),
-    "api_deployments.deployment_action": Access("api", obj="deployment", view=MEMBERS, act=OWNERS,
-                                                data=lambda objects: json_body({"action": "restart"})),
+    "api_deployments.deployment_action": Access(
+        "api",
+        obj="deployment",
+        view=MEMBERS,
+        act=OWNERS,
+        data=lambda objects: json_body({"action": "restart"}),
+    ),
     "api_deployments.deployment_logs": Access("api", obj="deployment", view=MEMBERS),
     "api_deployments.deployment_metrics": Access("api", obj="deployment", view=MEMBERS),
     "api_releases.list_releases": Access("api", obj="deployment", view=MEMBERS),
     "api_releases.get_release": Access("api", obj="release", view=MEMBERS),
-    "api_releases.rollback": Access("api", obj="deployment", view=MEMBERS, act=OWNERS,
-                                    data=lambda objects: json_body({"release": 1})),
+    "api_releases.rollback": Access(
+        "api", obj="deployment", view=MEMBERS, act=OWNERS, data=lambda objects: json_body({"release": 1})
+    ),
     "api_releases.unpin": Access("api", obj="deployment", view=MEMBERS, act=OWNERS),
     "api_releases.approve_release": Access("api", obj="release", view=MEMBERS, act=STAFF),
-    "api_releases.reject_release": Access("api", obj="release", view=MEMBERS, act=STAFF,
-                                          data=lambda objects: json_body({"reason": "not now"})),
+    "api_releases.reject_release": Access(
+        "api", obj="release", view=MEMBERS, act=STAFF, data=lambda objects: json_body({"reason": "not now"})
+    ),
     "api_admin.list_users": Access("api", act=ADMIN),
-    "api_admin.create_user": Access("api", act=ADMIN, data=lambda objects: json_body(
-        {"username": "matrix-api", "password": "matrix-api-pass-1", "role": "developer"})),
+    "api_admin.create_user": Access(
+        "api",
+        act=ADMIN,
+        data=lambda objects: json_body(
+            {"username": "matrix-api", "password": "matrix-api-pass-1", "role": "developer"}
+        ),
+    ),
     "api_admin.get_user": Access("api", obj="user", act=ADMIN),
     "api_admin.block_user": Access("api", obj="user", act=ADMIN),
     "api_admin.unblock_user": Access("api", obj="user", act=ADMIN),
-    "api_admin.change_role": Access("api", obj="user", act=ADMIN,
-                                    data=lambda objects: json_body({"role": "operator"})),
+    "api_admin.change_role": Access(
+        "api", obj="user", act=ADMIN, data=lambda objects: json_body({"role": "operator"})
+    ),
     "api_admin.audit_log": Access("api", act=ADMIN),
 }
 
 # The id argument of each object kind in URL rules.
-ID_ARGS = {"request_id", "build_id", "image_id", "deployment_id", "user_id", "alert_id", "token_id",
-           "release_id", "channel_id"}
+ID_ARGS = {
+    "request_id",
+    "build_id",
+    "image_id",
+    "deployment_id",
+    "user_id",
+    "alert_id",
+    "token_id",
+    "release_id",
+    "channel_id",
+}
 MISSING_ID = 987654
 
 
@@ -254,6 +306,7 @@ def _methods(rule) -> list[str]:
 
 # --- the table covers the app --------------------------------------------------------
 
+
 def test_it_has_a_decision_for_every_route(app):
     missing = sorted({rule.endpoint for rule in _rules(app)} - MATRIX.keys())
     assert not missing, f"decide who may use these routes and add them to MATRIX: {missing}"
@@ -265,29 +318,33 @@ def test_it_knows_what_every_url_argument_names(app):
     for rule in _rules(app):
         spec = MATRIX[rule.endpoint]
         ids = set(rule.arguments) & ID_ARGS
-        assert len(ids) <= 1 and (bool(ids) == (spec.obj is not None) or rule.endpoint == "hooks.commit_hook"), \
-            f"{rule.endpoint}: the table's object does not match the URL {rule.rule}"
+        assert len(ids) <= 1 and (
+            bool(ids) == (spec.obj is not None) or rule.endpoint == "hooks.commit_hook"
+        ), f"{rule.endpoint}: the table's object does not match the URL {rule.rule}"
         for name in set(rule.arguments) - ID_ARGS - {"filename"}:
             converter = rule._converters[name]
-            assert set(spec.choices.get(name, {})) == set(converter.items), \
+            assert set(spec.choices.get(name, {})) == set(converter.items), (
                 f"{rule.endpoint}: decide who may use every value of <{name}>"
+            )
 
 
 # --- running one endpoint --------------------------------------------------------------
+
 
 @dataclass
 class Case:
     persona: str
     method: str
-    variant: str          # "visible" | "hidden" | "missing" | "-"
+    variant: str  # "visible" | "hidden" | "missing" | "-"
     choice: str | None
-    expected: str         # "login" | "401" | "404" | "403" | "allowed" | "403|404"
+    expected: str  # "login" | "401" | "404" | "403" | "allowed" | "403|404"
     status: int
     location: str = ""
 
 
-def _expectation(spec: Access, persona: str, method: str, variant: str, choice: str | None,
-                 as_json: bool = False) -> str:
+def _expectation(
+    spec: Access, persona: str, method: str, variant: str, choice: str | None, as_json: bool = False
+) -> str:
     if spec.kind == "token":
         return "401"
     if persona in ("anonymous", "blocked") and spec.kind != "public":
@@ -327,8 +384,11 @@ def _object_id(world: World, spec: Access, variant: str, fresh: bool) -> int | N
         return MISSING_ID
     db, users = world.db, world.users
     if spec.obj in VISIBILITY_OBJECTS:
-        objects = (make_object_set(db, users, members=(variant == "visible")) if fresh
-                   else (world.visible if variant == "visible" else world.hidden))
+        objects = (
+            make_object_set(db, users, members=(variant == "visible"))
+            if fresh
+            else (world.visible if variant == "visible" else world.hidden)
+        )
         return objects.id_for(spec.obj)
     if spec.obj == "user":
         return make_target_user(db, f"target-{world.serial()}") if fresh else world.target_user
@@ -336,10 +396,12 @@ def _object_id(world: World, spec: Access, variant: str, fresh: bool) -> int | N
         return make_alert(db, world.visible.deployment_id) if fresh else world.alert
     if spec.obj == "channel":  # a fresh one each time: a POST may delete it
         from tests.test_notifications import make_channel
+
         return make_channel(world.app, db, users, "slack", url="http://127.0.0.1:9/matrix")
     if spec.obj == "token":
-        return make_token(world.app, db, users["root"], f"matrix {world.serial()}")[0] if fresh \
-            else world.token
+        return (
+            make_token(world.app, db, users["root"], f"matrix {world.serial()}")[0] if fresh else world.token
+        )
     raise AssertionError(spec.obj)
 
 
@@ -356,8 +418,9 @@ def _url(world: World, rule, spec: Access, object_id: int | None, choice: str | 
         return url_for(rule.endpoint, **values)
 
 
-def _call(world: World, spec: Access, persona: str, method: str, url: str, variant: str,
-          as_json: bool = False):
+def _call(
+    world: World, spec: Access, persona: str, method: str, url: str, variant: str, as_json: bool = False
+):
     if spec.new_session:
         # Logging out retires every session of the user: log the cached one in again later.
         world.forget(persona)
@@ -374,8 +437,9 @@ def _call(world: World, spec: Access, persona: str, method: str, url: str, varia
         return client.get(url, headers=headers)
     if callable(spec.data):
         objects = world.visible if variant == "visible" else world.hidden
-        return client.open(url, method=method, data=spec.data(objects), content_type="application/json",
-                           headers=headers)
+        return client.open(
+            url, method=method, data=spec.data(objects), content_type="application/json", headers=headers
+        )
     return client.open(url, method=method, data=dict(spec.data or {}), headers=headers)
 
 
@@ -412,8 +476,17 @@ def run_endpoint(world: World, endpoint: str, as_json: bool = False) -> list[Cas
                         response = _call(world, spec, persona, method, url, variant, as_json)
                         response.close()  # static files are streamed from an open file
                         expected = _expectation(spec, persona, method, variant, choice, as_json)
-                        cases.append(Case(persona, method, variant, choice, expected,
-                                          response.status_code, response.headers.get("Location", "")))
+                        cases.append(
+                            Case(
+                                persona,
+                                method,
+                                variant,
+                                choice,
+                                expected,
+                                response.status_code,
+                                response.headers.get("Location", ""),
+                            )
+                        )
                         if not _matches(expected, spec, method, response, as_json):
                             cases[-1].expected = "MISMATCH:" + expected
     return cases
@@ -432,7 +505,9 @@ def test_it_grants_exactly_what_the_table_says(world, endpoint, as_json):
     wrong = [c for c in cases if c.expected.startswith("MISMATCH:")]
     assert not wrong, f"{endpoint}: {len(wrong)} of {len(cases)} cases differ from the table:\n" + "\n".join(
         f"  {c.method} {c.persona:<9} {c.variant:<7} {c.choice or '':<7} expected "
-        f"{c.expected[9:]:<7} got {c.status} {c.location}" for c in wrong)
+        f"{c.expected[9:]:<7} got {c.status} {c.location}"
+        for c in wrong
+    )
     assert cases, f"{endpoint}: no case ran"
 
 
@@ -440,9 +515,15 @@ def test_it_answers_the_same_for_hidden_and_missing_objects(world):
     """A developer cannot tell a hidden request, build, image or deployment from one
     that does not exist: same status, same body."""
     sam = world.client("sam")
-    for path in ("/requests/{}", "/builds/{}", "/images/{}", "/deployments/{}",
-                 "/api/builds/{}/log", "/api/deployments/{}/metrics"):
-        kind = {"/requests/{}": "request", "/builds/{}": "build", "/images/{}": "image"}.get(path, None)
+    for path in (
+        "/requests/{}",
+        "/builds/{}",
+        "/images/{}",
+        "/deployments/{}",
+        "/api/builds/{}/log",
+        "/api/deployments/{}/metrics",
+    ):
+        kind = {"/requests/{}": "request", "/builds/{}": "build", "/images/{}": "image"}.get(path)
         kind = kind or ("build" if "builds" in path else "deployment")
         hidden_url, missing_url = path.format(world.hidden.id_for(kind)), path.format(MISSING_ID)
         hidden, missing = sam.get(hidden_url), sam.get(missing_url)
@@ -466,8 +547,12 @@ def test_it_restricts_metrics_to_allowed_addresses(world):
 
 # --- lists: the rows themselves --------------------------------------------------------------
 
-LISTS = {"/requests": "data-request-id", "/builds": "data-build-id", "/images": "data-image-id",
-         "/deployments": "data-deployment-id"}
+LISTS = {
+    "/requests": "data-request-id",
+    "/builds": "data-build-id",
+    "/images": "data-image-id",
+    "/deployments": "data-deployment-id",
+}
 
 
 @pytest.mark.parametrize("persona", ["sam", "carl", "dana", "colin", "oleg", "root"])
@@ -481,8 +566,9 @@ def test_it_lists_only_what_each_persona_may_see(auth, db, users, persona):
     for path, attribute in LISTS.items():
         body = client.get(path).get_data(as_text=True)
         listed = {int(i) for i in re.findall(rf'{attribute}="(\d+)"', body)}
-        kind = {"/requests": "request", "/builds": "build", "/images": "image",
-                "/deployments": "deployment"}[path]
+        kind = {"/requests": "request", "/builds": "build", "/images": "image", "/deployments": "deployment"}[
+            path
+        ]
         assert (visible.id_for(kind) in listed) == sees_visible, (path, persona)
         assert (hidden.id_for(kind) in listed) == sees_hidden, (path, persona)
         if kind == "request":
@@ -498,6 +584,7 @@ def test_it_lists_only_what_each_persona_may_see(auth, db, users, persona):
 
 # --- the hook's "Simulate new commit" button ----------------------------------------------------
 
+
 def test_a_developers_simulated_commit_reaches_only_what_they_may_see(auth, db, users, sample):
     """Another team's request on the same repository and branch: a developer's button
     press neither restarts its deployments nor names them in the answer."""
@@ -505,19 +592,28 @@ def test_a_developers_simulated_commit_reaches_only_what_they_may_see(auth, db, 
     other_image = factories.make_image(db, request_id=other_request)
     other_deployment = factories.make_deployment(db, image_id=other_image, name="ann-dev")
     response = auth.client_for("dana").post(
-        "/api/hooks/commit", data=json_body({"repo_url": "https://github.com/acme/billing.git",
-                                             "branch": "main", "commit": "c0ffee1"}),
-        content_type="application/json")
+        "/api/hooks/commit",
+        data=json_body(
+            {"repo_url": "https://github.com/acme/billing.git", "branch": "main", "commit": "c0ffee1"}
+        ),
+        content_type="application/json",
+    )
     assert response.status_code == 200, response.get_json()
     data = response.get_json()
     assert data["matched_requests"] == [sample["request_id"]]
     assert data["restarted_deployments"] == [sample["deployment_id"]]
-    assert db.execute("SELECT status FROM deployments WHERE id = ?", (other_deployment,)).fetchone()[0] == "running"
+    assert (
+        db.execute("SELECT status FROM deployments WHERE id = ?", (other_deployment,)).fetchone()[0]
+        == "running"
+    )
     # Staff pressing the same button reach everything, as a real commit would.
     response = auth.client_for("oleg").post(
-        "/api/hooks/commit", data=json_body({"repo_url": "https://github.com/acme/billing.git",
-                                             "branch": "main", "commit": "c0ffee2"}),
-        content_type="application/json")
+        "/api/hooks/commit",
+        data=json_body(
+            {"repo_url": "https://github.com/acme/billing.git", "branch": "main", "commit": "c0ffee2"}
+        ),
+        content_type="application/json",
+    )
     assert set(response.get_json()["matched_requests"]) == {sample["request_id"], other_request}
 
 
@@ -526,12 +622,20 @@ def test_a_developers_simulated_commit_does_not_swallow_the_real_one(app, auth, 
     commit it is not a duplicate: the other team's deployment restarts then."""
     other_request = factories.make_request(db, owner_id=users["ann"], status="approved")
     other_deployment = factories.make_deployment(
-        db, image_id=factories.make_image(db, request_id=other_request), name="ann-dev")
-    body = json_body({"repo_url": "https://github.com/acme/billing.git", "branch": "main", "commit": "c0ffee3"})
+        db, image_id=factories.make_image(db, request_id=other_request), name="ann-dev"
+    )
+    body = json_body(
+        {"repo_url": "https://github.com/acme/billing.git", "branch": "main", "commit": "c0ffee3"}
+    )
     simulated = auth.client_for("dana").post("/api/hooks/commit", data=body, content_type="application/json")
     assert simulated.get_json()["outcome"] == "processed"
     token = make_token(app, db, users["root"], "ci")[1]
-    real = app.test_client().post("/api/hooks/commit", data=body, content_type="application/json",
-                                  headers={"Authorization": f"Bearer {token}"}, csrf=False)
+    real = app.test_client().post(
+        "/api/hooks/commit",
+        data=body,
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+        csrf=False,
+    )
     assert real.get_json()["outcome"] == "processed", real.get_json()
     assert other_deployment in real.get_json()["restarted_deployments"]

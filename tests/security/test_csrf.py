@@ -2,6 +2,7 @@
 call without a valid token with 400 — forms and the JSON calls the pages' scripts make
 alike — and writes nothing. The commit hook has no session to protect: it refuses
 anything without valid authentication (401), including a session without the header."""
+
 from __future__ import annotations
 
 import pytest
@@ -58,8 +59,13 @@ def _attempts(world: World):
 def test_it_lists_state_changing_routes(app):
     endpoints = {endpoint for endpoint, _m, _c in unsafe_routes(app)}
     # A floor, so a broken enumeration cannot pass by finding nothing.
-    assert {"requests.new_request", "admin.block_user", "deployments.deployment_action",
-            "auth.logout", HOOK} <= endpoints
+    assert {
+        "requests.new_request",
+        "admin.block_user",
+        "deployments.deployment_action",
+        "auth.logout",
+        HOOK,
+    } <= endpoints
     assert len(unsafe_routes(app)) >= 24
 
 
@@ -74,8 +80,9 @@ def test_it_refuses_every_forged_state_change(csrf_world):
             url = _target(world, endpoint, choice)
             before = row_counts(world.db)
             form = {**_form(endpoint), **attempt.get("form", {})}
-            response = client.open(url, method=method, data=form, headers=attempt.get("headers", {}),
-                                   csrf=False)
+            response = client.open(
+                url, method=method, data=form, headers=attempt.get("headers", {}), csrf=False
+            )
             body = response.get_data(as_text=True)
             where = f"{method} {url} ({endpoint}, {name})"
             assert response.status_code == 400, f"{where}: {response.status_code}"
@@ -119,16 +126,20 @@ def test_it_refuses_hook_calls_without_authentication(csrf_world):
         "session without CSRF header": (world.fresh_client("root"), {}),
         "session with a garbage CSRF header": (world.fresh_client("root"), {"X-CSRFToken": "garbage"}),
         "unknown bearer token": (world.app.test_client(), {"Authorization": "Bearer smsv_forged"}),
-        "forged GitHub signature": (world.app.test_client(), {"X-Hub-Signature-256": "sha256=" + "0" * 64,
-                                                             "X-GitHub-Event": "push"}),
+        "forged GitHub signature": (
+            world.app.test_client(),
+            {"X-Hub-Signature-256": "sha256=" + "0" * 64, "X-GitHub-Event": "push"},
+        ),
     }
     for name, (client, headers) in cases.items():
         for url in ("/api/hooks/commit", f"/api/hooks/commit/{world.token}"):
-            response = client.post(url, data=body, content_type="application/json",
-                                   headers=headers, csrf=False)
+            response = client.post(
+                url, data=body, content_type="application/json", headers=headers, csrf=False
+            )
             assert response.status_code == 401, f"{name} {url}: {response.status_code}"
             assert response.is_json and response.get_json()["error"]["outcome"] == "refused", name
     assert world.db.execute("SELECT id, status, updated_at FROM deployments").fetchall() == deployments
     restarted = world.db.execute(
-        "SELECT COUNT(*) FROM audit_log WHERE action = 'deployments_restarted'").fetchone()[0]
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'deployments_restarted'"
+    ).fetchone()[0]
     assert restarted == 0

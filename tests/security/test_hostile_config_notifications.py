@@ -1,6 +1,7 @@
 """Hostile input (issue 21) against the environment-variable form, the subscription
 form and the channel forms: never a 5xx, a refusal says why, and a refused form
 writes nothing (configuration and notification tables counted too)."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,8 +12,13 @@ from werkzeug.datastructures import MultiDict
 from tests.security.conftest import World, row_counts
 from tests.security.test_hostile_input import CHARS, VALUE, assert_clear_refusal, form_of, fuzz
 
-EXTRA_TABLES = ("config_versions", "config_entries", "notification_channels", "notification_subscriptions",
-                "notification_outbox")
+EXTRA_TABLES = (
+    "config_versions",
+    "config_entries",
+    "notification_channels",
+    "notification_subscriptions",
+    "notification_outbox",
+)
 
 
 def counts(db) -> dict:
@@ -27,10 +33,25 @@ def hostile(world: World) -> World:
     return world
 
 
-ENV_FIELDS = ("row_count", "rows-0-key", "rows-0-value", "rows-0-secret", "rows-0-existing", "rows-0-delete",
-              "rows-1-key", "rows-1-value", "rows-1-secret")
-VALID_ENV = {"row_count": "2", "rows-0-key": "APP_MODE", "rows-0-value": "fast", "rows-1-key": "TOKEN",
-             "rows-1-value": "hunter2", "rows-1-secret": "1"}
+ENV_FIELDS = (
+    "row_count",
+    "rows-0-key",
+    "rows-0-value",
+    "rows-0-secret",
+    "rows-0-existing",
+    "rows-0-delete",
+    "rows-1-key",
+    "rows-1-value",
+    "rows-1-secret",
+)
+VALID_ENV = {
+    "row_count": "2",
+    "rows-0-key": "APP_MODE",
+    "rows-0-value": "fast",
+    "rows-1-key": "TOKEN",
+    "rows-1-value": "hunter2",
+    "rows-1-secret": "1",
+}
 
 
 @fuzz
@@ -52,15 +73,21 @@ def test_it_survives_any_env_form(hostile, form):
 
 
 @fuzz
-@given(form=form_of(("scope", "target_id", "channel_id", "events", "recipient", "next"),
-                    {"scope": "owned", "events": "build_failed", "recipient": "dana@example.com"}))
+@given(
+    form=form_of(
+        ("scope", "target_id", "channel_id", "events", "recipient", "next"),
+        {"scope": "owned", "events": "build_failed", "recipient": "dana@example.com"},
+    )
+)
 def test_it_survives_any_subscription_form(hostile, form):
     world = hostile
     channel = world.db.execute("SELECT id FROM notification_channels WHERE kind = 'email'").fetchone()
     if channel is None:
         from tests.test_notifications import make_channel
-        make_channel(world.app, world.db, world.users, "email", host="127.0.0.1", port="25",
-                     from_addr="s@example.com")
+
+        make_channel(
+            world.app, world.db, world.users, "email", host="127.0.0.1", port="25", from_addr="s@example.com"
+        )
     client = world.client("sam")  # a first login writes an audit row: not counted
     before = counts(world.db)
     response = client.post("/notifications/subscribe", data=form)
@@ -75,12 +102,36 @@ def test_it_survives_any_subscription_form(hostile, form):
 
 
 @fuzz
-@given(kind=st.sampled_from(["webhook", "slack", "telegram", "email"]), as_json=st.booleans(),
-       form=form_of(("name", "url", "signing_secret", "bot_token", "chat_id", "base_url", "host", "port",
-                     "security", "username", "password", "from_addr"),
-                    {"name": "fuzz", "url": "https://example.com/hook", "signing_secret": "s3",
-                     "bot_token": "123456:ABCdefGHIjklMNOpqrSTUvwxYZ012345", "host": "smtp.example.com",
-                     "port": "587", "security": "starttls", "from_addr": "s@example.com"}))
+@given(
+    kind=st.sampled_from(["webhook", "slack", "telegram", "email"]),
+    as_json=st.booleans(),
+    form=form_of(
+        (
+            "name",
+            "url",
+            "signing_secret",
+            "bot_token",
+            "chat_id",
+            "base_url",
+            "host",
+            "port",
+            "security",
+            "username",
+            "password",
+            "from_addr",
+        ),
+        {
+            "name": "fuzz",
+            "url": "https://example.com/hook",
+            "signing_secret": "s3",
+            "bot_token": "123456:ABCdefGHIjklMNOpqrSTUvwxYZ012345",
+            "host": "smtp.example.com",
+            "port": "587",
+            "security": "starttls",
+            "from_addr": "s@example.com",
+        },
+    ),
+)
 def test_it_survives_any_channel_form(hostile, kind, as_json, form):
     world = hostile
     headers = {"Accept": "application/json"} if as_json else {}
@@ -101,10 +152,13 @@ def test_it_survives_any_channel_form(hostile, kind, as_json, form):
 @given(value=st.one_of(VALUE, st.text(CHARS, max_size=30)))
 def test_it_survives_any_unsubscribe_and_test_message(hostile, value):
     world = hostile
-    response = world.client("sam").post("/notifications/unsubscribe", data=MultiDict([("subscription_id", value)]))
+    response = world.client("sam").post(
+        "/notifications/unsubscribe", data=MultiDict([("subscription_id", value)])
+    )
     assert response.status_code in (302, 400, 404, 413), response.status_code
     channel = world.db.execute("SELECT id FROM notification_channels ORDER BY id LIMIT 1").fetchone()
     if channel is not None:
-        response = world.client("root").post(f"/admin/notifications/{channel[0]}/test",
-                                             data={"recipient": value})
+        response = world.client("root").post(
+            f"/admin/notifications/{channel[0]}/test", data={"recipient": value}
+        )
         assert response.status_code in (302, 400, 413), response.status_code

@@ -6,50 +6,98 @@ of every table are compared before and after each example).
 
 ``SAMOSVAL_LONG_FUZZ=1`` runs ten times as many examples.
 """
+
 from __future__ import annotations
 
 import json
 from datetime import date
 
 import pytest
-from hypothesis import HealthCheck, event, example, given, settings, strategies as st
+from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from werkzeug.datastructures import MultiDict
 
 from samosval.domain.repos import split_logins
 from samosval.domain.requests import FORM_FIELDS
 from tests import factories
-from tests.test_requests_form import valid_form
 from tests.security.conftest import LONG_FUZZ, World, row_counts
+from tests.test_requests_form import valid_form
 
 EXAMPLES = 300 if LONG_FUZZ else 30
-fuzz = settings(max_examples=EXAMPLES, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                       HealthCheck.data_too_large, HealthCheck.large_base_example])
+fuzz = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
+)
 
 # --- strategies ---------------------------------------------------------------------------
 
 CHARS = st.characters(exclude_categories=("Cs",))  # surrogates cannot travel as UTF-8
 CONTROL = st.text(st.characters(max_codepoint=0x1F), min_size=1, max_size=5)
 NUMBERS = st.one_of(
-    st.integers(min_value=-(2 ** 80), max_value=2 ** 80).map(str),
+    st.integers(min_value=-(2**80), max_value=2**80).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.sampled_from(["NaN", "inf", "-inf", "1e309", "-0", "0x10", "１２", "٣", "1_000", " 7 ", "",
-                     "9" * 5000, "0." + "0" * 400 + "1"]),
+    st.sampled_from(
+        [
+            "NaN",
+            "inf",
+            "-inf",
+            "1e309",
+            "-0",
+            "0x10",
+            "１２",
+            "٣",
+            "1_000",
+            " 7 ",
+            "",
+            "9" * 5000,
+            "0." + "0" * 400 + "1",
+        ]
+    ),
 )
-HUGE = st.builds(lambda unit, times: unit * times, st.text(CHARS, min_size=1, max_size=3),
-                 st.integers(min_value=300, max_value=400_000))
-PLAUSIBLE = st.sampled_from(["billing-api", "https://github.com/acme/billing.git", "main", "continuous",
-                             "static", "python:3.12-slim", "512", "1", "1.0.0", "dana", "colin", "dev",
-                             "prod", "8000:8000", "admin", "developer", "operator", "draft", "approved"])
-VALUE = st.one_of(PLAUSIBLE, st.text(CHARS, max_size=60), CONTROL.map(lambda c: "x" + c + "y"),
-                  NUMBERS, HUGE)
+HUGE = st.builds(
+    lambda unit, times: unit * times,
+    st.text(CHARS, min_size=1, max_size=3),
+    st.integers(min_value=300, max_value=400_000),
+)
+PLAUSIBLE = st.sampled_from(
+    [
+        "billing-api",
+        "https://github.com/acme/billing.git",
+        "main",
+        "continuous",
+        "static",
+        "python:3.12-slim",
+        "512",
+        "1",
+        "1.0.0",
+        "dana",
+        "colin",
+        "dev",
+        "prod",
+        "8000:8000",
+        "admin",
+        "developer",
+        "operator",
+        "draft",
+        "approved",
+    ]
+)
+VALUE = st.one_of(PLAUSIBLE, st.text(CHARS, max_size=60), CONTROL.map(lambda c: "x" + c + "y"), NUMBERS, HUGE)
 
 
 def form_of(fields, base: dict | None = None) -> st.SearchStrategy[MultiDict]:
     """Each field missing, present once or twice (duplicated), plus stray fields. With
     ``base`` (a valid form), each field keeps its valid value two times in three, so
     examples also get past validation and exercise the writes."""
+
     def field(name):
         junk = st.lists(VALUE, max_size=2)
         if base is None or name not in base:
@@ -59,6 +107,7 @@ def form_of(fields, base: dict | None = None) -> st.SearchStrategy[MultiDict]:
     def build(draws, extra):
         pairs = [(name, value) for name, values in zip(fields, draws) for value in values]
         return MultiDict(pairs + extra)
+
     per_field = st.tuples(*(field(name) for name in fields))
     stray = st.lists(st.tuples(st.text(CHARS, min_size=1, max_size=10), VALUE), max_size=2)
     return st.builds(build, per_field, stray)
@@ -66,15 +115,30 @@ def form_of(fields, base: dict | None = None) -> st.SearchStrategy[MultiDict]:
 
 VALID_REQUEST = valid_form(collaborators="colin, sam", repo_branch="main")
 VALID_DEPLOYMENT = {"name": "fuzz-dev", "environment": "staging", "replicas": "2", "ports": "8000:8000"}
-VALID_USER = {"username": "fuzz-user", "password": "fuzz-user-pass-1", "role": "developer", "must_change": "1",
-              "next": "/admin/users?role=developer"}
+VALID_USER = {
+    "username": "fuzz-user",
+    "password": "fuzz-user-pass-1",
+    "role": "developer",
+    "must_change": "1",
+    "next": "/admin/users?role=developer",
+}
 
 
-JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2 ** 70), max_value=2 ** 70),
-                         st.floats(allow_nan=False), st.text(CHARS, max_size=40), PLAUSIBLE)
-JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(CHARS, max_size=10), inner, max_size=4)),
-    max_leaves=12)
+JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
+    st.text(CHARS, max_size=40),
+    PLAUSIBLE,
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(CHARS, max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 def assert_clear_refusal(response, where: str) -> None:
@@ -87,9 +151,16 @@ def assert_clear_refusal(response, where: str) -> None:
         assert isinstance(error, str) and error.strip(), f"{where}: no error message"
         return
     body = response.get_data(as_text=True)
-    assert any(marker in body for marker in ('class="field-error"', "data-status-code=", 'class="flash',
-                                              "data-login-error", 'role="alert"')), \
-        f"{where}: {response.status_code} page without a message"
+    assert any(
+        marker in body
+        for marker in (
+            'class="field-error"',
+            "data-status-code=",
+            'class="flash',
+            "data-login-error",
+            'role="alert"',
+        )
+    ), f"{where}: {response.status_code} page without a message"
 
 
 def changed_tables(before: dict, after: dict) -> dict:
@@ -104,6 +175,7 @@ def hostile(world: World) -> World:
 
 # --- request create and edit ------------------------------------------------------------------
 
+
 @fuzz
 @given(form=form_of(FORM_FIELDS, VALID_REQUEST))
 def test_it_survives_any_new_request_form(hostile, form):
@@ -115,11 +187,21 @@ def test_it_survives_any_new_request_form(hostile, form):
     event(f"HTTP {response.status_code}")
     assert response.status_code in (302, 400, 413), response.status_code
     if response.status_code == 302:
-        assert changed_tables(before, after).keys() <= {"image_requests", "request_collaborators", "audit_log"}
+        assert changed_tables(before, after).keys() <= {
+            "image_requests",
+            "request_collaborators",
+            "audit_log",
+        }
         assert after["image_requests"] == before["image_requests"] + 1
-        new = world.db.execute("SELECT id, collaborators FROM image_requests ORDER BY id DESC LIMIT 1").fetchone()
-        rows = {r[0] for r in world.db.execute(
-            "SELECT username FROM request_collaborators WHERE request_id = ?", (new["id"],))}
+        new = world.db.execute(
+            "SELECT id, collaborators FROM image_requests ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        rows = {
+            r[0]
+            for r in world.db.execute(
+                "SELECT username FROM request_collaborators WHERE request_id = ?", (new["id"],)
+            )
+        }
         assert rows == set(split_logins(new["collaborators"]))
     else:
         assert_clear_refusal(response, "new request")
@@ -128,8 +210,13 @@ def test_it_survives_any_new_request_form(hostile, form):
 
 @pytest.fixture(scope="module")
 def draft(hostile) -> int:
-    return factories.make_request(hostile.db, owner_id=hostile.users["dana"], created_by=hostile.users["carl"],
-                                  collaborators="colin", status="draft")
+    return factories.make_request(
+        hostile.db,
+        owner_id=hostile.users["dana"],
+        created_by=hostile.users["carl"],
+        collaborators="colin",
+        status="draft",
+    )
 
 
 @fuzz
@@ -146,8 +233,12 @@ def test_it_survives_any_edit_form(hostile, draft, form):
     row_after = dict(world.db.execute("SELECT * FROM image_requests WHERE id = ?", (draft,)).fetchone())
     if response.status_code == 302:
         assert changed_tables(before, after).keys() <= {"request_collaborators", "audit_log"}
-        rows = {r[0] for r in world.db.execute(
-            "SELECT username FROM request_collaborators WHERE request_id = ?", (draft,))}
+        rows = {
+            r[0]
+            for r in world.db.execute(
+                "SELECT username FROM request_collaborators WHERE request_id = ?", (draft,)
+            )
+        }
         assert rows == set(split_logins(row_after["collaborators"]))
     else:
         assert_clear_refusal(response, "edit request")
@@ -167,7 +258,9 @@ def test_it_survives_any_status_change(hostile, status, duplicate, as_json):
     after = row_counts(world.db)
     event(f"HTTP {response.status_code}")
     assert response.status_code in (200, 302, 400, 409, 413), response.status_code
-    new_status = world.db.execute("SELECT status FROM image_requests WHERE id = ?", (request_id,)).fetchone()[0]
+    new_status = world.db.execute("SELECT status FROM image_requests WHERE id = ?", (request_id,)).fetchone()[
+        0
+    ]
     if response.status_code >= 400:
         assert_clear_refusal(response, f"status {status!r}")
         assert after == before and new_status == "submitted"
@@ -178,6 +271,7 @@ def test_it_survives_any_status_change(hostile, status, duplicate, as_json):
 
 
 # --- deployments -------------------------------------------------------------------------------
+
 
 @fuzz
 @given(form=form_of(("name", "environment", "replicas", "ports"), VALID_DEPLOYMENT))
@@ -191,7 +285,9 @@ def test_it_survives_any_deployment_form(hostile, form):
     assert response.status_code in (302, 400, 413), response.status_code
     if response.status_code == 302:
         assert changed_tables(before, after) == {"deployments": 1, "audit_log": 2, "releases": 1}
-        row = world.db.execute("SELECT replicas, environment, name FROM deployments ORDER BY id DESC LIMIT 1").fetchone()
+        row = world.db.execute(
+            "SELECT replicas, environment, name FROM deployments ORDER BY id DESC LIMIT 1"
+        ).fetchone()
         assert 1 <= row["replicas"] <= 20 and row["environment"] in ("dev", "staging", "prod")
         assert row["name"] and len(row["name"]) <= 80
     else:
@@ -200,28 +296,40 @@ def test_it_survives_any_deployment_form(hostile, form):
 
 
 @fuzz
-@given(action=st.sampled_from(["start", "stop", "restart"]), as_json=st.booleans(),
-       junk=form_of(("action", "status", "replicas")))
+@given(
+    action=st.sampled_from(["start", "stop", "restart"]),
+    as_json=st.booleans(),
+    junk=form_of(("action", "status", "replicas")),
+)
 def test_it_survives_deployment_actions_with_junk(hostile, action, as_json, junk):
     world = hostile
     headers = {"Accept": "application/json"} if as_json else {}
-    response = world.client("dana").post(f"/deployments/{world.visible.deployment_id}/{action}",
-                                         data=junk, headers=headers)
+    response = world.client("dana").post(
+        f"/deployments/{world.visible.deployment_id}/{action}", data=junk, headers=headers
+    )
     event(f"HTTP {response.status_code}")
     assert response.status_code in (200, 302, 409, 413), response.status_code
 
 
 # --- releases (issue 20) ------------------------------------------------------------------------
 
+
 @fuzz
-@given(target=st.sampled_from(["rollback", "reject", "environments"]), as_json=st.booleans(),
-       form=form_of(("release", "reason", "environment", "protected"),
-                    {"release": "1", "reason": "freeze", "environment": "dev", "protected": "0"}))
+@given(
+    target=st.sampled_from(["rollback", "reject", "environments"]),
+    as_json=st.booleans(),
+    form=form_of(
+        ("release", "reason", "environment", "protected"),
+        {"release": "1", "reason": "freeze", "environment": "dev", "protected": "0"},
+    ),
+)
 def test_it_survives_any_release_form(hostile, target, as_json, form):
     world = hostile
-    url = {"rollback": f"/deployments/{world.visible.deployment_id}/rollback",
-           "reject": f"/releases/{world.visible.release_id}/reject",
-           "environments": "/admin/environments"}[target]
+    url = {
+        "rollback": f"/deployments/{world.visible.deployment_id}/rollback",
+        "reject": f"/releases/{world.visible.release_id}/reject",
+        "environments": "/admin/environments",
+    }[target]
     headers = {"Accept": "application/json"} if as_json else {}
     before = row_counts(world.db)
     response = world.client("root").post(url, data=form, headers=headers)
@@ -235,9 +343,11 @@ def test_it_survives_any_release_form(hostile, target, as_json, form):
 
 # --- administration ------------------------------------------------------------------------------
 
+
 @fuzz
-@given(form=form_of(("username", "password", "role", "must_change", "next"), VALID_USER),
-       as_json=st.booleans())
+@given(
+    form=form_of(("username", "password", "role", "must_change", "next"), VALID_USER), as_json=st.booleans()
+)
 def test_it_survives_any_new_user_form(hostile, form, as_json):
     world = hostile
     client = world.client("root")
@@ -312,8 +422,9 @@ def test_it_survives_any_password_change_form(hostile, form):
         return  # ...unless hypothesis guessed it; then a 302 would be fine, but it only draws from VALUE
     # Nothing changes but the audit of a wrong current password.
     assert {**row_counts(world.db), "audit_log": 0} == {**before, "audit_log": 0}
-    assert {row[0] for row in world.db.execute("SELECT action FROM audit_log WHERE id > ?", (last_audit,))} \
-        <= {"password_change_failed"}
+    assert {
+        row[0] for row in world.db.execute("SELECT action FROM audit_log WHERE id > ?", (last_audit,))
+    } <= {"password_change_failed"}
 
 
 # --- filters and searches (GET) --------------------------------------------------------------------
@@ -329,10 +440,18 @@ LIST_PARAMS = {
     "/dashboard": ("page",),
     "/alerts": ("page",),
 }
-GET_VALUE = st.one_of(PLAUSIBLE, st.text(CHARS, max_size=60), CONTROL, NUMBERS,
-                      st.dates(min_value=date(1, 1, 1)).map(str),
-                      st.builds(lambda unit, times: unit * times, st.text(CHARS, min_size=1, max_size=2),
-                                st.integers(min_value=100, max_value=3000)))
+GET_VALUE = st.one_of(
+    PLAUSIBLE,
+    st.text(CHARS, max_size=60),
+    CONTROL,
+    NUMBERS,
+    st.dates(min_value=date(1, 1, 1)).map(str),
+    st.builds(
+        lambda unit, times: unit * times,
+        st.text(CHARS, min_size=1, max_size=2),
+        st.integers(min_value=100, max_value=3000),
+    ),
+)
 
 
 def query_of(params) -> st.SearchStrategy[MultiDict]:
@@ -397,7 +516,10 @@ def test_it_survives_any_palette_search(hostile, query):
 
 
 @fuzz
-@given(offset=st.one_of(NUMBERS, st.text(CHARS, max_size=20)), since=st.one_of(NUMBERS, st.text(CHARS, max_size=20)))
+@given(
+    offset=st.one_of(NUMBERS, st.text(CHARS, max_size=20)),
+    since=st.one_of(NUMBERS, st.text(CHARS, max_size=20)),
+)
 def test_it_survives_any_polling_parameter(hostile, offset, since):
     world = hostile
     client = world.client("dana")
@@ -405,7 +527,9 @@ def test_it_survives_any_polling_parameter(hostile, offset, since):
     assert log.status_code in (200, 400) and log.is_json, (offset, log.status_code)
     if log.status_code == 400:
         assert_clear_refusal(log, "offset")
-    metrics = client.get(f"/api/deployments/{world.visible.deployment_id}/metrics", query_string={"since": since})
+    metrics = client.get(
+        f"/api/deployments/{world.visible.deployment_id}/metrics", query_string={"since": since}
+    )
     assert metrics.status_code in (200, 400) and metrics.is_json, (since, metrics.status_code)
     if metrics.status_code == 400:
         assert_clear_refusal(metrics, "since")
@@ -413,11 +537,18 @@ def test_it_survives_any_polling_parameter(hostile, offset, since):
 
 # --- the commit hook ---------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def hook_token(hostile) -> str:
     from samosval.domain import tokens as token_domain
-    return token_domain.create_token(hostile.db, "fuzz", secret_key=hostile.app.secret_key,
-                                     actor_id=hostile.users["root"], now=1_800_000_000.0)[1]
+
+    return token_domain.create_token(
+        hostile.db,
+        "fuzz",
+        secret_key=hostile.app.secret_key,
+        actor_id=hostile.users["root"],
+        now=1_800_000_000.0,
+    )[1]
 
 
 def _generic(values):
@@ -425,13 +556,24 @@ def _generic(values):
 
 
 def _github(values):
-    return {"repository": {"clone_url": values[0], "html_url": values[5]}, "ref": values[1],
-            "after": values[2], "deleted": values[3], "head_commit": values[4]}
+    return {
+        "repository": {"clone_url": values[0], "html_url": values[5]},
+        "ref": values[1],
+        "after": values[2],
+        "deleted": values[3],
+        "head_commit": values[4],
+    }
 
 
 def _gitlab(values):
-    return {"project": {"git_http_url": values[0]}, "ref": values[1], "checkout_sha": values[2],
-            "after": values[3], "commits": values[4], "repository": values[5]}
+    return {
+        "project": {"git_http_url": values[0]},
+        "ref": values[1],
+        "checkout_sha": values[2],
+        "after": values[3],
+        "commits": values[4],
+        "repository": values[5],
+    }
 
 
 SHAPES = {
@@ -439,6 +581,8 @@ SHAPES = {
     "github": (_github, {"X-GitHub-Event": "push"}),
     "gitlab": (_gitlab, {"X-Gitlab-Event": "Push Hook"}),
 }
+
+
 # Each position is often what a real call carries, so the parser gets past the
 # required fields and meets junk in the optional ones.
 def _mostly(real: list) -> st.SearchStrategy:
@@ -450,7 +594,9 @@ HOOK_FIELDS = st.tuples(
     _mostly(["https://github.com/acme/billing.git", "git@github.com:acme/billing.git"]),
     _mostly(["main", "refs/heads/main", "refs/tags/v1", "refs/pull/1"]),
     _mostly(["c0ffee1", "0" * 40, "C0FFEE1" + "a" * 33]),
-    JSON_VALUES, JSON_VALUES, JSON_VALUES,
+    JSON_VALUES,
+    JSON_VALUES,
+    JSON_VALUES,
 )
 REAL = ("https://github.com/acme/billing.git", "main", "c0ffee1")
 
@@ -459,8 +605,12 @@ def _hook_call(world, token, body: bytes, content_type: str, headers: dict):
     deployments = world.db.execute("SELECT id, status, needs_restart FROM deployments ORDER BY id").fetchall()
     before = row_counts(world.db)
     response = world.app.test_client().post(
-        "/api/hooks/commit", data=body, content_type=content_type,
-        headers={"Authorization": f"Bearer {token}", **headers}, csrf=False)
+        "/api/hooks/commit",
+        data=body,
+        content_type=content_type,
+        headers={"Authorization": f"Bearer {token}", **headers},
+        csrf=False,
+    )
     after = row_counts(world.db)
     if currently_in_test_context():
         event(f"HTTP {response.status_code}")
@@ -470,14 +620,19 @@ def _hook_call(world, token, body: bytes, content_type: str, headers: dict):
     if response.status_code >= 400:
         assert_clear_refusal(response, "hook")
         assert changed_tables(before, after).keys() <= {"webhook_deliveries", "audit_log"}
-        assert world.db.execute(
-            "SELECT id, status, needs_restart FROM deployments ORDER BY id").fetchall() == deployments
+        assert (
+            world.db.execute("SELECT id, status, needs_restart FROM deployments ORDER BY id").fetchall()
+            == deployments
+        )
     return response
 
 
 @fuzz
-@given(shape=st.sampled_from(sorted(SHAPES)), values=HOOK_FIELDS,
-       extra=st.dictionaries(st.text(CHARS, max_size=8), JSON_VALUES, max_size=3))
+@given(
+    shape=st.sampled_from(sorted(SHAPES)),
+    values=HOOK_FIELDS,
+    extra=st.dictionaries(st.text(CHARS, max_size=8), JSON_VALUES, max_size=3),
+)
 @example(shape="gitlab", values=(*REAL, None, 5, None), extra={})  # found: 500 on "commits": 5
 @example(shape="github", values=(*REAL, False, [1], 7), extra={})
 def test_it_survives_any_hook_payload(hostile, hook_token, shape, values, extra):
@@ -487,12 +642,25 @@ def test_it_survives_any_hook_payload(hostile, hook_token, shape, values, extra)
 
 
 @fuzz
-@given(body=st.one_of(st.binary(max_size=300), JSON_VALUES.map(lambda v: json.dumps(v).encode()),
-                      st.text(CHARS, max_size=200).map(lambda t: ("payload=" + t).encode())),
-       content_type=st.sampled_from(["application/json", "application/x-www-form-urlencoded", "text/plain",
-                                     "", "multipart/form-data; boundary=x", "application/json; charset=latin-1"]),
-       source=st.sampled_from(["generic", "github", "gitlab"]),
-       hook_event=st.one_of(st.none(), st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=20)))
+@given(
+    body=st.one_of(
+        st.binary(max_size=300),
+        JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+        st.text(CHARS, max_size=200).map(lambda t: ("payload=" + t).encode()),
+    ),
+    content_type=st.sampled_from(
+        [
+            "application/json",
+            "application/x-www-form-urlencoded",
+            "text/plain",
+            "",
+            "multipart/form-data; boundary=x",
+            "application/json; charset=latin-1",
+        ]
+    ),
+    source=st.sampled_from(["generic", "github", "gitlab"]),
+    hook_event=st.one_of(st.none(), st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=20)),
+)
 def test_it_survives_any_hook_body(hostile, hook_token, body, content_type, source, hook_event):
     headers = dict(SHAPES[source][1])
     if hook_event is not None and source != "generic":
@@ -502,25 +670,55 @@ def test_it_survives_any_hook_body(hostile, hook_token, body, content_type, sour
 
 def test_it_refuses_an_oversized_hook_body(hostile, hook_token):
     # The hook takes pushes up to 25 MiB (GitHub's limit); the rest of the site 1 MiB.
-    response = _hook_call(hostile, hook_token, b"{" + b" " * (25 * 1024 * 1024) + b"}", "application/json", {})
+    response = _hook_call(
+        hostile, hook_token, b"{" + b" " * (25 * 1024 * 1024) + b"}", "application/json", {}
+    )
     assert response.status_code == 413
 
 
 # --- raw bodies to the form endpoints -------------------------------------------------------------
 
-RAW_FORM_TARGETS = ["/requests/new", "/admin/users/create", "/admin/tokens/create", "/account/password",
-                    "/lang", "/admin/users/{user}/role", "/images/{image}/create_deployment"]
+RAW_FORM_TARGETS = [
+    "/requests/new",
+    "/admin/users/create",
+    "/admin/tokens/create",
+    "/account/password",
+    "/lang",
+    "/admin/users/{user}/role",
+    "/images/{image}/create_deployment",
+]
 
 
 @fuzz
-@given(target=st.sampled_from(RAW_FORM_TARGETS),
-       body=st.one_of(st.binary(max_size=400),
-                      st.lists(st.tuples(st.text(CHARS, max_size=12), st.text(CHARS, max_size=30)), max_size=5)
-                      .map(lambda pairs: "&".join(f"{k}={v}" for k, v in pairs).encode("utf-8")),
-                      st.sampled_from([b"%", b"%zz=%ff", b"a=%E2%82", b"=&=&&", b"--x\r\nContent-Disposition: form-data",
-                                       b"\xff\xfe\x00\x00"])),
-       content_type=st.sampled_from(["application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-                                     "multipart/form-data", "application/json", "text/plain", ""]))
+@given(
+    target=st.sampled_from(RAW_FORM_TARGETS),
+    body=st.one_of(
+        st.binary(max_size=400),
+        st.lists(st.tuples(st.text(CHARS, max_size=12), st.text(CHARS, max_size=30)), max_size=5).map(
+            lambda pairs: "&".join(f"{k}={v}" for k, v in pairs).encode("utf-8")
+        ),
+        st.sampled_from(
+            [
+                b"%",
+                b"%zz=%ff",
+                b"a=%E2%82",
+                b"=&=&&",
+                b"--x\r\nContent-Disposition: form-data",
+                b"\xff\xfe\x00\x00",
+            ]
+        ),
+    ),
+    content_type=st.sampled_from(
+        [
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "multipart/form-data",
+            "application/json",
+            "text/plain",
+            "",
+        ]
+    ),
+)
 def test_it_survives_any_raw_form_body(hostile, target, body, content_type):
     world = hostile
     client = world.client("root")
@@ -540,12 +738,18 @@ def test_it_survives_any_raw_form_body(hostile, target, body, content_type):
 
 # --- the JSON API (issue 22) ------------------------------------------------------------------------
 
-API_REQUEST = {"image_name": "fuzz-api", "repo_url": "https://github.com/acme/fuzz-api.git",
-               "base_image": "python:3.12-slim", "version_tag": "1.0.0"}
+API_REQUEST = {
+    "image_name": "fuzz-api",
+    "repo_url": "https://github.com/acme/fuzz-api.git",
+    "base_image": "python:3.12-slim",
+    "version_tag": "1.0.0",
+}
 API_BODIES = st.one_of(
     JSON_VALUES,
-    st.builds(lambda extra: {**API_REQUEST, **extra},
-              st.dictionaries(st.sampled_from([*FORM_FIELDS, "stray"]), JSON_SCALARS, max_size=3)),
+    st.builds(
+        lambda extra: {**API_REQUEST, **extra},
+        st.dictionaries(st.sampled_from([*FORM_FIELDS, "stray"]), JSON_SCALARS, max_size=3),
+    ),
 )
 
 
@@ -554,6 +758,7 @@ def api_token(hostile) -> str:
     from types import SimpleNamespace
 
     from samosval.domain import access_tokens
+
     owner = SimpleNamespace(id=hostile.users["carl"], username="carl", role="developer")
     now = hostile.app.extensions["samosval"].engine.clock()
     return access_tokens.create_token(hostile.db, owner, "fuzz", ("read", "write"), 30, now=now)[1]
@@ -565,8 +770,9 @@ def test_it_survives_any_api_request_body(hostile, api_token, body):
     """Any JSON to POST /api/v1/requests with a token: created (201) or a 400 naming
     the fields, in the one error shape, writing nothing."""
     before = row_counts(hostile.db)
-    response = hostile.app.test_client().post("/api/v1/requests", json=body, csrf=False,
-                                              headers={"Authorization": f"Bearer {api_token}"})
+    response = hostile.app.test_client().post(
+        "/api/v1/requests", json=body, csrf=False, headers={"Authorization": f"Bearer {api_token}"}
+    )
     after = row_counts(hostile.db)
     event(f"HTTP {response.status_code}")
     assert response.status_code in (201, 400), response.status_code

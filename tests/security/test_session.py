@@ -1,5 +1,6 @@
 """Sessions: cookie flags, a stolen cookie that stops working on logout, block, role
 change and password reset, and no user enumeration through login answers or timing."""
+
 from __future__ import annotations
 
 import json
@@ -43,6 +44,7 @@ def assert_signed_out(app, cookie_value: str) -> None:
 
 # --- cookie flags ------------------------------------------------------------------------
 
+
 def test_it_sets_http_only_same_site_lax_cookies(client, users):
     response = client.post("/login", data={"username": "dana", "password": PASSWORD})
     assert response.status_code == 302
@@ -59,8 +61,9 @@ def test_it_marks_cookies_secure_when_configured(tmp_path):
     app = build_app(tmp_path / "secure")
     app.config["SESSION_COOKIE_SECURE"] = True
     limiter.reset()
-    response = app.test_client().post("/login", data={"username": "root", "password": "root"},
-                                      base_url="https://localhost")
+    response = app.test_client().post(
+        "/login", data={"username": "root", "password": "root"}, base_url="https://localhost"
+    )
     assert "Secure" in session_cookie(response)
 
 
@@ -70,6 +73,7 @@ def test_it_keeps_the_login_cookie_usable_for_its_owner(auth, app):
 
 
 # --- a copied cookie dies with the session ------------------------------------------------
+
 
 def test_it_refuses_the_old_cookie_after_logout(auth, app, db):
     client = auth.client_for("dana")
@@ -87,11 +91,14 @@ def test_it_can_log_in_again_after_logout(auth, app, client):
     assert client.get("/dashboard").status_code == 200
 
 
-@pytest.mark.parametrize("action, data", [
-    ("block", {}),
-    ("role", {"role": "operator"}),
-    ("reset_password", {}),
-])
+@pytest.mark.parametrize(
+    "action, data",
+    [
+        ("block", {}),
+        ("role", {"role": "operator"}),
+        ("reset_password", {}),
+    ],
+)
 def test_it_refuses_the_old_cookie_after_an_admin_action(auth, app, users, action, data):
     cookie = stolen_cookie(auth.client_for("dana"))
     response = auth.client_for("root").post(f"/admin/users/{users['dana']}/{action}", data=data)
@@ -109,7 +116,8 @@ def test_it_keeps_a_blocked_users_cookie_dead_after_unblocking(auth, app, users)
 
 def test_it_ends_an_open_log_stream_when_the_user_is_blocked(auth, users, sample):
     stream = auth.client_for("dana").get(
-        f"/api/deployments/{sample['deployment_id']}/logs/stream", buffered=False)
+        f"/api/deployments/{sample['deployment_id']}/logs/stream", buffered=False
+    )
     try:
         assert stream.status_code == 200
         body = iter(stream.response)
@@ -134,7 +142,9 @@ def test_it_ends_the_open_log_streams_of_the_session_that_logs_out(auth, app, sa
         dana.post("/logout")
         events = parse_events(b"".join(body).decode())
         assert all("data" not in e for e in events if e.get("event") != "end")
-        assert [json.loads(e["data"]) for e in events if e.get("event") == "end"] == [{"reason": "logged_out"}]
+        assert [json.loads(e["data"]) for e in events if e.get("event") == "end"] == [
+            {"reason": "logged_out"}
+        ]
     finally:
         stream.close()
     assert app.extensions["samosval"].state.open_stream_count() == 0
@@ -144,7 +154,8 @@ def test_it_keeps_the_streams_of_another_browser_when_one_logs_out(auth, app, sa
     """Logging out in one browser leaves the same user's other browser, and its live
     log, alone."""
     stream = auth.client_for("dana").get(
-        f"/api/deployments/{sample['deployment_id']}/logs/stream", buffered=False)
+        f"/api/deployments/{sample['deployment_id']}/logs/stream", buffered=False
+    )
     try:
         body = iter(stream.response)
         next(body), next(body)  # retry, status
@@ -152,7 +163,8 @@ def test_it_keeps_the_streams_of_another_browser_when_one_logs_out(auth, app, sa
         auth.login(other_browser, "dana")
         other_browser.post("/logout")
         app.extensions["samosval"].state.runtime(sample["deployment_id"]).logs.append(
-            clock.now, "INFO", "still streaming")
+            clock.now, "INFO", "still streaming"
+        )
         line = next(body).decode()
         assert "still streaming" in line
     finally:
@@ -160,6 +172,7 @@ def test_it_keeps_the_streams_of_another_browser_when_one_logs_out(auth, app, sa
 
 
 # --- no user enumeration ---------------------------------------------------------------------
+
 
 def _login_page_without_noise(response, username: str) -> str:
     text = response.get_data(as_text=True)
@@ -173,8 +186,9 @@ def test_it_answers_unknown_wrong_and_blocked_logins_alike(client, users):
         "wrong password": ("dana", "not-the-password"),
         "blocked": ("bob", PASSWORD),
     }
-    responses = {case: client.post("/login", data={"username": u, "password": p})
-                 for case, (u, p) in answers.items()}
+    responses = {
+        case: client.post("/login", data={"username": u, "password": p}) for case, (u, p) in answers.items()
+    }
     assert {r.status_code for r in responses.values()} == {401}
     bodies = {case: _login_page_without_noise(r, answers[case][0]) for case, r in responses.items()}
     assert bodies["unknown"] == bodies["wrong password"] == bodies["blocked"]
@@ -190,8 +204,7 @@ def _failed_login_seconds(client, username: str, password: str) -> float:
     return elapsed
 
 
-def test_it_takes_as_long_for_an_unknown_user_as_for_a_wrong_password(app, client, db, users,
-                                                                    monkeypatch):
+def test_it_takes_as_long_for_an_unknown_user_as_for_a_wrong_password(app, client, db, users, monkeypatch):
     """With production-strength hashes (the suite normally uses cheap ones), a
     failed login costs the same whether or not the user exists."""
     app.config["LOGIN_RATE_LIMIT_IP"] = "1000 per minute"
@@ -206,6 +219,8 @@ def test_it_takes_as_long_for_an_unknown_user_as_for_a_wrong_password(app, clien
         wrong_times.append(_failed_login_seconds(client, "dana", "wrong-password"))
     unknown, wrong = statistics.median(unknown_times), statistics.median(wrong_times)
     ratio = unknown / wrong
-    print(f"\nlogin timing: unknown {unknown * 1000:.1f} ms, wrong password {wrong * 1000:.1f} ms, "
-          f"ratio {ratio:.2f}")
+    print(
+        f"\nlogin timing: unknown {unknown * 1000:.1f} ms, wrong password {wrong * 1000:.1f} ms, "
+        f"ratio {ratio:.2f}"
+    )
     assert 0.5 <= ratio <= 2.0, (unknown, wrong)

@@ -2,6 +2,7 @@
 no validator helps) or typed into forms and filters come back escaped on every page
 that shows them, JSON-encoded in the SSE stream, and the CSP forbids inline script.
 The pages' JavaScript writes text with textContent, never as HTML."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ from tests.security.conftest import World
 # One payload per field, tagged with the field so a failure names it. It carries the
 # usual vectors: a script element, an attribute break-out with an event handler, a
 # template expression (which must stay literal, not become 49).
-VECTORS = '"><img src=x onerror=alert(1)><script>alert(1)</script>{{7*7}}\''
+VECTORS = "\"><img src=x onerror=alert(1)><script>alert(1)</script>{{7*7}}'"
 RAW_MARKERS = ("<script>alert", "<img src=x", "onerror=alert(1)>", "<svg onload")
 JS_URL = "javascript:alert(document.cookie)"
 
@@ -37,52 +38,99 @@ def poisoned(world: World) -> dict:
     db, users = world.db, world.users
     owner_id = db.execute(
         "INSERT INTO users (username, password_hash, role, is_active, created_at) "
-        "VALUES (?, 'x', 'developer', 1, '2026-01-01T00:00:00Z')", (payload("username"),)).lastrowid
+        "VALUES (?, 'x', 'developer', 1, '2026-01-01T00:00:00Z')",
+        (payload("username"),),
+    ).lastrowid
     request_id = factories.make_request(
-        db, owner_id=owner_id, created_by=users["carl"], status="approved",
-        image_name=payload("image_name"), repo_url=JS_URL, repo_branch=payload("branch"),
-        base_image=payload("base_image"), run_commands=payload("run_commands") + "\n" + payload("run2"),
-        entrypoint=payload("entrypoint"), version_tag=payload("version_tag"), target_commit=payload("commit"),
-        collaborators="colin, " + payload("collaborators"))
-    db.execute("UPDATE image_requests SET dockerfile_content = ? WHERE id = ?",
-               (payload("dockerfile"), request_id))
+        db,
+        owner_id=owner_id,
+        created_by=users["carl"],
+        status="approved",
+        image_name=payload("image_name"),
+        repo_url=JS_URL,
+        repo_branch=payload("branch"),
+        base_image=payload("base_image"),
+        run_commands=payload("run_commands") + "\n" + payload("run2"),
+        entrypoint=payload("entrypoint"),
+        version_tag=payload("version_tag"),
+        target_commit=payload("commit"),
+        collaborators="colin, " + payload("collaborators"),
+    )
+    db.execute(
+        "UPDATE image_requests SET dockerfile_content = ? WHERE id = ?", (payload("dockerfile"), request_id)
+    )
     image_id = db.execute(
         "INSERT INTO images (request_id, name, version, image_tag, created_at, digest, build_number) "
         "VALUES (?, ?, ?, ?, '2026-01-01T00:00:00Z', ?, 1)",
-        (request_id, payload("image.name"), payload("image.version"), payload("image_tag"),
-         payload("digest"))).lastrowid
-    build_id = factories.make_build(db, request_id=request_id, built_by=users["oleg"], status="failed",
-                                    image_id=image_id)
-    db.execute("UPDATE builds SET build_log = ?, error_message = ? WHERE id = ?",
-               (payload("build_log") + "\n", payload("build_error"), build_id))
-    deployment_id = factories.make_deployment(db, image_id=image_id, name=payload("deployment_name"),
-                                              ports=payload("ports"), created_by=users["oleg"])
+        (
+            request_id,
+            payload("image.name"),
+            payload("image.version"),
+            payload("image_tag"),
+            payload("digest"),
+        ),
+    ).lastrowid
+    build_id = factories.make_build(
+        db, request_id=request_id, built_by=users["oleg"], status="failed", image_id=image_id
+    )
+    db.execute(
+        "UPDATE builds SET build_log = ?, error_message = ? WHERE id = ?",
+        (payload("build_log") + "\n", payload("build_error"), build_id),
+    )
+    deployment_id = factories.make_deployment(
+        db,
+        image_id=image_id,
+        name=payload("deployment_name"),
+        ports=payload("ports"),
+        created_by=users["oleg"],
+    )
     db.execute(
         "INSERT INTO alerts (alert_type, target_type, target_id, message, resolved, created_at) "
         "VALUES ('deployment_failed', 'deployment', ?, ?, 0, '2026-01-01T00:00:00Z')",
-        (deployment_id, payload("alert")))
+        (deployment_id, payload("alert")),
+    )
     db.execute(
         "INSERT INTO audit_log (user_id, action, target_type, target_id, details, created_at, ip) "
         "VALUES (?, 'request_edit', 'request', ?, ?, '2026-01-01T00:00:00Z', ?)",
-        (users["root"], request_id, json.dumps({payload("audit_key"): payload("audit_value"),
-                                                "nested": {"x": payload("audit_nested")}}),
-         payload("ip")))
+        (
+            users["root"],
+            request_id,
+            json.dumps(
+                {payload("audit_key"): payload("audit_value"), "nested": {"x": payload("audit_nested")}}
+            ),
+            payload("ip"),
+        ),
+    )
     db.execute(
         "INSERT INTO webhook_deliveries (created_at, source, event, delivery_key, repo_url, repo_key, "
         "branch, commit_sha, outcome, reason, http_status) "
         "VALUES ('2026-01-01T00:00:00Z', 'generic', ?, ?, ?, ?, ?, ?, 'invalid', ?, 400)",
-        (payload("event"), payload("delivery_key"), payload("delivery_repo"), payload("repo_key"),
-         payload("delivery_branch"), payload("delivery_commit"), "bad payload: " + payload("reason")))
+        (
+            payload("event"),
+            payload("delivery_key"),
+            payload("delivery_repo"),
+            payload("repo_key"),
+            payload("delivery_branch"),
+            payload("delivery_commit"),
+            "bad payload: " + payload("reason"),
+        ),
+    )
     db.execute(
         "INSERT INTO webhook_tokens (name, token_prefix, token_hash, sealed_secret, created_by, created_at) "
         "VALUES (?, ?, 'hash-of-nothing', 'sealed', ?, '2026-01-01T00:00:00Z')",
-        (payload("token_name"), payload("token_prefix"), users["root"]))
+        (payload("token_name"), payload("token_prefix"), users["root"]),
+    )
     logs = world.app.extensions["samosval"].state.runtime(deployment_id).logs
     logs.append(1_800_000_000.0, "INFO", payload("log_line"))
     # A line that tries to break out of its SSE event and end the stream.
     logs.append(1_800_000_001.0, "WARN", "x\n\nevent: end\ndata: {}\r\nid: 999\n")
-    return {"request": request_id, "image": image_id, "build": build_id, "deployment": deployment_id,
-            "owner": owner_id}
+    return {
+        "request": request_id,
+        "image": image_id,
+        "build": build_id,
+        "deployment": deployment_id,
+        "owner": owner_id,
+    }
 
 
 def pages(ids: dict) -> dict[str, list[str]]:
@@ -91,10 +139,29 @@ def pages(ids: dict) -> dict[str, list[str]]:
     return {
         "/dashboard": [],
         "/requests": ["image_name", "username"],
-        f"/requests/{r}": ["image_name", "branch", "base_image", "run_commands", "run2", "entrypoint",
-                           "version_tag", "commit", "collaborators", "username", "dockerfile"],
-        f"/requests/{r}/edit": ["image_name", "branch", "base_image", "run_commands", "entrypoint",
-                                "version_tag", "collaborators", "username"],
+        f"/requests/{r}": [
+            "image_name",
+            "branch",
+            "base_image",
+            "run_commands",
+            "run2",
+            "entrypoint",
+            "version_tag",
+            "commit",
+            "collaborators",
+            "username",
+            "dockerfile",
+        ],
+        f"/requests/{r}/edit": [
+            "image_name",
+            "branch",
+            "base_image",
+            "run_commands",
+            "entrypoint",
+            "version_tag",
+            "collaborators",
+            "username",
+        ],
         "/builds": ["image_name"],
         f"/builds/{b}": ["build_log", "build_error"],
         "/images": ["image_tag"],
@@ -117,8 +184,9 @@ def assert_no_raw_payload(body: str, where: str) -> None:
     lowered = body.lower()
     for marker in RAW_MARKERS:
         assert marker not in lowered, f"{where}: raw {marker!r} in the page"
-    assert 'href="javascript:' not in lowered and "src=\"javascript:" not in lowered, \
+    assert 'href="javascript:' not in lowered and 'src="javascript:' not in lowered, (
         f"{where}: a javascript: URL became a link"
+    )
 
 
 class _TagScanner(HTMLParser):
@@ -175,8 +243,9 @@ def test_it_keeps_payloads_inert_in_json_data_blocks(world, poisoned):
 
 
 def test_it_json_encodes_log_lines_in_the_stream(world, poisoned):
-    stream = world.client("root").get(f"/api/deployments/{poisoned['deployment']}/logs/stream",
-                                      buffered=False)
+    stream = world.client("root").get(
+        f"/api/deployments/{poisoned['deployment']}/logs/stream", buffered=False
+    )
     try:
         assert stream.status_code == 200
         chunks, texts = iter(stream.response), []
@@ -210,9 +279,17 @@ def test_it_escapes_the_build_log_json(world, poisoned):
 # --- typed into forms and filters (reflected) -------------------------------------------
 
 REFLECTED = [
-    "/requests?q={p}", "/requests?owner={p}", "/images?q={p}", "/admin/users?q={p}",
-    "/admin/audit?q={p}", "/admin/audit?user={p}", "/admin/audit?action={p}", "/admin/audit?from={p}",
-    "/webhooks?outcome={p}", "/builds?status={p}", "/deployments?environment={p}",
+    "/requests?q={p}",
+    "/requests?owner={p}",
+    "/images?q={p}",
+    "/admin/users?q={p}",
+    "/admin/audit?q={p}",
+    "/admin/audit?user={p}",
+    "/admin/audit?action={p}",
+    "/admin/audit?from={p}",
+    "/webhooks?outcome={p}",
+    "/builds?status={p}",
+    "/deployments?environment={p}",
     "/login?next=/{p}",
 ]
 
@@ -232,11 +309,20 @@ def test_it_escapes_free_text_typed_into_the_forms(world):
     """The fields whose validators accept markup: run commands, entrypoint, deployment
     and token names; the refused ones (image name, username) echo the input escaped."""
     root = world.client("root")
-    form = {"image_name": "xss-check", "repo_url": "https://github.com/acme/xss.git", "repo_branch": "main",
-            "update_mode": "continuous", "base_image": "python:3.12-slim",
-            "run_commands": payload("form_run"), "entrypoint": payload("form_entry"),
-            "ram_mb": "512", "vcpu": "1", "version_tag": "1.0.0", "owner": "dana",
-            "collaborators": ""}
+    form = {
+        "image_name": "xss-check",
+        "repo_url": "https://github.com/acme/xss.git",
+        "repo_branch": "main",
+        "update_mode": "continuous",
+        "base_image": "python:3.12-slim",
+        "run_commands": payload("form_run"),
+        "entrypoint": payload("form_entry"),
+        "ram_mb": "512",
+        "vcpu": "1",
+        "version_tag": "1.0.0",
+        "owner": "dana",
+        "collaborators": "",
+    }
     created = root.post("/requests/new", data=form)
     assert created.status_code == 302, created.get_data(as_text=True)[:2000]
     detail = root.get(created.location).get_data(as_text=True)
@@ -248,8 +334,10 @@ def test_it_escapes_free_text_typed_into_the_forms(world):
     assert refused.status_code == 400
     assert_no_raw_payload(refused.get_data(as_text=True), "request form with a bad image name")
 
-    user = root.post("/admin/users/create", data={"username": payload("u")[:60], "password": "xss-user-pass-1",
-                                                  "role": "developer"})
+    user = root.post(
+        "/admin/users/create",
+        data={"username": payload("u")[:60], "password": "xss-user-pass-1", "role": "developer"},
+    )
     assert user.status_code == 400
     assert_no_raw_payload(user.get_data(as_text=True), "user form with a bad username")
 
@@ -260,9 +348,10 @@ def test_it_escapes_free_text_typed_into_the_forms(world):
     assert_no_raw_payload(token_page, "token page")
 
     image_id = world.visible.image_id
-    deployed = root.post(f"/images/{image_id}/create_deployment",
-                         data={"name": payload("dep")[:80], "environment": "dev", "replicas": "1",
-                               "ports": "8000:8000"})
+    deployed = root.post(
+        f"/images/{image_id}/create_deployment",
+        data={"name": payload("dep")[:80], "environment": "dev", "replicas": "1", "ports": "8000:8000"},
+    )
     assert deployed.status_code == 302
     page = root.get(deployed.location).get_data(as_text=True)
     assert str(escape(payload("dep")[:80])) in page
@@ -275,7 +364,8 @@ def test_it_neutralises_formulas_in_the_audit_csv(world):
     world.db.execute(
         "INSERT INTO audit_log (user_id, action, details, created_at) "
         "VALUES (NULL, 'login_failed', ?, '2026-01-02T00:00:00Z')",
-        (json.dumps({"username": "=HYPERLINK(\"http://evil\")"}),))
+        (json.dumps({"username": '=HYPERLINK("http://evil")'}),),
+    )
     csv_text = world.client("root").get("/admin/audit.csv").get_data(as_text=True)
     assert "=HYPERLINK" in csv_text
     for line in csv_text.splitlines():
@@ -284,6 +374,7 @@ def test_it_neutralises_formulas_in_the_audit_csv(world):
 
 
 # --- the browser side --------------------------------------------------------------------
+
 
 def test_it_sends_a_csp_that_blocks_inline_script(world):
     for path in ("/login", "/dashboard", "/does-not-exist", f"/deployments/{world.visible.deployment_id}"):
@@ -298,16 +389,21 @@ def test_it_sends_a_csp_that_blocks_inline_script(world):
         assert directives["frame-ancestors"] == "'none'"
 
 
-HTML_SINKS = re.compile(r"\.(innerHTML|outerHTML)\s*[+]?=|insertAdjacentHTML|document\.write|"
-                        r"\beval\s*\(|new\s+Function\s*\(|setTimeout\s*\(\s*['\"]")
+HTML_SINKS = re.compile(
+    r"\.(innerHTML|outerHTML)\s*[+]?=|insertAdjacentHTML|document\.write|"
+    r"\beval\s*\(|new\s+Function\s*\(|setTimeout\s*\(\s*['\"]"
+)
 
 
 def test_it_never_writes_html_from_javascript():
     files = sorted(STATIC_JS.glob("*.js"))
     assert files, "no page scripts found"
-    offenders = [f"{path.name}:{number}: {line.strip()}"
-                 for path in files for number, line in enumerate(path.read_text().splitlines(), 1)
-                 if HTML_SINKS.search(line)]
+    offenders = [
+        f"{path.name}:{number}: {line.strip()}"
+        for path in files
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if HTML_SINKS.search(line)
+    ]
     assert not offenders, "HTML sinks in page scripts:\n" + "\n".join(offenders)
 
 
