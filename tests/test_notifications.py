@@ -503,6 +503,21 @@ def test_it_lists_and_removes_subscriptions(auth, webhook, db):
     assert db.execute("SELECT COUNT(*) FROM notification_subscriptions").fetchone()[0] == 0
 
 
+def test_it_bounds_the_subscriptions_of_one_person(auth, webhook, db, users, monkeypatch):
+    monkeypatch.setattr(notify, "MAX_SUBSCRIPTIONS_PER_USER", 2)
+    for _ in range(2):
+        subscribe(auth, "dana", scope="owned", channel_id=str(webhook), events=["build_failed"])
+    response = auth.client_for("dana").post(
+        "/notifications/subscribe",
+        data={"scope": "owned", "channel_id": str(webhook), "events": ["build_failed"]},
+    )
+    assert response.status_code == 302  # a flash and back to the page
+    count = "SELECT COUNT(*) FROM notification_subscriptions WHERE user_id = ?"
+    assert db.execute(count, (users["dana"],)).fetchone()[0] == 2
+    # Someone else still may.
+    subscribe(auth, "sam", scope="owned", channel_id=str(webhook), events=["build_failed"])
+
+
 def test_the_worker_thread_sends_when_woken_and_stops(app, db, users, webhook, http_receiver):
     """The one test of the real thread: a queued message goes out without a step call."""
     worker = NotificationWorker(app.config["DATABASE"], app_keyring(app.config), timeout=2.0)

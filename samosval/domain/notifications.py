@@ -83,6 +83,7 @@ FANOUT_BATCH = 500
 MAX_NAME_LENGTH = 80
 MAX_URL_LENGTH = 2000
 MAX_SECRET_LENGTH = 4096
+MAX_SUBSCRIPTIONS_PER_USER = 100
 
 _EMAIL = re.compile(r"^[^@\s<>,;\"']{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 _CHAT = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,64})$")
@@ -377,6 +378,11 @@ def subscribe(db: sqlite3.Connection, user, form: dict, now: float) -> int:
     if errors:
         raise ValidationError(errors)
     with transaction(db):
+        count = db.execute(
+            "SELECT COUNT(*) FROM notification_subscriptions WHERE user_id = ?", (user.id,)
+        ).fetchone()[0]
+        if count >= MAX_SUBSCRIPTIONS_PER_USER:
+            raise Refused("conflict", N_("You have 100 subscriptions: remove one you no longer need first."))
         subscription_id = db.execute(
             "INSERT INTO notification_subscriptions (user_id, channel_id, scope, target_id, events, recipient, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -395,7 +401,8 @@ def subscribe(db: sqlite3.Connection, user, form: dict, now: float) -> int:
 
 
 def unsubscribe(db: sqlite3.Connection, user, subscription, now: float) -> None:
-    if not permissions.can_delete_subscription(user, subscription):
+    """Remove ``subscription`` (a row, or None): someone else's looks missing."""
+    if subscription is None or not permissions.can_delete_subscription(user, subscription):
         raise Refused("not_found", N_("No such subscription."))
     with transaction(db):
         db.execute("DELETE FROM notification_subscriptions WHERE id = ?", (subscription["id"],))
