@@ -70,6 +70,13 @@ def test_it_truncates_a_long_user_agent(app, auth, users, db):
     assert len(row["user_agent"]) == session_domain.USER_AGENT_MAX
 
 
+def test_it_keeps_at_most_so_many_sessions_a_person(app, auth, users, db, monkeypatch):
+    monkeypatch.setattr(session_domain, "MAX_SESSIONS_PER_USER", 3)
+    clients = [browser(app, auth, agent=f"Browser {n}") for n in range(5)]
+    assert len(session_rows(db, users["dana"])) == 3
+    assert signed_in(clients[-1]) and not signed_in(clients[0])
+
+
 def test_it_starts_a_new_session_and_csrf_token_at_every_login(app, auth, users):
     """Session fixation: nothing a visitor's cookie carried before the login survives it."""
     client = app.test_client()

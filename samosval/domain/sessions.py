@@ -26,6 +26,9 @@ TOKEN_BYTES = 32
 LAST_SEEN_STEP_SECONDS = 60
 USER_AGENT_MAX = 200
 ADDRESS_MAX = 64
+# A script that logs in again and again does not grow the table: past this many
+# sessions a person's least recently used ones are ended.
+MAX_SESSIONS_PER_USER = 50
 
 
 def hash_token(token: str) -> str:
@@ -81,6 +84,11 @@ def start_session(
         db.execute(
             "DELETE FROM sessions WHERE last_seen_at < ? OR created_at < ?",
             (utcnow_iso(now - idle_seconds), utcnow_iso(now - max_seconds)),
+        )
+        db.execute(
+            "DELETE FROM sessions WHERE user_id = ? AND id NOT IN (SELECT id FROM sessions "
+            "WHERE user_id = ? ORDER BY last_seen_at DESC, id DESC LIMIT ?)",
+            (user["id"], user["id"], MAX_SESSIONS_PER_USER),
         )
     return token, session_id
 
