@@ -193,6 +193,25 @@ def test_it_refuses_to_queue_a_build_of_an_unapproved_request(db, users):
     assert db.execute("SELECT COUNT(*) FROM builds").fetchone()[0] == 0
 
 
+def test_only_staff_may_start_retry_or_cancel_a_build_whoever_calls(db, users):
+    """The rule lives in the domain: the pages, the JSON API and any other caller share it."""
+    request_id = factories.make_request(db, owner_id=users["dana"], status="approved")
+    req = request_domain.get_request(db, request_id)
+    owner = actor(users, "dana", "developer")
+    with pytest.raises(Refused) as refused:
+        build_domain.start_build(db, req, owner, 0)
+    assert refused.value.kind == "forbidden"
+    build_id = build_domain.start_build(db, req, actor(users), 0)
+    with pytest.raises(Refused) as refused:
+        build_domain.cancel_build(db, build_domain.get_build(db, build_id), owner, 0)
+    assert refused.value.kind == "forbidden"
+    build_domain.cancel_build(db, build_domain.get_build(db, build_id), actor(users), 0)
+    with pytest.raises(Refused) as refused:
+        build_domain.retry_build(db, build_domain.get_build(db, build_id), owner, 0)
+    assert refused.value.kind == "forbidden"
+    assert db.execute("SELECT COUNT(*) FROM builds").fetchone()[0] == 1
+
+
 def test_it_leaves_a_cancelled_build_alone(engine, clock, db, users):
     build_id, _ = queue_build(db, users)
     for _ in range(6):

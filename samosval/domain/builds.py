@@ -78,7 +78,9 @@ def stamped(text: str, now: float) -> str:
 
 def start_build(db: sqlite3.Connection, req, user, now: float, *, retry_of: int | None = None) -> int:
     """Queue a build of an approved request. The engine picks it up (``next_step_at``
-    NULL) and schedules it with its own RNG."""
+    NULL) and schedules it with its own RNG. Staff only (a retry is a build: the same rule)."""
+    if not permissions.can_build(user):
+        raise Refused("forbidden", permissions.FORBIDDEN)
     if req["status"] != "approved":
         raise Refused("conflict", N_("Only an approved request can be built."))
     with transaction(db):
@@ -129,6 +131,8 @@ RETRYABLE_BUILD_STATUSES = ("failed", "cancelled")
 def retry_build(db: sqlite3.Connection, build, user, now: float) -> int:
     """Retry a failed or cancelled build: a new build of the same request (the old
     one stays as it ended). The request must still be approved, as for any build."""
+    if not permissions.can_build(user):
+        raise Refused("forbidden", permissions.FORBIDDEN)
     if build["status"] not in RETRYABLE_BUILD_STATUSES:
         raise Refused("conflict", N_("Only a failed or cancelled build can be retried."))
     req = db.execute("SELECT * FROM image_requests WHERE id = ?", (build["request_id"],)).fetchone()
@@ -136,7 +140,9 @@ def retry_build(db: sqlite3.Connection, build, user, now: float) -> int:
 
 
 def cancel_build(db: sqlite3.Connection, build, user, now: float) -> None:
-    """Cancel a queued or running build, with a last log line naming who did it."""
+    """Cancel a queued or running build (staff), with a last log line naming who did it."""
+    if not permissions.can_cancel_build(user):
+        raise Refused("forbidden", permissions.FORBIDDEN)
     with transaction(db):
         cursor = db.execute(
             "UPDATE builds SET status = 'cancelled', next_step_at = NULL, status_since = ?, "
