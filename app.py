@@ -6,7 +6,11 @@ imported, so that sockets, locks, ``threading`` (the simulation engine runs as a
 greenlet) and ``time.sleep`` all cooperate with the loop.
 """
 
-from gevent import monkey
+import gc
+
+gc.disable()  # start-up makes long-lived objects only; tune_gc() freezes them and turns it on
+
+from gevent import monkey  # noqa: E402
 
 monkey.patch_all()
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from babel.messages.catalog import Catalog
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
 from flask import current_app, g, has_app_context, session
 from flask_babel import Babel, force_locale, get_translations
 from flask_babel import gettext as _gettext
 from flask_login import current_user
+
+if TYPE_CHECKING:
+    from babel.messages.catalog import Catalog
 
 TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
 
@@ -28,6 +29,10 @@ def po_files(lang: str = "ru") -> list[Path]:
 
 
 def load_catalog(lang: str = "ru") -> Catalog:
+    # Imported here: a start with an up-to-date .mo needs none of them.
+    from babel.messages.catalog import Catalog
+    from babel.messages.pofile import read_po
+
     merged = Catalog(locale=lang, domain="messages")
     for path in po_files(lang):
         with path.open("rb") as handle:
@@ -43,6 +48,8 @@ def compile_catalogs(lang: str = "ru") -> Path:
     newest = max((p.stat().st_mtime for p in sources), default=0)
     if target.exists() and target.stat().st_mtime >= newest:
         return target
+    from babel.messages.mofile import write_mo
+
     target.parent.mkdir(parents=True, exist_ok=True)
     catalog = load_catalog(lang)
     # Write then rename, so a concurrent reader never sees half a file.
