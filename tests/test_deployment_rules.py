@@ -272,3 +272,20 @@ def test_the_command_itself_refuses_who_may_not_act(db, users, sample, state, na
     assert refused.value.kind == "forbidden" and refused.value.status == 403
     assert row(db, sample["deployment_id"])["status"] == "running"
     assert db.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0] == 0
+
+
+def test_only_staff_may_create_a_deployment_whoever_calls(db, users, sample, state):
+    """The rule lives in the domain: the image page and the JSON API share it."""
+    image = db.execute("SELECT * FROM images WHERE id = ?", (sample["image_id"],)).fetchone()
+    before = db.execute("SELECT COUNT(*) FROM deployments").fetchone()[0]
+    with pytest.raises(Refused) as refused:
+        d.create_deployment(
+            db,
+            state,
+            image,
+            user(users, "dana"),
+            {"name": "mine", "environment": "dev", "replicas": "1"},
+            1.0,
+        )
+    assert refused.value.kind == "forbidden"
+    assert db.execute("SELECT COUNT(*) FROM deployments").fetchone()[0] == before

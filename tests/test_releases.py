@@ -295,7 +295,7 @@ def test_nothing_is_protected_on_a_fresh_install_and_only_admins_protect(db, use
 
 def test_a_new_deployment_in_a_protected_environment_waits_stopped(db, users, sample, state):
     protect(db, users)
-    deployment_id = create(db, state, users, sample["image_id"], environment="prod", by="dana")
+    deployment_id = create(db, state, users, sample["image_id"], environment="prod", by="alice")
     row = deployment(db, deployment_id)
     assert row["status"] == "stopped" and row["current_release_id"] is None and row["awaiting_release"]
     assert numbers(db, deployment_id) == [(1, "pending_approval")]

@@ -193,7 +193,9 @@ def create_deployment(db: sqlite3.Connection, state, image_row, user, form, now:
     """Create a deployment of ``image_row`` with its release v1, rolling out
     (``deploying``); in a protected environment v1 waits for approval and the
     deployment stays ``stopped`` until then. Raises ValidationError with every
-    field's error; nothing is written then."""
+    field's error; nothing is written then. Staff only."""
+    if not permissions.can_create_deployment(user, image_row):
+        raise Refused("forbidden", permissions.FORBIDDEN)
     clean, errors = validate_deployment_form(form)
     if errors:
         raise ValidationError(errors)

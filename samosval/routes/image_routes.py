@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from .. import permissions
 from ..db import get_db
 from ..domain import ValidationError
 from ..domain import deployments as deployment_domain
@@ -62,8 +61,6 @@ def image_detail(image_id: int):
 @login_required
 def create_deployment(image_id: int):
     image = get_image_or_404(image_id)
-    if not permissions.can_create_deployment(current_user, image):
-        abort(403)
     try:
         deployment_id = deployment_domain.create_deployment(
             get_db(), get_state(), image, current_user, request.form, sim_now()
