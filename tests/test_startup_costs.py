@@ -54,7 +54,7 @@ def test_tune_gc_turns_the_collector_on_with_a_high_threshold():
 
 def test_app_py_turns_the_collector_off_before_importing():
     source = (ROOT / "app.py").read_text()
-    assert 0 < source.index("\ngc.disable()") < source.index("\nmonkey.patch_all()")
+    assert 0 < source.index("\ngc.disable()") < source.index("\npatch_all()")
 
 
 def test_i18n_needs_no_po_parser_when_the_catalogue_is_compiled():
@@ -63,3 +63,23 @@ def test_i18n_needs_no_po_parser_when_the_catalogue_is_compiled():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_app_py_patches_everything_reading_entry_points_once():
+    """gevent still finds its plugins (the same entry points, group by group), but the
+    installed packages are read once, and importlib.metadata is left as it was."""
+    code = """
+import importlib.metadata as metadata
+calls = []
+original = metadata.entry_points
+def counting(**params):
+    calls.append(params)
+    return original(**params)
+metadata.entry_points = counting
+import app
+from gevent import monkey
+print(len(calls), metadata.entry_points is counting, monkey.is_module_patched("socket"),
+      monkey.is_module_patched("threading"))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "True", "True", "True"]
