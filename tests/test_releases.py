@@ -231,6 +231,9 @@ def test_whoever_may_restart_may_roll_back(db, users, sample, state, name, allow
         ("v1", "invalid"),
         ("1.5", "invalid"),
         (None, "invalid"),
+        ("0", "invalid"),
+        (str(2**63), "invalid"),  # beyond SQLite's integers: no 500
+        ("9" * 30, "invalid"),
         ("9", "not_found"),
         ("2", "conflict"),
     ],

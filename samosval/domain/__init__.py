@@ -14,6 +14,20 @@ def N_(message: str) -> str:
     return message
 
 
+# The largest row id SQLite stores: a larger number is no id (and would make it raise).
+MAX_ID = 2**63 - 1
+
+
+def parse_id(raw) -> int | None:
+    """A row id from a form field or the query string, or None: not a whole
+    number, not positive, or beyond SQLite's integers."""
+    try:
+        value = int(str(raw if raw is not None else "").strip())
+    except ValueError:
+        return None
+    return value if 0 < value <= MAX_ID else None
+
+
 # What each kind of refusal answers over HTTP.
 REFUSAL_STATUS = {"invalid": 400, "forbidden": 403, "not_found": 404, "conflict": 409}
 

@@ -17,11 +17,10 @@ from datetime import date, timedelta
 from urllib.parse import urlencode
 
 from .. import audit
-from . import N_, text_search
+from . import MAX_ID, N_, parse_id, text_search
 from .users import like_escape
 
 PER_PAGE = 50
-MAX_ID = 2**63 - 1
 MAX_TEXT = 200
 CSV_BATCH = 1000
 CSV_COLUMNS = ("id", "time", "user", "action", "target_type", "target_id", "details", "ip")
@@ -81,11 +80,7 @@ class AuditPage:
 
 def parse_cursor(raw) -> int | None:
     """A page cursor from the query string; anything odd counts as "no cursor"."""
-    try:
-        value = int(str(raw).strip())
-    except (TypeError, ValueError):
-        return None
-    return value if 0 < value <= MAX_ID else None
+    return parse_id(raw)
 
 
 def _parse_date(raw: str) -> date | None:

@@ -29,7 +29,7 @@ from .. import audit, permissions
 from ..crypto import Keyring, SealError
 from ..db import transaction
 from ..timeutil import utcnow_iso
-from . import N_, Refused, ValidationError
+from . import N_, Refused, ValidationError, parse_id
 
 EVENTS = {
     "build_failed": N_("build failed"),
@@ -88,15 +88,6 @@ MAX_SUBSCRIPTIONS_PER_USER = 100
 _EMAIL = re.compile(r"^[^@\s<>,;\"']{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 _CHAT = re.compile(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,64})$")
 _HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}$")
-
-
-def parse_id(raw) -> int | None:
-    """A row id from a form field, or None (not a number, or beyond SQLite's range)."""
-    try:
-        value = int(str(raw if raw is not None else "").strip())
-    except ValueError:
-        return None
-    return value if 0 < value < 2**63 else None
 
 
 def retry_delay(attempt: int, rng) -> float:

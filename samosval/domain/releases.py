@@ -22,7 +22,7 @@ import sqlite3
 from .. import audit, permissions
 from ..db import transaction
 from ..timeutil import utcnow_iso
-from . import N_, Refused
+from . import N_, Refused, parse_id
 from .digests import image_digest
 from .environments import is_protected
 
@@ -421,10 +421,9 @@ def rollback(db: sqlite3.Connection, state, deployment, user, raw_number, now: f
     deployment may roll it back. Returns ``(new release id, pending approval)``."""
     if not permissions.can_rollback(user, deployment):
         raise Refused("forbidden", permissions.FORBIDDEN)
-    try:
-        number = int(str(raw_number if raw_number is not None else "").strip())
-    except ValueError:
-        raise Refused("invalid", N_("Choose a release number to roll back to.")) from None
+    number = parse_id(raw_number)
+    if number is None:
+        raise Refused("invalid", N_("Choose a release number to roll back to."))
     deployment_id = deployment["id"]
     with transaction(db):
         current = db.execute(

@@ -19,7 +19,7 @@ import sqlite3
 from .. import audit
 from ..db import transaction
 from ..timeutil import iso_to_epoch, utcnow_iso
-from . import N_, Refused
+from . import N_, Refused, parse_id
 
 TOKEN_BYTES = 32
 # ``last_seen_at`` is written at most once a minute per session: no write per request.
@@ -133,11 +133,8 @@ def list_sessions(
 
 
 def parse_session_id(raw) -> int:
-    try:
-        value = int(str(raw or "").strip())
-    except ValueError:
-        value = 0
-    if value <= 0:
+    value = parse_id(raw)
+    if value is None:
         raise Refused("invalid", N_("Choose a session to end."))
     return value
 
