@@ -355,3 +355,19 @@ def test_the_request_form_validates_branches_as_git_does(auth, db, users, name, 
     assert (response.status_code == 302) is accepted, response.status_code
     stored = db.execute("SELECT repo_branch FROM image_requests").fetchone()
     assert (stored is not None and stored[0] == name) is accepted
+
+
+def test_it_bounds_the_active_tokens(app, db, users, monkeypatch):
+    from samosval.domain import Refused
+
+    monkeypatch.setattr(tokens, "MAX_ACTIVE_TOKENS", 2)
+    first = [
+        tokens.create_token(db, f"ci {i}", secret_key=app.secret_key, actor_id=users["alice"], now=NOW)
+        for i in range(2)
+    ]
+    with pytest.raises(Refused) as refused:
+        tokens.create_token(db, "one too many", secret_key=app.secret_key, actor_id=users["alice"], now=NOW)
+    assert refused.value.kind == "conflict"
+    assert db.execute("SELECT COUNT(*) FROM webhook_tokens").fetchone()[0] == 2
+    tokens.revoke_token(db, first[0][0], actor_id=users["alice"], now=NOW)
+    tokens.create_token(db, "in its place", secret_key=app.secret_key, actor_id=users["alice"], now=NOW)

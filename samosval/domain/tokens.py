@@ -38,6 +38,8 @@ TOKEN_PREFIX = "smsv_"
 PREFIX_LENGTH = len(TOKEN_PREFIX) + 6  # what the token list shows
 MAX_NAME_LENGTH = 80
 MAX_TOKEN_LENGTH = 256  # anything longer is not ours; do not even hash it
+# A signed push to the shared URL is checked against every token: keep them few.
+MAX_ACTIVE_TOKENS = 100
 
 _HKDF_SALT = b"samosval-webhook-tokens"
 _HKDF_INFO = b"sealed webhook secret v1"
@@ -115,6 +117,11 @@ def create_token(
         raise ValidationError({"name": N_("At most 80 characters.")})
     token = generate_token()
     with transaction(db):
+        active = db.execute("SELECT COUNT(*) FROM webhook_tokens WHERE revoked_at IS NULL").fetchone()[0]
+        if active >= MAX_ACTIVE_TOKENS:
+            raise Refused(
+                "conflict", N_("There are 100 active tokens: revoke one that is no longer used first.")
+            )
         token_id = db.execute(
             "INSERT INTO webhook_tokens (name, token_prefix, token_hash, sealed_secret, created_by, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?)",
