@@ -120,6 +120,8 @@ def test_the_palette_is_bounded_and_refuses_long_or_odd_input(auth, db, users, s
     assert response.status_code == 400 and response.get_json()["error"]
     assert palette(auth, "dana", "%_\\'\"").status_code == 200  # LIKE wildcards are matched literally
     assert palette(auth, "dana", "%").get_json()["items"] == []
+    # SQLite's LIKE stops at a NUL: "%<NUL>%" must not match every row.
+    assert palette(auth, "dana", "\x00").get_json()["items"] == []
 
 
 def test_the_palette_asks_anonymous_callers_to_log_in(client):

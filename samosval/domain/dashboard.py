@@ -13,6 +13,7 @@ from . import releases as release_domain
 from .audit_queries import target_links
 from .deployments import DEPLOYMENT_STATUSES
 from .requests import REQUEST_STATUSES
+from .users import like_escape
 
 TREND_DAYS = 14
 LIST_LIMIT = 8
@@ -219,7 +220,7 @@ def palette_items(db: sqlite3.Connection, user, query: str, limit: int = PALETTE
     where, params = permissions.visible_requests_sql(user, "r")
     wanted_id = query.lstrip("#")
     by_id = wanted_id.isdigit() and len(wanted_id) < 12
-    pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    pattern = "%" + like_escape(query) + "%"
 
     def match(column: str, id_column: str) -> tuple[str, list]:
         if not query:
