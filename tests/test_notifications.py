@@ -518,6 +518,13 @@ def test_it_bounds_the_subscriptions_of_one_person(auth, webhook, db, users, mon
     subscribe(auth, "sam", scope="owned", channel_id=str(webhook), events=["build_failed"])
 
 
+def test_it_keeps_each_event_of_a_subscription_once(auth, webhook, db):
+    events = ["deployment_failed", "build_failed"] * 500 + ["no_such_event"]
+    subscribe(auth, "dana", scope="owned", channel_id=str(webhook), events=events)
+    stored = db.execute("SELECT events FROM notification_subscriptions").fetchone()[0]
+    assert stored == "build_failed,deployment_failed"
+
+
 def test_the_worker_thread_sends_when_woken_and_stops(app, db, users, webhook, http_receiver):
     """The one test of the real thread: a queued message goes out without a step call."""
     worker = NotificationWorker(app.config["DATABASE"], app_keyring(app.config), timeout=2.0)

@@ -348,7 +348,8 @@ def subscribe(db: sqlite3.Connection, user, form: dict, now: float) -> int:
         # A hidden object and a missing one get the same answer.
         if req is None or not permissions.can_subscribe(user, req):
             raise Refused("not_found", N_("No such request or deployment."))
-    events = [e for e in form.get("events") or [] if e in EVENTS]
+    chosen = {str(e) for e in form.get("events") or []}
+    events = [e for e in EVENTS if e in chosen]  # each once, in a fixed order
     if not events:
         errors["events"] = N_("Choose at least one event.")
     channel_id = parse_id(form.get("channel_id"))
