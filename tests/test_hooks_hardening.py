@@ -183,8 +183,15 @@ def test_a_tokens_own_url_refuses_other_tokens_and_sessions(auth, client, db, sa
         url, json={"repo_url": "https://github.com/acme/billing", "branch": "main", "commit": SHA}
     )
     assert response.status_code == 401 and response.json["error"]["reason"] == parsing.R_NO_CREDENTIALS
-    response = signed_post(client, github_push(), token[1], url="/api/hooks/commit/987654")
-    assert response.status_code == 401 and response.json["error"]["reason"] == parsing.R_UNKNOWN_TOKEN
+    # A missing id answers exactly like an existing one with a wrong signature: ids cannot be probed.
+    missing = signed_post(client, github_push(), token[1], url="/api/hooks/commit/987654")
+    wrong = signed_post(client, github_push(), other, url=url)
+    assert missing.status_code == wrong.status_code == 401
+    ignore = {"delivery_id"}  # each call is recorded as its own delivery
+    assert {k: v for k, v in missing.json["error"].items() if k not in ignore} == {
+        k: v for k, v in wrong.json["error"].items() if k not in ignore
+    }
+    assert missing.json["error"]["reason"] == parsing.R_SIGNATURE
     assert db.execute("SELECT status FROM deployments").fetchone()[0] == "running"
 
 

@@ -125,9 +125,11 @@ def authenticate(
     if credentials.signature:
         if token_id is not None:
             row = tokens.get_token(db, token_id)
-            if row is None:
-                return Caller(), R_UNKNOWN_TOKEN
-            if not tokens.check_signature(row, credentials.signed_body, credentials.signature, secret_key):
+            # An id that does not exist answers like a wrong signature, so an anonymous
+            # caller cannot tell which token ids exist by probing their URLs.
+            if row is None or not tokens.check_signature(
+                row, credentials.signed_body, credentials.signature, secret_key
+            ):
                 return Caller(), R_SIGNATURE
         else:
             row = tokens.find_by_signature(db, credentials.signed_body, credentials.signature, secret_key)
