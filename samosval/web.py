@@ -169,14 +169,16 @@ def init_app(app) -> None:
 # --- roles ---------------------------------------------------------------------------------
 
 
-def role_required(*roles):
-    """Decorator: logged in, and one of ``roles``; otherwise 403."""
+def permission_required(rule):
+    """Decorator: logged in, and ``rule(current_user)`` (a ``permissions`` function)
+    says yes; otherwise 403. Rules about a particular object are asked after it is
+    fetched (404 first: hidden stays hidden)."""
 
     def decorator(view):
         @wraps(view)
         @login_required
         def wrapped(*args, **kwargs):
-            if current_user.role not in roles:
+            if not rule(current_user):
                 abort(403)
             return view(*args, **kwargs)
 

@@ -27,7 +27,7 @@ from ..domain import access_tokens as access_token_domain
 from ..domain import sessions as session_domain
 from ..domain import users as user_domain
 from ..simulator.runtime import sim_now
-from ..web import role_required
+from ..web import permission_required
 
 bp = Blueprint("account", __name__)
 
@@ -120,13 +120,13 @@ def end_all_sessions():
 
 
 @bp.get("/admin/users/<int:user_id>/sessions")
-@role_required("admin")
+@permission_required(permissions.can_manage_users)
 def user_sessions(user_id: int):
     return _sessions_page(_target_or_404(user_id))
 
 
 @bp.post("/admin/users/<int:user_id>/sessions/end")
-@role_required("admin")
+@permission_required(permissions.can_manage_users)
 def end_user_session(user_id: int):
     """End one session (``session_id``) or, with ``all=1``, every session of the user."""
     target = _target_or_404(user_id)

@@ -1,6 +1,7 @@
 """Administration (spec 4.8, 9.7, 10.3): users and the audit log. Admins only.
 
-Every route is wrapped in ``role_required("admin")``; the domain commands ask
+Every route first asks ``permissions`` whether the user may manage users or read the
+audit log (``permission_required``); the domain commands ask
 ``permissions`` about the particular target (root is never blocked or demoted,
 nobody blocks themselves) and refuse with the reason, which the app-level handler
 answers (``web.refused_response``).
@@ -27,6 +28,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from .. import audit as audit_log
+from .. import permissions
 from ..auth import wants_json
 from ..db import get_db
 from ..domain import ValidationError, audit_queries
@@ -34,11 +36,12 @@ from ..domain import users as user_domain
 from ..pagination import Page, page_number
 from ..simulator.runtime import get_state, sim_now
 from ..templating import ROLE_LABELS
-from ..web import role_required
+from ..web import permission_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-admin_only = role_required("admin")
+admin_only = permission_required(permissions.can_manage_users)
+audit_only = permission_required(permissions.can_view_audit)
 
 
 # --- helpers -------------------------------------------------------------------
@@ -220,7 +223,7 @@ def reset_password(user_id: int):
 
 
 @bp.get("/audit")
-@admin_only
+@audit_only
 def audit():
     db = get_db()
     filters, errors = audit_queries.parse_filters(request.args)
@@ -247,7 +250,7 @@ def audit():
 
 
 @bp.get("/audit.csv")
-@admin_only
+@audit_only
 def audit_csv():
     filters, errors = audit_queries.parse_filters(request.args)
     if errors:

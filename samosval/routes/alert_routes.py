@@ -7,16 +7,17 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
+from .. import permissions
 from ..auth import wants_json
 from ..db import get_db
 from ..domain import alerts as alert_domain
 from ..domain import audit_queries
 from ..simulator.runtime import sim_now
-from ..web import role_required
+from ..web import permission_required
 
 bp = Blueprint("alerts", __name__)
 
-staff_only = role_required("admin", "operator")
+staff_only = permission_required(permissions.can_view_alerts)
 
 ALERT_TYPE_LABELS = {
     "deployment_failed": _l("Deployment failed"),
