@@ -16,6 +16,8 @@ log = logging.getLogger("samosval")
 DEFAULTS = {
     "SECRET_KEY": None,  # from SAMOSVAL_SECRET_KEY or instance/secret_key
     "DATABASE": None,  # defaults to instance/samosval.sqlite3
+    # postgresql://... puts the data in PostgreSQL instead (it wins over DATABASE).
+    "DATABASE_URL": None,
     "ROOT_PASSWORD": "root",  # the spec's default; SAMOSVAL_ROOT_PASSWORD overrides
     "SIMULATOR_AUTOSTART": True,
     "SIM_SPEED": 1.0,
@@ -86,6 +88,7 @@ DEFAULT_CHARTJS_SRI = "sha384-jb8JQMbMoBUzgWatfe6COACi2ljcDdZQ2OxczGA3bGNeWe+6DC
 ENV_SETTINGS = {
     "SECRET_KEY": str,
     "DATABASE": str,
+    "DATABASE_URL": str,
     "ROOT_PASSWORD": str,
     "SIM_SPEED": float,
     "SIM_SEED": int,
@@ -161,6 +164,8 @@ def create_app(test_config: dict | None = None, instance_path: str | None = None
     app.config.from_mapping(DEFAULTS)
     app.config.from_pyfile("config.py", silent=True)
     app.config.from_mapping(_env_config())
+    if app.config["DATABASE_URL"]:
+        app.config["DATABASE"] = app.config["DATABASE_URL"]
     if test_config:
         app.config.from_mapping(test_config)
     Path(app.instance_path).mkdir(mode=0o700, parents=True, exist_ok=True)  # owner only

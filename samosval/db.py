@@ -1,16 +1,29 @@
-"""The only module that opens SQLite.
+"""The only module that opens database connections.
 
-Request threads get one connection each through ``g`` (closed on teardown);
-the simulation engine opens its own with :func:`connect`. Connections run in
-autocommit mode; every write goes through :func:`transaction`, which takes the
-write lock up front (``BEGIN IMMEDIATE``) so two writers queue on the busy
-timeout instead of failing with "database is locked" halfway through.
+Two back-ends behind one small API (``connect``, ``transaction``, rows that answer
+``row[0]`` and ``row["name"]``):
+
+* SQLite (the embedded default): one file, ``sqlite3`` in autocommit mode. Every write
+  goes through :func:`transaction`, which takes the write lock up front (``BEGIN
+  IMMEDIATE``) so two writers queue on the busy timeout instead of failing with
+  "database is locked" halfway through.
+* PostgreSQL (``SAMOSVAL_DATABASE_URL=postgresql://...``): psycopg 3, which cooperates
+  with gevent by itself, through one pool per process. The code keeps writing ``?``
+  placeholders; :class:`PgConnection` translates them. :func:`transaction` takes one
+  transaction-level advisory lock, so writers serialize exactly as they do on SQLite
+  and no rule that reads-then-writes has to be rewritten for READ COMMITTED.
+
+Request handlers get one connection each through ``g`` (returned on teardown); the
+engine and background workers hold their own from :func:`connect`.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import sqlite3
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,11 +37,61 @@ from .timeutil import utcnow_iso
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
 BUSY_TIMEOUT_MS = 10_000
+# Every write transaction on PostgreSQL takes this transaction-level advisory lock
+# (an arbitrary constant: "samosval" in ASCII, truncated to a bigint).
+WRITE_LOCK_KEY = 0x73616D6F7376
+POOL_MAX_SIZE = int(os.environ.get("SAMOSVAL_DATABASE_POOL_SIZE", "20"))
+POOL_TIMEOUT_SECONDS = 10.0
+CONNECT_TIMEOUT_SECONDS = 5
+
+# Errors to catch on either back-end. Read them as ``db.IntegrityError`` at the
+# ``except`` (not ``from .db import ...``): psycopg's classes join them when the first
+# PostgreSQL connection loads the driver, which the embedded default never imports
+# (it costs ~80 ms of start-up).
+IntegrityError: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
+DatabaseError: tuple[type[Exception], ...] = (sqlite3.Error,)
+# The database cannot answer right now (locked, restarting, unreachable): 503, not 500.
+UnavailableError: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
+psycopg = None
 
 
-def connect(path: str) -> sqlite3.Connection:
-    """Open a connection with Samosval's PRAGMAs. Each thread must open its own."""
-    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True)
+def _load_driver() -> None:
+    global psycopg, IntegrityError, DatabaseError, UnavailableError
+    if psycopg is not None:
+        return
+    import psycopg as driver
+    from psycopg_pool import PoolTimeout
+
+    IntegrityError = (sqlite3.IntegrityError, driver.IntegrityError)
+    DatabaseError = (sqlite3.Error, driver.Error, PoolTimeout)
+    UnavailableError = (sqlite3.OperationalError, driver.OperationalError, PoolTimeout)
+    psycopg = driver
+
+
+def is_postgres(target: str) -> bool:
+    return str(target).startswith(("postgresql://", "postgres://", "postgresql+psycopg://"))
+
+
+def sqlalchemy_url(target: str) -> str:
+    """The SQLAlchemy URL (for Alembic) of a SQLite path or a PostgreSQL URL."""
+    if is_postgres(target):
+        return "postgresql+psycopg://" + str(target).split("://", 1)[1]
+    return f"sqlite:///{target}"
+
+
+def dialect(db) -> str:
+    """Which database ``db`` talks to ("sqlite" or "postgresql"), for the few queries
+    each database spells its own way."""
+    return "postgresql" if isinstance(db, PgConnection) else "sqlite"
+
+
+def connect(target: str):
+    """Open a connection: a SQLite path gets ``sqlite3`` with Samosval's PRAGMAs (each
+    thread must open its own); a PostgreSQL URL gets a connection from this process's
+    pool, returned to it by ``close()``."""
+    if is_postgres(target):
+        return PgConnection(_pool(str(target)))
+    db = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA foreign_keys = ON")
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -38,8 +101,26 @@ def connect(path: str) -> sqlite3.Connection:
 
 
 @contextmanager
-def transaction(db: sqlite3.Connection):
-    """A short write transaction: commit on success, roll back on any error."""
+def transaction(db):
+    """A short write transaction: commit on success, roll back on any error.
+
+    A connection may carry a ``fence`` callable (the engine's does, on PostgreSQL): it
+    runs first inside the transaction and raises when this process may no longer write.
+    """
+    if isinstance(db, PgConnection):
+        db.execute("BEGIN")
+        try:
+            db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK_KEY,))
+            fence = getattr(db, "fence", None)
+            if fence is not None:
+                fence(db)
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction and not db.closed:
+                db.execute("ROLLBACK")
+            raise
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
         yield db
@@ -52,6 +133,203 @@ def transaction(db: sqlite3.Connection):
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+
+
+# --- PostgreSQL -------------------------------------------------------------------
+
+_pools: dict[str, object] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(url: str):
+    pool = _pools.get(url)
+    if pool is None:
+        _load_driver()
+        with _pools_lock:
+            pool = _pools.get(url)
+            if pool is None:
+                from psycopg_pool import ConnectionPool
+
+                pool = ConnectionPool(
+                    url,
+                    min_size=1,
+                    max_size=POOL_MAX_SIZE,
+                    timeout=POOL_TIMEOUT_SECONDS,
+                    kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
+                    configure=_configure_pg,
+                    check=ConnectionPool.check_connection,
+                    name="samosval",
+                    open=True,
+                )
+                _pools[url] = pool
+    return pool
+
+
+def close_pools() -> None:
+    """Close every pool of this process (tests dropping databases; shutdown)."""
+    with _pools_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.close()
+
+
+def _configure_pg(conn) -> None:
+    conn.adapters.register_loader("numeric", _numeric_loader())
+    conn.row_factory = _row_factory
+
+
+def _load_numeric(data) -> int | float:
+    """``sum()`` and ``avg()`` answer NUMERIC: whole numbers load as int, others as
+    float (as SQLite gives them), never as Decimal."""
+    text = bytes(data).decode()
+    return int(text) if text.lstrip("-").isdigit() else float(text)
+
+
+@functools.cache
+def _numeric_loader():
+    return type("NumericLoader", (psycopg.adapt.Loader,), {"load": lambda self, data: _load_numeric(data)})
+
+
+class Row(tuple):
+    """A row like ``sqlite3.Row``: by index, by column name, ``keys()``, ``dict(row)``."""
+
+    __slots__ = ()
+    _index: dict[str, int] = {}
+    _keys: tuple[str, ...] = ()
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._keys)
+
+
+@functools.lru_cache(maxsize=512)
+def _row_class(names: tuple[str, ...]) -> type[Row]:
+    return type(
+        "Row", (Row,), {"__slots__": (), "_index": {n: i for i, n in enumerate(names)}, "_keys": names}
+    )
+
+
+def _row_factory(cursor):
+    if cursor.description is None:
+        return tuple
+    row_class = _row_class(tuple(column.name for column in cursor.description))
+    return row_class
+
+
+# psycopg's placeholders are %s, and it reads every % (even inside a quoted literal):
+# ? outside '...' strings, "..." identifiers and -- comments becomes %s, and every
+# literal % is doubled.
+_SQL_TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|\?|%")
+
+
+@functools.lru_cache(maxsize=4096)
+def _pg_sql(sql: str) -> str:
+    def replace(match: re.Match) -> str:
+        token = match.group(0)
+        if token == "?":
+            return "%s"
+        return token.replace("%", "%%")
+
+    return _SQL_TOKEN.sub(replace, sql)
+
+
+class PgCursor:
+    """What ``execute`` returns: fetch methods, iteration, ``rowcount`` and a lazy
+    ``lastrowid`` (the sequence value the last INSERT took on this connection)."""
+
+    __slots__ = ("_cursor", "_conn")
+
+    def __init__(self, cursor, conn):
+        self._cursor = cursor
+        self._conn = conn
+
+    def fetchone(self):
+        return self._cursor.fetchone() if self._cursor.description is not None else None
+
+    def fetchall(self):
+        return self._cursor.fetchall() if self._cursor.description is not None else []
+
+    def fetchmany(self, size: int = 1):
+        return self._cursor.fetchmany(size)
+
+    def __iter__(self):
+        return iter(self.fetchall())
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def description(self):
+        return self._cursor.description
+
+    @property
+    def lastrowid(self):
+        return self._conn.execute("SELECT lastval()").fetchone()[0]
+
+
+class PgConnection:
+    """A pooled psycopg connection with the slice of the ``sqlite3.Connection`` API
+    Samosval uses. ``close()`` hands it back to the pool."""
+
+    def __init__(self, pool):
+        self._pool = pool
+        self._conn = pool.getconn()
+        self.fence = None  # see transaction()
+
+    @property
+    def raw(self):
+        return self._conn
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    def execute(self, sql: str, params=()) -> PgCursor:
+        if params:
+            cursor = self._conn.execute(_pg_sql(sql), tuple(params) if isinstance(params, list) else params)
+        else:
+            cursor = self._conn.execute(sql)
+        return PgCursor(cursor, self)
+
+    def executemany(self, sql: str, seq_of_params) -> PgCursor:
+        cursor = self._conn.cursor()
+        cursor.executemany(_pg_sql(sql), list(seq_of_params))
+        return PgCursor(cursor, self)
+
+    def executescript(self, script: str) -> None:
+        self._conn.execute(script)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn is not None and (
+            self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        )
+
+    def commit(self) -> None:
+        if self.in_transaction:
+            self._conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            # The pool rolls back an open transaction and discards a broken connection.
+            self._pool.putconn(conn)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def get_db() -> sqlite3.Connection:
