@@ -57,8 +57,8 @@ def set_protected(db: sqlite3.Connection, user, environment: str, protected: boo
     with transaction(db):
         if protected:
             changed = db.execute(
-                "INSERT OR IGNORE INTO protected_environments (environment, protected_at, protected_by) "
-                "VALUES (?, ?, ?)",
+                "INSERT INTO protected_environments (environment, protected_at, protected_by) "
+                "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (environment, utcnow_iso(now), user.id),
             ).rowcount
         else:

@@ -622,25 +622,27 @@ def payload_for(event: dict, audit_row, text: str) -> dict:
 
 def _enqueue(
     db, channel_id: int, recipient: str, event: str, payload: dict, now: float, source_audit_id: int | None
-) -> bool:
+) -> int | None:
+    """Queue one message; its id, or None when this audit event was already queued
+    for this channel and recipient."""
     delivery = str(uuid.uuid4())
     payload = {**payload, "delivery_id": delivery}
-    return bool(
-        db.execute(
-            "INSERT OR IGNORE INTO notification_outbox (channel_id, source_audit_id, recipient, event, payload, "
-            "delivery_uuid, status, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
-            (
-                channel_id,
-                source_audit_id,
-                recipient,
-                event,
-                json.dumps(payload, ensure_ascii=False),
-                delivery,
-                now,
-                utcnow_iso(now),
-            ),
-        ).rowcount
-    )
+    row = db.execute(
+        "INSERT INTO notification_outbox (channel_id, source_audit_id, recipient, event, payload, "
+        "delivery_uuid, status, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?) "
+        "ON CONFLICT DO NOTHING RETURNING id",
+        (
+            channel_id,
+            source_audit_id,
+            recipient,
+            event,
+            json.dumps(payload, ensure_ascii=False),
+            delivery,
+            now,
+            utcnow_iso(now),
+        ),
+    ).fetchone()
+    return row[0] if row else None
 
 
 def fan_out(db: sqlite3.Connection, now: float, batch: int = FANOUT_BATCH, translate=None) -> int:
@@ -658,7 +660,8 @@ def fan_out(db: sqlite3.Connection, now: float, batch: int = FANOUT_BATCH, trans
         after = cursor[0] if cursor else 0
         marks = ", ".join("?" * len(_RELEVANT))
         last = db.execute(
-            "SELECT MAX(id) FROM (SELECT id FROM audit_log WHERE id > ? ORDER BY id LIMIT ?)", (after, batch)
+            "SELECT MAX(id) FROM (SELECT id FROM audit_log WHERE id > ? ORDER BY id LIMIT ?) AS batch",
+            (after, batch),
         ).fetchone()[0]
         if last is None:
             return 0
@@ -672,11 +675,16 @@ def fan_out(db: sqlite3.Connection, now: float, batch: int = FANOUT_BATCH, trans
                     for sub in _recipients(db, event):
                         payload = payload_for(event, row, render(event, sub["locale"], translate))
                         recipient = sub["recipient"] if sub["channel_kind"] in ("email", "telegram") else ""
-                        queued += _enqueue(
-                            db, sub["channel_id"], recipient, event["event"], payload, now, row["id"]
+                        queued += (
+                            _enqueue(
+                                db, sub["channel_id"], recipient, event["event"], payload, now, row["id"]
+                            )
+                            is not None
                         )
         db.execute(
-            "INSERT OR REPLACE INTO notification_state (name, value) VALUES ('audit_cursor', ?)", (last,)
+            "INSERT INTO notification_state (name, value) VALUES ('audit_cursor', ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (last,),
         )
     return queued
 
@@ -719,8 +727,7 @@ def send_test(
         "audit_id": None,
     }
     with transaction(db):
-        _enqueue(db, channel["id"], recipient, "test", payload, now, None)
-        message_id = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+        message_id = _enqueue(db, channel["id"], recipient, "test", payload, now, None)
         audit.record(
             db,
             "notification_test",
