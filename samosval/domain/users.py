@@ -10,6 +10,7 @@ import sqlite3
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .. import audit, permissions
+from .. import db as db_module
 from ..db import transaction
 from ..timeutil import utcnow_iso
 from . import N_, Refused, ValidationError, password_policy
@@ -97,7 +98,7 @@ def create_user(
                 details={"username": username, "role": role},
                 now=now,
             )
-    except sqlite3.IntegrityError:
+    except db_module.IntegrityError:
         # Two admins creating the same login at once: the second one loses cleanly.
         raise ValidationError({"username": N_("This username is taken.")}) from None
     return user_id

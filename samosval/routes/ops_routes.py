@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hmac
-import sqlite3
 
 from flask import Blueprint, current_app, jsonify, request
 
 from .. import __version__
+from .. import db as db_module
 from ..db import connect
 from ..observability import metrics_response
 from ..security import csrf
@@ -35,7 +35,7 @@ def database_health() -> tuple[str, bool]:
             db.execute("SELECT 1 FROM users LIMIT 1").fetchone()
         finally:
             db.close()
-    except sqlite3.Error as exc:
+    except db_module.DatabaseError as exc:
         return f"error: {exc.__class__.__name__}", False
     return "ok", True
 

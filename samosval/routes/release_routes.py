@@ -3,12 +3,11 @@ approvals of pending releases, and the protected environments an admin sets."""
 
 from __future__ import annotations
 
-import sqlite3
-
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
+from .. import db as db_module
 from .. import permissions
 from ..auth import wants_json
 from ..db import get_db
@@ -45,7 +44,7 @@ def pending_approvals():
         return {"pending_approvals": None}
     try:
         return {"pending_approvals": release_domain.pending_count(get_db(), current_user)}
-    except sqlite3.Error:  # an error page must render even when the database cannot answer
+    except db_module.DatabaseError:  # an error page must render even when the database cannot answer
         return {"pending_approvals": None}
 
 
