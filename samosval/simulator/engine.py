@@ -12,6 +12,11 @@ Runtime output (log lines and metric points of running deployments) is kept
 in memory only (``state.py``). The engine caches what it needs about running
 deployments and refreshes that cache from the database once a second, so a
 thousand running deployments cost one query a second, not one per tick each.
+
+Several processes on one PostgreSQL database each run this loop, but only the
+holder of the lease (``leader.py``) steps; the others follow, and the one that
+takes over resumes from the database like a restarted engine. Every write
+transaction of the leader is fenced by its lease token.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from ..domain import deployments as deployment_domain
 from ..domain.statuses import ACTIVE_BUILD_STATUSES
 from ..timeutil import utcnow_iso
 from . import textgen
+from .leader import LeaseLost, fence, prepare
 
 _ACTIVE_MARKS = ", ".join("?" * len(ACTIVE_BUILD_STATUSES))
 
@@ -123,6 +129,11 @@ class SimulationEngine:
         self._gc_at: float | None = None
         self.last_tick: float | None = None
         self.last_step_duration: float | None = None  # wall-clock seconds the last step took
+        # Several processes (PostgreSQL): only the holder of the lease steps (leader.py).
+        # None (SQLite, one process): this engine always leads.
+        self.lease = None
+        self._term: int | None = None  # the lease token this engine leads under
+        self.last_beat: float | None = None  # the loop's last turn, leading or following
 
     # -- the thread ---------------------------------------------------------
     def start(self) -> None:
@@ -145,22 +156,104 @@ class SimulationEngine:
         # resume below shares the loop with the first requests.
         time.sleep(0.0005)
         self._worked_since = time.perf_counter()
+        lease = self.lease
+        if lease is not None:
+            prepare(self._local.db)
         try:
-            try:
-                self.resume(self.clock())
-            except Exception:
-                log.exception("resuming interrupted work failed")
+            if lease is None:
+                self._resume_logged()
+            else:
+                lease.start()
             while not self._stop.is_set():
-                try:
-                    self.step(self.clock())
-                except Exception:  # keep the thread alive whatever one tick did
-                    log.exception("simulation tick failed")
+                self.last_beat = self.clock()
+                if self._reconnect_if_broken() and (lease is None or self._leads(lease)):
+                    try:
+                        self.step(self.clock())
+                    except LeaseLost as exc:
+                        self._step_down(str(exc))
+                    except Exception:  # keep the thread alive whatever one tick did
+                        log.exception("simulation tick failed")
                 self._stop.wait(self.TICK_SECONDS)
                 self._worked_since = time.perf_counter()
         finally:
             self._worked_since = None
+            if lease is not None:
+                self._term = None
+                lease.stop()  # releases the lease: a follower takes over at once
             self._local.db.close()
             self._local.db = None
+
+    def _reconnect_if_broken(self) -> bool:
+        """A PostgreSQL connection dies with its server (a restart) or its session (the
+        idle-in-transaction timeout): open a new one, fenced like the old. False while
+        the database cannot be reached."""
+        db = self._local.db
+        raw = getattr(db, "raw", None)
+        if raw is None or not raw.closed:
+            return True
+        try:
+            fresh = db_module.connect(self.db_path)
+            if self.lease is not None:
+                prepare(fresh)
+                if self._term is not None:
+                    fence(fresh, self._term, self.lease.name)
+        except Exception as exc:
+            log.warning("engine: the database is unreachable (%s)", exc.__class__.__name__)
+            return False
+        db.close()  # the pool drops the broken connection
+        self._local.db = fresh
+        return True
+
+    def _resume_logged(self) -> bool:
+        """Resume; False if this engine must not step now."""
+        try:
+            self.resume(self.clock())
+        except LeaseLost as exc:
+            self._step_down(str(exc))
+            return False
+        except Exception:
+            log.exception("resuming interrupted work failed")
+            if self.lease is not None:
+                self._term = None  # a new leader resumes first: try again next turn
+                return False
+        return True
+
+    # -- leadership (several processes) -------------------------------------
+    @property
+    def leading(self) -> bool:
+        """True while this engine steps the simulation: always without a lease."""
+        return self.lease is None or (self._term is not None and self.lease.token == self._term)
+
+    def _leads(self, lease) -> bool:
+        """Follow the lease: take over when it was just acquired (fence the connection,
+        forget what an earlier term cached, resume from the database), step down
+        when it is gone."""
+        token = lease.token
+        if token is None:
+            if self._term is not None:
+                self._step_down("lease not renewed in time")
+            return False
+        if token != self._term:
+            self._term = token
+            fence(self._local.db, token, lease.name)
+            self._forget_cache()
+            log.info("engine leads with token %s: resuming from the database", token)
+            return self._resume_logged()
+        return True
+
+    def _step_down(self, reason: str) -> None:
+        term, self._term = self._term, None
+        self._forget_cache()
+        if term is not None and self.lease is not None:
+            self.lease.lost(term)
+        log.warning("engine stopped leading: %s", reason)
+
+    def _forget_cache(self) -> None:
+        self._running = {}
+        self._mismatches = {}
+        self._cache_refreshed_at = None
+        self._gc_at = None
+        self._approvals_swept_at = None
 
     @contextmanager
     def _connection(self):
@@ -247,6 +340,8 @@ class SimulationEngine:
                 self._refresh_running(db, now)
             if self._gc_at is None or now - self._gc_at >= self.STATE_GC_SECONDS:
                 self._collect_garbage(db, now)
+        if not self.leading:  # the lease lapsed during this tick: write no more output
+            raise LeaseLost("the engine lease lapsed during a tick")
         self._generate_runtime(now, counts)
         self.last_step_duration = time.perf_counter() - started
         return counts
@@ -266,6 +361,8 @@ class SimulationEngine:
             self._let_others_run()
             try:
                 self._advance_build(db, row, now, counts)
+            except LeaseLost:
+                raise
             except Exception:
                 counts["errors"] += 1
                 log.exception("build %s: simulation step failed; skipped", row["id"])
@@ -382,6 +479,8 @@ class SimulationEngine:
             self._let_others_run()
             try:
                 self._advance_deployment(db, row, now, counts)
+            except LeaseLost:
+                raise
             except Exception:
                 counts["errors"] += 1
                 log.exception("deployment %s: simulation step failed; skipped", row["id"])
@@ -438,6 +537,8 @@ class SimulationEngine:
             try:
                 if build_domain.finish_failure(db, row["id"], "", reason, now=now, watchdog=True):
                     counts["watchdog_failures"] += 1
+            except LeaseLost:
+                raise
             except Exception:
                 counts["errors"] += 1
                 log.exception("build %s: watchdog failed", row["id"])
@@ -451,6 +552,8 @@ class SimulationEngine:
             try:
                 if deployment_domain.mark_failed(db, self.state, row["id"], reason, now=now, watchdog=True):
                     counts["watchdog_failures"] += 1
+            except LeaseLost:
+                raise
             except Exception:
                 counts["errors"] += 1
                 log.exception("deployment %s: watchdog failed", row["id"])
@@ -467,6 +570,8 @@ class SimulationEngine:
         self._approvals_swept_at = now
         try:
             approval_domain.expire(db, self.state, now, self.approval_expiry_hours)
+        except LeaseLost:
+            raise
         except Exception:
             counts["errors"] += 1
             log.exception("approval expiry failed")

@@ -10,7 +10,9 @@ import time
 import click
 from flask import current_app
 
+from .. import db as db_module
 from .engine import SimulationEngine
+from .leader import Lease
 from .state import SimulationState
 
 log = logging.getLogger("samosval.simulator")
@@ -41,7 +43,23 @@ def build_engine(app, state: SimulationState, clock=time.time, rng=None) -> Simu
     engine.build_failure_rate = float(app.config["SIM_BUILD_FAILURE_RATE"])
     engine.deploy_failure_rate = float(app.config["SIM_DEPLOY_FAILURE_RATE"])
     engine.approval_expiry_hours = float(app.config["APPROVAL_EXPIRY_HOURS"])
+    if db_module.is_postgres(app.config["DATABASE"]):
+        # Several processes may share the database: only the lease holder steps.
+        engine.lease = Lease(app.config["DATABASE"], on_acquired=_engine_token_hook(state))
     return engine
+
+
+def _engine_token_hook(state):
+    """On every takeover, before the new leader writes: a shared (Redis) state learns
+    the token, raises its fence to it and stamps the leader's writes with it, so
+    an older leader's writes are refused. The in-process state needs nothing."""
+
+    def taken(token: int) -> None:
+        hook = getattr(state, "set_engine_token", None)
+        if hook is not None:
+            hook(token)
+
+    return taken
 
 
 def start_engine(app) -> bool:
