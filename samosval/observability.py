@@ -25,6 +25,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from . import db as db_module
 from .db import connect
 from .domain.deployments import DEPLOYMENT_STATUSES
 from .domain.hook_deliveries import OUTCOMES
@@ -126,6 +127,59 @@ def configure_logging(json_logs: bool, level: int = logging.INFO, stream=None) -
     return handler
 
 
+# --- the engine: running, leading ---------------------------------------------------
+
+
+def engine_health(app) -> tuple[str, bool]:
+    """("running", True) when the engine leads and ticked recently; ("following",
+    True) when another process leads and this one's loop turns (ready to take over)."""
+    engine = app.extensions["samosval"].engine
+    max_age = app.config["HEALTH_MAX_TICK_AGE"]
+    if not engine.is_alive():
+        return "stopped", False
+    if engine.leading:
+        last, status = engine.last_tick, "running"
+    else:
+        last, status = engine.last_beat, "following"
+    if last is None or engine.clock() - last > max_age:
+        return "stalled", False
+    return status, True
+
+
+def engine_leadership(app, ask_database: bool = False) -> dict:
+    """Which process leads. ``leader``: this process's engine; ``holder`` and ``token``:
+    this process's lease (the token of its latest term). ``ask_database`` (PostgreSQL)
+    adds ``lease``: the holder and token the database has now, the same answer from
+    every process (None while the database cannot say). Without a lease (SQLite) the
+    one engine always leads."""
+    engine = app.extensions["samosval"].engine
+    lease = engine.lease
+    if lease is None:
+        return {"leader": engine.is_alive(), "holder": None, "token": None}
+    found = {"leader": engine.is_alive() and engine.leading}
+    described = lease.describe()
+    found.update(holder=described["holder"], token=described["token"])
+    if ask_database:
+        from .simulator import leader
+
+        found["lease"] = None
+        try:
+            db = connect(app.config["DATABASE"])
+            try:
+                row = leader.current(db, lease.name)
+            finally:
+                db.close()
+        except db_module.DatabaseError:
+            return found
+        if row is not None:
+            found["lease"] = {
+                "holder": row["holder"],
+                "token": row["token"],
+                "expires_in": round(row["expires_at"] - row["now"], 3),
+            }
+    return found
+
+
 # --- metrics -------------------------------------------------------------------
 # Every label takes its value from a fixed set, so no caller can add series: a junk
 # method is "other", a route is a rule of the URL map (or "<unmatched>"), a status
@@ -198,7 +252,16 @@ class _StateCollector:
         lag = GaugeMetricFamily("samosval_engine_tick_lag_seconds", "Time since the engine's last tick")
         duration = GaugeMetricFamily("samosval_engine_tick_duration_seconds", "Duration of the last tick")
         alive = GaugeMetricFamily("samosval_engine_running", "1 if the engine thread is alive")
+        leading = GaugeMetricFamily(
+            "samosval_engine_leader", "1 if this process's engine leads (steps the simulation)"
+        )
+        token = GaugeMetricFamily(
+            "samosval_engine_lease_token", "The engine lease token of this process's latest term (0: none)"
+        )
         if engine is not None:
+            found = engine_leadership(self.app)
+            leading.add_metric([], 1.0 if found["leader"] else 0.0)
+            token.add_metric([], float(found["token"] or 0))
             if engine.last_tick is not None:
                 lag.add_metric([], max(0.0, engine.clock() - engine.last_tick))
             if engine.last_step_duration is not None:
@@ -207,6 +270,8 @@ class _StateCollector:
         yield lag
         yield duration
         yield alive
+        yield leading
+        yield token
         streams = GaugeMetricFamily("samosval_sse_open_streams", "Open live log streams")
         streams.add_metric([], runtime.state.open_stream_count() if runtime else 0)
         yield streams

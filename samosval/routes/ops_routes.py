@@ -9,23 +9,17 @@ from flask import Blueprint, current_app, jsonify, request
 from .. import __version__
 from .. import db as db_module
 from ..db import connect
-from ..observability import metrics_response
+from ..observability import engine_health as _engine_health
+from ..observability import engine_leadership, metrics_response
 from ..security import csrf
 
 bp = Blueprint("ops", __name__)
 
 
 def engine_health() -> tuple[str, bool]:
-    """("running", True) when the engine thread ticked recently."""
-    engine = current_app.extensions["samosval"].engine
-    if not engine.is_alive():
-        return "stopped", False
-    if (
-        engine.last_tick is None
-        or engine.clock() - engine.last_tick > current_app.config["HEALTH_MAX_TICK_AGE"]
-    ):
-        return "stalled", False
-    return "running", True
+    """("running", True) when the engine leads and ticked recently, ("following", True)
+    when another process leads (observability.engine_health)."""
+    return _engine_health(current_app)
 
 
 def database_health() -> tuple[str, bool]:
@@ -50,6 +44,7 @@ def healthz():
         "db": db_status,
         "engine": engine_status,
         "version": __version__,
+        **engine_leadership(current_app, ask_database=db_ok),
     }
     if not healthy:
         body["failing"] = [name for name, ok in (("db", db_ok), ("engine", engine_ok)) if not ok]
