@@ -68,6 +68,14 @@ def _load_driver() -> None:
     psycopg = driver
 
 
+def unavailable_errors(target: str) -> tuple[type[Exception], ...]:
+    """:data:`UnavailableError` for ``target``'s driver (loads psycopg for a PostgreSQL
+    URL), for handlers registered before the first connection."""
+    if is_postgres(target):
+        _load_driver()
+    return UnavailableError
+
+
 def is_postgres(target: str) -> bool:
     return str(target).startswith(("postgresql://", "postgres://", "postgresql+psycopg://"))
 

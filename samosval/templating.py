@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from datetime import UTC, datetime
 
 from babel.dates import format_timedelta
@@ -17,6 +16,7 @@ from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 
+from . import db as db_module
 from . import permissions
 from .audit import ACTIONS, TARGET_LABELS
 from .auth import wants_json
@@ -254,13 +254,17 @@ def init_app(app) -> None:
     def server_error(exc):
         return _error(500, _("Something went wrong on our side. The error has been logged."))
 
-    @app.errorhandler(sqlite3.OperationalError)
     def database_unavailable(exc):
         log.exception("database error")
         try:
             current_user._get_current_object()  # the page, its menu and language need the user
-        except sqlite3.Error:
+        except db_module.DatabaseError:
             # Loading the user failed too (the database cannot be opened): answer as to
             # a visitor instead of failing again inside this very handler (a bare 500).
             g._login_user = current_app.login_manager.anonymous_user()
         return _error(503, _("The database is unavailable right now. Try again shortly."))
+
+    # Locked, restarting or unreachable, on either database (PostgreSQL: the server
+    # went away, the pool found no connection in time).
+    for error in db_module.unavailable_errors(app.config["DATABASE"]):
+        app.register_error_handler(error, database_unavailable)
