@@ -17,8 +17,9 @@ from samosval import create_app
 from samosval.db import connect, init_db_if_needed
 from samosval.security import limiter
 
-# Real receivers (HTTP, SMTP) for the notification tests, as fixtures.
-pytest_plugins = ["tests.notify_receivers"]
+# Real receivers (HTTP, SMTP) for the notification tests, and real PostgreSQL and
+# Redis servers (tests/servers.py), as fixtures.
+pytest_plugins = ["tests.notify_receivers", "tests.servers"]
 
 PASSWORD = "password123"
 
