@@ -340,7 +340,7 @@ class SimulationEngine:
                 self._refresh_running(db, now)
             if self._gc_at is None or now - self._gc_at >= self.STATE_GC_SECONDS:
                 self._collect_garbage(db, now)
-        if not self.leading:  # the lease lapsed during this tick: write no more output
+        if self._term is not None and not self.leading:  # the lease lapsed during this tick
             raise LeaseLost("the engine lease lapsed during a tick")
         self._generate_runtime(now, counts)
         self.last_step_duration = time.perf_counter() - started

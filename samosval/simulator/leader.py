@@ -16,9 +16,10 @@ see :func:`samosval.db.transaction`), that its token is still the current one
 and unexpired (:func:`check`). A takeover takes the same lock, so it cannot
 commit between that check and the writes. A leader that lost its lease (paused,
 partitioned, too slow) gets :class:`LeaseLost` instead of writing, steps down and
-keeps trying to take the lease again, with a new token. Log lines written to
-Redis are fenced by the token published at ``{prefix}engine:fence``
-(:func:`publish_fence`).
+keeps trying to take the lease again, with a new token. Log lines and metric
+points written to Redis are fenced by the same token: on every takeover the
+shared state raises ``{prefix}engine:fence`` to it before the new leader writes
+(``RedisSimulationState.set_fencing_token``, called through ``on_acquired``).
 
 SQLite (one process, embedded) has no lease: its engine always leads.
 """
@@ -134,27 +135,6 @@ def prepare(db) -> None:
     (SIGSTOP) inside a write transaction would hold the writers' lock, and with it
     every writer and any takeover, forever: the server ends such a session instead."""
     db.execute(f"SET idle_in_transaction_session_timeout = {int(IDLE_IN_TRANSACTION_MS)}")
-
-
-FENCE_SCRIPT = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-local token = tonumber(ARGV[1])
-if token > current then
-  redis.call('SET', KEYS[1], ARGV[1])
-  return token
-end
-return current
-"""
-
-
-def fence_key(prefix: str) -> str:
-    return f"{prefix}engine:fence"
-
-
-def publish_fence(redis_client, prefix: str, token: int) -> int:
-    """Raise ``{prefix}engine:fence`` to ``token`` (never lower it): Redis writes that
-    carry an older token are refused from then on. Returns the key's value."""
-    return int(redis_client.eval(FENCE_SCRIPT, 1, fence_key(prefix), int(token)))
 
 
 # --- the process's view, kept by a background loop -----------------------------------

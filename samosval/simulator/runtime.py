@@ -43,9 +43,6 @@ def build_engine(app, state: SimulationState, clock=time.time, rng=None) -> Simu
     engine.build_failure_rate = float(app.config["SIM_BUILD_FAILURE_RATE"])
     engine.deploy_failure_rate = float(app.config["SIM_DEPLOY_FAILURE_RATE"])
     engine.approval_expiry_hours = float(app.config["APPROVAL_EXPIRY_HOURS"])
-    if db_module.is_postgres(app.config["DATABASE"]):
-        # Several processes may share the database: only the lease holder steps.
-        engine.lease = Lease(app.config["DATABASE"], on_acquired=_engine_token_hook(state))
     return engine
 
 
@@ -55,7 +52,7 @@ def _engine_token_hook(state):
     an older leader's writes are refused. The in-process state needs nothing."""
 
     def taken(token: int) -> None:
-        hook = getattr(state, "set_engine_token", None)
+        hook = getattr(state, "set_fencing_token", None)
         if hook is not None:
             hook(token)
 
@@ -69,7 +66,12 @@ def start_engine(app) -> bool:
         if _process_engine is not None and _process_engine.is_alive():
             log.warning("a simulation engine already runs in this process; not starting another")
             return False
-        engine = app.extensions["samosval"].engine
+        runtime = app.extensions["samosval"]
+        engine = runtime.engine
+        if engine.lease is None and db_module.is_postgres(app.config["DATABASE"]):
+            # Several processes may share the database: only the lease holder steps. An
+            # engine driven by hand (tests, tools: ``step(now)``) has no lease.
+            engine.lease = Lease(app.config["DATABASE"], on_acquired=_engine_token_hook(runtime.state))
         engine.start()
         _process_engine = engine
         return True
