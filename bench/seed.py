@@ -22,9 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from werkzeug.security import generate_password_hash  # noqa: E402
 
-from samosval.db import connect, init_db_if_needed, schema_sql  # noqa: E402
+from samosval.db import connect, init_db_if_needed  # noqa: E402
 from samosval.domain.repos import normalize_repo_url  # noqa: E402
-from samosval.migrations import _statements  # noqa: E402
 
 STATUSES = ("draft", "submitted", "in_review", "approved", "rejected")
 DEPLOY_STATUSES = ("running", "running", "running", "stopped", "failed", "deploying")
@@ -222,7 +221,8 @@ def seed(
             )
 
     # The search index is built once at the end ('rebuild': 4x faster than its
-    # insert trigger row by row), then the trigger is put back as schema.sql has it.
+    # insert trigger row by row), then the trigger is put back as it was.
+    trigger = db.execute("SELECT sql FROM sqlite_master WHERE name = 'audit_fts_insert'").fetchone()[0]
     db.execute("DROP TRIGGER audit_fts_insert")
     db.executemany(
         "INSERT INTO audit_log (user_id, action, target_type, target_id, details, created_at, ip) "
@@ -230,7 +230,7 @@ def seed(
         audit_rows(),
     )
     db.execute("INSERT INTO audit_fts (audit_fts) VALUES ('rebuild')")
-    db.execute(next(s for s in _statements(schema_sql()) if "TRIGGER IF NOT EXISTS audit_fts_insert " in s))
+    db.execute(trigger)
 
     now = base + 90 * 86400
     db.executemany(

@@ -33,6 +33,7 @@ from flask.cli import with_appcontext
 from werkzeug.security import generate_password_hash
 
 from . import migrations
+from .targets import is_postgres, sqlalchemy_url  # noqa: F401 (in targets.py: migrations.py needs them too)
 from .timeutil import utcnow_iso
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
@@ -74,17 +75,6 @@ def unavailable_errors(target: str) -> tuple[type[Exception], ...]:
     if is_postgres(target):
         _load_driver()
     return UnavailableError
-
-
-def is_postgres(target: str) -> bool:
-    return str(target).startswith(("postgresql://", "postgres://", "postgresql+psycopg://"))
-
-
-def sqlalchemy_url(target: str) -> str:
-    """The SQLAlchemy URL (for Alembic) of a SQLite path or a PostgreSQL URL."""
-    if is_postgres(target):
-        return "postgresql+psycopg://" + str(target).split("://", 1)[1]
-    return f"sqlite:///{target}"
 
 
 def dialect(db) -> str:
@@ -362,15 +352,17 @@ def init_db_if_needed(path: str, root_password: str = "root") -> dict:
     Safe to call on every start: an up-to-date database is left as it is.
     Returns what was done, for the start-up message and for tests.
     """
-    Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    created = not os.path.exists(path)
+    created = not is_postgres(path) and not os.path.exists(path)
     if created:
+        Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Password hashes and session digests live here: readable by the owner only.
         # SQLite gives its -wal and -shm files the database file's mode.
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    applied = migrations.upgrade_database(path)
+    # A PostgreSQL database is "created" when its first revision ran just now.
+    created = created or (is_postgres(path) and applied[:1] == [migrations.BASELINE])
     db = connect(path)
     try:
-        applied = migrations.upgrade(db, schema_sql())
         root_created = ensure_root(db, root_password)
     finally:
         db.close()
@@ -415,7 +407,7 @@ def init_db_message(path: str, result: dict) -> str:
     if result["created"]:
         lines = [f"Database created at {path}."]
     elif result.get("migrated_to"):
-        lines = [f"Database at {path} upgraded to schema version {max(result['migrated_to'])}."]
+        lines = [f"Database at {path} upgraded to schema version {result['migrated_to'][-1]}."]
     else:
         lines = [f"Database ready at {path}: already up to date, nothing changed."]
     if result["root_created"]:

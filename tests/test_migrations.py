@@ -9,7 +9,8 @@ import sqlite3
 import pytest
 
 from samosval.db import connect, init_db_if_needed, schema_sql
-from samosval.migrations import SCHEMA_VERSION, SPEC_V1_SCHEMA, upgrade
+from samosval.legacy import steps as legacy
+from samosval.migrations import HEAD, LEGACY_VERSION, SPEC_V1_SCHEMA, upgrade
 from tests import factories
 
 TABLES_WITH_IDS = (
@@ -74,14 +75,12 @@ def v2_database(path) -> None:
     """)
     db.commit()
     # Run only the steps up to version 2, as a Samosval of that time did.
-    from samosval import migrations
-
-    saved = migrations.MIGRATIONS
-    migrations.MIGRATIONS = [step for step in saved if step[0] <= 2]
+    saved = legacy.MIGRATIONS
+    legacy.MIGRATIONS = [step for step in saved if step[0] <= 2]
     try:
-        assert upgrade(db, schema_sql()) == [2]
+        assert legacy.upgrade_to_final(db) == [2]
     finally:
-        migrations.MIGRATIONS = saved
+        legacy.MIGRATIONS = saved
     db.execute(
         "INSERT INTO webhook_tokens (id, name, token_prefix, token_hash, sealed_secret, created_at) "
         "VALUES (3, 'ci', 'smsv_abc', 'h', 's', '2025-01-01T00:00:00Z')"
@@ -111,7 +110,8 @@ def test_a_version_2_database_upgrades_to_the_fresh_shape_keeping_every_row(tmp_
         # Every row and id kept (users may gain root's row only if it was missing: it is not).
         assert kept == [tuple(r) for r in rows], table
     assert after.execute("PRAGMA foreign_key_check").fetchall() == []
-    assert after.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert after.execute("PRAGMA user_version").fetchone()[0] == LEGACY_VERSION
+    assert after.execute("SELECT version_num FROM alembic_version").fetchone()[0] == HEAD
     after.close()
 
     fresh = tmp_path / "fresh.sqlite3"
