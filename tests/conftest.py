@@ -1,11 +1,22 @@
 """Shared fixtures: an app on a temporary instance folder, personas, a CSRF-aware
-client, and an engine driven by a fake clock."""
+client, and an engine driven by a fake clock.
+
+The suite runs on one of two back-ends, chosen by ``SAMOSVAL_TEST_BACKEND``:
+``sqlite`` (the default: each test gets a copy of a template SQLite file, in-process
+buffers) or ``postgres`` (each test gets a fresh PostgreSQL database copied from a
+template database, and the session's Redis under a key prefix of its own; the
+servers come from tests/servers.py). ``scripts/test.sh`` runs both passes."""
 
 from __future__ import annotations
 
 import functools
+import itertools
+import os
+import queue
 import random
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +25,7 @@ from itsdangerous import URLSafeTimedSerializer
 from werkzeug.security import generate_password_hash
 
 from samosval import create_app
+from samosval import db as samosval_db
 from samosval.db import connect, init_db_if_needed
 from samosval.security import limiter
 
@@ -22,6 +34,10 @@ from samosval.security import limiter
 pytest_plugins = ["tests.notify_receivers", "tests.servers"]
 
 PASSWORD = "password123"
+
+BACKENDS = ("sqlite", "postgres")
+TEST_BACKEND = os.environ.get("SAMOSVAL_TEST_BACKEND", "sqlite")
+ON_POSTGRES = TEST_BACKEND == "postgres"
 
 # The people tests act as. ``carl`` files requests that ``dana`` owns and
 # ``colin`` collaborates on; ``sam`` is a developer with no link to them.
@@ -46,9 +62,37 @@ FOLDER_MARKERS = {"browser": "browser", "e2e": "browser", "reliability": "slow"}
 SERVER_HELPERS = ("AppProcess", "NginxProcess", "die_with_parent")
 
 
+def pytest_configure(config):
+    if TEST_BACKEND not in BACKENDS:
+        raise pytest.UsageError(
+            f"SAMOSVAL_TEST_BACKEND must be one of {', '.join(BACKENDS)}, not {TEST_BACKEND!r}"
+        )
+
+
+def pytest_report_header(config):
+    if ON_POSTGRES:
+        return (
+            "samosval test backend: postgres (a PostgreSQL database per test, Redis with a prefix per test)"
+        )
+    return "samosval test backend: sqlite"
+
+
+# The PostgreSQL pass leaves out what it would only repeat or cannot apply: tests of
+# SQLite itself, and tests that never use the app fixture's database.
+POSTGRES_PASS_SKIPS = {
+    "sqlite_only": "checks SQLite itself",
+    "backend_neutral": "does not depend on the backend: runs in the SQLite pass",
+}
+
+
 def pytest_collection_modifyitems(config, items):
     tests_dir = Path(__file__).resolve().parent
     for item in items:
+        if ON_POSTGRES:
+            for name, reason in POSTGRES_PASS_SKIPS.items():
+                if item.get_closest_marker(name):
+                    item.add_marker(pytest.mark.skip(reason=f"{name}: {reason}"))
+                    break
         relative = item.path.relative_to(tests_dir) if item.path.is_relative_to(tests_dir) else item.path
         marker = FOLDER_MARKERS.get(relative.parts[0]) if len(relative.parts) > 1 else None
         module = getattr(item, "module", None)
@@ -145,13 +189,127 @@ def fresh_database(template: Path, directory: Path) -> str:
     return str(path)
 
 
+POSTGRES_TEMPLATE = "samosval_template"
+
+
+class Databases:
+    """Fresh databases on the session's back-end, for the ``app`` fixture and for
+    fixtures that build their own app (``database_config`` gives the config keys).
+
+    On PostgreSQL each database is ``CREATE DATABASE ... TEMPLATE`` of one built per
+    session (schema and ``root``), and is dropped by a background thread: a drop
+    waits (in 100 ms steps) for the backends of just-closed connections to exit. The
+    costs are summed up at the end of the run."""
+
+    def __init__(self, sqlite_template: Path, postgres=None, redis=None):
+        self.sqlite_template = sqlite_template
+        self.postgres = postgres
+        self.redis = redis
+        self._numbers = itertools.count(1)
+        self.created = 0
+        self.create_seconds = 0.0
+        self.drop_seconds = 0.0
+        self._drops: queue.Queue[str | None] = queue.Queue()
+        self._dropper = None
+        if postgres is not None:
+            init_db_if_needed(postgres.create_database(POSTGRES_TEMPLATE), "root")
+            samosval_db.close_pools()
+            # A template must have no sessions while it is copied; refuse new ones.
+            postgres.execute(
+                f"ALTER DATABASE {POSTGRES_TEMPLATE} WITH ALLOW_CONNECTIONS false IS_TEMPLATE true"
+            )
+            postgres.disconnect_all(POSTGRES_TEMPLATE)
+            self._dropper = threading.Thread(target=self._drop_loop, name="test-database-drops", daemon=True)
+            self._dropper.start()
+
+    def fresh(self, directory: Path) -> str:
+        """A new database: a SQLite file in ``directory``, or a PostgreSQL URL."""
+        if self.postgres is None:
+            return fresh_database(self.sqlite_template, directory)
+        started = time.perf_counter()
+        url = self.postgres.create_database(f"test_{next(self._numbers)}", template=POSTGRES_TEMPLATE)
+        self.create_seconds += time.perf_counter() - started
+        self.created += 1
+        return url
+
+    def discard(self, target: str) -> None:
+        """Drop a database made by :meth:`fresh` (SQLite files go with their folder)."""
+        if self.postgres is None:
+            return
+        samosval_db.close_pools()  # the app's pooled connections to it
+        self._drops.put(target.rsplit("/", 1)[1])
+
+    def _drop_loop(self) -> None:
+        while (name := self._drops.get()) is not None:
+            started = time.perf_counter()
+            try:
+                self.postgres.drop_database(name)
+            except Exception:
+                pass  # a test that stopped the server leaves its database behind: harmless
+            self.drop_seconds += time.perf_counter() - started
+
+    def close(self) -> None:
+        """Wait for the pending drops (the session's end)."""
+        if self._dropper is not None:
+            self._drops.put(None)
+            self._dropper.join(60)
+
+    def config(self, directory: Path) -> dict:
+        """The config keys of a fresh back-end: ``DATABASE`` and, on PostgreSQL, Redis
+        with a key prefix of its own (tests share the server instead of flushing it)."""
+        config = {"DATABASE": self.fresh(directory)}
+        if self.redis is not None:
+            config["REDIS_URL"] = self.redis.url
+            config["REDIS_PREFIX"] = f"samosval-test-{self.created}:"
+        return config
+
+    def summary(self) -> str | None:
+        if not self.created:
+            return None
+        return (
+            f"PostgreSQL test databases: {self.created}, "
+            f"{1000 * self.create_seconds / self.created:.1f} ms to create and "
+            f"{1000 * self.drop_seconds / self.created:.1f} ms to drop (in the background) each on average"
+        )
+
+
+_databases: list[Databases] = []
+
+
+@pytest.fixture(scope="session")
+def databases(request, template_database) -> Databases:
+    if ON_POSTGRES:
+        postgres = request.getfixturevalue("postgres_server")
+        redis = request.getfixturevalue("redis_server")
+        result = Databases(template_database, postgres, redis)
+    else:
+        result = Databases(template_database)
+    _databases.append(result)
+    yield result
+    result.close()
+
+
+def pytest_terminal_summary(terminalreporter):
+    for databases in _databases:
+        if databases.summary():
+            terminalreporter.write_line(databases.summary())
+
+
 @pytest.fixture
-def app(tmp_path, template_database):
+def database_config(tmp_path, databases):
+    """``DATABASE`` (and Redis) config keys of a fresh database, dropped after the test."""
+    config = databases.config(tmp_path)
+    yield config
+    databases.discard(config["DATABASE"])
+
+
+@pytest.fixture
+def app(tmp_path, database_config):
     app = create_app(
         {
             "TESTING": True,
             "SECRET_KEY": "test-secret-key",
-            "DATABASE": fresh_database(template_database, tmp_path),
+            **database_config,
             "SIMULATOR_AUTOSTART": False,
             "CHARTJS_URL": "/static/vendor/chart.umd.min.js",
             "CHARTJS_SRI": None,
