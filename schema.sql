@@ -418,3 +418,11 @@ CREATE VIRTUAL TABLE request_fts USING fts5(
 CREATE VIRTUAL TABLE audit_fts USING fts5(
     details, content='audit_log', content_rowid='id', tokenize='trigram'
 );
+
+CREATE TABLE engine_lease (
+	name TEXT NOT NULL,
+	holder TEXT NOT NULL,
+	token BIGINT NOT NULL,
+	expires_at REAL NOT NULL,
+	PRIMARY KEY (name)
+);

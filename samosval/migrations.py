@@ -34,7 +34,7 @@ from .targets import is_postgres, sqlalchemy_url
 
 # The newest Alembic revision (a test checks it is Alembic's head). Kept here so an
 # up-to-date database is recognised without importing Alembic.
-HEAD = "0001"
+HEAD = "0002"
 # The revision whose schema equals the hand-kept version 11.
 BASELINE = "0001"
 ALEMBIC_DIR = Path(__file__).resolve().parent / "alembic"

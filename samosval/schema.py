@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     REAL,
+    BigInteger,
     Column,
     Double,
     ForeignKey,
@@ -418,6 +419,18 @@ api_tokens = _with_id(
     Column("revoked_at", Text),
 )
 Index("idx_api_tokens_user", api_tokens.c.user_id, api_tokens.c.id)
+
+# The engine's lease (issue 15, samosval/simulator/leader.py): one row per lease name.
+# Several processes on PostgreSQL step the simulation only while holding it; token
+# grows by one on every takeover (the fencing token); expires_at is epoch seconds of
+# the database's clock. Unused on SQLite (one process, no lease).
+engine_lease = _table(
+    "engine_lease",
+    Column("name", Text, primary_key=True),
+    Column("holder", Text, nullable=False),
+    Column("token", BigInteger, nullable=False),
+    Column("expires_at", Real, nullable=False),
+)
 
 # Substring search on PostgreSQL (pg_trgm GIN indexes; the baseline migration creates
 # the extension). On SQLite the same columns are searched through FTS5 trigram tables

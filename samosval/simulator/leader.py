@@ -166,7 +166,8 @@ class Lease:
         self.holder = holder or make_holder()
         self.on_acquired = on_acquired  # called with the token on every takeover (Redis fence)
         self._token: int | None = None
-        self._valid_until = 0.0  # monotonic
+        self._valid_until = 0.0  # on self.monotonic
+        self.monotonic = time.monotonic
         self.last_token: int | None = None  # the newest token this process held
         self.error: str | None = None
         self._stop = threading.Event()
@@ -177,7 +178,7 @@ class Lease:
     @property
     def token(self) -> int | None:
         """The token while this process leads, else None."""
-        if self._token is not None and time.monotonic() >= self._valid_until:
+        if self._token is not None and self.monotonic() >= self._valid_until:
             self._token = None  # not renewed in time: assume someone else leads
         return self._token
 
@@ -196,7 +197,7 @@ class Lease:
         if self._db is None:
             self._db = db_module.connect(self.target)
             prepare(self._db)
-        started = time.monotonic()
+        started = self.monotonic()
         try:
             token = self._token
             if token is not None:
