@@ -50,6 +50,12 @@ DEFAULTS = {
     "RATELIMIT_STORAGE_URI": "memory://",
     "SSE_MAX_STREAMS_PER_USER": 20,
     "SSE_MAX_STREAMS": 10000,  # every open stream is a greenlet and a socket (gevent)
+    # Open streams of the whole cluster (Redis only); None: each process caps its own.
+    "SSE_MAX_STREAMS_CLUSTER": None,
+    # Logs, metrics, live fan-out, rate limits and stream caps in Redis (several
+    # processes); None keeps them in this process's memory. Every key gets the prefix.
+    "REDIS_URL": None,
+    "REDIS_PREFIX": "samosval:",
     "SSE_HEARTBEAT_SECONDS": 15,
     "SSE_RETRY_MS": 3000,
     "CHARTJS_URL": "https://cdn.jsdelivr.net/npm/chart.js@4.5.1/dist/chart.umd.min.js",
@@ -110,6 +116,9 @@ ENV_SETTINGS = {
     "FORCE_ROOT_PASSWORD_CHANGE": "bool",
     "SSE_MAX_STREAMS_PER_USER": int,
     "SSE_MAX_STREAMS": int,
+    "SSE_MAX_STREAMS_CLUSTER": int,
+    "REDIS_URL": str,
+    "REDIS_PREFIX": str,
     "SSE_HEARTBEAT_SECONDS": float,
     "CHARTJS_URL": str,
     "CHARTJS_SRI": str,

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import time
 from urllib.parse import urlsplit
 
-from flask import current_app, request
+from flask import current_app, jsonify, render_template, request
+from flask_babel import gettext as _
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
 from limits import parse as parse_limit
+
+from .simulator.state import LiveUnavailable
+
+log = logging.getLogger("samosval.security")
 
 # The commit hook authenticates with its own (webhook) tokens, not personal ones.
 BEARER_EXCLUDED_PREFIX = "/api/hooks/"
@@ -59,12 +65,16 @@ def count_token_failure() -> tuple[bool, bool]:
         return True, True
     config = current_app.config
     strategy = limiter.limiter
-    answer = strategy.hit(
-        parse_limit(config["API_TOKEN_FAILURE_LIMIT"]), "api-token-failure", client_address()
-    )
-    audit = answer and strategy.hit(
-        parse_limit(config["API_TOKEN_FAILURE_AUDIT_LIMIT"]), "api-token-failure-audit"
-    )
+    try:
+        answer = strategy.hit(
+            parse_limit(config["API_TOKEN_FAILURE_LIMIT"]), "api-token-failure", client_address()
+        )
+        audit = answer and strategy.hit(
+            parse_limit(config["API_TOKEN_FAILURE_AUDIT_LIMIT"]), "api-token-failure-audit"
+        )
+    except Exception as exc:  # the shared storage (Redis) is away: count nothing, as limits do
+        log.warning("rate limit storage unavailable: %s", exc)
+        return True, True
     return answer, audit
 
 
@@ -72,9 +82,12 @@ def token_failure_retry_after() -> int:
     """Seconds until this address may fail a bearer authentication again."""
     if not limiter.enabled:
         return 1
-    stats = limiter.limiter.get_window_stats(
-        parse_limit(current_app.config["API_TOKEN_FAILURE_LIMIT"]), "api-token-failure", client_address()
-    )
+    try:
+        stats = limiter.limiter.get_window_stats(
+            parse_limit(current_app.config["API_TOKEN_FAILURE_LIMIT"]), "api-token-failure", client_address()
+        )
+    except Exception:  # the shared storage (Redis) is away
+        return 1
     return max(1, int(stats.reset_time - time.time()) + 1)
 
 
@@ -127,7 +140,42 @@ def add_security_headers(response):
     return response
 
 
+LIVE_RETRY_AFTER = 5  # seconds a client waits before asking again for live data
+
+
+def live_unavailable(exc):
+    """Redis (logs, metrics, live streams) cannot be reached: 503 with Retry-After,
+    never a 500; a browser reconnects its stream after it."""
+    message = _("Live logs and metrics are unavailable right now. Try again shortly.")
+    if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
+        response = jsonify(error=message)
+        response.status_code = 503
+    else:
+        response = current_app.make_response(
+            (render_template("errors/error.html", status=503, message=message), 503)
+        )
+    response.headers["Retry-After"] = str(LIVE_RETRY_AFTER)
+    return response
+
+
+def configure_shared_limits(config) -> None:
+    """With ``REDIS_URL`` the limits count in Redis, so every process shares them (a
+    login limit counts across the cluster). The default memory storage is replaced;
+    a storage the operator named stays. When Redis is away, limits fall back to this
+    process's memory instead of failing the request."""
+    url = config.get("REDIS_URL")
+    if not url or config.get("RATELIMIT_STORAGE_URI") not in (None, "memory://"):
+        return
+    config["RATELIMIT_STORAGE_URI"] = url
+    config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_connect_timeout": 1, "socket_timeout": 2})
+    config["RATELIMIT_KEY_PREFIX"] = f"{config.get('REDIS_PREFIX') or 'samosval:'}limits"
+    config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+    config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+
+
 def init_app(app) -> None:
     csrf.init_app(app)
+    configure_shared_limits(app.config)
     limiter.init_app(app)
     app.after_request(add_security_headers)
+    app.register_error_handler(LiveUnavailable, live_unavailable)

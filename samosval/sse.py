@@ -7,9 +7,10 @@ closes, or it is woken because its user was blocked or signed out; otherwise it 
 heartbeat to send a comment, which is also how a vanished client is noticed (the
 write fails and the server closes the iterator).
 
-Event ids are ``<epoch>-<seq>`` (the epoch names the server run), so a client
-coming back after a restart is told ``reset`` instead of silently skipping the
-new run's first lines. Line events are encoded once per deployment and shared by
+Event ids are ``<epoch>-<seq>`` (the epoch names the server run, or with Redis the
+stream's life there), so a client coming back after a restart is told ``reset``
+instead of silently skipping the new run's first lines; a stream recreated while a
+client watches (Redis lost its data) sends ``reset`` too. Line events are encoded once per deployment and shared by
 its viewers (``LogStream.chunk_after``); the stream re-checks its viewer's access
 at every heartbeat, status change and wake-up and ends with ``end`` and a reason.
 
@@ -172,6 +173,13 @@ def log_events(
     wakeups = logs.wakeups
 
     while True:
+        if logs.epoch != epoch:
+            # The stream was recreated under a new epoch (the shared store, Redis, lost
+            # it): its lines are numbered afresh. Start the client over, as on reconnect.
+            epoch = logs.epoch
+            cursor = logs.last_seq - len(logs)
+            yield format_event({"reason": "restarted"}, event="reset").encode()
+            last_write = clock()
         if logs.wakeups != wakeups:
             wakeups = logs.wakeups
             if reason := check_access():

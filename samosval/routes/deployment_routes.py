@@ -242,11 +242,11 @@ def log_stream(deployment_id: int):
             state.drop(deployment_id)
             abort(404)
         user_row = user_domain.get_user(get_db(), user.id)
+        logs = runtime.logs
+        logs.subscribe()  # with Redis: loads the stream, or LiveUnavailable (503)
     except BaseException:
         state.close_stream(user.id)
         raise
-    logs = runtime.logs
-    logs.subscribe()
     # The body streams after the request (and ``g``'s connection) is gone: the guard
     # reads the user and deployment rows again, shared with the other streams.
     guard = StreamGuard(

@@ -97,7 +97,12 @@ def get_state() -> SimulationState:
 
 
 def init_app(app) -> None:
-    state = SimulationState()
+    if app.config.get("REDIS_URL"):  # several processes: logs, metrics and fan-out in Redis
+        from .redis_state import make_state  # imports redis (80 ms): only when used
+
+        state = make_state(app)
+    else:
+        state = SimulationState()
     app.extensions["samosval"] = Runtime(state, build_engine(app, state))
     # CLI commands (init-db, create-user, backup) run inside a click context and
     # must not start a background thread.
@@ -114,6 +119,7 @@ def shutdown(app, timeout: float = 5.0) -> None:
         if runtime is not None:
             runtime.logs.close()
     stop_engine(app, timeout)
+    state.close()  # writes what is queued (Redis)
     from .. import notify_worker
 
     notify_worker.stop_process_worker()

@@ -38,6 +38,11 @@ WAKE_SLICE = 1000
 METRIC_CAPACITY = 900  # spec 5.3: 15 minutes at one point a second
 
 
+class LiveUnavailable(RuntimeError):
+    """The shared live store (Redis, ``redis_state.py``) cannot be reached: answered
+    503 with Retry-After (``security.py``). The in-memory state never raises it."""
+
+
 class LogLine(NamedTuple):
     seq: int
     ts: float
@@ -392,6 +397,14 @@ class SimulationState:
             runtimes = list(self._runtimes.values())
         for runtime in runtimes:  # live streams sleep on their log stream: wake them
             runtime.logs.wake()
+
+    def set_fencing_token(self, token: int | None) -> None:
+        """The engine's lease token (issue 15). Only a shared state fences its writes
+        (``RedisSimulationState``); in one process there is nobody to fence."""
+
+    def close(self) -> None:
+        """Release what the state holds outside memory (the Redis state's reader and
+        writer); nothing here."""
 
     def revocation_count(self, user_id: int) -> int:
         """Streams remember this when they open and stop once it changes."""
