@@ -196,6 +196,14 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+def history() -> list[str]:
+    """Every revision id, oldest first (what a fresh database applies)."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    return [revision.revision for revision in reversed(list(script.walk_revisions()))]
+
+
 def baseline_definitions() -> dict[tuple[str, str], str]:
     """(type, name) -> SQL of every table, index and trigger the baseline revision
     creates on SQLite (and Alembic's version table), read from a scratch database."""
