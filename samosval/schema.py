@@ -440,9 +440,8 @@ for _name, _column in (
     ("idx_requests_repo_url_trgm", image_requests.c.repo_url),
     ("idx_audit_details_trgm", audit_log.c.details),
 ):
-    Index(
-        _name, _column, postgresql_using="gin", postgresql_ops={_column.name: "gin_trgm_ops"}
-    ).ddl_if(dialect="postgresql")
+    _trigram = Index(_name, _column, postgresql_using="gin", postgresql_ops={_column.name: "gin_trgm_ops"})
+    _trigram.ddl_if(dialect="postgresql")
 
 # Tables the migrations own outside the metadata (FTS5 tables and their shadow tables,
 # Alembic's own version table): schema comparisons skip them.

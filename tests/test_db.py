@@ -1,14 +1,18 @@
-"""Database creation, reuse, PRAGMAs, root creation and the upgrade path."""
+"""Database creation, reuse, PRAGMAs, root creation and the upgrade path, on SQLite
+files (PostgreSQL: tests/test_schema_alembic.py)."""
 
 from __future__ import annotations
 
 import sqlite3
 
+import pytest
 from werkzeug.security import check_password_hash
 
 from samosval import create_app
 from samosval.db import connect, init_db_if_needed, schema_sql
 from samosval.migrations import HEAD, LEGACY_VERSION, SPEC_V1_SCHEMA, history, upgrade
+
+pytestmark = pytest.mark.sqlite_only
 
 
 def schema_shape(path):

@@ -1,6 +1,6 @@
 """Schema migrations: a database of every earlier version upgrades to exactly the
 shape of a fresh one (AUTOINCREMENT included), keeping every row; ids are never
-reused once the upgrade ran."""
+reused once the upgrade ran (on either database: see also tests/test_schema_alembic.py)."""
 
 from __future__ import annotations
 
@@ -93,6 +93,7 @@ def v2_database(path) -> None:
     db.close()
 
 
+@pytest.mark.backend_neutral
 def test_a_version_2_database_upgrades_to_the_fresh_shape_keeping_every_row(tmp_path):
     old = tmp_path / "v2.sqlite3"
     v2_database(old)
@@ -120,6 +121,7 @@ def test_a_version_2_database_upgrades_to_the_fresh_shape_keeping_every_row(tmp_
     assert all(full_shape(fresh)["tables"][t][1] for t in TABLES_WITH_IDS)
 
 
+@pytest.mark.backend_neutral
 def test_the_upgrade_keeps_foreign_keys_on_afterwards(tmp_path):
     old = tmp_path / "v2.sqlite3"
     v2_database(old)
@@ -129,6 +131,7 @@ def test_the_upgrade_keeps_foreign_keys_on_afterwards(tmp_path):
     db.close()
 
 
+@pytest.mark.backend_neutral
 def test_ids_are_not_reused_after_the_upgrade(tmp_path):
     old = tmp_path / "v2.sqlite3"
     v2_database(old)
