@@ -141,17 +141,22 @@ def _alembic_upgrade(target: str, revision: str = "head") -> list[str]:
 
 def run_upgrade(connection, revision: str = "head") -> list[str]:
     """``alembic upgrade`` on an open connection, inside its transaction. Returns the
-    revisions applied. A SQLite database is marked with the hand-kept history's last
-    version, so that nothing takes it for a spec-era database."""
+    revisions applied."""
     from alembic import command
 
     config = alembic_config(connection)
     applied: list[str] = []
     config.attributes["on_version_apply"] = lambda step: applied.append(step.up_revision_id)
     command.upgrade(config, revision)
-    if connection.dialect.name == "sqlite" and applied:
-        connection.exec_driver_sql(f"PRAGMA user_version = {LEGACY_VERSION}")
     return applied
+
+
+def mark_sqlite(connection) -> None:
+    """Mark a SQLite database with the hand-kept history's last version (env.py, after
+    every upgrade, also from the ``alembic`` command), so that nothing takes it for a
+    spec-era database and :func:`upgrade_database` recognises it as up to date."""
+    if connection.exec_driver_sql("PRAGMA user_version").scalar() < LEGACY_VERSION:
+        connection.exec_driver_sql(f"PRAGMA user_version = {LEGACY_VERSION}")
 
 
 def context_options(dialect_name: str) -> dict:

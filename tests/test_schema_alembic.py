@@ -149,6 +149,27 @@ def test_the_alembic_command_line_sees_the_same_history(fresh_sqlite):
     assert f"{migrations.HEAD} (head)" in result.stdout
 
 
+@pytest.mark.backend_neutral
+def test_a_database_the_alembic_command_created_is_up_to_date_for_the_app(tmp_path):
+    path = str(tmp_path / "cli.sqlite3")
+    command = [
+        sys.executable,
+        "-m",
+        "alembic",
+        "-c",
+        "alembic.ini",
+        "-x",
+        f"database={path}",
+        "upgrade",
+        "head",
+    ]
+    subprocess.run(command, cwd=ROOT, capture_output=True, check=True)
+    db = sqlite3.connect(path)
+    assert migrations._sqlite_up_to_date(db)
+    db.close()
+    assert migrations.upgrade_database(path) == []
+
+
 # --- SQLite databases of the hand-kept era ------------------------------------------------
 
 

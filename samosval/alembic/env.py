@@ -41,6 +41,8 @@ def run_migrations(connection) -> None:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
+        if connection.dialect.name == "sqlite":
+            migrations.mark_sqlite(connection)
 
 
 def run_online() -> None:
