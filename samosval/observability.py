@@ -319,7 +319,7 @@ class _StateCollector:
             # Every try but a message's successful one failed: counted from the outbox alone.
             tries = {kind: (0, 0) for kind in CHANNEL_KINDS}
             for kind, total, sent in db.execute(
-                "SELECT c.kind, SUM(o.attempts), SUM(o.status = 'sent') FROM notification_outbox o "
+                "SELECT c.kind, SUM(o.attempts), SUM(CASE WHEN o.status = 'sent' THEN 1 ELSE 0 END) FROM notification_outbox o "
                 "JOIN notification_channels c ON c.id = o.channel_id GROUP BY c.kind"
             ):
                 key = kind if kind in tries else "other"

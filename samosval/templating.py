@@ -255,13 +255,12 @@ def init_app(app) -> None:
         return _error(500, _("Something went wrong on our side. The error has been logged."))
 
     def database_unavailable(exc):
-        log.exception("database error")
-        try:
-            current_user._get_current_object()  # the page, its menu and language need the user
-        except db_module.DatabaseError:
-            # Loading the user failed too (the database cannot be opened): answer as to
-            # a visitor instead of failing again inside this very handler (a bare 500).
+        if "_login_user" not in g:
+            # The page, its menu, its language and the log line need the user, and
+            # loading the user is what failed (or would wait for the database again):
+            # answer as to a visitor instead of failing again inside this handler.
             g._login_user = current_app.login_manager.anonymous_user()
+        log.exception("database error")
         return _error(503, _("The database is unavailable right now. Try again shortly."))
 
     # Locked, restarting or unreachable, on either database (PostgreSQL: the server

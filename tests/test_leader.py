@@ -140,7 +140,9 @@ def test_a_takeover_waits_for_the_fenced_transaction_in_flight(conn, lease_url):
     assert conn.execute("SELECT value FROM notification_state WHERE name = 'in-flight'").fetchone()[0] == 1
 
 
-def test_a_session_stopped_inside_a_transaction_cannot_hold_the_takeover_forever(conn, lease_url, monkeypatch):
+def test_a_session_stopped_inside_a_transaction_cannot_hold_the_takeover_forever(
+    conn, lease_url, monkeypatch
+):
     """A leader paused (SIGSTOP) mid-transaction keeps its connection: the server ends
     the idle transaction, which frees the writers' lock for the takeover."""
     monkeypatch.setattr(leader, "IDLE_IN_TRANSACTION_MS", 300)

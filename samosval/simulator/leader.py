@@ -194,11 +194,11 @@ class Lease:
 
     # -- one round of the keeper, callable directly (tests) -------------------------------
     def tick(self) -> int | None:
-        if self._db is None:
-            self._db = db_module.connect(self.target)
-            prepare(self._db)
         started = self.monotonic()
         try:
+            if self._db is None:
+                self._db = db_module.connect(self.target)
+                prepare(self._db)
             token = self._token
             if token is not None:
                 if renew(self._db, self.holder, token, self.name, self.seconds):
