@@ -41,10 +41,9 @@ ALEMBIC_DIR = Path(__file__).resolve().parent / "alembic"
 ROOT = Path(__file__).resolve().parent.parent
 SQLITE_TIMEOUT_SECONDS = 10
 
-# Kept for callers of the hand-kept era (tests that build old databases, bench/seed.py).
+# Kept for callers of the hand-kept era (tests that build old databases).
 SPEC_V1_SCHEMA = legacy.SPEC_V1_SCHEMA
 LEGACY_VERSION = legacy.FINAL_VERSION
-_statements = legacy._statements
 
 
 def upgrade_database(target: str) -> list:

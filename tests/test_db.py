@@ -9,7 +9,7 @@ import pytest
 from werkzeug.security import check_password_hash
 
 from samosval import create_app
-from samosval.db import connect, init_db_if_needed, schema_sql
+from samosval.db import connect, init_db_if_needed
 from samosval.migrations import HEAD, LEGACY_VERSION, SPEC_V1_SCHEMA, history, upgrade
 
 pytestmark = pytest.mark.sqlite_only
@@ -141,7 +141,7 @@ def test_it_leaves_an_up_to_date_database_alone(tmp_path):
     path = tmp_path / "x.sqlite3"
     init_db_if_needed(str(path))
     db = connect(str(path))
-    assert upgrade(db, schema_sql()) == []
+    assert upgrade(db) == []
 
 
 def test_it_hashes_passwords_with_werkzeugs_default_in_production(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from samosval.db import connect, init_db_if_needed, schema_sql
+from samosval.db import connect, init_db_if_needed
 from samosval.legacy import steps as legacy
 from samosval.migrations import HEAD, LEGACY_VERSION, SPEC_V1_SCHEMA, upgrade
 from tests import factories
@@ -126,7 +126,7 @@ def test_the_upgrade_keeps_foreign_keys_on_afterwards(tmp_path):
     old = tmp_path / "v2.sqlite3"
     v2_database(old)
     db = connect(str(old))
-    upgrade(db, schema_sql())
+    upgrade(db)
     assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     db.close()
 
