@@ -1,6 +1,6 @@
 """Seed a database at company scale for the benchmarks.
 
-    python bench/seed.py PATH [--scale 1] [--users 200 --requests 10000 --images 2000
+    python bench/seed.py PATH_OR_URL [--scale 1] [--users 200 --requests 10000 --images 2000
                                --deployments 2000 --audit 100000 --deliveries 5000 --running 0]
 
 ``--scale N`` multiplies every count (``--scale 10``: 2,000 users, 100,000 requests,
@@ -8,6 +8,11 @@
 Creates (or upgrades) the schema first, then inserts rows with ``executemany`` in
 one transaction (the audit search index is filled by its triggers as rows go in).
 Deterministic for a given --seed. Prints what it wrote.
+
+PATH_OR_URL is a SQLite file or a ``postgresql://`` URL of an existing (empty or
+migrated) database: the same rows either way. SQLite gets its bulk-load PRAGMAs and a
+one-off rebuild of the audit search index; PostgreSQL keeps its indexes as they are
+and gets its id sequences moved past the ids inserted here.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from werkzeug.security import generate_password_hash  # noqa: E402
 
-from samosval.db import connect, init_db_if_needed  # noqa: E402
+from samosval.db import connect, dialect, init_db_if_needed, transaction  # noqa: E402
 from samosval.domain.repos import normalize_repo_url  # noqa: E402
 
 STATUSES = ("draft", "submitted", "in_review", "approved", "rejected")
@@ -75,14 +80,41 @@ def seed(
     rng = random.Random(seed_value)
     init_db_if_needed(path)
     db = connect(path)
-    # A throw-away bulk load: no journal (a crash leaves a database to delete, not
-    # to repair), no fsync, and a page cache big enough for the search index.
-    db.execute("PRAGMA journal_mode = OFF")
-    db.execute("PRAGMA synchronous = OFF")
-    db.execute("PRAGMA cache_size = -262144")
+    sqlite = dialect(db) == "sqlite"
+    if sqlite:
+        # A throw-away bulk load: no journal (a crash leaves a database to delete, not
+        # to repair), no fsync, and a page cache big enough for the search index.
+        db.execute("PRAGMA journal_mode = OFF")
+        db.execute("PRAGMA synchronous = OFF")
+        db.execute("PRAGMA cache_size = -262144")
+    with transaction(db):
+        _insert_rows(db, sqlite, rng, users, requests, images, deployments, audit, running, deliveries)
+    db.execute("ANALYZE")
+    if sqlite:
+        db.execute("PRAGMA journal_mode = WAL")
+    counts = {
+        table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        for table in (
+            "users",
+            "image_requests",
+            "images",
+            "builds",
+            "deployments",
+            "audit_log",
+            "webhook_deliveries",
+        )
+    }
+    db.close()
+    return counts
+
+
+# Tables whose ids are given explicitly below: PostgreSQL's sequences must move past them.
+EXPLICIT_IDS = ("image_requests", "images")
+
+
+def _insert_rows(db, sqlite, rng, users, requests, images, deployments, audit, running, deliveries) -> None:
     base = time.time() - 90 * 86400
     password_hash = generate_password_hash("password123")
-    db.execute("BEGIN IMMEDIATE")
     roles = ["operator"] * max(1, users // 10) + ["admin"] * 2
     user_rows = []
     for i in range(users):
@@ -137,7 +169,8 @@ def seed(
         request_rows,
     )
     db.executemany(
-        "INSERT OR IGNORE INTO request_collaborators (request_id, username) VALUES (?, ?)", collab_rows
+        "INSERT INTO request_collaborators (request_id, username) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        collab_rows,
     )
 
     image_rows, build_rows = [], []
@@ -220,17 +253,20 @@ def seed(
                 "10.0.0.1",
             )
 
-    # The search index is built once at the end ('rebuild': 4x faster than its
-    # insert trigger row by row), then the trigger is put back as it was.
-    trigger = db.execute("SELECT sql FROM sqlite_master WHERE name = 'audit_fts_insert'").fetchone()[0]
-    db.execute("DROP TRIGGER audit_fts_insert")
-    db.executemany(
+    insert_audit = (
         "INSERT INTO audit_log (user_id, action, target_type, target_id, details, created_at, ip) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        audit_rows(),
+        "VALUES (?, ?, ?, ?, ?, ?, ?)"
     )
-    db.execute("INSERT INTO audit_fts (audit_fts) VALUES ('rebuild')")
-    db.execute(trigger)
+    if sqlite:
+        # The search index is built once at the end ('rebuild': 4x faster than its
+        # insert trigger row by row), then the trigger is put back as it was.
+        trigger = db.execute("SELECT sql FROM sqlite_master WHERE name = 'audit_fts_insert'").fetchone()[0]
+        db.execute("DROP TRIGGER audit_fts_insert")
+        db.executemany(insert_audit, audit_rows())
+        db.execute("INSERT INTO audit_fts (audit_fts) VALUES ('rebuild')")
+        db.execute(trigger)
+    else:
+        db.executemany(insert_audit, audit_rows())
 
     now = base + 90 * 86400
     db.executemany(
@@ -249,30 +285,18 @@ def seed(
             for i in range(deliveries)
         ),
     )
-    db.execute("COMMIT")
-    db.execute("ANALYZE")
-    db.execute("PRAGMA journal_mode = WAL")
-    counts = {
-        table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-        for table in (
-            "users",
-            "image_requests",
-            "images",
-            "builds",
-            "deployments",
-            "audit_log",
-            "webhook_deliveries",
-        )
-    }
-    db.close()
-    return counts
+    if not sqlite:
+        for table in EXPLICIT_IDS:
+            db.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM {table}))"
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("path")
+    parser.add_argument("path", help="a SQLite file or a postgresql:// URL")
     parser.add_argument("--scale", type=int, default=1, help="multiply every default count")
     for name in DEFAULTS:
         parser.add_argument(f"--{name}", type=int, default=None)

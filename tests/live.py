@@ -42,7 +42,13 @@ class AppProcess:
     another on the same folder (crash recovery); each writes its own log."""
 
     def __init__(
-        self, instance: Path, log_path: Path, speed: float = 10.0, extra_env=None, production: bool = False
+        self,
+        instance: Path,
+        log_path: Path,
+        speed: float = 10.0,
+        extra_env=None,
+        production: bool = False,
+        gunicorn_config: str = "gunicorn.conf.py",  # the benchmarks add hooks around it
     ):
         self.instance = Path(instance)
         self.db_path = str(self.instance / "samosval.sqlite3")
@@ -66,7 +72,7 @@ class AppProcess:
         env.update(extra_env or {})
         if production:
             env["SAMOSVAL_BIND"] = f"127.0.0.1:{self.port}"
-            command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+            command = [sys.executable, "-m", "gunicorn", "-c", gunicorn_config, "wsgi:app"]
         else:
             command = [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(self.port)]
         self._log = open(self.log_path, "w")
