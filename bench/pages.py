@@ -2,6 +2,7 @@
 query plan of every SQL statement each page runs.
 
     python bench/pages.py [--runs 30] [--scale 1] [--only SUBSTRING] [--keep-db] [--db PATH]
+                          [--backend sqlite|postgres] [--database-url URL] [--output NAME]
 
 The database comes from ``bench/seed.py`` (at ``--scale 1``: 200 users, 10,000
 requests, 2,000 images and builds, 2,000 deployments, 100,000 audit rows, 5,000
@@ -19,6 +20,15 @@ wrapped ``samosval.db.connect``) to collect its statements; each distinct
 statement goes through ``EXPLAIN QUERY PLAN``. A "full scan" is a ``SCAN`` of a
 large table without an index; ``SCAN ... USING INDEX`` (an ordered walk bounded
 by the page's LIMIT) is listed separately. Results go to bench/pages.json.
+
+PostgreSQL (issue 15): ``--backend postgres`` starts a throw-away server
+(``tests.servers.PostgresServer``, loopback only, stopped at the end) and seeds a
+database there; ``--database-url URL`` seeds an existing empty database instead.
+The same seed, pages and personas; the in-memory log buffers (no Redis: pages read
+PostgreSQL only). Statements are captured by wrapping the connection's ``execute``
+and planned with ``EXPLAIN``; a ``Seq Scan`` of a large table is listed, but the
+verdict is wall time p95 < 50 ms (the issue's target; the thread's CPU time misses
+the PostgreSQL server's own work). Results go to bench/pages_postgres.json.
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ from samosval import create_app
 from samosval.security import limiter
 
 TARGETS_P95_MS = {1: 20.0, 10: 25.0}  # by --scale (issue 23); other scales use the larger
+POSTGRES_TARGET_P95_MS = 50.0  # issue 15: wall time, on PostgreSQL
 QUIET_LOAD = 1.5  # 1-minute load average below which wall times are trusted
 # Tables with thousands of rows or more in the seeded database.
 LARGE_TABLES = {
@@ -59,13 +70,23 @@ PASSWORD = "password123"
 
 # --- SQL capture ----------------------------------------------------------------------
 
-_captured: list[str] | None = None
+_captured: list | None = None  # SQLite: statements; PostgreSQL: (statement, params)
 _original_connect = db_module.connect
 
 
-def _traced_connect(path: str) -> sqlite3.Connection:
-    conn = _original_connect(path)
-    conn.set_trace_callback(_trace)
+def _traced_connect(target: str):
+    conn = _original_connect(target)
+    if db_module.dialect(conn) == "sqlite":
+        conn.set_trace_callback(_trace)
+    else:
+        execute = conn.execute
+
+        def traced(sql, params=()):
+            if _captured is not None:
+                _captured.append((sql, params))
+            return execute(sql, params)
+
+        conn.execute = traced  # this connection only; back in the pool it is a plain one again
     return conn
 
 
@@ -121,10 +142,34 @@ def explain(plan_db: sqlite3.Connection, statement: str) -> dict:
     return {"plan": plan, "full_scans": full, "index_scans": walks}
 
 
+PG_SCAN_RE = re.compile(r"\b(Seq Scan|Index Scan|Index Only Scan|Bitmap Heap Scan) on (\w+)")
+
+
+def explain_postgres(plan_db, statement: str, params) -> dict:
+    """``EXPLAIN`` of one captured statement with its parameters: sequential scans of
+    large tables and index scans picked out (the planner's choice for this data)."""
+    try:
+        rows = plan_db.execute("EXPLAIN " + statement, params).fetchall()
+    except db_module.DatabaseError as exc:
+        return {"plan": [f"(not explained: {exc})"], "full_scans": [], "index_scans": []}
+    plan = [row[0] for row in rows]
+    full, walks = [], []
+    for line in plan:
+        for kind, table_name in PG_SCAN_RE.findall(line):
+            if table_name not in LARGE_TABLES:
+                continue
+            if kind == "Seq Scan":
+                full.append(table_name)
+            else:
+                walks.append(f"{table_name} via {kind}")
+    return {"plan": plan, "full_scans": full, "index_scans": walks}
+
+
 # --- the database ---------------------------------------------------------------------
 
 
-def build_database(path: Path, scale: int = 1) -> dict:
+def build_database(path, scale: int = 1) -> dict:
+    """Seed ``path`` (a SQLite file or a PostgreSQL URL) and add alerts and tokens."""
     from seed import scaled, seed
 
     counts = seed(str(path), **scaled(scale))
@@ -134,7 +179,15 @@ def build_database(path: Path, scale: int = 1) -> dict:
     def stamp(ts: float) -> str:
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
-    db.execute("BEGIN IMMEDIATE")
+    with db_module.transaction(db):
+        _add_alerts_and_tokens(db, now, stamp)
+    db.execute("ANALYZE")
+    counts.update(alerts=500)
+    db.close()
+    return counts
+
+
+def _add_alerts_and_tokens(db, now, stamp) -> None:
     db.executemany(
         "INSERT INTO alerts (alert_type, target_type, target_id, message, resolved, created_at) "
         "VALUES (?, 'deployment', ?, ?, ?, ?)",
@@ -154,14 +207,9 @@ def build_database(path: Path, scale: int = 1) -> dict:
         "VALUES (?, ?, ?, 'x', ?)",
         [(f"ci-{i}", f"smv_{i:04d}", f"hash{i}", stamp(now)) for i in range(5)],
     )
-    db.execute("COMMIT")
-    db.execute("ANALYZE")
-    counts.update(alerts=500)
-    db.close()
-    return counts
 
 
-def pick_personas(path: Path) -> dict:
+def pick_personas(path) -> dict:
     db = _original_connect(str(path))
     try:
         admin = db.execute(
@@ -203,7 +251,7 @@ def pick_personas(path: Path) -> dict:
         old_audit_id = db.execute("SELECT MIN(id) + 2000 FROM audit_log").fetchone()[0]
         busy_user = db.execute(
             "SELECT u.username FROM audit_log a JOIN users u ON u.id = a.user_id "
-            "GROUP BY a.user_id ORDER BY COUNT(*) DESC LIMIT 1"
+            "GROUP BY u.id, u.username ORDER BY COUNT(*) DESC, u.id LIMIT 1"
         ).fetchone()[0]
         dates = db.execute(
             "SELECT substr(MIN(created_at), 1, 10), substr(MAX(created_at), 1, 10) FROM audit_log"
@@ -375,21 +423,45 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default="", help="measure only pages whose name contains this")
     parser.add_argument("--db", default="", help="reuse this seeded database instead of seeding a new one")
     parser.add_argument("--keep-db", action="store_true", help="keep the seeded database in bench/.data/")
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="postgres: start a throw-away PostgreSQL server on a loopback port and seed it",
+    )
+    parser.add_argument(
+        "--database-url", default="", help="seed this existing, empty postgresql:// database instead"
+    )
+    parser.add_argument("--output", default="", help="JSON name (default pages, or pages_postgres)")
     args = parser.parse_args(argv)
     if not 1 <= args.runs <= 1000:
         parser.error("--runs 1..1000")
     if not 1 <= args.scale <= 100:
         parser.error("--scale 1..100")
+    if args.database_url and not db_module.is_postgres(args.database_url):
+        parser.error("--database-url takes a postgresql:// URL")
+    postgres = args.backend == "postgres" or bool(args.database_url)
     logging.getLogger("samosval.access").setLevel(logging.WARNING)
     load_before = [round(x, 2) for x in os.getloadavg()]
 
     DATA_DIR.mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="pages-", dir=DATA_DIR))
+    server = None
     try:
+        if postgres and not args.database_url:
+            from tests.servers import PostgresServer
+
+            server = PostgresServer()
+            server.start()
         if args.db:
             db_path, counts = Path(args.db), {}
         else:
-            db_path = workdir / "pages.sqlite3"
+            if args.database_url:
+                db_path = args.database_url
+            elif server is not None:
+                db_path = server.create_database("pages")
+            else:
+                db_path = workdir / "pages.sqlite3"
             started = time.perf_counter()
             counts = build_database(db_path, args.scale)
             print(f"seeded in {time.perf_counter() - started:.1f} s: {counts}", flush=True)
@@ -410,7 +482,10 @@ def main(argv=None) -> int:
         )
         clients = {name: login(app, personas[name]) for name in ("admin", "operator", "developer")}
         clients["anonymous"] = app.test_client()
-        plan_db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        if postgres:
+            plan_db = _original_connect(str(db_path))
+        else:
+            plan_db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
 
         results = []
         for persona, name, url in pages(personas):
@@ -421,14 +496,19 @@ def main(argv=None) -> int:
             _captured = []
             get(client, url)
             statements, _captured = _captured, None
+            if not postgres:
+                statements = [(statement, ()) for statement in statements]
             queries = [
-                s
-                for s in statements
-                if s.lstrip().upper().startswith(("SELECT", "WITH", "UPDATE", "INSERT", "DELETE"))
+                (sql, params)
+                for sql, params in statements
+                if sql.lstrip().upper().startswith(("SELECT", "WITH", "UPDATE", "INSERT", "DELETE"))
+                and "pg_advisory" not in sql
             ]
             plans = {}
-            for statement in dict.fromkeys(queries):
-                plans[statement] = explain(plan_db, statement)
+            for sql, params in queries:
+                if sql in plans:
+                    continue
+                plans[sql] = explain_postgres(plan_db, sql, params) if postgres else explain(plan_db, sql)
             results.append(
                 {
                     "persona": persona,
@@ -452,7 +532,11 @@ def main(argv=None) -> int:
                 flush=True,
             )
         plan_db.close()
+        if postgres:
+            db_module.close_pools()
     finally:
+        if server is not None:
+            server.close()
         if not args.keep_db:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
@@ -461,10 +545,18 @@ def main(argv=None) -> int:
     # Other processes on a 2-core machine inflate wall times; the verdict then uses
     # CPU time, the page's own cost. Both are printed and stored.
     load = [round(x, 2) for x in os.getloadavg()]
-    target = TARGETS_P95_MS.get(args.scale, max(TARGETS_P95_MS.values()))
-    judge = "p95_ms" if max(load_before[0], load[0]) < QUIET_LOAD else "cpu_p95_ms"
-    for r in results:
-        r["ok"] = r[judge] < target and not r["full_scans"] and r["status"] == 200
+    if postgres:
+        # The thread's CPU time misses the database server's work: judge on wall time,
+        # and list sequential scans without failing on them (the planner picks them for
+        # small ranges of these tables).
+        target, judge = POSTGRES_TARGET_P95_MS, "p95_ms"
+        for r in results:
+            r["ok"] = r[judge] < target and r["status"] == 200
+    else:
+        target = TARGETS_P95_MS.get(args.scale, max(TARGETS_P95_MS.values()))
+        judge = "p95_ms" if max(load_before[0], load[0]) < QUIET_LOAD else "cpu_p95_ms"
+        for r in results:
+            r["ok"] = r[judge] < target and not r["full_scans"] and r["status"] == 200
     rows = [
         [
             r["persona"],
@@ -496,7 +588,7 @@ def main(argv=None) -> int:
                 "",
             ],
             rows,
-            title=f"Pages at volume, {args.runs} runs each (developer {personas['developer']} sees "
+            title=f"Pages at volume on {'PostgreSQL' if postgres else 'SQLite'}, {args.runs} runs each (developer {personas['developer']} sees "
             f"{personas['developer_visible_requests']} requests); load average {load_before[0]} "
             f"before, {load[0]} after: verdict on {'wall' if judge == 'p95_ms' else 'CPU'} p95",
         )
@@ -508,8 +600,8 @@ def main(argv=None) -> int:
             print(f"  {walk}: " + ", ".join(sorted({p for w, p in walks if w == walk})))
     misses = [r for r in results if not r["ok"]]
     print(
-        f"\n{len(results) - len(misses)}/{len(results)} pages meet p95 < {target:g} ms with no full scan "
-        "of a large table"
+        f"\n{len(results) - len(misses)}/{len(results)} pages meet p95 < {target:g} ms"
+        + (" (wall)" if postgres else " with no full scan of a large table")
     )
     for r in misses:
         print(
@@ -522,8 +614,9 @@ def main(argv=None) -> int:
                 print(f"       {plan['sql'][:160]}")
                 print(f"       -> {' | '.join(plan['plan'])}")
     path = write_json(
-        "pages",
+        args.output or ("pages_postgres" if postgres else "pages"),
         {
+            "backend": "postgresql" if postgres else "sqlite",
             "runs": args.runs,
             "load_average": {"before": load_before, "after": load},
             "scale": args.scale,
