@@ -58,11 +58,13 @@ class Cluster:
     def __init__(self, workdir: Path, database_url: str, speed: float = 1.0, redis_url=None, extra_env=None):
         self.workdir = Path(workdir)
         self.env = {"SAMOSVAL_DATABASE_URL": database_url, **(extra_env or {})}
+        self.redis_prefix = None
         if redis_url:
+            self.redis_prefix = f"failover-{uuid.uuid4().hex[:8]}:"
             self.env.update(
                 {
                     "SAMOSVAL_REDIS_URL": redis_url,
-                    "SAMOSVAL_REDIS_PREFIX": f"failover-{uuid.uuid4().hex[:8]}:",
+                    "SAMOSVAL_REDIS_PREFIX": self.redis_prefix,
                 }
             )
         self.speed = speed
@@ -185,6 +187,9 @@ def start_builds(client: Client, request_ids) -> list[int]:
 
 
 def start_rollouts(client: Client, image_id: int, count: int) -> list[int]:
+    status, _h, page = client.get(f"/images/{image_id}")
+    assert status == 200
+    client.scrape_csrf(page)
     deployments = []
     for n in range(count):
         status, headers, body = client.post(
@@ -267,6 +272,27 @@ def assert_finished_with_reasons(url: str, builds, deployments) -> None:
             assert row["failure_reason"], f"release {row} failed without a reason"
 
 
+def redis_url_for(request, with_redis: bool) -> str | None:
+    return request.getfixturevalue("redis_server").url if with_redis else None
+
+
+def assert_runtime_lines_once(redis_server, prefix: str, deployments) -> int:
+    """Each deployment's log stream in Redis: no line (time, level, text) twice, so
+    nothing the dead or stale leader wrote was written again. Returns the lines seen."""
+    client = redis_server.client()
+    seen = 0
+    try:
+        for deployment_id in deployments:
+            entries = client.xrange(f"{prefix}logs:{deployment_id}")
+            lines = [(f[b"t"], f[b"l"], f[b"x"]) for _id, f in entries]
+            repeated = [line for line, count in Counter(lines).items() if count > 1]
+            assert not repeated, f"deployment {deployment_id}: lines written twice: {repeated[:3]}"
+            seen += len(lines)
+    finally:
+        client.close()
+    return seen
+
+
 def lease_row(url: str) -> dict:
     return query(url, "SELECT holder, token, expires_at FROM engine_lease WHERE name = 'engine'")[0]
 
@@ -274,9 +300,13 @@ def lease_row(url: str) -> dict:
 # --- the tests --------------------------------------------------------------------------------------
 
 
-def test_kill_9_of_the_leader_mid_build_and_mid_rollout(tmp_path, database_url):
+BACKENDS = pytest.mark.parametrize("with_redis", [False, True], ids=["postgres", "postgres+redis"])
+
+
+@BACKENDS
+def test_kill_9_of_the_leader_mid_build_and_mid_rollout(tmp_path, database_url, request, with_redis):
     world = seed(database_url)
-    cluster = Cluster(tmp_path, database_url, speed=1.0)
+    cluster = Cluster(tmp_path, database_url, speed=1.0, redis_url=redis_url_for(request, with_redis))
     try:
         first = cluster.start()
         leader, _ = cluster.wait_leader([first])
@@ -338,6 +368,14 @@ def test_kill_9_of_the_leader_mid_build_and_mid_rollout(tmp_path, database_url):
                 f"build {build_id}: stored log changed"
             )
         assert any("Engine restarted: resuming the build" in after[b]["build_log"] for b in in_flight)
+        if with_redis:
+            # The rollouts' lines, in Redis, from both leaders: each once, the restart seen.
+            assert wait_for(lambda: new_leader.metric("samosval_engine_leader") == 1, timeout=5)
+            status, _h, body = operator.get(f"/deployments/{in_flight_deployments[0]}/logs.txt")
+            assert status == 200 and "Engine restarted: rolling out again" in body.decode()
+            assert assert_runtime_lines_once(
+                request.getfixturevalue("redis_server"), cluster.redis_prefix, deployments
+            )
         operator.close()
     finally:
         cluster.stop()
@@ -346,14 +384,16 @@ def test_kill_9_of_the_leader_mid_build_and_mid_rollout(tmp_path, database_url):
     )
 
 
-def test_a_paused_leader_resumed_after_its_lease_cannot_write(tmp_path, database_url):
+@BACKENDS
+def test_a_paused_leader_resumed_after_its_lease_cannot_write(tmp_path, database_url, request, with_redis):
     world = seed(database_url, builds=4)
-    cluster = Cluster(tmp_path, database_url, speed=1.0)
+    cluster = Cluster(tmp_path, database_url, speed=1.0, redis_url=redis_url_for(request, with_redis))
     try:
         first = cluster.start()
         cluster.wait_leader([first])
         second = cluster.start()
         operator = login(second.port)
+        deployments = start_rollouts(operator, world["image_id"], 2)  # running: lines every second
         builds = start_builds(operator, world["requests"])
         assert wait_for(
             lambda: query(
@@ -387,9 +427,16 @@ def test_a_paused_leader_resumed_after_its_lease_cannot_write(tmp_path, database
         assert wait_for(lambda: health(first) is not None and health(first)["leader"] is False, timeout=10)
         assert cluster.leaders() == [second]
         assert first.metric("samosval_engine_leader") == 0
-        assert wait_for(lambda: settled(database_url, builds, [0]), timeout=60, step=0.25), cluster.log_tail()
-        assert_finished_with_reasons(database_url, builds, [])
+        assert wait_for(lambda: settled(database_url, builds, deployments), timeout=60, step=0.25), (
+            cluster.log_tail()
+        )
+        assert_finished_with_reasons(database_url, builds, deployments)
         assert lease_row(database_url)["token"] == paused_token + 1  # it never took the lease back
+        if with_redis:
+            time.sleep(2)  # the resumed process flushes what it had queued: the fence refuses it
+            assert assert_runtime_lines_once(
+                request.getfixturevalue("redis_server"), cluster.redis_prefix, deployments
+            )
         operator.close()
     finally:
         cluster.stop()
