@@ -78,7 +78,9 @@ if ARGV[1] ~= '' then
 end
 """
 
-# KEYS: stream, meta, fence. ARGV: token, candidate epoch, maxlen, ts, level, text.
+# KEYS: stream, meta, fence, control. ARGV: token, candidate epoch, maxlen, ts, level,
+# text, deployment id, control maxlen. A new epoch is announced on ``control``: the
+# processes following the stream read it again from its start.
 APPEND_LOG = (
     _FENCE_CHECK
     + """
@@ -87,6 +89,7 @@ if not epoch then
   epoch = ARGV[2]
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[2], 'epoch', epoch)
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'k', 'epoch', 'd', ARGV[7])
 end
 local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
 redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '0-' .. seq,
@@ -133,12 +136,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local lease = tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 'user' end
-if ARGV[3] ~= '' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 'total' end
-  redis.call('ZADD', KEYS[2], now + lease, ARGV[1])
-end
+if ARGV[3] ~= '' and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 'total' end
+redis.call('ZADD', KEYS[2], now + lease, ARGV[1])
 redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
 redis.call('EXPIRE', KEYS[1], math.ceil(lease * 2))
 return 'ok'
@@ -635,8 +636,22 @@ class RedisSimulationState(SimulationState):
             if kind == "log":
                 _kind, deployment_id, ts, level, text = item
                 self._append_log(
-                    keys=[self.key(f"logs:{deployment_id}"), self.key(f"logmeta:{deployment_id}"), fence],
-                    args=[token, secrets.token_hex(4), LOG_CAPACITY, repr(float(ts)), level, text],
+                    keys=[
+                        self.key(f"logs:{deployment_id}"),
+                        self.key(f"logmeta:{deployment_id}"),
+                        fence,
+                        self.control_key,
+                    ],
+                    args=[
+                        token,
+                        secrets.token_hex(4),
+                        LOG_CAPACITY,
+                        repr(float(ts)),
+                        level,
+                        text,
+                        deployment_id,
+                        CONTROL_MAXLEN,
+                    ],
                     client=pipe,
                 )
             elif kind == "metric":
@@ -720,6 +735,8 @@ class RedisSimulationState(SimulationState):
         pipe.xrange(logs.key, "-", "+")
         result = pipe.execute()
         (epoch, seq, status), entries = result[-2], result[-1]
+        if create and result[0]:  # a new epoch: other followers read the stream again
+            self._control(self.redis, k="epoch", d=logs.deployment_id)
         if status is not None:
             logs.apply_status(_decode(status))
         logs.load(_decode(epoch or b""), entries, int(seq or 0))
@@ -782,9 +799,15 @@ class RedisSimulationState(SimulationState):
             self._load(logs, create=True)  # recreated under a new epoch: viewers get ``reset``
 
     def _apply_control(self, event: dict) -> None:
+        kind = event.get("k")
+        if kind == "epoch":  # the stream was recreated: entries restart at 0-1
+            with self._lock:
+                logs = self._followed.get(self.key(f"logs:{event['d']}").encode())
+            if logs is not None:
+                self._load(logs, create=True)
+            return
         if event.get("o") == self.process:
             return  # applied here when it was made
-        kind = event.get("k")
         if kind == "status":
             runtime = super().existing(int(event["d"]))
             if runtime is not None:
