@@ -86,7 +86,11 @@ def test_every_process_reads_the_same_lines_under_the_same_ids(make):
     writer.flush()
     seen = reader.existing(3)
     assert seen is not None
-    assert [(line.seq, line.text) for line in seen.logs.tail(3)] == [(28, "line 28"), (29, "line 29"), (30, "line 30")]
+    assert [(line.seq, line.text) for line in seen.logs.tail(3)] == [
+        (28, "line 28"),
+        (29, "line 29"),
+        (30, "line 30"),
+    ]
     seen.logs.subscribe()
     try:
         assert seen.logs.synced and seen.logs.last_seq == 30

@@ -497,7 +497,9 @@ class RedisSimulationState(SimulationState):
             for step, name in (("_read_once", "LiveReader"), ("_write_once", "LiveWriter")):
                 # The threads hold the state weakly between turns: a state nobody
                 # uses any more (an app of a finished test) stops them.
-                thread = threading.Thread(target=_drive, args=(weakref.ref(self), step), name=name, daemon=True)
+                thread = threading.Thread(
+                    target=_drive, args=(weakref.ref(self), step), name=name, daemon=True
+                )
                 thread.start()
                 self._threads.append(thread)
 
@@ -566,7 +568,9 @@ class RedisSimulationState(SimulationState):
             return runtime
         try:
             self.flush()
-            known = self.redis.exists(self.key(f"logmeta:{deployment_id}"), self.key(f"metrics:{deployment_id}"))
+            known = self.redis.exists(
+                self.key(f"logmeta:{deployment_id}"), self.key(f"metrics:{deployment_id}")
+            )
         except redis.RedisError as exc:
             self.available = False
             raise LiveUnavailable() from exc
