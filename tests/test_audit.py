@@ -422,6 +422,7 @@ FILTER_CASES = [
 ]
 
 
+@pytest.mark.sqlite_only
 def test_it_stays_on_indexes_with_100k_rows(auth, db, users):
     actions = sorted(audit.ACTIONS)
     user_ids = sorted(users.values())

@@ -74,6 +74,7 @@ def test_it_serves_plain_values_and_masks_secrets_as_json(auth, saved):
     ]
 
 
+@pytest.mark.sqlite_only
 def test_it_stores_the_secret_only_encrypted(app, saved, db):
     row = db.execute("SELECT value, sealed_value FROM config_entries WHERE key = 'API_TOKEN'").fetchone()
     assert row["value"] is None and SECRET not in row["sealed_value"]
@@ -254,6 +255,7 @@ def test_it_never_logs_the_secret(tmp_path):
         _reset_logging()
 
 
+@pytest.mark.sqlite_only
 def test_it_keeps_secrets_encrypted_in_a_backup(app, saved, tmp_path):
     target = tmp_path / "backup.sqlite3"
     backup_database(app.config["DATABASE"], str(target))

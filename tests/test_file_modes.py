@@ -6,8 +6,13 @@ from __future__ import annotations
 import os
 import stat
 
+import pytest
+
 from samosval import create_app
 from samosval.db import connect, init_db_if_needed
+
+# SQLite's files (the database, its -wal and -shm): PostgreSQL keeps its own.
+pytestmark = pytest.mark.sqlite_only
 
 
 def mode(path) -> int:

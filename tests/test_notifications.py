@@ -250,6 +250,7 @@ def test_it_never_blocks_the_request_that_queues(auth, webhook, http_receiver, d
     assert http_receiver.calls == [] and messages(db)[0]["status"] == "pending"
 
 
+@pytest.mark.sqlite_only
 def test_it_keeps_channel_secrets_encrypted_at_rest(app, db, users, webhook):
     make_channel(app, db, users, "telegram", bot_token=BOT_TOKEN, chat_id="1")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -180,6 +180,7 @@ def test_it_never_logs_passwords_or_tokens(tmp_path):
         _reset_logging()
 
 
+@pytest.mark.sqlite_only
 def test_it_backs_up_while_the_app_writes(app, tmp_path):
     path = app.config["DATABASE"]
     stop = threading.Event()
@@ -214,6 +215,7 @@ def test_it_backs_up_while_the_app_writes(app, tmp_path):
     copy.close()
 
 
+@pytest.mark.sqlite_only
 def test_cli_backup(runner, tmp_path):
     target = tmp_path / "b.sqlite3"
     result = runner.invoke(args=["backup", str(target)])
