@@ -262,9 +262,10 @@ class _StateCollector:
             found = engine_leadership(self.app)
             leading.add_metric([], 1.0 if found["leader"] else 0.0)
             token.add_metric([], float(found["token"] or 0))
-            if engine.last_tick is not None:
+            # A follower does not tick: its lag would only say how long ago it led.
+            if engine.last_tick is not None and engine.leading:
                 lag.add_metric([], max(0.0, engine.clock() - engine.last_tick))
-            if engine.last_step_duration is not None:
+            if engine.last_step_duration is not None and engine.leading:
                 duration.add_metric([], engine.last_step_duration)
             alive.add_metric([], 1.0 if engine.is_alive() else 0.0)
         yield lag

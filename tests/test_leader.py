@@ -239,3 +239,36 @@ def test_an_engine_that_lost_its_lease_writes_nothing_and_steps_down(lease_url, 
     finally:
         engine._local.db.close()
         engine.lease._close()
+
+
+# --- what /healthz and /metrics say -------------------------------------------------------------
+
+
+def test_the_single_engine_of_sqlite_always_leads(app, client, engine, clock, monkeypatch):
+    monkeypatch.setattr(engine, "is_alive", lambda: True)
+    engine.step(clock.now)
+    body = client.get("/healthz").get_json()
+    assert body["leader"] is True and body["holder"] is None and body["token"] is None
+    assert body["engine"] == "running" and "lease" not in body
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "samosval_engine_leader 1.0" in text and "samosval_engine_lease_token 0.0" in text
+
+
+def test_a_following_engine_is_healthy_and_says_who_leads(app, client, engine, clock, monkeypatch, lease_url):
+    app.config["DATABASE"] = lease_url
+    holder = leader.Lease(lease_url, holder="elsewhere:1:ab")
+    engine.lease = leader.Lease(lease_url, holder="here:2:cd")
+    monkeypatch.setattr(engine, "is_alive", lambda: True)
+    try:
+        assert holder.tick() == 1 and engine.lease.tick() is None
+        engine.last_beat = clock.now  # the loop turns, following
+        body = client.get("/healthz").get_json()
+        assert body["status"] == "ok" and body["engine"] == "following"
+        assert body["leader"] is False and body["holder"] == "here:2:cd" and body["token"] is None
+        assert body["lease"]["holder"] == "elsewhere:1:ab" and body["lease"]["token"] == 1
+        assert 0 < body["lease"]["expires_in"] <= leader.LEASE_SECONDS
+        text = client.get("/metrics").get_data(as_text=True)
+        assert "samosval_engine_leader 0.0" in text and "\nsamosval_engine_tick_lag_seconds " not in text
+    finally:
+        holder._close()
+        engine.lease._close()
