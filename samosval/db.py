@@ -418,3 +418,29 @@ def init_db_message(path: str, result: dict) -> str:
     else:
         lines.append("Admin user 'root' already exists.")
     return "\n".join(lines)
+
+
+# --- Dialect spellings ---
+# The few places where SQLite and PostgreSQL need different SQL, each chosen by
+# dialect(db) here, so domain code never asks which database it talks to. ``db`` may
+# be None (SQL built for EXPLAIN in tests): the SQLite spelling.
+
+
+def ilike(db) -> str:
+    """The operator for a substring match that ignores case as SQLite's LIKE does:
+    ILIKE on PostgreSQL, whose LIKE is case-sensitive (its pg_trgm GIN indexes serve
+    ILIKE directly)."""
+    return "ILIKE" if db is not None and dialect(db) == "postgresql" else "LIKE"
+
+
+def unindexed(db, column: str) -> str:
+    """``column`` as a filter only, never an index choice: SQLite's unary plus (its
+    planner otherwise seeks a worse index); PostgreSQL's planner weighs the indexes
+    by their statistics, and has no unary plus on text."""
+    return column if db is not None and dialect(db) == "postgresql" else f"+{column}"
+
+
+def fts5_search(db) -> bool:
+    """Whether substring search narrows through the FTS5 trigram tables (SQLite);
+    on PostgreSQL the ILIKE itself uses the pg_trgm GIN indexes."""
+    return db is None or dialect(db) == "sqlite"

@@ -263,7 +263,7 @@ def retry_build(build_id: int):
 @login_required
 def list_images(args):
     """Images you may see, newest first."""
-    sql, params = image_domain.list_images_sql(current_user, args["q"].strip())
+    sql, params = image_domain.list_images_sql(current_user, args["q"].strip(), db=get_db())
     return cursor_page(get_db(), sql, params, args)
 
 

@@ -17,6 +17,7 @@ from datetime import date, timedelta
 from urllib.parse import urlencode
 
 from .. import audit
+from ..db import fts5_search, ilike, unindexed
 from . import MAX_ID, N_, parse_id, text_search
 from .users import like_escape
 
@@ -148,7 +149,7 @@ class IdRange:
         return self.low > self.high
 
 
-def text_source(q: str) -> tuple[str, str, list[str], list]:
+def text_source(q: str, db=None) -> tuple[str, str, list[str], list]:
     """How the details text filter runs, as ``(from, key, clauses, params)``: the FROM
     item (audit rows as ``a``), the id column to seek and order by, and WHERE clauses.
 
@@ -156,9 +157,9 @@ def text_source(q: str) -> tuple[str, str, list[str], list]:
     ``audit_fts`` (see :mod:`.text_search`), walked newest first; every candidate is
     re-checked with the literal, escaped LIKE, so results equal a plain LIKE over the
     table. Shorter text walks the rowid with the LIKE alone (see
-    :data:`SHORT_TEXT_WINDOW`)."""
-    like = ["a.details LIKE ? ESCAPE '\\'"], ["%" + like_escape(q) + "%"]
-    if not text_search.indexable(q):
+    :data:`SHORT_TEXT_WINDOW`). On PostgreSQL the ILIKE alone uses the pg_trgm index."""
+    like = [f"a.details {ilike(db)} ? ESCAPE '\\'"], ["%" + like_escape(q) + "%"]
+    if not text_search.indexable(q) or not fts5_search(db):
         return "audit_log a", "a.id", *like
     # CROSS JOIN keeps the index as the outer loop: it yields ids newest first.
     return (
@@ -169,7 +170,7 @@ def text_source(q: str) -> tuple[str, str, list[str], list]:
     )
 
 
-def where_clause(filters: AuditFilters) -> tuple[str, list]:
+def where_clause(filters: AuditFilters, db=None) -> tuple[str, list]:
     """The WHERE fragment (over ``audit_log AS a``) for validated filters, the text
     filter aside (see :func:`text_source`)."""
     clauses, params = [], []
@@ -187,16 +188,16 @@ def where_clause(filters: AuditFilters) -> tuple[str, list]:
         else:
             # Unary plus: walk the rowid newest first and filter, instead of reading
             # every row of a common type through idx_audit_target and sorting them.
-            clauses.append("+a.target_type = ?")
+            clauses.append(f"{unindexed(db, 'a.target_type')} = ?")
             params.append(filters.target_type)
     # Dates are exact here (unary plus: a filter, not an index choice); the page is
     # limited to their ids by :func:`date_ids`, found through idx_audit_created.
     start, end = _date_limits(filters)
     if start:
-        clauses.append("+a.created_at >= ?")
+        clauses.append(f"{unindexed(db, 'a.created_at')} >= ?")
         params.append(start)
     if end:
-        clauses.append("+a.created_at < ?")
+        clauses.append(f"{unindexed(db, 'a.created_at')} < ?")
         params.append(end)
     return (" AND ".join(clauses) or "1 = 1"), params
 
@@ -235,12 +236,14 @@ SELECT_COLUMNS = (
 
 
 def _query(
-    filters: AuditFilters, columns: str, ids: IdRange, *, older: bool, cursor: int, limit: int
+    filters: AuditFilters, columns: str, ids: IdRange, *, older: bool, cursor: int, limit: int, db=None
 ) -> tuple[str, list]:
     """Rows matching ``filters`` older (id < cursor, newest first) or newer (id >
     cursor, oldest first) than ``cursor``, within ``ids``."""
-    source, key, clauses, params = text_source(filters.q) if filters.q else ("audit_log a", "a.id", [], [])
-    where, where_params = where_clause(filters)
+    source, key, clauses, params = (
+        text_source(filters.q, db) if filters.q else ("audit_log a", "a.id", [], [])
+    )
+    where, where_params = where_clause(filters, db)
     # The cursor folds into one id range: SQLite seeks with a single pair of bounds.
     if older:
         low, high, order = ids.low, min(ids.high, cursor - 1), "DESC"
@@ -261,13 +264,21 @@ def search_sql(
     after: int | None = None,
     limit: int = PER_PAGE + 1,
     ids: IdRange = IdRange(),
+    db=None,
 ) -> tuple[str, list]:
-    """The page query. Exposed so tests can EXPLAIN exactly what the page runs."""
+    """The page query, spelled for ``db``'s database (SQLite without it). Exposed so
+    tests can EXPLAIN exactly what the page runs."""
     if after is not None:
-        return _query(filters, SELECT_COLUMNS, ids, older=False, cursor=after, limit=limit)
+        return _query(filters, SELECT_COLUMNS, ids, older=False, cursor=after, limit=limit, db=db)
     # The first page is "before infinity": the same seek as every other page.
     return _query(
-        filters, SELECT_COLUMNS, ids, older=True, cursor=before if before is not None else MAX_ID, limit=limit
+        filters,
+        SELECT_COLUMNS,
+        ids,
+        older=True,
+        cursor=before if before is not None else MAX_ID,
+        limit=limit,
+        db=db,
     )
 
 
@@ -295,7 +306,7 @@ def _any_beyond(
     """Is there a matching row older (id < cursor) or newer (id > cursor)? For a
     short text, "maybe" (ids beyond the window) counts as yes."""
     window = _window(db, filters, ids, cursor, older=older)
-    sql, params = _query(filters, "1", window, older=older, cursor=cursor, limit=1)
+    sql, params = _query(filters, "1", window, older=older, cursor=cursor, limit=1, db=db)
     if db.execute(sql, params).fetchone() is not None:
         return True
     beyond = window.low > ids.low if older else window.high < ids.high
@@ -323,7 +334,7 @@ def search(
     ids = date_ids(db, filters) if filters.date_from or filters.date_to else IdRange()
     if after is not None:
         sql, params = search_sql(
-            filters, after=after, limit=per_page + 1, ids=_window(db, filters, ids, after, older=False)
+            filters, after=after, limit=per_page + 1, ids=_window(db, filters, ids, after, older=False), db=db
         )
         rows = db.execute(sql, params).fetchall()
         items = list(reversed(rows[:per_page]))
@@ -336,7 +347,7 @@ def search(
         return AuditPage(items, has_older, has_newer, filters)
     cursor = before if before is not None else MAX_ID
     window = _window(db, filters, ids, cursor, older=True)
-    sql, params = search_sql(filters, before=before, limit=per_page + 1, ids=window)
+    sql, params = search_sql(filters, before=before, limit=per_page + 1, ids=window, db=db)
     rows = db.execute(sql, params).fetchall()
     items = rows[:per_page]
     if len(rows) > per_page:
@@ -456,7 +467,7 @@ def iter_csv(db: sqlite3.Connection, filters: AuditFilters, *, batch: int = CSV_
     ids = date_ids(db, filters) if filters.date_from or filters.date_to else IdRange()
     before = None
     while True:
-        sql, params = search_sql(filters, before=before, limit=batch, ids=ids)
+        sql, params = search_sql(filters, before=before, limit=batch, ids=ids, db=db)
         rows = db.execute(sql, params).fetchall()
         for row in rows:
             writer.writerow(

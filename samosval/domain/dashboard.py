@@ -7,6 +7,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 
 from .. import permissions
+from ..db import ilike
 from . import N_, Refused
 from . import alerts as alert_domain
 from . import releases as release_domain
@@ -95,7 +96,8 @@ def trends(db: sqlite3.Connection, user, now: float, days: int = TREND_DAYS) -> 
     finished, failed = [0] * days, [0] * days
     for row in db.execute(
         "SELECT substr(b.created_at, 1, 10) AS day, COUNT(*) AS n, "
-        "SUM(b.status IN ('success', 'failed')) AS done, SUM(b.status = 'failed') AS bad "
+        "SUM(CASE WHEN b.status IN ('success', 'failed') THEN 1 ELSE 0 END) AS done, "
+        "SUM(CASE WHEN b.status = 'failed' THEN 1 ELSE 0 END) AS bad "
         "FROM builds b JOIN image_requests r ON r.id = b.request_id "
         f"WHERE b.created_at >= ? AND {where} GROUP BY day",
         (since, *params),
@@ -105,7 +107,8 @@ def trends(db: sqlite3.Connection, user, now: float, days: int = TREND_DAYS) -> 
             builds[i], finished[i], failed[i] = row["n"], row["done"] or 0, row["bad"] or 0
     for row in db.execute(
         "SELECT substr(d.created_at, 1, 10) AS day, COUNT(*) AS n, "
-        "SUM(d.status IN ('running', 'stopped', 'failed')) AS done, SUM(d.status = 'failed') AS bad "
+        "SUM(CASE WHEN d.status IN ('running', 'stopped', 'failed') THEN 1 ELSE 0 END) AS done, "
+        "SUM(CASE WHEN d.status = 'failed' THEN 1 ELSE 0 END) AS bad "
         "FROM deployments d JOIN images i ON i.id = d.image_id JOIN image_requests r ON r.id = i.request_id "
         f"WHERE d.created_at >= ? AND {where} GROUP BY day",
         (since, *params),
@@ -221,13 +224,14 @@ def palette_items(db: sqlite3.Connection, user, query: str, limit: int = PALETTE
     wanted_id = query.lstrip("#")
     by_id = wanted_id.isdigit() and len(wanted_id) < 12
     pattern = "%" + like_escape(query) + "%"
+    like = ilike(db)
 
     def match(column: str, id_column: str) -> tuple[str, list]:
         if not query:
             return "1 = 1", []
         if by_id:
-            return f"({id_column} = ? OR {column} LIKE ? ESCAPE '\\')", [int(wanted_id), pattern]
-        return f"{column} LIKE ? ESCAPE '\\'", [pattern]
+            return f"({id_column} = ? OR {column} {like} ? ESCAPE '\\')", [int(wanted_id), pattern]
+        return f"{column} {like} ? ESCAPE '\\'", [pattern]
 
     items = []
     cond, extra = match("r.image_name", "r.id")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 
 from .. import permissions
+from ..db import ilike
 from ..timeutil import utcnow_iso
 from .users import like_escape
 
@@ -79,11 +80,12 @@ def deployments_of_image(db: sqlite3.Connection, image_id: int):
     ).fetchall()
 
 
-def list_images_sql(user, q: str = "") -> tuple[str, list]:
+def list_images_sql(user, q: str = "", db=None) -> tuple[str, list]:
     """The images ``user`` may see, newest first, each row knowing the newest image of
     its tag that the user may see (as the detail page does). Per-row subqueries
     through idx_images_tag, not a window over every image: only the page's rows are
-    computed (a window read all 2,000 images per page view)."""
+    computed (a window read all 2,000 images per page view). ``db`` only picks the
+    database's spelling of the tag search."""
     newest, params = newest_visible_sql(user, "i.image_tag")
     where, where_params = permissions.visible_requests_sql(user, "r")
     sql = (
@@ -93,6 +95,6 @@ def list_images_sql(user, q: str = "") -> tuple[str, list]:
     )
     params = [*params, *where_params]
     if q:
-        sql += " AND i.image_tag LIKE ? ESCAPE '\\'"
+        sql += f" AND i.image_tag {ilike(db)} ? ESCAPE '\\'"
         params.append("%" + like_escape(q) + "%")
     return f"{sql} ORDER BY i.id DESC", params

@@ -13,7 +13,7 @@ import re
 import sqlite3
 
 from .. import audit, permissions
-from ..db import transaction
+from ..db import ilike, transaction
 from ..timeutil import utcnow_iso
 from . import N_, Refused, ValidationError, text_search
 from .repos import is_valid_branch_name, normalize_repo_url, split_logins
@@ -140,7 +140,8 @@ def list_requests_query(
             clauses.append(f"r.id IN ({', '.join('?' * len(ids))})" if ids else "0 = 1")
             params += ids
         pattern = "%" + _escape_like(text) + "%"
-        clauses.append("(r.image_name LIKE ? ESCAPE '\\' OR r.repo_url LIKE ? ESCAPE '\\')")
+        like = ilike(db)
+        clauses.append(f"(r.image_name {like} ? ESCAPE '\\' OR r.repo_url {like} ? ESCAPE '\\')")
         params += [pattern, pattern]
     if mine:
         clauses.append("(r.created_by = ? OR r.owner_id = ?)")
@@ -164,7 +165,7 @@ def search_logins(db: sqlite3.Connection, prefix: str, roles=None, limit: int = 
     params: list = [_escape_like((prefix or "").strip().lower()) + "%"]
     if roles is not None:
         roles = tuple(roles)
-        sql += f" AND role IN ({', '.join('?' * len(roles))})" if roles else " AND 0"
+        sql += f" AND role IN ({', '.join('?' * len(roles))})" if roles else " AND 0 = 1"
         params.extend(roles)
     sql += " ORDER BY username LIMIT ?"
     params.append(limit)

@@ -1,7 +1,8 @@
 """Substring search through SQLite FTS5 trigram tables (``audit_fts``,
-``request_fts`` in schema.sql): the one SQLite-specific piece of the list queries.
-A PostgreSQL variant would replace these functions with pg_trgm GIN indexes
-(``col ILIKE ...`` uses them directly) and keep the callers as they are.
+``request_fts``, created by the migrations): the one SQLite-specific piece of the
+list queries. On PostgreSQL the callers' ``col ILIKE ...`` (see
+:func:`samosval.db.ilike`) uses pg_trgm GIN indexes directly, and nothing here
+narrows first.
 
 The index only narrows: callers always re-check each candidate with the literal,
 escaped LIKE they had before, so results are exactly the LIKE results (the trigram
@@ -11,6 +12,8 @@ index folds case in every script, LIKE only in ASCII, so it finds a superset).
 from __future__ import annotations
 
 import sqlite3
+
+from ..db import fts5_search
 
 # A trigram index cannot look up shorter text.
 MIN_INDEXED_TEXT = 3
@@ -42,7 +45,7 @@ def matching_ids(
     evaluating the index query a second time."""
     if index not in INDEXES:
         raise ValueError(index)
-    if not indexable(text):
+    if not indexable(text) or not fts5_search(db):
         return None
     ids = [
         row[0]

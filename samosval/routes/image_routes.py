@@ -22,7 +22,7 @@ bp = Blueprint("images", __name__)
 @login_required
 def list_images():
     q = request.args.get("q", "").strip()[:100]
-    sql, params = image_domain.list_images_sql(current_user, q)
+    sql, params = image_domain.list_images_sql(current_user, q, db=get_db())
     page = paginate(
         get_db(), sql, params, page_number(request.args.get("page")), current_app.config["PER_PAGE"], {"q": q}
     )
