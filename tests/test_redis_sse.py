@@ -173,3 +173,27 @@ def test_an_unreachable_redis_answers_503_with_retry_after_never_500(app, auth, 
     assert page.status_code == 503 and page.headers["Retry-After"]
     assert client.get("/deployments").status_code == 200  # pages without live data are untouched
     assert state.open_stream_count() == 0  # the refused stream gave its slot back
+
+
+def test_logins_and_pages_work_while_redis_is_away(app, request, tmp_path, users):
+    """The limiter falls back to this process's memory; nothing else needs Redis."""
+    keys = ("TESTING", "SECRET_KEY", "DATABASE", "CHARTJS_URL", "CHARTJS_SRI")
+    away = create_app(
+        {
+            **{key: app.config[key] for key in keys},
+            "SIMULATOR_AUTOSTART": False,
+            "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        },
+        instance_path=str(tmp_path / "instance-away"),
+    )
+    away.test_client_class = conftest.CSRFClient
+    request.node.redis_apps.append(away)
+    client = away.test_client()
+    try:
+        assert (
+            client.post("/login", data={"username": "oleg", "password": conftest.PASSWORD}).status_code == 302
+        )
+        assert client.get("/deployments").status_code == 200
+        assert client.get("/", follow_redirects=True).status_code == 200
+    finally:
+        conftest.limiter.init_app(app)  # the limiter is one object: back to a reachable storage

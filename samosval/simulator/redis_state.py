@@ -763,6 +763,8 @@ class RedisSimulationState(SimulationState):
             streams[self.control_key] = self._control_id
             streams[self.poke_key] = self._poke_id
             reply = self._reader_redis.xread(streams, count=READ_COUNT, block=READ_BLOCK_MS)
+            if self._read_failures:
+                log.info("Redis reachable again: live streams resumed")
             self._read_failures = 0
             self.available = True
             for key, entries in reply or ():
