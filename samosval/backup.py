@@ -10,7 +10,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from .db import connect
+from .db import connect, is_postgres
 
 
 class BackupError(Exception):
@@ -56,6 +56,10 @@ def backup_database(source_path: str, target_path: str, pages_per_step: int = 10
 @with_appcontext
 def backup_command(path):
     """Back up the database to PATH while the app runs, and verify the copy."""
+    if is_postgres(current_app.config["DATABASE"]):
+        raise click.ClickException(
+            'The data is in PostgreSQL: back it up with pg_dump (README, "Several processes").'
+        )
     try:
         result = backup_database(current_app.config["DATABASE"], path)
     except (BackupError, sqlite3.Error) as exc:

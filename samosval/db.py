@@ -69,6 +69,17 @@ def _load_driver() -> None:
     psycopg = driver
 
 
+def describe_target(target: str) -> str:
+    """The database for messages and logs: a PostgreSQL URL without its password."""
+    if not is_postgres(target):
+        return str(target)
+    scheme, rest = str(target).split("://", 1)
+    userinfo, at, host = rest.rpartition("@")
+    if at and ":" in userinfo:
+        userinfo = userinfo.split(":", 1)[0] + ":***"
+    return f"{scheme}://{userinfo}{at}{host}"
+
+
 def unavailable_errors(target: str) -> tuple[type[Exception], ...]:
     """:data:`UnavailableError` for ``target``'s driver (loads psycopg for a PostgreSQL
     URL), for handlers registered before the first connection."""
@@ -404,6 +415,7 @@ def init_db_command():
 
 def init_db_message(path: str, result: dict) -> str:
     """What ``init-db`` did, in words."""
+    path = describe_target(path)
     if result["created"]:
         lines = [f"Database created at {path}."]
     elif result.get("migrated_to"):

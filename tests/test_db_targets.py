@@ -1,0 +1,37 @@
+"""What Samosval says about its database never shows a PostgreSQL password, and the
+SQLite-only backup command refuses clearly on PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from samosval.db import describe_target, init_db_message
+from tests.conftest import ON_POSTGRES
+
+
+@pytest.mark.parametrize(
+    ("target", "shown"),
+    [
+        ("postgresql://sam:s3cret@db.example:5432/samosval", "postgresql://sam:***@db.example:5432/samosval"),
+        ("postgresql://sam:p%40ss:word@db/samosval", "postgresql://sam:***@db/samosval"),
+        ("postgresql://postgres@127.0.0.1:5432/samosval", "postgresql://postgres@127.0.0.1:5432/samosval"),
+        ("/srv/samosval/instance/samosval.sqlite3", "/srv/samosval/instance/samosval.sqlite3"),
+    ],
+)
+def test_describe_target_hides_the_password(target, shown):
+    assert describe_target(target) == shown
+
+
+def test_init_db_message_never_prints_the_password():
+    result = {"created": False, "migrated_to": ["0002"], "root_created": False}
+    message = init_db_message("postgresql://sam:s3cret@db/samosval", result)
+    assert "s3cret" not in message
+    assert "postgresql://sam:***@db/samosval" in message
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="the PostgreSQL pass checks the PostgreSQL refusal")
+def test_backup_on_postgresql_points_to_pg_dump(runner, tmp_path):
+    result = runner.invoke(args=["backup", str(tmp_path / "copy.sqlite3")])
+    assert result.exit_code == 1
+    assert "pg_dump" in result.output
+    assert not (tmp_path / "copy.sqlite3").exists()
