@@ -381,7 +381,7 @@ def mark_running(db: sqlite3.Connection, state, deployment_id: int, *, since, no
     with transaction(db):
         row = db.execute(
             "SELECT d.name, d.replicas, i.image_tag FROM deployments d JOIN images i ON i.id = d.image_id "
-            "WHERE d.id = ? AND d.status = 'deploying' AND d.status_since IS ?",
+            "WHERE d.id = ? AND d.status = 'deploying' AND d.status_since IS NOT DISTINCT FROM ?",
             (deployment_id, since),
         ).fetchone()
         if row is None:

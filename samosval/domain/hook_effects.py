@@ -125,7 +125,8 @@ def _find_duplicate(db: sqlite3.Connection, event: CommitEvent, caller: Caller):
     keys = ", ".join("?" * len(event.repo_keys))
     if event.delivery_key and event.repo_keys:
         row = db.execute(
-            f"SELECT id FROM webhook_deliveries WHERE delivery_key = ? AND token_id IS ? AND user_id IS ? "
+            f"SELECT id FROM webhook_deliveries WHERE delivery_key = ? AND token_id IS NOT DISTINCT FROM ? "
+            f"AND user_id IS NOT DISTINCT FROM ? "
             f"AND repo_key IN ({keys}) AND {handled} ORDER BY id LIMIT 1",
             (event.delivery_key, caller.token_id, caller.user_id, *event.repo_keys, *handled_params),
         ).fetchone()

@@ -152,7 +152,7 @@ def pending_releases_sql(user) -> tuple[str, list]:
 
 def pending_count(db: sqlite3.Connection, user) -> int:
     sql, params = pending_releases_sql(user)
-    return db.execute(f"SELECT COUNT(*) FROM ({sql})", params).fetchone()[0]
+    return db.execute(f"SELECT COUNT(*) FROM ({sql}) AS pending", params).fetchone()[0]
 
 
 # --- writing -------------------------------------------------------------------------------
