@@ -444,6 +444,24 @@ def test_a_paused_leader_resumed_after_its_lease_cannot_write(tmp_path, database
     assert "engine stopped leading" in log, log[-3000:]
 
 
+def test_a_leader_stopped_gracefully_hands_over_without_waiting_for_expiry(tmp_path, database_url):
+    seed(database_url, builds=0)
+    cluster = Cluster(tmp_path, database_url, speed=1.0)
+    try:
+        first = cluster.start()
+        cluster.wait_leader([first])
+        second = cluster.start()
+        token = lease_row(database_url)["token"]
+        started = time.monotonic()
+        assert first.stop() == 0  # SIGTERM: the engine stops and releases its lease
+        _leader, _waited = cluster.wait_leader([second], timeout=FAILOVER_LIMIT_SECONDS)
+        handover = time.monotonic() - started
+        assert handover < 4.0, f"handover took {handover:.1f} s: the lease was not released"
+        assert lease_row(database_url)["token"] == token + 1
+    finally:
+        cluster.stop()
+
+
 def test_a_postgresql_restart_answers_503_and_recovers(tmp_path, database_url, postgres_server):
     world = seed(database_url, builds=2)
     cluster = Cluster(tmp_path, database_url, speed=1.0)
