@@ -197,9 +197,12 @@ class Databases:
     fixtures that build their own app (``database_config`` gives the config keys).
 
     On PostgreSQL each database is ``CREATE DATABASE ... TEMPLATE`` of one built per
-    session (schema and ``root``), and is dropped by a background thread: a drop
-    waits (in 100 ms steps) for the backends of just-closed connections to exit. The
+    session (schema and ``root``). A background thread creates the next ones ahead of
+    the tests and drops used ones (a drop also waits, in 100 ms steps, for the
+    backends of just-closed connections to exit), so a test waits for neither. The
     costs are summed up at the end of the run."""
+
+    PREPARED = 2  # databases kept ready ahead of the tests
 
     def __init__(self, sqlite_template: Path, postgres=None, redis=None):
         self.sqlite_template = sqlite_template
@@ -209,8 +212,10 @@ class Databases:
         self.created = 0
         self.create_seconds = 0.0
         self.drop_seconds = 0.0
-        self._drops: queue.Queue[str | None] = queue.Queue()
-        self._dropper = None
+        self.wait_seconds = 0.0
+        self._jobs: queue.Queue[str | None] = queue.Queue()  # "" creates, a name drops
+        self._ready: queue.Queue[str | None] = queue.Queue()  # None: the create failed
+        self._worker = None
         if postgres is not None:
             init_db_if_needed(postgres.create_database(POSTGRES_TEMPLATE), "root")
             samosval_db.close_pools()
@@ -219,40 +224,61 @@ class Databases:
                 f"ALTER DATABASE {POSTGRES_TEMPLATE} WITH ALLOW_CONNECTIONS false IS_TEMPLATE true"
             )
             postgres.disconnect_all(POSTGRES_TEMPLATE)
-            self._dropper = threading.Thread(target=self._drop_loop, name="test-database-drops", daemon=True)
-            self._dropper.start()
+            self._worker = threading.Thread(target=self._work, name="test-databases", daemon=True)
+            self._worker.start()
+            for _ in range(self.PREPARED):
+                self._jobs.put("")
+
+    def _create(self) -> str:
+        started = time.perf_counter()
+        name = f"test_{next(self._numbers)}"
+        self.postgres.create_database(name, template=POSTGRES_TEMPLATE)
+        self.create_seconds += time.perf_counter() - started
+        return name
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if job == "":
+                try:
+                    self._ready.put(self._create())
+                except Exception:
+                    self._ready.put(None)  # e.g. a test has the server stopped: fresh() retries
+                continue
+            started = time.perf_counter()
+            try:
+                self.postgres.drop_database(job)
+            except Exception:
+                pass  # a test that stopped the server leaves its database behind: harmless
+            self.drop_seconds += time.perf_counter() - started
 
     def fresh(self, directory: Path) -> str:
         """A new database: a SQLite file in ``directory``, or a PostgreSQL URL."""
         if self.postgres is None:
             return fresh_database(self.sqlite_template, directory)
         started = time.perf_counter()
-        url = self.postgres.create_database(f"test_{next(self._numbers)}", template=POSTGRES_TEMPLATE)
-        self.create_seconds += time.perf_counter() - started
+        try:
+            name = self._ready.get(timeout=30)
+        except queue.Empty:
+            name = None
+        self._jobs.put("")
+        if name is None:
+            name = self._create()
+        self.wait_seconds += time.perf_counter() - started
         self.created += 1
-        return url
+        return self.postgres.database_url(name)
 
     def discard(self, target: str) -> None:
         """Drop a database made by :meth:`fresh` (SQLite files go with their folder)."""
         if self.postgres is None:
             return
         samosval_db.close_pools()  # the app's pooled connections to it
-        self._drops.put(target.rsplit("/", 1)[1])
-
-    def _drop_loop(self) -> None:
-        while (name := self._drops.get()) is not None:
-            started = time.perf_counter()
-            try:
-                self.postgres.drop_database(name)
-            except Exception:
-                pass  # a test that stopped the server leaves its database behind: harmless
-            self.drop_seconds += time.perf_counter() - started
+        self._jobs.put(target.rsplit("/", 1)[1])
 
     def close(self) -> None:
-        """Wait for the pending drops (the session's end)."""
-        if self._dropper is not None:
-            self._drops.put(None)
-            self._dropper.join(60)
+        """Finish the pending work (the session's end)."""
+        if self._worker is not None:
+            self._jobs.put(None)
+            self._worker.join(60)
 
     def config(self, directory: Path) -> dict:
         """The config keys of a fresh back-end: ``DATABASE`` and, on PostgreSQL, Redis
@@ -266,10 +292,14 @@ class Databases:
     def summary(self) -> str | None:
         if not self.created:
             return None
+
+        def each(seconds: float) -> str:
+            return f"{1000 * seconds / self.created:.1f} ms"
+
         return (
-            f"PostgreSQL test databases: {self.created}, "
-            f"{1000 * self.create_seconds / self.created:.1f} ms to create and "
-            f"{1000 * self.drop_seconds / self.created:.1f} ms to drop (in the background) each on average"
+            f"PostgreSQL test databases: {self.created}; in the background {each(self.create_seconds)} "
+            f"to create and {each(self.drop_seconds)} to drop each; a test waited {each(self.wait_seconds)} "
+            "for its database on average"
         )
 
 
