@@ -70,6 +70,9 @@ MAX_QUEUED_WRITES = 200_000  # beyond this (Redis down for long) the oldest writ
 RETRY_SECONDS = (0.1, 0.2, 0.5, 1.0, 2.0)  # reconnect back-off of the reader and the writer
 STREAM_LEASE_SECONDS = 30  # a dead process's stream slots free themselves after this
 CONTROL_MAXLEN = 10000
+# The thread (a greenlet under gevent) whose writes carry the engine's fencing token:
+# the engine's own (``SimulationEngine.start``).
+FENCED_THREAD = "SimulationEngine"
 
 _FENCE_CHECK = """
 if ARGV[1] ~= '' then
@@ -520,6 +523,8 @@ class RedisSimulationState(SimulationState):
             self.redis.delete(self.poke_key)
         except redis.RedisError:
             pass
+        for client in (self.redis, self._reader_redis):
+            client.close()  # its connections; a later call would open new ones
 
     def _last_control_id(self) -> str:
         try:
@@ -590,9 +595,14 @@ class RedisSimulationState(SimulationState):
 
     # -- fencing ----------------------------------------------------------------------
     def set_fencing_token(self, token: int | None) -> None:
-        """Write from now on as the holder of ``token`` (the engine's lease), and raise
-        the fence in Redis to it (never lower), so writes of any older token are
-        refused from this moment. None: write without a token (not the leader)."""
+        """The engine of this process holds the lease under ``token``: raise the fence
+        in Redis to it (never lower), so writes under any older token are refused
+        from this moment, and stamp the engine's writes with it.
+
+        Only the writes made in the engine's thread (``FENCED_THREAD``; under gevent
+        its greenlet, domain calls of the engine included) carry the token: a user's
+        action on any process, the old leader's included, is nobody's stale write and
+        goes through unfenced. None: the engine writes without a token."""
         self.fencing_token = token
         if token is not None:
             try:
@@ -603,9 +613,11 @@ class RedisSimulationState(SimulationState):
 
     # -- writes ------------------------------------------------------------------------
     def enqueue(self, item: tuple) -> None:
+        """Queue a write; the last field is the fencing token it is made under."""
         self.start()
+        token = self.fencing_token if threading.current_thread().name == FENCED_THREAD else None
         queue = self._queue
-        queue.append(item)
+        queue.append((*item, "" if token is None else str(int(token))))
         if len(queue) > MAX_QUEUED_WRITES:
             queue.popleft()
             self.dropped_writes += 1
@@ -632,13 +644,12 @@ class RedisSimulationState(SimulationState):
                     self.refused_writes += refused
 
     def _write(self, batch: list[tuple]) -> list:
-        token = "" if self.fencing_token is None else str(int(self.fencing_token))
         pipe = self.redis.pipeline(transaction=False)
         fence = self.fence_key
         for item in batch:
-            kind = item[0]
+            kind, token = item[0], item[-1]
             if kind == "log":
-                _kind, deployment_id, ts, level, text = item
+                _kind, deployment_id, ts, level, text, _token = item
                 self._append_log(
                     keys=[
                         self.key(f"logs:{deployment_id}"),
@@ -659,14 +670,14 @@ class RedisSimulationState(SimulationState):
                     client=pipe,
                 )
             elif kind == "metric":
-                _kind, deployment_id, ts, cpu, ram = item
+                _kind, deployment_id, ts, cpu, ram, _token = item
                 self._append_metric(
                     keys=[self.key(f"metrics:{deployment_id}"), self.key(f"metrics:{deployment_id}"), fence],
                     args=[token, METRIC_CAPACITY, repr(float(ts)), repr(float(cpu)), repr(float(ram))],
                     client=pipe,
                 )
             elif kind == "status":
-                _kind, deployment_id, status, _logs = item
+                _kind, deployment_id, status, _logs, _token = item
                 self._set_status(
                     keys=[self.key(f"logmeta:{deployment_id}"), self.control_key, fence],
                     args=[token, status, self.process, deployment_id, CONTROL_MAXLEN],
