@@ -143,14 +143,16 @@ def make_token(app, db, actor_id: int, name: str = "ci") -> tuple[int, str]:
     )
 
 
-def build_app(instance_dir) -> object:
+def build_app(instance_dir, database_config: dict | None = None) -> object:
     """An app configured like tests/conftest.py's, with login rate limits out of the way
-    (the matrix logs personas in again after a logout; timing tests log in 20 times)."""
+    (the matrix logs personas in again after a logout; timing tests log in 20 times).
+    ``database_config``: from the ``databases`` fixture (the session's back-end)."""
     app = create_app(
         {
             "TESTING": True,
             "SECRET_KEY": "test-secret-key",
             "DATABASE": str(instance_dir / "samosval.sqlite3"),
+            **(database_config or {}),
             "SIMULATOR_AUTOSTART": False,
             "CHARTJS_URL": "/static/vendor/chart.umd.min.js",
             "CHARTJS_SRI": None,
@@ -212,8 +214,10 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    app = build_app(tmp_path_factory.mktemp("security"))
+def world(tmp_path_factory, databases):
+    instance_dir = tmp_path_factory.mktemp("security")
+    database_config = databases.config(instance_dir)
+    app = build_app(instance_dir, database_config)
     limiter.reset()  # its storage exists once an app has been made
     db = connect(app.config["DATABASE"])
     try:
@@ -221,6 +225,7 @@ def world(tmp_path_factory):
     finally:
         db.close()
         limiter.reset()
+        databases.discard(database_config["DATABASE"])
 
 
 def json_body(data) -> bytes:
