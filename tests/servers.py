@@ -14,7 +14,9 @@ missing the fixtures skip, or fail when ``SAMOSVAL_REQUIRE_SERVERS=1`` (CI, set 
 
 Both servers are direct children of the test process (no ``pg_ctl``, no daemonizing)
 with a parent-death signal, so they die with it even when it is killed with
-``kill -9``. PostgreSQL refuses to run as root: when we are root its processes run
+``kill -9``. The signal follows the *thread* that started the process: start and
+restart servers from the main thread (a server started in a worker thread dies when
+that thread ends). PostgreSQL refuses to run as root: when we are root its processes run
 as the ``postgres`` user (Debian's package creates it) in a data folder it owns.
 """
 
