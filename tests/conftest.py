@@ -349,6 +349,7 @@ def app(tmp_path, database_config):
     app.test_client_class = CSRFClient
     limiter.reset()  # the limiter's memory storage outlives one app
     yield app
+    app.extensions["samosval"].state.close()  # Redis: its reader, writer and connections
     limiter.reset()
 
 
