@@ -318,3 +318,23 @@ def test_init_db_creates_a_postgres_database_and_root_then_leaves_it_alone(pg_da
     assert first == {"created": True, "migrated_to": migrations.history(), "root_created": True}
     second = init_db_if_needed(pg_database)
     assert second == {"created": False, "migrated_to": [], "root_created": False}
+
+
+@pytest.mark.backend_neutral
+def test_postgres_substring_search_can_use_the_trigram_indexes(pg_database):
+    migrations.upgrade_database(pg_database)
+    engine = migrations.create_engine(pg_database)
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SET enable_seqscan = off")
+            for table, column, index in [
+                ("audit_log", "details", "idx_audit_details_trgm"),
+                ("image_requests", "image_name", "idx_requests_image_name_trgm"),
+                ("image_requests", "repo_url", "idx_requests_repo_url_trgm"),
+            ]:
+                plan = connection.exec_driver_sql(
+                    f"EXPLAIN SELECT id FROM {table} WHERE {column} ILIKE '%needle%'"
+                ).scalars()
+                assert any(index in line for line in plan), (table, column)
+    finally:
+        engine.dispose()

@@ -1,9 +1,7 @@
--- Samosval schema, current version (see samosval/migrations.py for SCHEMA_VERSION).
+-- FROZEN: schema.sql as the hand-kept history left it at version 11, read by the steps in
+-- samosval/legacy/steps.py. Never edit it; the schema changes through Alembic now.
 -- Every id is AUTOINCREMENT: a deleted row's id is never given to a new one (an old
 -- tab or an audit filter would otherwise mix two objects).
--- A fresh database is created from this file; an older one is upgraded by the
--- ordered migrations in samosval/migrations.py. tests/test_db.py checks
--- that both paths produce the same tables, columns and indexes.
 
 CREATE TABLE IF NOT EXISTS users (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

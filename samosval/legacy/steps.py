@@ -17,10 +17,11 @@ from pathlib import Path
 from ..domain.digests import image_digest
 from ..domain.repos import normalize_repo_url, split_logins
 
-# The specification's own tables (version 1). Kept verbatim so tests can build
-# an "old" database and prove the upgrade path keeps every row.
+# schema.sql as it was at version 11 (the steps create tables from it).
 SCHEMA_V11_PATH = Path(__file__).resolve().parent / "schema_v11.sql"
 
+# The specification's own tables (version 1). Kept verbatim so tests can build
+# an "old" database and prove the upgrade path keeps every row.
 SPEC_V1_SCHEMA = """
 CREATE TABLE users (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
