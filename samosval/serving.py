@@ -16,6 +16,12 @@ thread. Limits that keep one client from holding the server:
 - ``SAMOSVAL_WORKER_CONNECTIONS``: connections held at once (streams, pages,
   keep-alives). Keep it above ``SAMOSVAL_SSE_MAX_STREAMS`` so that pages are
   served when every stream slot is taken.
+- With several processes (``SAMOSVAL_REDIS_URL``), ``SAMOSVAL_SSE_MAX_STREAMS`` stays a
+  cap per process, because what it protects (sockets, greenlets, memory) is per
+  process, as ``SAMOSVAL_WORKER_CONNECTIONS`` is; the per-user cap counts a user's
+  streams on every process; ``SAMOSVAL_SSE_MAX_STREAMS_CLUSTER`` (unset by default)
+  caps the whole cluster. Slots are leased in Redis, so a killed process's slots
+  free themselves within 30 s (``simulator/redis_state.py``).
 
 This module imports gevent only inside the functions that serve: the app itself
 (and its tests under Flask's test client) does not need it.
