@@ -333,7 +333,7 @@ def test_postgres_substring_search_can_use_the_trigram_indexes(pg_database):
                 ("image_requests", "repo_url", "idx_requests_repo_url_trgm"),
             ]:
                 plan = connection.exec_driver_sql(
-                    f"EXPLAIN SELECT id FROM {table} WHERE {column} ILIKE '%needle%'"
+                    f"EXPLAIN SELECT id FROM {table} WHERE {column} ILIKE '%%needle%%'"
                 ).scalars()
                 assert any(index in line for line in plan), (table, column)
     finally:
