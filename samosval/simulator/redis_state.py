@@ -576,9 +576,11 @@ class RedisSimulationState(SimulationState):
             known = self.redis.exists(
                 self.key(f"logmeta:{deployment_id}"), self.key(f"metrics:{deployment_id}")
             )
-        except redis.RedisError as exc:
+        except redis.RedisError:
+            # Cannot tell: a runtime whose reads answer LiveUnavailable (a page gets
+            # 503), while the engine goes on queueing its writes.
             self.available = False
-            raise LiveUnavailable() from exc
+            return self.runtime(deployment_id)
         return self.runtime(deployment_id) if known else None
 
     def drop(self, deployment_id: int) -> None:
@@ -727,7 +729,7 @@ class RedisSimulationState(SimulationState):
         self.start()
         try:
             self.flush()
-            self._load(logs, create=True)
+            self._load(logs, create=True, follow=True)
             self._poke()
         except redis.RedisError as exc:
             self.available = False
@@ -741,8 +743,11 @@ class RedisSimulationState(SimulationState):
         with self._lock:
             self._followed.pop(logs.key.encode(), None)
 
-    def _load(self, logs: RedisLogStream, create: bool = False) -> None:
-        """One consistent read of the stream (and its epoch) into the mirror."""
+    def _load(self, logs: RedisLogStream, create: bool = False, follow: bool = False) -> None:
+        """One consistent read of the stream (and its epoch) into the mirror; the
+        reader's reloads skip a stream whose last viewer left meanwhile."""
+        if not follow and not logs.synced:
+            return
         pipe = self.redis.pipeline(transaction=True)
         if create:  # a viewer's ids need an epoch before the first line
             pipe.hsetnx(logs.meta_key, "epoch", secrets.token_hex(4))
