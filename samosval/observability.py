@@ -276,6 +276,12 @@ class _StateCollector:
         streams = GaugeMetricFamily("samosval_sse_open_streams", "Open live log streams")
         streams.add_metric([], runtime.state.open_stream_count() if runtime else 0)
         yield streams
+        refused = CounterMetricFamily(
+            "samosval_live_refused_writes",
+            "Writes to the shared live data (Redis) that the engine's fence refused: sent as a stale leader",
+        )
+        refused.add_metric([], getattr(runtime.state, "refused_writes", 0) if runtime else 0)
+        yield refused
 
         deployments = GaugeMetricFamily("samosval_deployments", "Deployments by status", labels=["status"])
         builds = GaugeMetricFamily("samosval_builds", "Builds by status", labels=["status"])

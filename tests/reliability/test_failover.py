@@ -278,7 +278,9 @@ def redis_url_for(request, with_redis: bool) -> str | None:
 
 def assert_runtime_lines_once(redis_server, prefix: str, deployments) -> int:
     """Each deployment's log stream in Redis: no line (time, level, text) twice, so
-    nothing the dead or stale leader wrote was written again. Returns the lines seen."""
+    nothing the dead or stale leader wrote was written again; and stamps in order, so
+    no old leader's line (queued before a pause, sent after) came in after the new
+    leader's. Returns the lines seen."""
     client = redis_server.client()
     seen = 0
     try:
@@ -287,6 +289,9 @@ def assert_runtime_lines_once(redis_server, prefix: str, deployments) -> int:
             lines = [(f[b"t"], f[b"l"], f[b"x"]) for _id, f in entries]
             repeated = [line for line, count in Counter(lines).items() if count > 1]
             assert not repeated, f"deployment {deployment_id}: lines written twice: {repeated[:3]}"
+            stamps = [float(t) for t, _l, _x in lines]
+            late = [(a, b) for a, b in zip(stamps, stamps[1:]) if b < a]
+            assert not late, f"deployment {deployment_id}: a line older than the one before it: {late[:3]}"
             seen += len(lines)
     finally:
         client.close()
@@ -437,6 +442,8 @@ def test_a_paused_leader_resumed_after_its_lease_cannot_write(tmp_path, database
             assert assert_runtime_lines_once(
                 request.getfixturevalue("redis_server"), cluster.redis_prefix, deployments
             )
+            refused = first.metric("samosval_live_refused_writes_total")
+            print(f"\nthe fence refused {refused:.0f} write(s) the paused leader sent when resumed")
         operator.close()
     finally:
         cluster.stop()
