@@ -20,6 +20,9 @@ from samosval.simulator.state import SimulationState
 from tests import factories
 from tests.conftest import add_personas
 
+# The lease tests start their own PostgreSQL database: one run, in the SQLite pass.
+pytestmark = pytest.mark.backend_neutral
+
 
 @pytest.fixture
 def lease_url(postgres_server):

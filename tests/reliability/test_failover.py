@@ -31,6 +31,9 @@ from samosval.db import init_db_if_needed
 from tests import factories
 from tests.reliability import PASSWORD, AppProcess, Client, add_users
 
+# Starts its own PostgreSQL and Redis: one run, in the SQLite pass.
+pytestmark = pytest.mark.backend_neutral
+
 FAILOVER_LIMIT_SECONDS = 10.0
 ACTIVE_BUILDS = ("queued", "building")
 STEP_HEADER = re.compile(r"^Step (\d+)/(\d+) : ")
