@@ -314,3 +314,25 @@ def test_a_viewer_resumes_after_redis_restarts(make, redis_server):
     assert [e.get("event") for e in received].count("reset") == 1
     assert received[-1]["id"] == f"{logs.epoch}-1"
     logs.unsubscribe()
+
+
+def test_a_batch_sent_again_after_a_broken_connection_writes_no_line_twice(make, client, prefix):
+    state = make()
+    state._flush_lock.acquire()  # keep the writer out: this test sends the batch itself
+    try:
+        fill(state.runtime(13).logs, 3)
+        batch = list(state._queue)
+        state._queue.clear()
+        state._write(batch)
+        state._write(batch)  # as a retry does when the first answer never came
+    finally:
+        state._flush_lock.release()
+    fill(state.runtime(13).logs, 1, start=3)
+    state.flush()
+    assert [line.text for line in state.runtime(13).logs.snapshot()] == [
+        "line 1",
+        "line 2",
+        "line 3",
+        "line 4",
+    ]
+    assert client.xlen(f"{prefix}logs:13") == 4

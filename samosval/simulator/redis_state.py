@@ -37,6 +37,7 @@ encoding, wake-up in slices). A thousand viewers on a process cost one Redis rea
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import marshal
@@ -82,11 +83,19 @@ end
 """
 
 # KEYS: stream, meta, fence, control. ARGV: token, candidate epoch, maxlen, ts, level,
-# text, deployment id, control maxlen. A new epoch is announced on ``control``: the
-# processes following the stream read it again from its start.
+# text, deployment id, control maxlen, writer, write number. A new epoch is announced
+# on ``control``: the processes following the stream read it again from its start. The
+# writer's last write number is kept in ``w``: a batch sent again after a connection
+# broke mid-way (some of it may have been applied) writes no line twice.
 APPEND_LOG = (
     _FENCE_CHECK
     + """
+local mark = ARGV[9] .. ':'
+local done = redis.call('HGET', KEYS[2], 'w')
+if done and string.sub(done, 1, #mark) == mark
+    and tonumber(string.sub(done, #mark + 1)) >= tonumber(ARGV[10]) then
+  return 0
+end
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if not epoch then
   epoch = ARGV[2]
@@ -97,6 +106,7 @@ end
 local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
 redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '0-' .. seq,
   'e', epoch, 't', ARGV[4], 'l', ARGV[5], 'x', ARGV[6])
+redis.call('HSET', KEYS[2], 'w', mark .. ARGV[10])
 return seq
 """
 )
@@ -470,6 +480,7 @@ class RedisSimulationState(SimulationState):
         self.dropped_writes = 0  # writes given up while Redis was down too long
         self.available = True
         self._queue: deque = deque()
+        self._write_numbers = itertools.count(1)  # in queue order (``APPEND_LOG``)
         self._flush_lock = threading.Lock()
         self._queued = threading.Event()
         self._followed: dict[bytes, RedisLogStream] = {}
@@ -615,11 +626,11 @@ class RedisSimulationState(SimulationState):
 
     # -- writes ------------------------------------------------------------------------
     def enqueue(self, item: tuple) -> None:
-        """Queue a write; the last field is the fencing token it is made under."""
+        """Queue a write; it gets its number and the fencing token it is made under."""
         self.start()
         token = self.fencing_token if threading.current_thread().name == FENCED_THREAD else None
         queue = self._queue
-        queue.append((*item, "" if token is None else str(int(token))))
+        queue.append((*item, next(self._write_numbers), "" if token is None else str(int(token))))
         if len(queue) > MAX_QUEUED_WRITES:
             queue.popleft()
             self.dropped_writes += 1
@@ -651,7 +662,7 @@ class RedisSimulationState(SimulationState):
         for item in batch:
             kind, token = item[0], item[-1]
             if kind == "log":
-                _kind, deployment_id, ts, level, text, _token = item
+                _kind, deployment_id, ts, level, text, number, _token = item
                 self._append_log(
                     keys=[
                         self.key(f"logs:{deployment_id}"),
@@ -668,18 +679,20 @@ class RedisSimulationState(SimulationState):
                         text,
                         deployment_id,
                         CONTROL_MAXLEN,
+                        self.process,
+                        number,
                     ],
                     client=pipe,
                 )
             elif kind == "metric":
-                _kind, deployment_id, ts, cpu, ram, _token = item
+                _kind, deployment_id, ts, cpu, ram, _number, _token = item
                 self._append_metric(
                     keys=[self.key(f"metrics:{deployment_id}"), self.key(f"metrics:{deployment_id}"), fence],
                     args=[token, METRIC_CAPACITY, repr(float(ts)), repr(float(cpu)), repr(float(ram))],
                     client=pipe,
                 )
             elif kind == "status":
-                _kind, deployment_id, status, _logs, _token = item
+                _kind, deployment_id, status, _logs, _number, _token = item
                 self._set_status(
                     keys=[self.key(f"logmeta:{deployment_id}"), self.control_key, fence],
                     args=[token, status, self.process, deployment_id, CONTROL_MAXLEN],
