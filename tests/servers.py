@@ -86,15 +86,33 @@ def find_redis_server() -> str:
     return path
 
 
+OWNER_FILE = "owner.pid"
+
+
 def scratch_dir(prefix: str) -> Path:
     """A new folder for a server's files: in /dev/shm when it has 1 GiB free (a small
-    container /dev/shm has not), else in the usual temporary folder."""
+    container /dev/shm has not), else in the usual temporary folder. It records the
+    test process's pid; folders left by killed runs (no teardown ran) are removed."""
     try:
         stats = os.statvfs(MEMORY_DIR)
         roomy = stats.f_bavail * stats.f_frsize >= MEMORY_DIR_MIN_FREE and os.access(MEMORY_DIR, os.W_OK)
     except OSError:
         roomy = False
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=MEMORY_DIR if roomy else None))
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=MEMORY_DIR if roomy else None))
+    (folder / OWNER_FILE).write_text(str(os.getpid()))
+    remove_stale_dirs(folder.parent, prefix)
+    return folder
+
+
+def remove_stale_dirs(parent: Path, prefix: str) -> None:
+    """Remove ``prefix*`` folders whose test process is gone (its servers died with it)."""
+    for folder in parent.glob(prefix + "*"):
+        try:
+            os.kill(int((folder / OWNER_FILE).read_text()), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (OSError, ValueError):
+            pass  # no owner file (yet), or not ours to judge
 
 
 def _as_user(account: pwd.struct_passwd | None):

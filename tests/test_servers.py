@@ -178,8 +178,13 @@ def test_servers_die_with_a_killed_test_process(tmp_path):
     pg_pid, redis_pid, pg_dir, redis_dir = result.stdout.split()
     try:
         assert wait_gone([int(pg_pid), int(redis_pid)]) == []
+        assert Path(pg_dir).is_dir() and Path(redis_dir).is_dir()  # no teardown ran
+        # The next servers made remove the folders a dead test process left behind.
+        PostgresServer().close()
+        RedisServer().close()
+        assert not Path(pg_dir).exists() and not Path(redis_dir).exists()
     finally:
-        for folder in (pg_dir, redis_dir):  # a killed process cannot clean up its folders
+        for folder in (pg_dir, redis_dir):
             subprocess.run(["rm", "-rf", folder], check=True)
 
 
