@@ -19,7 +19,7 @@ from werkzeug.routing import IntegerConverter
 from . import permissions
 from .auth import wants_json
 from .db import get_db
-from .domain import Refused
+from .domain import NUL_REFUSED, Refused, holds_nul
 from .domain import builds as build_domain
 from .domain import deployments as deployment_domain
 from .domain import images as image_domain
@@ -159,10 +159,25 @@ class BoundedIntConverter(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
+# The commit hook reads its own body (hook_parsing refuses a NUL there) and records
+# every call, refusals included, as a delivery.
+OWN_BODY_ENDPOINTS = frozenset({"hooks.commit_hook", "hooks.commit_hook_for_token"})
+
+
+def refuse_nul_input() -> None:
+    """The one check of form fields and JSON bodies for U+0000 (``domain.holds_nul``),
+    before any route reads them: a 400 naming it, on either database."""
+    if request.method in ("GET", "HEAD", "OPTIONS") or request.endpoint in OWN_BODY_ENDPOINTS:
+        return
+    if holds_nul(list(request.form.items(multi=True))) or holds_nul(request.get_json(silent=True)):
+        raise Refused("invalid", NUL_REFUSED)
+
+
 def init_app(app) -> None:
     """Before any blueprint: the int converter applies to the rules added after it."""
     app.url_map.converters["int"] = BoundedIntConverter
     app.register_error_handler(Refused, refused_response)
+    app.before_request(refuse_nul_input)
     app.after_request(api_error_shape)
 
 

@@ -28,6 +28,30 @@ def parse_id(raw) -> int | None:
     return value if 0 < value <= MAX_ID else None
 
 
+# PostgreSQL text cannot hold U+0000 (SQLite's can): input carrying one is refused
+# where it enters, on both databases (web.refuse_nul_input for forms and JSON bodies,
+# hook_parsing for the commit hook, which records every call). Query strings are
+# filters, never stored: each is validated or escaped where it is read.
+NUL_REFUSED = N_("Text cannot contain the NUL character (U+0000).")
+
+
+def holds_nul(value) -> bool:
+    """Whether ``value`` (a string, or parsed JSON or form pairs: lists, tuples and
+    objects, keys included) contains U+0000."""
+    stack = [value]
+    while stack:  # not recursive: a JSON body may nest deeply
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return False
+
+
 # What each kind of refusal answers over HTTP.
 REFUSAL_STATUS = {"invalid": 400, "forbidden": 403, "not_found": 404, "conflict": 409}
 

@@ -36,7 +36,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
-from . import N_
+from . import N_, holds_nul
 from .repos import MAX_BRANCH_LENGTH, is_valid_branch_name, normalize_repo_url
 
 # Every sender a delivery row may name; "ui" is the "Simulate new commit" button.
@@ -64,6 +64,7 @@ R_NOT_JSON = N_("the body is not JSON")
 R_TOO_DEEP = N_("the JSON is nested too deeply")
 R_NOT_OBJECT = N_("the body must be a JSON object")
 R_NO_PAYLOAD = N_("form-encoded body without a payload field")
+R_NUL = N_("text with a NUL character (U+0000)")  # see domain.holds_nul
 R_MISSING = N_("missing fields")
 R_BAD_URL = N_("not a repository URL")
 R_BAD_COMMIT = N_("commit must be a hexadecimal sha of 7 to 64 characters")
@@ -271,11 +272,15 @@ def parse(headers, body: bytes, content_type: str | None, *, source: str | None 
         delivery_key=delivery_key(headers, detected),
         body_digest=body_digest(body),
     )
+    if holds_nul((event.event, event.delivery_key)):
+        raise PayloadError(R_NUL, "headers")
     if event.event in ("ping", "diagnostics:ping"):
         # Pings come in any encoding and with any body; they need nothing from it.
         event.pong, event.ignored = True, R_PONG
         return event
     data = decode_body(body, content_type)
+    if holds_nul(data):
+        raise PayloadError(R_NUL)
     _PARSERS[detected](event, data)
     return event
 
