@@ -397,22 +397,60 @@ def get(client, url: str):
     return client.get(url)
 
 
-def measure(client, url: str, runs: int) -> tuple[list[float], list[float], int]:
+class DatabaseCpu:
+    """CPU time of the PostgreSQL backends serving this database (``/proc/<pid>/
+    schedstat``: nanoseconds on a CPU, so one page's share is exact). Their pids
+    come from ``pg_stat_activity``, asked again before every page (the pool may
+    have opened more connections). Only for a server on this machine."""
+
+    def __init__(self, plan_db):
+        self.plan_db = plan_db
+        self.pids: list[int] = []
+
+    def refresh(self) -> None:
+        self.pids = [
+            row[0]
+            for row in self.plan_db.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            ).fetchall()
+        ]
+
+    def ns(self) -> int:
+        total = 0
+        for pid in self.pids:
+            try:
+                total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass  # a connection closed meanwhile
+        return total
+
+
+def measure(client, url: str, runs: int, db_cpu: DatabaseCpu | None = None):
     """Wall and CPU milliseconds of each call. The test client runs the app in this
     thread, so ``thread_time`` is the server's CPU time for the page: unlike wall
-    time, it does not grow when other processes compete for the two cores."""
+    time, it does not grow when other processes compete for the two cores. With
+    ``db_cpu`` (PostgreSQL), also the database server's CPU time for each call
+    (read outside the timed part)."""
     status = 0
+    if db_cpu is not None:
+        db_cpu.refresh()
     for _ in range(3):
         status = get(client, url).status_code
-    times, cpu_times = [], []
+    if db_cpu is not None:
+        db_cpu.refresh()
+    times, cpu_times, db_times = [], [], []
     for _ in range(runs):
+        db0 = db_cpu.ns() if db_cpu is not None else 0
         start, cpu = time.perf_counter(), time.thread_time()
         response = get(client, url)
         response.get_data()
         cpu_times.append(1000 * (time.thread_time() - cpu))
         times.append(1000 * (time.perf_counter() - start))
+        if db_cpu is not None:
+            db_times.append((db_cpu.ns() - db0) / 1e6)
         status = response.status_code
-    return times, cpu_times, status
+    return times, cpu_times, db_times, status
 
 
 def main(argv=None) -> int:
@@ -433,6 +471,11 @@ def main(argv=None) -> int:
         "--database-url", default="", help="seed this existing, empty postgresql:// database instead"
     )
     parser.add_argument("--output", default="", help="JSON name (default pages, or pages_postgres)")
+    parser.add_argument(
+        "--local-server",
+        action="store_true",
+        help="the --database-url server runs on this machine: measure its CPU time per page too",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.runs <= 1000:
         parser.error("--runs 1..1000")
@@ -482,8 +525,11 @@ def main(argv=None) -> int:
         )
         clients = {name: login(app, personas[name]) for name in ("admin", "operator", "developer")}
         clients["anonymous"] = app.test_client()
+        db_cpu = None
         if postgres:
             plan_db = _original_connect(str(db_path))
+            if server is not None or args.local_server:
+                db_cpu = DatabaseCpu(plan_db)
         else:
             plan_db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
 
@@ -492,7 +538,8 @@ def main(argv=None) -> int:
             if args.only and args.only not in name:
                 continue
             client = clients[persona]
-            times, cpu_times, status = measure(client, url, args.runs)
+            times, cpu_times, db_times, status = measure(client, url, args.runs, db_cpu)
+            both = [a + b for a, b in zip(cpu_times, db_times)] if db_times else cpu_times
             _captured = []
             get(client, url)
             statements, _captured = _captured, None
@@ -520,6 +567,10 @@ def main(argv=None) -> int:
                     "max_ms": round(max(times), 2),
                     "cpu_median_ms": round(statistics.median(cpu_times), 2),
                     "cpu_p95_ms": round(percentile(cpu_times, 95), 2),
+                    # PostgreSQL: the backends' CPU per call, and this thread's plus theirs.
+                    "db_cpu_median_ms": round(statistics.median(db_times), 2) if db_times else None,
+                    "db_cpu_p95_ms": round(percentile(db_times, 95), 2) if db_times else None,
+                    "total_cpu_p95_ms": round(percentile(both, 95), 2),
                     "queries": len(queries),
                     "full_scans": sorted({t for p in plans.values() for t in p["full_scans"]}),
                     "index_scans": sorted({t for p in plans.values() for t in p["index_scans"]}),
@@ -527,7 +578,7 @@ def main(argv=None) -> int:
                 }
             )
             print(
-                f"{results[-1]['p95_ms']:8.2f} ms p95 wall {results[-1]['cpu_p95_ms']:8.2f} ms p95 cpu  "
+                f"{results[-1]['p95_ms']:8.2f} ms p95 wall {results[-1]['total_cpu_p95_ms']:8.2f} ms p95 cpu  "
                 f"{persona:9} {name}",
                 flush=True,
             )
@@ -546,10 +597,13 @@ def main(argv=None) -> int:
     # CPU time, the page's own cost. Both are printed and stored.
     load = [round(x, 2) for x in os.getloadavg()]
     if postgres:
-        # The thread's CPU time misses the database server's work: judge on wall time,
-        # and list sequential scans without failing on them (the planner picks them for
-        # small ranges of these tables).
-        target, judge = POSTGRES_TARGET_P95_MS, "p95_ms"
+        # The thread's CPU time misses the database server's work: judge on wall time on
+        # a quiet machine, else on this thread's CPU plus the backends' (when measured).
+        # Sequential scans are listed without failing on them (the planner picks them
+        # for small ranges of these tables).
+        quiet = max(load_before[0], load[0]) < QUIET_LOAD
+        target = POSTGRES_TARGET_P95_MS
+        judge = "p95_ms" if quiet or db_cpu is None else "total_cpu_p95_ms"
         for r in results:
             r["ok"] = r[judge] < target and r["status"] == 200
     else:
@@ -566,6 +620,7 @@ def main(argv=None) -> int:
             r["p95_ms"],
             r["cpu_median_ms"],
             r["cpu_p95_ms"],
+            r["db_cpu_p95_ms"] if r["db_cpu_p95_ms"] is not None else "-",
             r["queries"],
             ", ".join(r["full_scans"]) or "-",
             verdict(r["ok"]),
@@ -583,6 +638,7 @@ def main(argv=None) -> int:
                 "p95 ms",
                 "cpu median",
                 "cpu p95",
+                "db cpu p95",
                 "queries",
                 "full scans",
                 "",
@@ -601,12 +657,13 @@ def main(argv=None) -> int:
     misses = [r for r in results if not r["ok"]]
     print(
         f"\n{len(results) - len(misses)}/{len(results)} pages meet p95 < {target:g} ms"
-        + (" (wall)" if postgres else " with no full scan of a large table")
+        + (f" ({'wall' if judge == 'p95_ms' else 'CPU: this thread + the database'})" if postgres
+           else " with no full scan of a large table")
     )
     for r in misses:
         print(
             f"  MISS {r['persona']} {r['page']}: status {r['status']}, p95 {r['p95_ms']} ms "
-            f"(cpu {r['cpu_p95_ms']} ms), "
+            f"(cpu {r['total_cpu_p95_ms']} ms), "
             f"full scans: {', '.join(r['full_scans']) or '-'}"
         )
         for plan in r["plans"]:
