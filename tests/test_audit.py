@@ -139,6 +139,7 @@ def test_it_filters_by_action(auth, seeded):
 def test_it_filters_by_text_in_details(auth, seeded):
     client = auth.client_for("root")
     assert page_ids(client, q="nightly") == [seeded["oleg_deploy"]]
+    assert page_ids(client, q="NightLY") == [seeded["oleg_deploy"]]  # in any case, on either database
     assert page_ids(client, q="ghost") == [seeded["failed"]]
     assert page_ids(client, q="nothing like this") == []
 

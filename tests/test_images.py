@@ -30,6 +30,8 @@ def test_it_lists_visible_images_newest_first_and_marks_the_newest_of_a_tag(auth
     assert f'data-image-id="{hidden}"' in html and html.count('data-newest="1"') == 2
     html = auth.client_for("oleg").get("/images?q=secret").get_data(as_text=True)
     assert f'data-image-id="{hidden}"' in html and f'data-image-id="{rebuilt}"' not in html
+    html = auth.client_for("oleg").get("/images?q=SeCrEt").get_data(as_text=True)  # any case
+    assert f'data-image-id="{hidden}"' in html and f'data-image-id="{rebuilt}"' not in html
 
 
 def test_it_shows_an_image_with_its_deployments(auth, db, users, sample):
