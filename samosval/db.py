@@ -19,6 +19,7 @@ engine and background workers hold their own from :func:`connect`.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import re
@@ -42,7 +43,12 @@ BUSY_TIMEOUT_MS = 10_000
 # (an arbitrary constant: "samosval" in ASCII, truncated to a bigint).
 WRITE_LOCK_KEY = 0x73616D6F7376
 POOL_MAX_SIZE = int(os.environ.get("SAMOSVAL_DATABASE_POOL_SIZE", "20"))
-POOL_TIMEOUT_SECONDS = 10.0
+# How long a request waits for a connection: when PostgreSQL is down, the wait before
+# its 503 (a busy pool frees a connection within milliseconds).
+POOL_TIMEOUT_SECONDS = 5.0
+# A process paused inside a transaction (SIGSTOP, a debugger) would hold the writers'
+# lock for ever: the server ends such a session after this long.
+IDLE_IN_TRANSACTION_MS = 10_000
 CONNECT_TIMEOUT_SECONDS = 5
 
 # Errors to catch on either back-end. Read them as ``db.IntegrityError`` at the
@@ -183,9 +189,15 @@ def close_pools() -> None:
         pool.close()
 
 
+# At exit, before the interpreter tears down: a pool left to its __del__ then joins
+# its workers through gevent's finalized hub and prints a traceback (CLI, gunicorn).
+atexit.register(close_pools)
+
+
 def _configure_pg(conn) -> None:
     conn.adapters.register_loader("numeric", _numeric_loader())
     conn.row_factory = _row_factory
+    conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
 
 
 def _load_numeric(data) -> int | float:

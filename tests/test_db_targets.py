@@ -35,3 +35,14 @@ def test_backup_on_postgresql_points_to_pg_dump(runner, tmp_path):
     assert result.exit_code == 1
     assert "pg_dump" in result.output
     assert not (tmp_path / "copy.sqlite3").exists()
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL connections only")
+def test_a_session_paused_inside_a_transaction_cannot_hold_the_writers_lock_for_ever(app):
+    from samosval.db import connect
+
+    db = connect(app.config["DATABASE"])
+    try:
+        assert db.execute("SHOW idle_in_transaction_session_timeout").fetchone()[0] == "10s"
+    finally:
+        db.close()
