@@ -223,7 +223,7 @@ def read_events(response, until, limit: int = 500) -> list[dict]:
 
     buffer, found = "", []
     for _ in range(limit):
-        chunk = response.fp.read1(65536)
+        chunk = response.read1(65536)  # decodes chunked transfer (nginx sends the stream so)
         if not chunk:
             break
         buffer += chunk.decode()
