@@ -864,8 +864,10 @@ class RedisSimulationState(SimulationState):
         self._control_id = self._last_control_id()
         for logs in followed:
             self._load(logs, create=True)
-        for deployment_id, runtime in runtimes:
-            raw = self.redis.hget(self.key(f"logmeta:{deployment_id}"), "status")
+        pipe = self.redis.pipeline(transaction=False)
+        for deployment_id, _runtime in runtimes:
+            pipe.hget(self.key(f"logmeta:{deployment_id}"), "status")
+        for (_deployment_id, runtime), raw in zip(runtimes, pipe.execute() if runtimes else []):
             if raw is not None:
                 runtime.logs.apply_status(_decode(raw))
             runtime.logs.wake()
