@@ -1,6 +1,7 @@
 """Two app processes sharing one database and one Redis (issue 15).
 
-Process A runs the engine; process B does not. A viewer on B receives every line
+Process A (``python app.py``) runs the engine; process B (the production command)
+does not. A viewer on B receives every line
 A's engine writes, in order and without a gap, under the same ids as a viewer on
 A; failed logins count against one limit across both processes; when Redis
 restarts, the viewer on B is told ``reset`` and goes on with the new stream's lines.
@@ -66,8 +67,12 @@ def test_two_processes_share_lines_ids_the_login_limit_and_survive_a_redis_resta
         "SAMOSVAL_SSE_HEARTBEAT_SECONDS": "1",
     }
     engine = AppProcess(instance, tmp_path / "a.log", speed=10.0, extra_env=shared)
-    follower = AppProcess(
-        instance, tmp_path / "b.log", speed=10.0, extra_env={**shared, "SAMOSVAL_SIMULATOR_AUTOSTART": "0"}
+    follower = AppProcess(  # the production command: gunicorn's gevent worker
+        instance,
+        tmp_path / "b.log",
+        speed=10.0,
+        extra_env={**shared, "SAMOSVAL_SIMULATOR_AUTOSTART": "0"},
+        production=True,
     )
     streams = []
     try:
