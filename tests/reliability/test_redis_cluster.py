@@ -1,10 +1,10 @@
 """Two app processes sharing one database and one Redis (issue 15).
 
 Process A (``python app.py``) runs the engine; process B (the production command)
-does not. A viewer on B receives every line
-A's engine writes, in order and without a gap, under the same ids as a viewer on
-A; failed logins count against one limit across both processes; when Redis
-restarts, the viewer on B is told ``reset`` and goes on with the new stream's lines.
+does not. A viewer on B receives every line A's engine writes, in order and without
+a gap, under the same ids as a viewer on A; failed logins count against one limit
+across both processes; when Redis restarts, the viewer on B is told ``reset`` and
+goes on with the new stream's lines.
 
 SQLite lets two processes share one file, which is enough here: what is shared
 through Redis is under test. (The PostgreSQL pass runs the same suite on it.)"""
