@@ -267,6 +267,8 @@ def test_a_dead_process_frees_its_stream_slots_when_its_lease_runs_out(make, mon
     time.sleep(1.0)
     assert alive.open_stream(5, 2) is None  # the dead one's slot expired
     assert alive.open_stream(5, 2) == "user"  # the live one's was renewed
+    time.sleep(2.5)  # longer than the key's own expiry: renewals keep the set too
+    assert alive.open_stream(5, 2) == "user"
 
 
 def test_an_unreachable_redis_is_a_clear_live_unavailable(prefix):

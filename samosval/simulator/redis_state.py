@@ -155,6 +155,7 @@ if ARGV[3] ~= '' and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then retu
 redis.call('ZADD', KEYS[2], now + lease, ARGV[1])
 redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
 redis.call('EXPIRE', KEYS[1], math.ceil(lease * 2))
+redis.call('EXPIRE', KEYS[2], math.ceil(lease * 2))
 return 'ok'
 """
 
@@ -166,6 +167,7 @@ for _, key in ipairs(KEYS) do
   for i = 2, #ARGV do
     redis.call('ZADD', key, 'XX', until_, ARGV[i])
   end
+  redis.call('EXPIRE', key, math.ceil(tonumber(ARGV[1]) * 2))
 end
 return 1
 """
@@ -779,7 +781,10 @@ class RedisSimulationState(SimulationState):
 
     def _poke(self) -> None:
         """Wake the reader from its XREAD, so it reads the newly followed stream."""
-        self.redis.xadd(self.poke_key, {"p": 1}, maxlen=8)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xadd(self.poke_key, {"p": 1}, maxlen=8)
+        pipe.expire(self.poke_key, 86400)  # a killed process leaves it for a day at most
+        pipe.execute()
 
     def _read_once(self) -> None:
         """One turn of the reader: a blocking XREAD of ``control``, this process's poke
