@@ -338,3 +338,19 @@ def test_a_batch_sent_again_after_a_broken_connection_writes_no_line_twice(make,
         "line 4",
     ]
     assert client.xlen(f"{prefix}logs:13") == 4
+
+
+def test_rate_limits_count_in_redis_in_place_of_the_memory_default():
+    from samosval.security import configure_shared_limits
+
+    config = {"REDIS_URL": "redis://cache:6379/0", "REDIS_PREFIX": "p:", "RATELIMIT_STORAGE_URI": "memory://"}
+    configure_shared_limits(config)
+    assert config["RATELIMIT_STORAGE_URI"] == "redis://cache:6379/0"
+    assert config["RATELIMIT_KEY_PREFIX"] == "p:limits"
+    assert config["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] is True  # Redis away: limits still apply
+    named = {"REDIS_URL": "redis://cache:6379/0", "RATELIMIT_STORAGE_URI": "memcached://m:11211"}
+    configure_shared_limits(named)
+    assert named["RATELIMIT_STORAGE_URI"] == "memcached://m:11211"  # the operator's choice stays
+    embedded = {"REDIS_URL": None, "RATELIMIT_STORAGE_URI": "memory://"}
+    configure_shared_limits(embedded)
+    assert embedded == {"REDIS_URL": None, "RATELIMIT_STORAGE_URI": "memory://"}
