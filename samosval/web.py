@@ -7,9 +7,10 @@ allows); this module only turns their answers into HTTP.
 
 from __future__ import annotations
 
-from functools import wraps
+from functools import cached_property, wraps
 from urllib.parse import urlsplit
 
+import flask
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
@@ -159,6 +160,25 @@ class BoundedIntConverter(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
+class Request(flask.Request):
+    """Query strings are filters, never stored, and a list answers any filter: a NUL
+    in one becomes U+0001, which no stored text holds (validators refuse control
+    characters), so the filter matches nothing instead of reaching PostgreSQL, whose
+    text cannot hold a NUL (``users.like_escape`` does the same inside patterns)."""
+
+    @cached_property
+    def args(self):
+        args = super().args
+        if not holds_nul(list(args.items(multi=True))):
+            return args
+        return self.parameter_storage_class(
+            [
+                (key.replace("\x00", "\x01"), value.replace("\x00", "\x01"))
+                for key, value in args.items(multi=True)
+            ]
+        )
+
+
 # The commit hook reads its own body (hook_parsing refuses a NUL there) and records
 # every call, refusals included, as a delivery.
 OWN_BODY_ENDPOINTS = frozenset({"hooks.commit_hook", "hooks.commit_hook_for_token"})
@@ -176,6 +196,7 @@ def refuse_nul_input() -> None:
 def init_app(app) -> None:
     """Before any blueprint: the int converter applies to the rules added after it."""
     app.url_map.converters["int"] = BoundedIntConverter
+    app.request_class = Request
     app.register_error_handler(Refused, refused_response)
     app.before_request(refuse_nul_input)
     app.after_request(api_error_shape)

@@ -118,9 +118,19 @@ def test_the_hook_records_a_refused_call_with_a_nul(app, db, users, client, extr
     assert row["repo_url"] is None and row["delivery_key"] is None
 
 
-def test_a_nul_in_a_list_filter_matches_nothing(auth, db, users):
-    factories.make_request(db, owner_id=users["dana"], image_name="billing-api")
+@pytest.mark.parametrize(
+    "query", [{"q": "\x00"}, {"q": "billing\x00"}, {"owner": "dana\x00"}, {"status": "\x00"}, {"\x00": "x"}]
+)
+def test_a_nul_in_a_list_filter_matches_nothing(auth, db, users, query):
+    factories.make_request(db, owner_id=users["dana"], image_name="billing-api", status="submitted")
     response = auth.client_for("oleg").get(
-        "/requests", query_string={"q": "\x00"}, headers={"Accept": "application/json"}
+        "/requests", query_string=query, headers={"Accept": "application/json"}
     )
-    assert response.status_code == 200 and response.get_json()["items"] == []
+    assert response.status_code == 200
+    items = response.get_json()["items"]
+    assert items == [] if "q" in query or "owner" in query else len(items) == 1
+
+
+def test_a_nul_in_an_exact_filter_matches_nothing(auth, db, users):
+    page = auth.client_for("alice").get("/admin/audit", query_string={"user": "alice\x00"})
+    assert page.status_code == 200 and "data-audit-id=" not in page.get_data(as_text=True)

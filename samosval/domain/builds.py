@@ -303,6 +303,10 @@ def finish_failure(
     return True
 
 
+# PostgreSQL's substr() takes a 32-bit position; a larger offset is past any log.
+MAX_LOG_OFFSET = 2**31 - 2
+
+
 def log_since(db: sqlite3.Connection, build_id: int, offset: int) -> dict | None:
     """The build-log JSON: only the text after ``offset`` characters (SQLite's
     ``substr``/``length`` count characters of TEXT, like Python and JavaScript
@@ -311,7 +315,7 @@ def log_since(db: sqlite3.Connection, build_id: int, offset: int) -> dict | None
         "SELECT status, steps_done, steps_total, image_id, error_message, "
         "length(COALESCE(build_log, '')) AS total, substr(COALESCE(build_log, ''), ? + 1) AS tail "
         "FROM builds WHERE id = ?",
-        (offset, build_id),
+        (min(offset, MAX_LOG_OFFSET), build_id),
     ).fetchone()
     if row is None:
         return None
