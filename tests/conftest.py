@@ -77,22 +77,35 @@ def pytest_report_header(config):
     return "samosval test backend: sqlite"
 
 
-# The PostgreSQL pass leaves out what it would only repeat or cannot apply: tests of
-# SQLite itself, and tests that never use the app fixture's database.
+# The PostgreSQL pass runs exactly the tests whose outcome can depend on the backend:
+# those that use the per-test database (the ``databases`` fixture, usually through
+# ``app``). It leaves out tests of SQLite itself, and tests that never touch the
+# test database: pure unit tests, tests that start their own servers, and tests that
+# start the app in a subprocess (tests/live.py, on a SQLite file in both passes);
+# those would only repeat the SQLite pass.
 POSTGRES_PASS_SKIPS = {
     "sqlite_only": "checks SQLite itself",
     "backend_neutral": "does not depend on the backend: runs in the SQLite pass",
 }
+NOT_ON_THE_TEST_DATABASE = (
+    "does not use the test database (the same on both backends): runs in the SQLite pass"
+)
+
+
+def postgres_pass_skip(item) -> str | None:
+    for name, reason in POSTGRES_PASS_SKIPS.items():
+        if item.get_closest_marker(name):
+            return f"{name}: {reason}"
+    if "databases" not in getattr(item, "fixturenames", ()):
+        return NOT_ON_THE_TEST_DATABASE
+    return None
 
 
 def pytest_collection_modifyitems(config, items):
     tests_dir = Path(__file__).resolve().parent
     for item in items:
-        if ON_POSTGRES:
-            for name, reason in POSTGRES_PASS_SKIPS.items():
-                if item.get_closest_marker(name):
-                    item.add_marker(pytest.mark.skip(reason=f"{name}: {reason}"))
-                    break
+        if ON_POSTGRES and (reason := postgres_pass_skip(item)):
+            item.add_marker(pytest.mark.skip(reason=reason))
         relative = item.path.relative_to(tests_dir) if item.path.is_relative_to(tests_dir) else item.path
         marker = FOLDER_MARKERS.get(relative.parts[0]) if len(relative.parts) > 1 else None
         module = getattr(item, "module", None)
