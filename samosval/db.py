@@ -468,3 +468,20 @@ def fts5_search(db) -> bool:
     """Whether substring search narrows through the FTS5 trigram tables (SQLite);
     on PostgreSQL the ILIKE itself uses the pg_trgm GIN indexes."""
     return db is None or dialect(db) == "sqlite"
+
+
+def walked_text(db, column: str) -> str:
+    """A text ``column`` to check row by row while walking another index, never looked
+    up in its own: on PostgreSQL ``(column || '')``, which no index holds (the planner
+    would otherwise pick the pg_trgm index or not by an estimate); SQLite's unary plus."""
+    return f"({column} || '')" if db is not None and dialect(db) == "postgresql" else f"+{column}"
+
+
+def id_in(db, column: str, ids: list[int]) -> tuple[str, list]:
+    """``column`` is one of ``ids``, as ``(sql, params)``: PostgreSQL takes the list as
+    one array parameter, SQLite one placeholder each. No ids: a condition never true."""
+    if not ids:
+        return "0 = 1", []
+    if db is not None and dialect(db) == "postgresql":
+        return f"{column} = ANY(?)", [list(ids)]
+    return f"{column} IN ({', '.join('?' * len(ids))})", list(ids)

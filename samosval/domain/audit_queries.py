@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from urllib.parse import urlencode
 
 from .. import audit
-from ..db import fts5_search, ilike, unindexed
+from ..db import fts5_search, id_in, ilike, unindexed, walked_text
 from . import MAX_ID, N_, parse_id, text_search
 from .users import like_escape
 
@@ -157,7 +157,8 @@ def text_source(q: str, db=None) -> tuple[str, str, list[str], list]:
     ``audit_fts`` (see :mod:`.text_search`), walked newest first; every candidate is
     re-checked with the literal, escaped LIKE, so results equal a plain LIKE over the
     table. Shorter text walks the rowid with the LIKE alone (see
-    :data:`SHORT_TEXT_WINDOW`). On PostgreSQL the ILIKE alone uses the pg_trgm index."""
+    :data:`SHORT_TEXT_WINDOW`). On PostgreSQL this is the plain ILIKE (what tests
+    compare with); pages read through :func:`_postgres_rows` instead."""
     like = [f"a.details {ilike(db)} ? ESCAPE '\\'"], ["%" + like_escape(q) + "%"]
     if not text_search.indexable(q) or not fts5_search(db):
         return "audit_log a", "a.id", *like
@@ -236,13 +237,22 @@ SELECT_COLUMNS = (
 
 
 def _query(
-    filters: AuditFilters, columns: str, ids: IdRange, *, older: bool, cursor: int, limit: int, db=None
+    filters: AuditFilters,
+    columns: str,
+    ids: IdRange,
+    *,
+    older: bool,
+    cursor: int,
+    limit: int,
+    db=None,
+    text: tuple | None = None,
 ) -> tuple[str, list]:
     """Rows matching ``filters`` older (id < cursor, newest first) or newer (id >
-    cursor, oldest first) than ``cursor``, within ``ids``."""
-    source, key, clauses, params = (
-        text_source(filters.q, db) if filters.q else ("audit_log a", "a.id", [], [])
-    )
+    cursor, oldest first) than ``cursor``, within ``ids``. ``text`` replaces
+    :func:`text_source`'s spelling of the text filter."""
+    if text is None:
+        text = text_source(filters.q, db) if filters.q else ("audit_log a", "a.id", [], [])
+    source, key, clauses, params = text
     where, where_params = where_clause(filters, db)
     # The cursor folds into one id range: SQLite seeks with a single pair of bounds.
     if older:
@@ -282,6 +292,70 @@ def search_sql(
     )
 
 
+def _rows(
+    db: sqlite3.Connection,
+    filters: AuditFilters,
+    columns: str,
+    ids: IdRange,
+    *,
+    older: bool,
+    cursor: int,
+    limit: int,
+) -> list:
+    """Run :func:`_query`: at most ``limit`` matching rows next to ``cursor``."""
+    if filters.q and text_search.indexable(filters.q) and not fts5_search(db):
+        return _postgres_rows(db, filters, columns, ids, older=older, cursor=cursor, limit=limit)
+    sql, params = _query(filters, columns, ids, older=older, cursor=cursor, limit=limit, db=db)
+    return db.execute(sql, params).fetchall()
+
+
+def _postgres_rows(db, filters: AuditFilters, columns: str, ids: IdRange, *, older, cursor, limit) -> list:
+    """:func:`_rows` for indexable text on PostgreSQL, in the order
+    :data:`.text_search.RECENT_IDS` describes: walk the ids next to the cursor, then
+    read the matching ids beyond them through idx_audit_details_trgm, or, when the
+    text is common there too, walk on. Every walk covers a bounded range of ids (the
+    planner, whatever it guesses for the text, reads such a range through the primary
+    key), and finds ids only; one last query reads the rows of the ids found."""
+    if older:
+        newest = db.execute("SELECT MAX(id) FROM audit_log").fetchone()[0] or 0
+        span = IdRange(ids.low, min(ids.high, cursor - 1, newest))
+    else:
+        span = IdRange(max(ids.low, cursor + 1), ids.high)
+    pattern = "%" + like_escape(filters.q) + "%"
+    walk = ("audit_log a", "a.id", [f"{walked_text(db, 'a.details')} {ilike(db)} ? ESCAPE '\\'"], [pattern])
+
+    def matching(part: IdRange, text: tuple, count: int) -> list[int]:
+        # The part's bounds as the cursor: _query folds them back into the same range.
+        edge = part.high + 1 if older else part.low - 1
+        sql, params = _query(filters, "a.id", part, older=older, cursor=edge, limit=count, db=db, text=text)
+        return [row[0] for row in db.execute(sql, params)]
+
+    def by_id(found: list[int]) -> tuple:
+        clause, params = id_in(db, "a.id", found)
+        return ("audit_log a", "a.id", [clause, f"a.details {ilike(db)} ? ESCAPE '\\'"], [*params, pattern])
+
+    found: list[int] = []
+    size, probed = text_search.RECENT_IDS, False
+    while not span.empty and len(found) < limit:
+        if older:
+            part, span = IdRange(max(span.low, span.high - size + 1), span.high), IdRange(span.low, span.high - size)
+        else:
+            part, span = IdRange(span.low, min(span.high, span.low + size - 1)), IdRange(span.low + size, span.high)
+        found += matching(part, walk, limit - len(found))
+        if len(found) >= limit or span.empty or probed:
+            size *= 2
+            continue
+        probed = True
+        few = text_search.matching_ids(db, "audit_fts", filters.q, text_search.SELECTIVE_MATCHES)
+        if few is not None:  # few beyond: read them by id (and check each again, as everywhere)
+            found += matching(span, by_id(few), limit - len(found))
+            break
+    if not found:
+        return []
+    sql, params = _query(filters, columns, ids, older=older, cursor=cursor, limit=limit, db=db, text=by_id(found))
+    return db.execute(sql, params).fetchall()
+
+
 def _short_text(filters: AuditFilters) -> bool:
     return bool(filters.q) and not text_search.indexable(filters.q)
 
@@ -306,8 +380,7 @@ def _any_beyond(
     """Is there a matching row older (id < cursor) or newer (id > cursor)? For a
     short text, "maybe" (ids beyond the window) counts as yes."""
     window = _window(db, filters, ids, cursor, older=older)
-    sql, params = _query(filters, "1", window, older=older, cursor=cursor, limit=1, db=db)
-    if db.execute(sql, params).fetchone() is not None:
+    if _rows(db, filters, "1", window, older=older, cursor=cursor, limit=1):
         return True
     beyond = window.low > ids.low if older else window.high < ids.high
     return beyond and _rows_beyond(db, window, older=older)
@@ -333,10 +406,8 @@ def search(
     that id, ``after`` the page newer than it; neither gives the newest page."""
     ids = date_ids(db, filters) if filters.date_from or filters.date_to else IdRange()
     if after is not None:
-        sql, params = search_sql(
-            filters, after=after, limit=per_page + 1, ids=_window(db, filters, ids, after, older=False), db=db
-        )
-        rows = db.execute(sql, params).fetchall()
+        window = _window(db, filters, ids, after, older=False)
+        rows = _rows(db, filters, SELECT_COLUMNS, window, older=False, cursor=after, limit=per_page + 1)
         items = list(reversed(rows[:per_page]))
         if not items:  # nothing newer than the cursor: show the newest page instead
             return search(db, filters, per_page=per_page)
@@ -347,8 +418,7 @@ def search(
         return AuditPage(items, has_older, has_newer, filters)
     cursor = before if before is not None else MAX_ID
     window = _window(db, filters, ids, cursor, older=True)
-    sql, params = search_sql(filters, before=before, limit=per_page + 1, ids=window, db=db)
-    rows = db.execute(sql, params).fetchall()
+    rows = _rows(db, filters, SELECT_COLUMNS, window, older=True, cursor=cursor, limit=per_page + 1)
     items = rows[:per_page]
     if len(rows) > per_page:
         has_older = True
@@ -465,10 +535,9 @@ def iter_csv(db: sqlite3.Connection, filters: AuditFilters, *, batch: int = CSV_
     buffer.write("\ufeff")
     writer.writerow(CSV_COLUMNS)
     ids = date_ids(db, filters) if filters.date_from or filters.date_to else IdRange()
-    before = None
+    before = MAX_ID
     while True:
-        sql, params = search_sql(filters, before=before, limit=batch, ids=ids, db=db)
-        rows = db.execute(sql, params).fetchall()
+        rows = _rows(db, filters, SELECT_COLUMNS, ids, older=True, cursor=before, limit=batch)
         for row in rows:
             writer.writerow(
                 [

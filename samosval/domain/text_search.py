@@ -1,8 +1,6 @@
 """Substring search through SQLite FTS5 trigram tables (``audit_fts``,
 ``request_fts``, created by the migrations): the one SQLite-specific piece of the
-list queries. On PostgreSQL the callers' ``col ILIKE ...`` (see
-:func:`samosval.db.ilike`) uses pg_trgm GIN indexes directly, and nothing here
-narrows first.
+list queries, and its PostgreSQL spelling through pg_trgm GIN indexes.
 
 The index only narrows: callers always re-check each candidate with the literal,
 escaped LIKE they had before, so results are exactly the LIKE results (the trigram
@@ -13,15 +11,31 @@ from __future__ import annotations
 
 import sqlite3
 
-from ..db import fts5_search
+from ..db import fts5_search, ilike
+from .users import like_escape
 
 # A trigram index cannot look up shorter text.
 MIN_INDEXED_TEXT = 3
 # More index matches than this and the text is common: walking the page's own order
 # and checking LIKE meets a page of matches sooner than sorting them all.
 SELECTIVE_MATCHES = 20_000
-# The tables this module may name in SQL (never taken from input).
+# The tables this module may name in SQL (never taken from input), and on PostgreSQL
+# the table and the columns (each with a pg_trgm GIN index) each one stands for.
 INDEXES = frozenset({"audit_fts", "request_fts"})
+INDEXED_COLUMNS = {
+    "audit_fts": ("audit_log", ("details",)),
+    "request_fts": ("image_requests", ("image_name", "repo_url")),
+}
+
+# PostgreSQL, the same rule spelled for its planner, which cannot choose by itself:
+# it assumes matches are spread evenly over the ids (so text only old rows hold makes
+# it walk the whole log newest first), and a prepared statement's generic plan guesses
+# 0.5% for any text. So the order is fixed here: a page first walks its own order over
+# the RECENT_IDS ids next to its cursor, checking ILIKE row by row with the index out
+# of the question (common text fills a page there); beyond them it asks the index for
+# the matching ids, reading at most SELECTIVE_MATCHES + 1 (:func:`matching_ids`), and
+# reads those rows by id; more, and the text is common: the walk goes on.
+RECENT_IDS = 5_000
 
 
 def indexable(text: str) -> bool:
@@ -41,16 +55,27 @@ def matching_ids(
     """The ids of the rows that may hold ``text`` (by the index: a superset of the
     LIKE matches), when fewer than ``limit``; None when the text is common or too
     short for the index (the caller then checks LIKE row by row). Reads at most
-    ``limit`` index entries; the caller passes the ids as ``id IN (...)`` instead of
-    evaluating the index query a second time."""
+    ``limit`` index entries; the caller passes the ids (see :func:`samosval.db.id_in`)
+    instead of evaluating the index query a second time. On PostgreSQL the ids are the
+    ILIKE matches themselves, found through the pg_trgm indexes (:func:`matching_sql`)."""
     if index not in INDEXES:
         raise ValueError(index)
-    if not indexable(text) or not fts5_search(db):
+    if not indexable(text):
         return None
-    ids = [
-        row[0]
-        for row in db.execute(
-            f"SELECT rowid FROM {index} WHERE {index} MATCH ? LIMIT ?", (phrase(text), limit)
-        )
-    ]
+    if fts5_search(db):
+        sql, params = f"SELECT rowid FROM {index} WHERE {index} MATCH ? LIMIT ?", [phrase(text), limit]
+    else:
+        sql, params = matching_sql(db, index, text, limit)
+    ids = [row[0] for row in db.execute(sql, params)]
     return ids if len(ids) < limit else None
+
+
+def matching_sql(db, index: str, text: str, limit: int = SELECTIVE_MATCHES) -> tuple[str, list]:
+    """PostgreSQL's lookup of the rows holding ``text``. Nothing else narrows it, and
+    the LIMIT is written out: a prepared statement's generic plan, guessing for every
+    parameter, then still reads the pg_trgm index (a guessed id range or LIMIT made it
+    walk the primary key through the whole table)."""
+    table, columns = INDEXED_COLUMNS[index]
+    pattern = "%" + like_escape(text) + "%"
+    where = " OR ".join(f"{column} {ilike(db)} ? ESCAPE '\\'" for column in columns)
+    return f"SELECT id FROM {table} WHERE {where} LIMIT {int(limit)}", [pattern] * len(columns)
