@@ -587,6 +587,7 @@ def main(argv=None) -> int:
     parser.add_argument("--duration", type=float, default=15.0, help="viewers: seconds of listening")
     parser.add_argument("--speed", type=float, default=0.5, help="viewers: SAMOSVAL_SIM_SPEED")
     parser.add_argument("--runs", type=int, default=30, help="pages: timed calls per page")
+    parser.add_argument("--output", default="cluster", help="JSON name: bench/<output>.json")
     parser.add_argument(
         "--check", action="store_true", help="only say whether PostgreSQL and Redis are installed (exit 0 or 3)"
     )
@@ -626,7 +627,7 @@ def main(argv=None) -> int:
     finally:
         db_module.close_pools()
         shutil.rmtree(workdir, ignore_errors=True)
-        path = write_json("cluster", {**found, "pages": _pages_summary(found.get("pages"))})
+        path = write_json(args.output, {**found, "pages": _pages_summary(found.get("pages"))})
     if "engine" in found:
         print_engine(found["engine"])
     if "viewers" in found:
