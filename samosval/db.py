@@ -470,11 +470,13 @@ def fts5_search(db) -> bool:
     return db is None or dialect(db) == "sqlite"
 
 
-def walked_text(db, column: str) -> str:
-    """A text ``column`` to check row by row while walking another index, never looked
-    up in its own: on PostgreSQL ``(column || '')``, which no index holds (the planner
-    would otherwise pick the pg_trgm index or not by an estimate); SQLite's unary plus."""
-    return f"({column} || '')" if db is not None and dialect(db) == "postgresql" else f"+{column}"
+def filter_only(db, condition: str) -> str:
+    """``condition`` checked row by row on whatever the planner walks, never looked up
+    in an index of its own. PostgreSQL: ``(condition) IS TRUE``, a test no index
+    serves (its pg_trgm indexes would otherwise be picked or not by a guess), which the
+    planner estimates as the condition itself, so it still knows how common the text
+    is. SQLite has no index for ``LIKE '%...%'``: unchanged."""
+    return f"({condition}) IS TRUE" if db is not None and dialect(db) == "postgresql" else condition
 
 
 def id_in(db, column: str, ids: list[int]) -> tuple[str, list]:

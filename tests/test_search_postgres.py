@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import csv
 import io
+from types import SimpleNamespace
 
 import pytest
 
 from samosval.db import connect, dialect
 from samosval.domain import audit_queries, text_search
+from samosval.domain import requests as request_domain
 from samosval.domain.audit_queries import AuditFilters
 
 ROWS = 600
@@ -180,7 +182,7 @@ def test_a_walk_reads_the_primary_key_never_the_trigram_index(big_db):
     page = audit_queries.search(big_db, AuditFilters(q="event 1234"), per_page=50)
     big_db.execute = original
     assert [row["id"] for row in page.items] == [*range(12349, 12339, -1), 1234]
-    walks = [(sql, params) for sql, params in statements if "|| '')" in sql]
+    walks = [(sql, params) for sql, params in statements if ") IS TRUE" in sql]
     assert walks, statements
     for sql, params in walks:
         for generic in (False, True):
@@ -188,3 +190,56 @@ def test_a_walk_reads_the_primary_key_never_the_trigram_index(big_db):
             assert "audit_log_pkey" in shown and "idx_audit_details_trgm" not in shown, shown
     # The few matches beyond the walk came from the index lookup, read by id.
     assert any("= ANY(" in sql for sql, _ in statements)
+
+
+# --- the request list ----------------------------------------------------------------
+
+
+@pytest.fixture
+def request_db(database_config, monkeypatch):
+    """400 requests named ``service-<n>``; 50 "few" matches on PostgreSQL."""
+    db = connect(database_config["DATABASE"])
+    monkeypatch.setattr(text_search, "SELECTIVE_MATCHES_POSTGRES", 50)
+    root = db.execute("SELECT id FROM users ORDER BY id LIMIT 1").fetchone()[0]
+    db.execute("BEGIN")
+    for n in range(400):
+        db.execute(
+            "INSERT INTO image_requests (image_name, repo_url, repo_branch, update_mode, base_image, ram_mb, "
+            "vcpu, version_tag, owner_id, status, created_by, created_at, updated_at) "
+            "VALUES (?, ?, 'main', 'static', 'python', 256, 1, '1.0', ?, 'draft', ?, ?, ?)",
+            (
+                f"service-{n}",
+                f"https://git.example.com/team{n % 7}/Service{n}.git",
+                root,
+                root,
+                "2026-03-01T00:00:00Z",
+                f"2026-03-01T{n // 60:02d}:{n % 60:02d}:00Z",
+            ),
+        )
+    db.execute("COMMIT")
+    yield db, SimpleNamespace(id=root, username="root", role="admin", is_authenticated=True)
+    db.close()
+
+
+@pytest.mark.parametrize("q", ["nothing-here", "service-12", "service-1", "service", "TEAM3", "se"])
+def test_the_request_list_equals_the_substring_filter(request_db, q):
+    """Few matches (read by id) and common text (walked) both give the plain filter."""
+    db, admin = request_db
+    sql, params = request_domain.list_requests_query(admin, q=q, db=db)
+    rows = db.execute("SELECT id, image_name, repo_url FROM image_requests ORDER BY updated_at DESC, id DESC")
+    expected = [r["id"] for r in rows if q.lower() in r["image_name"].lower() or q.lower() in r["repo_url"].lower()]
+    assert [row["id"] for row in db.execute(sql, params)] == expected
+    few = text_search.matching_ids(db, "request_fts", q)
+    assert (few is not None) == (text_search.indexable(q) and len(expected) < (50 if dialect(db) == "postgresql" else text_search.SELECTIVE_MATCHES))
+
+
+def test_common_request_text_is_walked_never_guessed(request_db):
+    db, admin = request_db
+    if dialect(db) != "postgresql":
+        pytest.skip("PostgreSQL's plans")
+    db.execute("ANALYZE image_requests")
+    sql, params = request_domain.list_requests_query(admin, q="service", db=db)
+    assert ") IS TRUE" in sql
+    for generic in (False, True):
+        shown = plan(db, sql + " LIMIT 21", params, generic=generic)
+        assert "_trgm" not in shown, shown

@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from urllib.parse import urlencode
 
 from .. import audit
-from ..db import fts5_search, id_in, ilike, unindexed, walked_text
+from ..db import filter_only, fts5_search, id_in, ilike, unindexed
 from . import MAX_ID, N_, parse_id, text_search
 from .users import like_escape
 
@@ -322,7 +322,7 @@ def _postgres_rows(db, filters: AuditFilters, columns: str, ids: IdRange, *, old
     else:
         span = IdRange(max(ids.low, cursor + 1), ids.high)
     pattern = "%" + like_escape(filters.q) + "%"
-    walk = ("audit_log a", "a.id", [f"{walked_text(db, 'a.details')} {ilike(db)} ? ESCAPE '\\'"], [pattern])
+    walk = ("audit_log a", "a.id", [filter_only(db, f"a.details {ilike(db)} ? ESCAPE '\\'")], [pattern])
 
     def matching(part: IdRange, text: tuple, count: int) -> list[int]:
         # The part's bounds as the cursor: _query folds them back into the same range.

@@ -13,7 +13,7 @@ import re
 import sqlite3
 
 from .. import audit, permissions
-from ..db import ilike, transaction
+from ..db import filter_only, fts5_search, id_in, ilike, transaction
 from ..timeutil import utcnow_iso
 from . import N_, Refused, ValidationError, text_search
 from .repos import is_valid_branch_name, normalize_repo_url, split_logins
@@ -124,7 +124,8 @@ def list_requests_query(
     """The list page's SELECT (newest first, no LIMIT) limited to what ``user`` sees.
     With ``db``, text that few requests hold is looked up in the trigram index first
     (see :mod:`.text_search`); common text, like short text, is checked row by row
-    while walking the page's order, which meets a page of matches soon."""
+    while walking the page's order, which meets a page of matches soon (on PostgreSQL
+    spelled so that its planner cannot pick the trigram index by a guess)."""
     where, params = permissions.visible_requests_sql(user, "r")
     clauses = [where]
     if status in REQUEST_STATUSES:
@@ -137,11 +138,14 @@ def list_requests_query(
         text = q.strip()
         ids = text_search.matching_ids(db, "request_fts", text) if db is not None else None
         if ids is not None:
-            clauses.append(f"r.id IN ({', '.join('?' * len(ids))})" if ids else "0 = 1")
-            params += ids
+            clause, id_params = id_in(db, "r.id", ids)
+            clauses.append(clause)
+            params += id_params
         pattern = "%" + _escape_like(text) + "%"
         like = ilike(db)
-        clauses.append(f"(r.image_name {like} ? ESCAPE '\\' OR r.repo_url {like} ? ESCAPE '\\')")
+        match = f"(r.image_name {like} ? ESCAPE '\\' OR r.repo_url {like} ? ESCAPE '\\')"
+        # Common text on PostgreSQL: checked row by row, never looked up again by a guess.
+        clauses.append(match if ids is not None or fts5_search(db) else filter_only(db, match))
         params += [pattern, pattern]
     if mine:
         clauses.append("(r.created_by = ? OR r.owner_id = ?)")

@@ -33,9 +33,13 @@ INDEXED_COLUMNS = {
 # 0.5% for any text. So the order is fixed here: a page first walks its own order over
 # the RECENT_IDS ids next to its cursor, checking ILIKE row by row with the index out
 # of the question (common text fills a page there); beyond them it asks the index for
-# the matching ids, reading at most SELECTIVE_MATCHES + 1 (:func:`matching_ids`), and
-# reads those rows by id; more, and the text is common: the walk goes on.
+# the matching ids, reading at most SELECTIVE_MATCHES of them (:func:`matching_ids`),
+# and reads those rows by id; more, and the text is common: the walk goes on.
 RECENT_IDS = 5_000
+# A list with no such walk first (requests: by update time, OFFSET pages) probes for
+# fewer ids on PostgreSQL: common text then reads 2,000 index matches, not 20,000, and
+# sends no long list of ids back (10,000 requests: 1.5 ms instead of 14 ms).
+SELECTIVE_MATCHES_POSTGRES = 2_000
 
 
 def indexable(text: str) -> bool:
@@ -49,19 +53,20 @@ def phrase(text: str) -> str:
     return '"' + text.replace("\x00", "\x01").replace('"', '""') + '"'
 
 
-def matching_ids(
-    db: sqlite3.Connection, index: str, text: str, limit: int = SELECTIVE_MATCHES
-) -> list[int] | None:
+def matching_ids(db: sqlite3.Connection, index: str, text: str, limit: int | None = None) -> list[int] | None:
     """The ids of the rows that may hold ``text`` (by the index: a superset of the
     LIKE matches), when fewer than ``limit``; None when the text is common or too
     short for the index (the caller then checks LIKE row by row). Reads at most
     ``limit`` index entries; the caller passes the ids (see :func:`samosval.db.id_in`)
     instead of evaluating the index query a second time. On PostgreSQL the ids are the
-    ILIKE matches themselves, found through the pg_trgm indexes (:func:`matching_sql`)."""
+    ILIKE matches themselves, found through the pg_trgm indexes (:func:`matching_sql`),
+    and ``limit`` is SELECTIVE_MATCHES_POSTGRES unless the caller walks first."""
     if index not in INDEXES:
         raise ValueError(index)
     if not indexable(text):
         return None
+    if limit is None:
+        limit = SELECTIVE_MATCHES if fts5_search(db) else SELECTIVE_MATCHES_POSTGRES
     if fts5_search(db):
         sql, params = f"SELECT rowid FROM {index} WHERE {index} MATCH ? LIMIT ?", [phrase(text), limit]
     else:
