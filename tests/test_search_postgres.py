@@ -28,12 +28,12 @@ SELECTIVE_MATCHES = 50
 
 
 def details(i: int) -> str:
-    """Row ``i`` (1-based): every row says "event", the oldest 200 also "vintage", three
+    """Row ``i`` (1-based): every row says "event", the oldest 200 also "vintage", six
     old ones "rare-old", and the newest one "fresh-one"."""
     notes = [f"event {i}"]
     if i <= 200:
         notes.append("Vintage")
-    if i in (3, 70, 150):
+    if i in (3, 70, 71, 150, 151, 152):
         notes.append("RARE-old")
     if i == ROWS:
         notes.append("fresh-one")
@@ -50,6 +50,7 @@ def search_db(database_config, monkeypatch):
     db = connect(database_config["DATABASE"])
     monkeypatch.setattr(text_search, "RECENT_IDS", RECENT_IDS)
     monkeypatch.setattr(text_search, "SELECTIVE_MATCHES", SELECTIVE_MATCHES)
+    monkeypatch.setattr(audit_queries, "ID_BATCH", 2)
     db.execute("BEGIN")
     for i in range(1, ROWS + 1):
         db.execute(

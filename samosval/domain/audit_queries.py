@@ -132,6 +132,10 @@ def parse_filters(args) -> tuple[AuditFilters, dict[str, str]]:
     return filters, errors
 
 
+# PostgreSQL reads the ids its trigram index found in batches of this many, nearest
+# to the cursor first: a page rarely needs more than the first batch.
+ID_BATCH = 1_000
+
 # Text shorter than a trigram cannot use the search index: such a search reads at
 # most this many ids per page (older pages continue below the window).
 SHORT_TEXT_WINDOW = 20_000
@@ -348,7 +352,13 @@ def _postgres_rows(db, filters: AuditFilters, columns: str, ids: IdRange, *, old
         probed = True
         few = text_search.matching_ids(db, "audit_fts", filters.q, text_search.SELECTIVE_MATCHES)
         if few is not None:  # few beyond: read them by id (and check each again, as everywhere)
-            found += matching(span, by_id(few), limit - len(found))
+            nearest = sorted((i for i in few if span.low <= i <= span.high), reverse=older)
+            for start in range(0, len(nearest), ID_BATCH):
+                batch = nearest[start : start + ID_BATCH]
+                part = IdRange(min(batch), max(batch))
+                found += matching(part, by_id(batch), limit - len(found))
+                if len(found) >= limit:
+                    break
             break
     if not found:
         return []
