@@ -22,6 +22,9 @@ from samosval.domain import builds as build_domain
 from samosval.domain import requests as request_domain
 from tests import factories
 
+# The faults are SQLite's (PRAGMAs on the file); PostgreSQL's outage is tests/reliability/test_failover.py's.
+pytestmark = pytest.mark.sqlite_only
+
 MESSAGE = "The database is unavailable right now. Try again shortly."
 BIG_COMMANDS = "\n".join(f"echo {n:03d} " + "x" * 85 for n in range(100))  # ~9.5 KB: new pages
 
