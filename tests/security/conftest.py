@@ -144,8 +144,9 @@ def make_token(app, db, actor_id: int, name: str = "ci") -> tuple[int, str]:
 
 
 def build_app(instance_dir, database_config: dict | None = None) -> object:
-    """An app configured like tests/conftest.py's, with login rate limits out of the way
-    (the matrix logs personas in again after a logout; timing tests log in 20 times).
+    """An app configured like tests/conftest.py's, with login and hook rate limits out
+    of the way (the matrix logs personas in again after a logout; timing tests log in
+    20 times; the long fuzz calls the hook hundreds of times).
     ``database_config``: from the ``databases`` fixture (the session's back-end)."""
     app = create_app(
         {
@@ -159,6 +160,7 @@ def build_app(instance_dir, database_config: dict | None = None) -> object:
             "LOGIN_RATE_LIMIT_IP": "100000 per minute",
             "LOGIN_RATE_LIMIT_USER": "100000 per minute",
             "LOGIN_DELAY_AFTER_FAILURES": 100000,
+            "HOOK_RATE_LIMIT": "100000 per minute",  # the long fuzz sends hundreds of calls
         },
         instance_path=str(instance_dir / "instance"),
     )
