@@ -40,12 +40,10 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import marshal
 import secrets
 import threading
 import time
 import weakref
-import zlib
 from collections import deque
 
 import redis
@@ -315,16 +313,7 @@ class RedisLogStream(LogStream):
     def _push(self, ts: float, level: str, text: str) -> None:
         """The embedded ring's append without its lock and notification."""
         self._last += 1
-        blocks = self._blocks
-        if not blocks or len(blocks[-1]) >= self.BLOCK_LINES:
-            blocks.append([])
-            if len(blocks) >= 3 and isinstance(blocks[-3], list):
-                blocks[-3] = zlib.compress(marshal.dumps(blocks[-3]), 1)
-        blocks[-1].append((ts, level, text))
-        self._first_seq = max(self._first_seq, self._last - self.capacity + 1)
-        while len(blocks) > 1 and self._base_seq + self.BLOCK_LINES <= self._first_seq:
-            blocks.popleft()
-            self._base_seq += self.BLOCK_LINES
+        self._store(self._last, ts, level, text)
 
     # -- viewers --------------------------------------------------------------------
     def subscribe(self) -> None:

@@ -121,18 +121,23 @@ class LogStream:
     def append(self, ts: float, level: str, text: str) -> int:
         with self._lock:
             self.last_seq += 1
-            blocks = self._blocks
-            if not blocks or len(blocks[-1]) >= self.BLOCK_LINES:
-                blocks.append([])
-                if len(blocks) >= 3 and isinstance(blocks[-3], list):
-                    blocks[-3] = zlib.compress(marshal.dumps(blocks[-3]), 1)
-            blocks[-1].append((ts, level, text))
-            self._first_seq = max(self._first_seq, self.last_seq - self.capacity + 1)
-            while len(blocks) > 1 and self._base_seq + self.BLOCK_LINES <= self._first_seq:
-                blocks.popleft()
-                self._base_seq += self.BLOCK_LINES
+            self._store(self.last_seq, ts, level, text)
             self._notify()
             return self.last_seq
+
+    def _store(self, seq: int, ts: float, level: str, text: str) -> None:
+        """Put line ``seq`` (the next one) into the ring: pack the block that just
+        became the third newest, drop blocks that fell off (the caller holds the lock)."""
+        blocks = self._blocks
+        if not blocks or len(blocks[-1]) >= self.BLOCK_LINES:
+            blocks.append([])
+            if len(blocks) >= 3 and isinstance(blocks[-3], list):
+                blocks[-3] = zlib.compress(marshal.dumps(blocks[-3]), 1)
+        blocks[-1].append((ts, level, text))
+        self._first_seq = max(self._first_seq, seq - self.capacity + 1)
+        while len(blocks) > 1 and self._base_seq + self.BLOCK_LINES <= self._first_seq:
+            blocks.popleft()
+            self._base_seq += self.BLOCK_LINES
 
     def _lines(self, first: int, count: int) -> list[LogLine]:
         """``count`` lines from seq ``first`` on (the caller holds the lock and keeps
