@@ -30,6 +30,8 @@ def test_it_reports_healthy(client, ticking):
     body = response.get_json()
     assert body["status"] == "ok" and body["db"] == "ok" and body["engine"] == "running"
     assert body["version"]
+    # Live data: this process's memory, or the Redis every process shares (PostgreSQL pass).
+    assert body["live"] == ("redis" if client.application.config["REDIS_URL"] else "memory")
 
 
 def test_it_reports_a_stopped_engine(client, engine):

@@ -156,6 +156,8 @@ def test_stream_caps_count_the_streams_of_every_process(app, auth, sample, reque
 
 def test_an_unreachable_redis_answers_503_with_retry_after_never_500(app, auth, sample):
     client = auth.client_for("oleg")
+    assert client.get(f"/api/deployments/{sample['deployment_id']}/metrics").status_code == 200
+    assert client.get("/healthz").get_json()["live"] == "redis"
     deployment_id = sample["deployment_id"]
     state = app.extensions["samosval"].state
     state.close()
@@ -173,6 +175,8 @@ def test_an_unreachable_redis_answers_503_with_retry_after_never_500(app, auth, 
     assert page.status_code == 503 and page.headers["Retry-After"]
     assert client.get("/deployments").status_code == 200  # pages without live data are untouched
     assert state.open_stream_count() == 0  # the refused stream gave its slot back
+    health = client.get("/healthz").get_json()  # (503 here only because no engine runs in tests)
+    assert health["live"] == "redis unavailable" and "live" not in health.get("failing", [])
 
 
 def test_logins_and_pages_work_while_redis_is_away(app, request, tmp_path, users):

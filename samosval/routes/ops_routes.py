@@ -12,6 +12,7 @@ from ..db import connect
 from ..observability import engine_health as _engine_health
 from ..observability import engine_leadership, metrics_response
 from ..security import csrf
+from ..simulator.runtime import get_state
 
 bp = Blueprint("ops", __name__)
 
@@ -20,6 +21,15 @@ def engine_health() -> tuple[str, bool]:
     """("running", True) when the engine leads and ticked recently, ("following", True)
     when another process leads (observability.engine_health)."""
     return _engine_health(current_app)
+
+
+def live_data_health() -> str:
+    """Where live logs and metrics live, and whether Redis answered its last call.
+    Not a failing check: pages work without Redis, and every process shares one, so
+    taking them all out of the balancer would not help."""
+    if not current_app.config.get("REDIS_URL"):
+        return "memory"
+    return "redis" if getattr(get_state(), "available", True) else "redis unavailable"
 
 
 def database_health() -> tuple[str, bool]:
@@ -43,6 +53,7 @@ def healthz():
         "status": "ok" if healthy else "fail",
         "db": db_status,
         "engine": engine_status,
+        "live": live_data_health(),
         "version": __version__,
         **engine_leadership(current_app, ask_database=db_ok),
     }
