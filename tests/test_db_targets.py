@@ -38,11 +38,13 @@ def test_backup_on_postgresql_points_to_pg_dump(runner, tmp_path):
 
 
 @pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL connections only")
-def test_a_session_paused_inside_a_transaction_cannot_hold_the_writers_lock_for_ever(app):
+def test_postgresql_sessions_end_when_idle_in_a_transaction_and_plan_each_search(app):
     from samosval.db import connect
 
     db = connect(app.config["DATABASE"])
     try:
         assert db.execute("SHOW idle_in_transaction_session_timeout").fetchone()[0] == "10s"
+        # Plans follow each search's own text, even once psycopg prepared the statement.
+        assert db.execute("SHOW plan_cache_mode").fetchone()[0] == "force_custom_plan"
     finally:
         db.close()
