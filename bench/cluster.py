@@ -78,7 +78,7 @@ PAGES_TARGET_P95_MS = 50.0
 
 # Loads the real gunicorn.conf.py, then wraps the engine's step in the worker (as
 # bench/engine.py does in process) and appends one line per tick to a file.
-GUNICORN_HOOK = '''
+GUNICORN_HOOK = """
 import os, runpy, time
 globals().update(
     {k: v for k, v in runpy.run_path(os.environ["SAMOSVAL_BENCH_GUNICORN_CONF"]).items() if not k.startswith("__")}
@@ -98,7 +98,7 @@ def post_worker_init(worker):
         return counts
 
     engine.step = step  # run() looks step up on every tick: the instance attribute wins
-'''
+"""
 
 BASE_ENV = {
     "SAMOSVAL_SSE_MAX_STREAMS_PER_USER": "100000",
@@ -116,7 +116,9 @@ class Cluster:
     with ``redis_url``, one Redis prefix. Started one after another (the first one
     migrates an empty database)."""
 
-    def __init__(self, workdir: Path, count: int, database: str, redis_url: str | None, prefix: str, speed: float):
+    def __init__(
+        self, workdir: Path, count: int, database: str, redis_url: str | None, prefix: str, speed: float
+    ):
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "gunicorn_bench.py"
@@ -382,7 +384,10 @@ def viewers_part(args, pg, redis, workdir: Path) -> list[dict]:
         floor.stop()
     result.update(config="floor (asyncio, issue 14)", backend="floor", processes=1)
     results.append(result)
-    print(f"  lost {result['lost']}, spread p99 {result['spread_p99']:.1f} ms, load {result['load']}", flush=True)
+    print(
+        f"  lost {result['lost']}, spread p99 {result['spread_p99']:.1f} ms, load {result['load']}",
+        flush=True,
+    )
     configs = [("sqlite", 1)] + [("postgres", n) for n in [1] + args.processes]
     for backend, count in configs:
         label = f"{count} process{'es' if count > 1 else ''}, " + (
@@ -402,7 +407,9 @@ def viewers_part(args, pg, redis, workdir: Path) -> list[dict]:
             time.sleep(2.5)  # the engine picks running deployments up within a second
             ports = [p.port for p in cluster.processes]
             result = asyncio.run(
-                listen([(port, path) for port in ports], cookie, args.viewers, args.duration, cluster.pids, ports)
+                listen(
+                    [(port, path) for port in ports], cookie, args.viewers, args.duration, cluster.pids, ports
+                )
             )
         finally:
             cluster.stop()
@@ -425,7 +432,14 @@ def pages_part(args, pg) -> dict:
     runs = {}
     for backend in ("sqlite", "postgres"):
         output = f"cluster_pages_{backend}"
-        command = [sys.executable, str(ROOT / "bench" / "pages.py"), "--runs", str(args.runs), "--output", output]
+        command = [
+            sys.executable,
+            str(ROOT / "bench" / "pages.py"),
+            "--runs",
+            str(args.runs),
+            "--output",
+            output,
+        ]
         if backend == "postgres":
             command += ["--database-url", pg.create_database("pages"), "--local-server"]
         print(f"pages: {backend} ...", flush=True)
@@ -496,7 +510,9 @@ def print_viewers(results) -> None:
                 f"{r['spread_p99'] / single['spread_p99']:.2f}"
                 if single and single["spread_p99"] and r["backend"] == "postgres"
                 else "-",
-                f"{r['spread_p99'] / floor['spread_p99']:.2f}" if floor["spread_p99"] and r is not floor else "-",
+                f"{r['spread_p99'] / floor['spread_p99']:.2f}"
+                if floor["spread_p99"] and r is not floor
+                else "-",
                 f"{r['delay_p50']:.1f} / {r['delay_p99']:.1f}",
                 f"{r['login_p95']:.1f}" if r["login_p95"] is not None else "-",
                 ", ".join(f"{x:.0f}" for x in r["cpu_pct_per_process"]),
@@ -589,7 +605,9 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=30, help="pages: timed calls per page")
     parser.add_argument("--output", default="cluster", help="JSON name: bench/<output>.json")
     parser.add_argument(
-        "--check", action="store_true", help="only say whether PostgreSQL and Redis are installed (exit 0 or 3)"
+        "--check",
+        action="store_true",
+        help="only say whether PostgreSQL and Redis are installed (exit 0 or 3)",
     )
     args = parser.parse_args(argv)
     args.processes = [int(x) for x in args.processes.split(",") if x.strip()]

@@ -657,8 +657,11 @@ def main(argv=None) -> int:
     misses = [r for r in results if not r["ok"]]
     print(
         f"\n{len(results) - len(misses)}/{len(results)} pages meet p95 < {target:g} ms"
-        + (f" ({'wall' if judge == 'p95_ms' else 'CPU: this thread + the database'})" if postgres
-           else " with no full scan of a large table")
+        + (
+            f" ({'wall' if judge == 'p95_ms' else 'CPU: this thread + the database'})"
+            if postgres
+            else " with no full scan of a large table"
+        )
     )
     for r in misses:
         print(

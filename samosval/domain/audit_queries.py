@@ -342,9 +342,15 @@ def _postgres_rows(db, filters: AuditFilters, columns: str, ids: IdRange, *, old
     size, probed = text_search.RECENT_IDS, False
     while not span.empty and len(found) < limit:
         if older:
-            part, span = IdRange(max(span.low, span.high - size + 1), span.high), IdRange(span.low, span.high - size)
+            part, span = (
+                IdRange(max(span.low, span.high - size + 1), span.high),
+                IdRange(span.low, span.high - size),
+            )
         else:
-            part, span = IdRange(span.low, min(span.high, span.low + size - 1)), IdRange(span.low + size, span.high)
+            part, span = (
+                IdRange(span.low, min(span.high, span.low + size - 1)),
+                IdRange(span.low + size, span.high),
+            )
         found += matching(part, walk, limit - len(found))
         if len(found) >= limit or span.empty or probed:
             size *= 2
@@ -362,7 +368,9 @@ def _postgres_rows(db, filters: AuditFilters, columns: str, ids: IdRange, *, old
             break
     if not found:
         return []
-    sql, params = _query(filters, columns, ids, older=older, cursor=cursor, limit=limit, db=db, text=by_id(found))
+    sql, params = _query(
+        filters, columns, ids, older=older, cursor=cursor, limit=limit, db=db, text=by_id(found)
+    )
     return db.execute(sql, params).fetchall()
 
 
