@@ -48,3 +48,32 @@ def test_postgresql_sessions_end_when_idle_in_a_transaction_and_plan_each_search
         assert db.execute("SHOW plan_cache_mode").fetchone()[0] == "force_custom_plan"
     finally:
         db.close()
+
+
+@pytest.mark.backend_neutral
+def test_the_embedded_default_never_loads_the_cluster_drivers(tmp_path):
+    """SQLite and in-memory buffers: once the database exists, psycopg, redis,
+    SQLAlchemy and Alembic stay out of the process (each costs start-up time; none is
+    needed). Creating the database runs Alembic; the second start must not."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys; from samosval import create_app; "
+        f"app = create_app({{'SIMULATOR_AUTOSTART': False, 'SECRET_KEY': 'k'}}, instance_path={str(tmp_path)!r}); "
+        "c = app.test_client(); assert c.get('/login').status_code == 200; "
+        "assert c.get('/healthz').get_json()['live'] == 'memory'; "
+        "heavy = ('psycopg', 'psycopg_pool', 'redis', 'sqlalchemy', 'alembic'); "
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & set(heavy)); "
+        "assert sys.argv[1] == 'first' or not loaded, loaded"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAMOSVAL_")}
+    root = Path(__file__).resolve().parent.parent
+    for run in ("first", "second"):
+        result = subprocess.run(
+            [sys.executable, "-c", code, run], cwd=root, env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "samosval.sqlite3").exists()
