@@ -79,10 +79,10 @@ def pytest_report_header(config):
 
 # The PostgreSQL pass runs exactly the tests whose outcome can depend on the backend:
 # those that use the per-test database (the ``databases`` fixture, usually through
-# ``app``). It leaves out tests of SQLite itself, and tests that never touch the
-# test database: pure unit tests, tests that start their own servers, and tests that
-# start the app in a subprocess (tests/live.py, on a SQLite file in both passes);
-# those would only repeat the SQLite pass.
+# ``app``, or ``live_backend`` for the app in a subprocess: tests/live.py). It leaves
+# out tests of SQLite itself, and tests that never touch the test database: pure unit
+# tests, and tests that start their own servers (their own database, or the app in a
+# subprocess on a SQLite file); those would only repeat the SQLite pass.
 POSTGRES_PASS_SKIPS = {
     "sqlite_only": "checks SQLite itself",
     "backend_neutral": "does not depend on the backend: runs in the SQLite pass",
@@ -344,6 +344,14 @@ def database_config(tmp_path, databases):
     config = databases.config(tmp_path)
     yield config
     databases.discard(config["DATABASE"])
+
+
+@pytest.fixture
+def live_backend(request, databases):
+    """What an app started in a subprocess (tests/live.py ``AppProcess(backend=...)``)
+    runs on: None on SQLite (the app creates its own file, as on a first start);
+    in the PostgreSQL pass the ``database_config`` of a fresh database and Redis prefix."""
+    return request.getfixturevalue("database_config") if ON_POSTGRES else None
 
 
 @pytest.fixture

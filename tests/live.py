@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import http.client
+import json
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from samosval.db import connect
+from samosval.db import connect, is_postgres
 from samosval.domain import users as user_domain
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,10 +37,29 @@ def die_with_parent():
         pass
 
 
+def backend_env(backend: dict | None) -> dict[str, str]:
+    """The ``SAMOSVAL_*`` variables that put an app process on ``backend``: config keys
+    from the ``live_backend`` fixture (tests/conftest.py), ``DATABASE`` (a SQLite
+    path or a PostgreSQL URL) and on PostgreSQL ``REDIS_URL`` and ``REDIS_PREFIX``."""
+    if not backend:
+        return {}
+    target = backend["DATABASE"]
+    env = {"SAMOSVAL_DATABASE_URL" if is_postgres(target) else "SAMOSVAL_DATABASE": target}
+    if backend.get("REDIS_URL"):
+        env["SAMOSVAL_REDIS_URL"] = backend["REDIS_URL"]
+        env["SAMOSVAL_REDIS_PREFIX"] = backend["REDIS_PREFIX"]
+    return env
+
+
 class AppProcess:
     """``python app.py`` on a given instance folder, or with ``production=True``
     ``gunicorn -c gunicorn.conf.py wsgi:app``. Several processes may run one after
-    another on the same folder (crash recovery); each writes its own log."""
+    another on the same folder (crash recovery); each writes its own log.
+
+    ``backend``: the config keys of a database made by the test fixtures (the
+    ``live_backend`` fixture: a fresh PostgreSQL database and a Redis prefix in the
+    PostgreSQL pass); None runs on a SQLite file the app creates in its instance
+    folder. ``target`` is the database either way, for ``samosval.db.connect``."""
 
     def __init__(
         self,
@@ -49,9 +69,10 @@ class AppProcess:
         extra_env=None,
         production: bool = False,
         gunicorn_config: str = "gunicorn.conf.py",  # the benchmarks add hooks around it
+        backend: dict | None = None,
     ):
         self.instance = Path(instance)
-        self.db_path = str(self.instance / "samosval.sqlite3")
+        self.target = backend["DATABASE"] if backend else str(self.instance / "samosval.sqlite3")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(log_path)
@@ -68,7 +89,9 @@ class AppProcess:
             }
         )
         env.pop("SAMOSVAL_CHARTJS_SRI", None)
-        env.pop("SAMOSVAL_DATABASE", None)
+        for name in ("SAMOSVAL_DATABASE", "SAMOSVAL_DATABASE_URL", "SAMOSVAL_REDIS_URL", "SAMOSVAL_REDIS_PREFIX"):
+            env.pop(name, None)
+        env.update(backend_env(backend))
         env.update(extra_env or {})
         if production:
             env["SAMOSVAL_BIND"] = f"127.0.0.1:{self.port}"
@@ -85,6 +108,11 @@ class AppProcess:
             preexec_fn=die_with_parent,
         )
         self._wait_ready()
+        if backend and is_postgres(self.target) and env.get("SAMOSVAL_SIMULATOR_AUTOSTART") != "0":
+            # The engine takes its lease after the server answers, and resumes the
+            # builds and rollouts it finds then: a test's seeds must come after that
+            # (``running``: it has ticked as the leader, so the resume is over).
+            self._wait_leading()
 
     @property
     def pid(self) -> int:
@@ -109,6 +137,25 @@ class AppProcess:
             time.sleep(0.1)
         self.kill()
         raise RuntimeError("server did not start:\n" + self.log_text())
+
+    def _wait_leading(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            health = self.health()
+            if health.get("leader") and health.get("engine") == "running":
+                return
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError("the engine did not take the lead:\n" + self.log_text())
+
+    def health(self) -> dict:
+        """The /healthz body."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", "/healthz")
+            return json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
 
     def log_text(self) -> str:
         if not self._log.closed:
@@ -174,14 +221,14 @@ class AppProcess:
         raise AssertionError(f"{name} not in /metrics")
 
     def create_user(self, username: str, role: str, password: str = PASSWORD) -> int:
-        db = connect(self.db_path)
+        db = connect(self.target)
         try:
             return user_domain.create_user(db, username, password, role, now=time.time())
         finally:
             db.close()
 
     def query(self, sql: str, params=()):
-        db = connect(self.db_path)
+        db = connect(self.target)
         try:
             return [dict(row) for row in db.execute(sql, params).fetchall()]
         finally:

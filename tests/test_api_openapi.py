@@ -116,7 +116,7 @@ def live_api(tmp_path_factory):
     try:
         admin_id = server.create_user("fuzz-admin", "admin")
         dev_id = server.create_user("fuzz-dev", "developer")
-        db = connect(server.db_path)
+        db = connect(server.target)
         try:
             request_id = factories.make_request(db, owner_id=dev_id, created_by=dev_id, status="approved")
             factories.make_request(

@@ -25,7 +25,7 @@ def production(tmp_path):
 def seed_deployment(server, username="opsuser", role="operator") -> int:
     """A running deployment of a request ``username`` owns."""
     user_id = server.create_user(username, role)
-    db = connect(server.db_path)
+    db = connect(server.target)
     try:
         request_id = factories.make_request(db, owner_id=user_id, status="approved")
         image_id = factories.make_image(db, request_id=request_id)
@@ -95,6 +95,6 @@ def test_it_streams_then_stops_cleanly_on_sigterm(production):
     assert code == 0, production.log_text()
     assert time.monotonic() - started < 15, "SIGTERM took too long: streams held the worker"
     close(response)
-    check = sqlite3.connect(production.db_path)
+    check = sqlite3.connect(production.target)
     assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     check.close()

@@ -46,7 +46,7 @@ def seed(app) -> int:
     user_id = app.create_user("opsuser", "operator")
     from samosval.db import connect
 
-    db = connect(app.db_path)
+    db = connect(app.target)
     try:
         request_id = factories.make_request(db, owner_id=user_id, status="approved")
         image_id = factories.make_image(db, request_id=request_id)

@@ -36,7 +36,7 @@ def test_pending_messages_survive_a_kill_and_go_out_after_the_restart(tmp_path, 
     http_receiver.always_fail = True
     first = AppProcess(tmp_path / "instance", tmp_path / "first.log")
     try:
-        db = connect(first.db_path)
+        db = connect(first.target)
         root = SimpleNamespace(id=1, username="root", role="admin", is_authenticated=True)
         ring = keyring("reliability-test-secret")  # the secret key AppProcess sets
         channel_id = notify.save_channel(
@@ -59,10 +59,10 @@ def test_pending_messages_survive_a_kill_and_go_out_after_the_restart(tmp_path, 
     db.execute("UPDATE notification_outbox SET next_attempt_at = 0")
     notify.send_test(db, root, channel, {}, time.time())
     db.close()
-    assert statuses(first.db_path) == ["pending", "pending"]
+    assert statuses(first.target) == ["pending", "pending"]
     second = AppProcess(tmp_path / "instance", tmp_path / "second.log")
     try:
-        assert wait_for(lambda: statuses(second.db_path) == ["sent", "sent"]), second.log_text()
+        assert wait_for(lambda: statuses(second.target) == ["sent", "sent"]), second.log_text()
     finally:
         second.stop()
     assert all(http_receiver.signature_ok(call, SIGNING) for call in http_receiver.calls)

@@ -1,5 +1,5 @@
-"""Browser tests: the real app (``python app.py``) in a subprocess on 127.0.0.1, and
-Debian's Chromium driven by Playwright.
+"""Browser tests: the real app (``python app.py``) in a subprocess on 127.0.0.1, on the
+session's backend (``live_backend``), and Debian's Chromium driven by Playwright.
 
 Chart.js comes from a copy fetched from the npm registry by scripts/test.sh
 (``SAMOSVAL_TEST_CHARTJS``) and served by a tiny local server, so no test needs
@@ -74,13 +74,14 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 class LiveServer(AppProcess):
     """The app as a person meets it: fast simulation, Chart.js from the local copy."""
 
-    def __init__(self, tmp_path: Path, chartjs_url: str, speed: float = 20.0, extra_env=None):
+    def __init__(self, tmp_path: Path, chartjs_url: str, speed: float = 20.0, extra_env=None, backend=None):
         # No random failures: a rollout that fails by chance would make a UI test flaky.
         # Failures have their own Flask-level tests on a seeded engine.
         super().__init__(
             tmp_path / "instance",
             tmp_path / "server.log",
             speed=speed,
+            backend=backend,
             extra_env={
                 "SAMOSVAL_CHARTJS_URL": chartjs_url,
                 "SAMOSVAL_SIM_BUILD_FAILURE_RATE": "0",
@@ -91,9 +92,9 @@ class LiveServer(AppProcess):
 
 
 @pytest.fixture
-def live_server(tmp_path, chartjs_url):
+def live_server(tmp_path, chartjs_url, live_backend):
     _require_browser()
-    server = LiveServer(tmp_path, chartjs_url)
+    server = LiveServer(tmp_path, chartjs_url, backend=live_backend)
     yield server
     server.stop()
 

@@ -14,7 +14,7 @@ FINISHED = re.compile(r"^(success|failed)$")
 def test_it_builds_an_approved_request_and_reaches_the_image(live_server, new_page):
     live_server.create_user("oleg", "operator")
     dana = live_server.create_user("dana", "developer")
-    db = connect(live_server.db_path)
+    db = connect(live_server.target)
     try:
         request_id = factories.make_request(
             db, owner_id=dana, status="approved", run_commands="pip install -r requirements.txt\npytest -q"

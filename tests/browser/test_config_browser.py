@@ -19,7 +19,7 @@ SECRET = "browser-Secret-" + "Xy7" * 4
 @pytest.fixture
 def deployment(live_server):
     owner = live_server.create_user("dora", "developer")
-    db = connect(live_server.db_path)
+    db = connect(live_server.target)
     try:
         request_id = factories.make_request(db, owner_id=owner, status="approved")
         image_id = factories.make_image(db, request_id=request_id)

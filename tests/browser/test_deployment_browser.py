@@ -26,7 +26,7 @@ SEQS = "() => Array.from(document.querySelectorAll('#log-window [data-seq]')).ma
 def deployment(live_server):
     live_server.create_user("olga", "operator")
     owner = live_server.create_user("dora", "developer")
-    db = connect(live_server.db_path)
+    db = connect(live_server.target)
     try:
         request_id = factories.make_request(db, owner_id=owner, status="approved")
         image_id = factories.make_image(db, request_id=request_id)

@@ -15,7 +15,7 @@ def test_the_button_restarts_a_running_deployment_and_the_audit_shows_it(live_se
     oleg = live_server.create_user("oleg", "operator")
     live_server.create_user("alice", "admin")
     dana = live_server.create_user("dana", "developer")
-    db = connect(live_server.db_path)
+    db = connect(live_server.target)
     try:
         request_id = factories.make_request(db, owner_id=dana, created_by=dana, status="approved")
         image_id = factories.make_image(db, request_id=request_id)

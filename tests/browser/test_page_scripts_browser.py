@@ -10,7 +10,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from samosval.db import connect
+from samosval.db import connect, transaction
 from tests import factories
 from tests.browser.conftest import VIEWPORTS
 
@@ -39,7 +39,7 @@ def answer_next_dialog(page, accept: bool) -> list[str]:
 
 def seed_deployment(live_server, **fields) -> tuple[int, int]:
     owner = live_server.create_user("dora", "developer")
-    db = connect(live_server.db_path)
+    db = connect(live_server.target)
     try:
         request_id = factories.make_request(db, owner_id=owner, status="approved")
         image_id = factories.make_image(db, request_id=request_id)
@@ -50,16 +50,18 @@ def seed_deployment(live_server, **fields) -> tuple[int, int]:
 
 def test_it_asks_before_cancelling_a_build(live_server, new_page, viewport):
     oleg = live_server.create_user("oleg", "operator")
-    db = connect(live_server.db_path)
+    db = connect(live_server.target)
     try:
         request_id = factories.make_request(db, owner_id=oleg, status="approved")
-        build_id = factories.make_build(db, request_id=request_id, built_by=oleg)
         # Building, with its next step an hour away: the engine leaves it as it is.
-        db.execute(
-            "UPDATE builds SET status = 'building', steps_total = 5, status_since = ?, "
-            "next_step_at = ? WHERE id = ?",
-            (time.time(), time.time() + 3600, build_id),
-        )
+        # One transaction: the running engine must never see it queued.
+        with transaction(db):
+            build_id = factories.make_build(db, request_id=request_id, built_by=oleg)
+            db.execute(
+                "UPDATE builds SET status = 'building', steps_total = 5, status_since = ?, "
+                "next_step_at = ? WHERE id = ?",
+                (time.time(), time.time() + 3600, build_id),
+            )
     finally:
         db.close()
     page = new_page("oleg", viewport=viewport)
@@ -141,7 +143,7 @@ def test_it_asks_before_blocking_a_user(live_server, new_page, viewport):
 def test_it_filters_a_list_and_resets_it(live_server, new_page, viewport):
     live_server.create_user("olga", "operator")
     _, running = seed_deployment(live_server, name="svc-running")
-    db = connect(live_server.db_path)
+    db = connect(live_server.target)
     try:
         image_id = db.execute("SELECT image_id FROM deployments WHERE id = ?", (running,)).fetchone()[0]
         stopped = factories.make_deployment(

@@ -32,7 +32,7 @@ def world(live_server):
         "dora": live_server.create_user("dora", "developer"),
         "adam": live_server.create_user("adam", "admin"),
     }
-    db = connect(live_server.db_path)
+    db = connect(live_server.target)
     try:
         approved = factories.make_request(
             db, owner_id=ids["dora"], status="approved", run_commands="pip install -r requirements.txt"
