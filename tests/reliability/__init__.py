@@ -21,9 +21,13 @@ CSRF_META_RE = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 CSRF_INPUT_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-def prepare_database(instance: Path) -> str:
-    """Create the schema before the server starts, so seeds can go in first."""
+def prepare_database(instance: Path, backend: dict | None = None) -> str:
+    """Create the schema before the server starts, so seeds can go in first; returns
+    the target for ``connect``. ``backend`` (the ``live_backend`` fixture, for
+    ``AppProcess(backend=...)``): its database, which has the schema already."""
     instance.mkdir(parents=True, exist_ok=True)
+    if backend:
+        return backend["DATABASE"]
     path = str(instance / "samosval.sqlite3")
     init_db_if_needed(path)
     return path

@@ -144,12 +144,12 @@ def _wait_back(read, target, timeout: float = 20.0):
 
 
 @pytest.mark.slow
-def test_it_releases_server_threads_and_memory_after_dropped_connections(tmp_path):
+def test_it_releases_server_threads_and_memory_after_dropped_connections(tmp_path, live_backend):
     instance = tmp_path / "instance"
-    db_path = prepare_database(instance)
+    target = prepare_database(instance, live_backend)
     from samosval.db import connect
 
-    db = connect(db_path)
+    db = connect(target)
     ids = add_users(db, [("oleg", "operator")])
     request_id = factories.make_request(db, owner_id=ids["oleg"], status="approved")
     image_id = factories.make_image(db, request_id=request_id)
@@ -162,6 +162,7 @@ def test_it_releases_server_threads_and_memory_after_dropped_connections(tmp_pat
         tmp_path / "server.log",
         speed=20.0,
         extra_env={"SAMOSVAL_SSE_HEARTBEAT_SECONDS": "0.5", "SAMOSVAL_SSE_MAX_STREAMS_PER_USER": "1000"},
+        backend=live_backend,
     )
     try:
         client = Client(server.port)
