@@ -34,7 +34,7 @@ from flask.cli import with_appcontext
 from werkzeug.security import generate_password_hash
 
 from . import migrations
-from .targets import is_postgres, sqlalchemy_url  # noqa: F401 (in targets.py: migrations.py needs them too)
+from .targets import describe_target, is_postgres, sqlalchemy_url  # noqa: F401 (migrations.py needs them too)
 from .timeutil import utcnow_iso
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
@@ -47,8 +47,10 @@ POOL_MAX_SIZE = int(os.environ.get("SAMOSVAL_DATABASE_POOL_SIZE", "20"))
 # its 503 (a busy pool frees a connection within milliseconds).
 POOL_TIMEOUT_SECONDS = 5.0
 # A process paused inside a transaction (SIGSTOP, a debugger) would hold the writers'
-# lock for ever: the server ends such a session after this long.
-IDLE_IN_TRANSACTION_MS = 10_000
+# lock, and with it every writer and any engine takeover, for ever: the server ends
+# such a session after this long (well inside the engine lease's 5 s; no transaction
+# of Samosval waits between its statements).
+IDLE_IN_TRANSACTION_MS = 2_000
 CONNECT_TIMEOUT_SECONDS = 5
 
 # Errors to catch on either back-end. Read them as ``db.IntegrityError`` at the
@@ -73,17 +75,6 @@ def _load_driver() -> None:
     DatabaseError = (sqlite3.Error, driver.Error, PoolTimeout)
     UnavailableError = (sqlite3.OperationalError, driver.OperationalError, PoolTimeout)
     psycopg = driver
-
-
-def describe_target(target: str) -> str:
-    """The database for messages and logs: a PostgreSQL URL without its password."""
-    if not is_postgres(target):
-        return str(target)
-    scheme, rest = str(target).split("://", 1)
-    userinfo, at, host = rest.rpartition("@")
-    if at and ":" in userinfo:
-        userinfo = userinfo.split(":", 1)[0] + ":***"
-    return f"{scheme}://{userinfo}{at}{host}"
 
 
 def unavailable_errors(target: str) -> tuple[type[Exception], ...]:

@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 from .legacy import steps as legacy
-from .targets import is_postgres, sqlalchemy_url
+from .targets import describe_target, is_postgres, sqlalchemy_url
 
 # The newest Alembic revision (a test checks it is Alembic's head). Kept here so an
 # up-to-date database is recognised without importing Alembic.
@@ -293,7 +293,7 @@ def main(argv: list[str]) -> int:
         return 0
     if len(argv) <= 1 and argv[:1] != ["-h"]:
         target = argv[0] if argv else default_target()
-        print(f"{target}: applied {upgrade_database(target) or 'nothing (up to date)'}")
+        print(f"{describe_target(target)}: applied {upgrade_database(target) or 'nothing (up to date)'}")
         return 0
     print(
         'usage: python -m samosval.migrations [DATABASE] | revision "message" | schema-sql', file=sys.stderr

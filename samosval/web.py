@@ -20,7 +20,7 @@ from werkzeug.routing import IntegerConverter
 from . import permissions
 from .auth import wants_json
 from .db import get_db
-from .domain import NUL_REFUSED, Refused, holds_nul
+from .domain import NUL_REFUSED, Refused, holds_nul, without_nul
 from .domain import builds as build_domain
 from .domain import deployments as deployment_domain
 from .domain import images as image_domain
@@ -172,10 +172,7 @@ class Request(flask.Request):
         if not holds_nul(list(args.items(multi=True))):
             return args
         return self.parameter_storage_class(
-            [
-                (key.replace("\x00", "\x01"), value.replace("\x00", "\x01"))
-                for key, value in args.items(multi=True)
-            ]
+            [(without_nul(key), without_nul(value)) for key, value in args.items(multi=True)]
         )
 
 

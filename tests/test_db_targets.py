@@ -15,6 +15,11 @@ from tests.conftest import ON_POSTGRES
         ("postgresql://sam:s3cret@db.example:5432/samosval", "postgresql://sam:***@db.example:5432/samosval"),
         ("postgresql://sam:p%40ss:word@db/samosval", "postgresql://sam:***@db/samosval"),
         ("postgresql://postgres@127.0.0.1:5432/samosval", "postgresql://postgres@127.0.0.1:5432/samosval"),
+        (
+            "postgresql://db/samosval?user=sam&password=s3cret&sslmode=require",
+            "postgresql://db/samosval?user=sam&password=***&sslmode=require",
+        ),
+        ("postgresql://db/samosval?password=s3cret", "postgresql://db/samosval?password=***"),
         ("/srv/samosval/instance/samosval.sqlite3", "/srv/samosval/instance/samosval.sqlite3"),
     ],
 )
@@ -43,7 +48,7 @@ def test_postgresql_sessions_end_when_idle_in_a_transaction_and_plan_each_search
 
     db = connect(app.config["DATABASE"])
     try:
-        assert db.execute("SHOW idle_in_transaction_session_timeout").fetchone()[0] == "10s"
+        assert db.execute("SHOW idle_in_transaction_session_timeout").fetchone()[0] == "2s"
         # Plans follow each search's own text, even once psycopg prepared the statement.
         assert db.execute("SHOW plan_cache_mode").fetchone()[0] == "force_custom_plan"
     finally:

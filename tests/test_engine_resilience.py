@@ -9,6 +9,8 @@ import random
 import time
 from types import SimpleNamespace
 
+import pytest
+
 from samosval.domain import builds as build_domain
 from samosval.domain import requests as request_domain
 from samosval.simulator.runtime import build_engine
@@ -201,3 +203,29 @@ def test_it_takes_its_failure_rates_from_the_config(app):
     app.config.update(SIM_BUILD_FAILURE_RATE=0.0, SIM_DEPLOY_FAILURE_RATE=1.0)
     engine = build_engine(app, app.extensions["samosval"].state)
     assert (engine.build_failure_rate, engine.deploy_failure_rate) == (0.0, 1.0)
+
+
+@pytest.mark.sqlite_only
+def test_an_engine_started_before_its_database_answers_waits_for_it(app, tmp_path):
+    """A process may start while its database is unreachable (PostgreSQL restarting):
+    the engine keeps trying instead of leaving the process without an engine. Here the
+    SQLite file's folder appears only after the engine started."""
+    import shutil
+
+    later = tmp_path / "later"
+    rt = app.extensions["samosval"]
+    engine = build_engine(app, rt.state)
+    engine.db_path = str(later / "samosval.sqlite3")
+    engine.start()
+    try:
+        time.sleep(0.3)
+        assert engine.is_alive() and engine.last_tick is None
+        later.mkdir()
+        shutil.copyfile(app.config["DATABASE"], later / "samosval.sqlite3")
+        deadline = time.monotonic() + 10
+        while engine.last_tick is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert engine.last_tick is not None
+    finally:
+        engine.stop()
+    assert not engine.is_alive()

@@ -12,6 +12,7 @@ import pytest
 
 from samosval.domain import NUL_REFUSED, access_tokens, holds_nul, tokens
 from tests import factories
+from tests.conftest import PASSWORD
 from tests.test_requests_form import count_requests, valid_form
 
 NUL = "x\x00y"
@@ -134,3 +135,16 @@ def test_a_nul_in_a_list_filter_matches_nothing(auth, db, users, query):
 def test_a_nul_in_an_exact_filter_matches_nothing(auth, db, users):
     page = auth.client_for("alice").get("/admin/audit", query_string={"user": "alice\x00"})
     assert page.status_code == 200 and "data-audit-id=" not in page.get_data(as_text=True)
+
+
+def test_a_nul_in_the_user_agent_still_signs_in(app, client, users, db):
+    """A browser's User-Agent is taken as it comes (it cannot be refused like a form
+    field): a NUL in it is stored as U+0001, so PostgreSQL can hold the session row."""
+    response = client.post(
+        "/login",
+        data={"username": "dana", "password": PASSWORD},
+        headers={"User-Agent": "Mozilla/5.0 \x00evil"},
+    )
+    assert response.status_code == 302
+    agent = db.execute("SELECT user_agent FROM sessions WHERE user_id = ?", (users["dana"],)).fetchone()[0]
+    assert agent == "Mozilla/5.0 \x01evil"

@@ -227,6 +227,52 @@ def test_the_fence_refuses_every_write_of_a_stale_leader(make, client, prefix):
     assert client.get(f"{prefix}engine:fence") == b"2"
 
 
+def test_the_leaders_first_write_raises_a_fence_that_redis_lost(make, client, prefix):
+    """A Redis restart without persistence forgets the fence: the current leader's next
+    write brings it back, and from then on the old token is refused again."""
+    old, new = make(), make()
+    old.set_fencing_token(1)
+    new.set_fencing_token(2)
+    client.delete(f"{prefix}engine:fence")  # what the restart does
+    as_engine(lambda: new.runtime(5).logs.append(1.0, "INFO", "leader 2"))
+    new.flush()
+    assert client.get(f"{prefix}engine:fence") == b"2"
+    as_engine(lambda: old.runtime(5).logs.append(2.0, "INFO", "stale line"))
+    old.flush()
+    assert old.refused_writes == 1
+    assert [line.text for line in new.runtime(5).logs.snapshot()] == ["leader 2"]
+
+
+def test_a_takeover_while_redis_is_away_still_leads(prefix):
+    """The fence is raised best effort: the lease (in the database) decides who leads;
+    the engine's first write raises the fence once Redis is back."""
+    state = RedisSimulationState(f"redis://127.0.0.1:{free_port()}/0", prefix=prefix)
+    try:
+        state.set_fencing_token(7)  # no exception
+        assert state.fencing_token == 7 and not state.available
+    finally:
+        state._stopping.set()
+
+
+def test_a_burst_of_callers_waits_for_a_connection_instead_of_failing(make):
+    state = make()
+    failures, done = [], []
+
+    def caller():
+        try:
+            state.call(lambda r: r.blpop(state.key("nothing"), 0.3))
+            done.append(1)
+        except LiveUnavailable as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=caller) for _ in range(redis_state.REDIS_POOL_SIZE * 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert failures == [] and len(done) == len(threads)
+
+
 def test_revocations_and_forgotten_rows_reach_every_process(make):
     here, there = make(), make()
     logs = there.runtime(6).logs

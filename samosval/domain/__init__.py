@@ -35,6 +35,13 @@ def parse_id(raw) -> int | None:
 NUL_REFUSED = N_("Text cannot contain the NUL character (U+0000).")
 
 
+def without_nul(text: str) -> str:
+    """``text`` with each U+0000 turned into U+0001: for filters (a NUL then matches
+    nothing, on either database) and for text taken as it comes, such as a browser's
+    User-Agent, which cannot be refused."""
+    return text.replace("\x00", "\x01")
+
+
 def holds_nul(value) -> bool:
     """Whether ``value`` (a string, or parsed JSON or form pairs: lists, tuples and
     objects, keys included) contains U+0000."""

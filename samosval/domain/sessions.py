@@ -19,7 +19,7 @@ import sqlite3
 from .. import audit
 from ..db import transaction
 from ..timeutil import iso_to_epoch, utcnow_iso
-from . import N_, Refused, parse_id
+from . import N_, Refused, parse_id, without_nul
 
 TOKEN_BYTES = 32
 # ``last_seen_at`` is written at most once a minute per session: no write per request.
@@ -73,7 +73,7 @@ def start_session(
                 stamp,
                 stamp,
                 (address or "")[:ADDRESS_MAX] or None,
-                (user_agent or "")[:USER_AGENT_MAX] or None,
+                without_nul(user_agent or "")[:USER_AGENT_MAX] or None,
             ),
         ).lastrowid
         # Sessions retired by a version bump are dead for good: forget them now.

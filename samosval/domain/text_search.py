@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 
 from ..db import fts5_search, ilike
+from . import without_nul
 from .users import like_escape
 
 # A trigram index cannot look up shorter text.
@@ -50,7 +51,7 @@ def phrase(text: str) -> str:
     """An FTS5 query matching ``text`` as one literal substring. A NUL ends LIKE's
     pattern, and :func:`samosval.domain.users.like_escape` turns it into ``\\x01``;
     the index looks for the same (never stored) character."""
-    return '"' + text.replace("\x00", "\x01").replace('"', '""') + '"'
+    return '"' + without_nul(text).replace('"', '""') + '"'
 
 
 def matching_ids(db: sqlite3.Connection, index: str, text: str, limit: int | None = None) -> list[int] | None:

@@ -13,7 +13,7 @@ from .. import audit, permissions
 from .. import db as db_module
 from ..db import transaction
 from ..timeutil import utcnow_iso
-from . import N_, Refused, ValidationError, password_policy
+from . import N_, Refused, ValidationError, password_policy, without_nul
 
 USERNAME_RE = re.compile(r"^[a-z0-9._-]{3,32}$")
 ROLES = permissions.ROLES
@@ -218,7 +218,7 @@ def like_escape(text: str) -> str:
     SQLite's LIKE stops reading a pattern at a NUL, so ``%<NUL>%`` would match every
     row; stored searchable text never holds control characters, so NUL becomes one
     that matches nothing."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace("\x00", "\x01")
+    return without_nul(text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_"))
 
 
 def _target_or_refuse(db: sqlite3.Connection, user_id: int):

@@ -35,7 +35,7 @@ from ..domain import deployments as deployment_domain
 from ..domain.statuses import ACTIVE_BUILD_STATUSES
 from ..timeutil import utcnow_iso
 from . import textgen
-from .leader import LeaseLost, fence, prepare
+from .leader import LeaseLost, fence
 
 _ACTIVE_MARKS = ", ".join("?" * len(ACTIVE_BUILD_STATUSES))
 
@@ -150,15 +150,15 @@ class SimulationEngine:
         return self._thread is not None and self._thread.is_alive()
 
     def run(self) -> None:
-        self._local.db = db_module.connect(self.db_path)
+        self._local.db = self._connect_when_reachable()
+        if self._local.db is None:  # stopped before the database ever answered
+            return
         # Under gevent the engine greenlet runs as soon as start() waits for it: pause
         # first, so the process that started it goes on to bind its server, and the
         # resume below shares the loop with the first requests.
         time.sleep(0.0005)
         self._worked_since = time.perf_counter()
         lease = self.lease
-        if lease is not None:
-            prepare(self._local.db)
         try:
             if lease is None:
                 self._resume_logged()
@@ -183,6 +183,17 @@ class SimulationEngine:
             self._local.db.close()
             self._local.db = None
 
+    def _connect_when_reachable(self):
+        """The engine's connection. A process may start while PostgreSQL restarts: try
+        again every second instead of leaving the process without an engine."""
+        while True:
+            try:
+                return db_module.connect(self.db_path)
+            except db_module.UnavailableError as exc:
+                log.warning("engine: the database is unreachable (%s)", exc.__class__.__name__)
+                if self._stop.wait(1.0):
+                    return None
+
     def _reconnect_if_broken(self) -> bool:
         """A PostgreSQL connection dies with its server (a restart) or its session (the
         idle-in-transaction timeout): open a new one, fenced like the old. False while
@@ -193,10 +204,8 @@ class SimulationEngine:
             return True
         try:
             fresh = db_module.connect(self.db_path)
-            if self.lease is not None:
-                prepare(fresh)
-                if self._term is not None:
-                    fence(fresh, self._term, self.lease.name)
+            if self.lease is not None and self._term is not None:
+                fence(fresh, self._term, self.lease.name)
         except Exception as exc:
             log.warning("engine: the database is unreachable (%s)", exc.__class__.__name__)
             return False

@@ -40,7 +40,6 @@ log = logging.getLogger("samosval.simulator")
 LEASE_NAME = "engine"
 LEASE_SECONDS = 5.0  # a dead leader is replaced within this + RENEW_SECONDS (< 10 s)
 RENEW_SECONDS = 1.0
-IDLE_IN_TRANSACTION_MS = 2000  # see prepare()
 DB_NOW = "extract(epoch from clock_timestamp())::double precision"
 
 
@@ -130,13 +129,6 @@ def fence(db, token: int, name: str = LEASE_NAME) -> None:
     db.fence = lambda conn: check(conn, token, name)
 
 
-def prepare(db) -> None:
-    """Settings of a connection of the engine or the lease keeper. A process stopped
-    (SIGSTOP) inside a write transaction would hold the writers' lock, and with it
-    every writer and any takeover, forever: the server ends such a session instead."""
-    db.execute(f"SET idle_in_transaction_session_timeout = {int(IDLE_IN_TRANSACTION_MS)}")
-
-
 # --- the process's view, kept by a background loop -----------------------------------
 
 
@@ -198,7 +190,6 @@ class Lease:
         try:
             if self._db is None:
                 self._db = db_module.connect(self.target)
-                prepare(self._db)
             token = self._token
             if token is not None:
                 if renew(self._db, self.holder, token, self.name, self.seconds):
