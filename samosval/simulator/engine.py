@@ -179,9 +179,20 @@ class SimulationEngine:
             self._worked_since = None
             if lease is not None:
                 self._term = None
+                self._flush_live_writes()  # still under this term's fence
                 lease.stop()  # releases the lease: a follower takes over at once
             self._local.db.close()
             self._local.db = None
+
+    def _flush_live_writes(self) -> None:
+        """Send the log lines and points still queued for Redis before the lease goes:
+        after it, the next leader's fence would refuse them."""
+        flush = getattr(self.state, "flush", None)
+        if flush is not None:
+            try:
+                flush()
+            except Exception as exc:  # Redis away: the lines are lost either way
+                log.warning("engine: queued live writes not sent at stop (%s)", exc.__class__.__name__)
 
     def _connect_when_reachable(self):
         """The engine's connection. A process may start while PostgreSQL restarts: try
