@@ -89,7 +89,12 @@ class AppProcess:
             }
         )
         env.pop("SAMOSVAL_CHARTJS_SRI", None)
-        for name in ("SAMOSVAL_DATABASE", "SAMOSVAL_DATABASE_URL", "SAMOSVAL_REDIS_URL", "SAMOSVAL_REDIS_PREFIX"):
+        for name in (
+            "SAMOSVAL_DATABASE",
+            "SAMOSVAL_DATABASE_URL",
+            "SAMOSVAL_REDIS_URL",
+            "SAMOSVAL_REDIS_PREFIX",
+        ):
             env.pop(name, None)
         env.update(backend_env(backend))
         env.update(extra_env or {})
