@@ -37,7 +37,6 @@ from . import migrations
 from .targets import describe_target, is_postgres, sqlalchemy_url  # noqa: F401 (migrations.py needs them too)
 from .timeutil import utcnow_iso
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
 BUSY_TIMEOUT_MS = 10_000
 # Every write transaction on PostgreSQL takes this transaction-level advisory lock
 # (an arbitrary constant: "samosval" in ASCII, truncated to a bigint).
@@ -359,10 +358,6 @@ def close_db(_exc=None) -> None:
     db = g.pop("db", None)
     if db is not None:
         db.close()
-
-
-def schema_sql() -> str:
-    return SCHEMA_PATH.read_text(encoding="utf-8")
 
 
 def init_db_if_needed(path: str, root_password: str = "root") -> dict:

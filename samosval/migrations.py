@@ -66,10 +66,9 @@ def upgrade_database(target: str) -> list:
     return applied + _alembic_upgrade(target)
 
 
-def upgrade(db: sqlite3.Connection, schema_sql: str | None = None) -> list:
+def upgrade(db: sqlite3.Connection) -> list:
     """:func:`upgrade_database` for the file behind an open SQLite connection (which
-    must not be inside a transaction). ``schema_sql`` is ignored (the hand-kept steps
-    read their frozen copy)."""
+    must not be inside a transaction)."""
     path = next(row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main")
     return upgrade_database(path)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from samosval import migrations
-from samosval.db import connect, dialect, ilike, init_db_if_needed, schema_sql
+from samosval.db import connect, dialect, ilike, init_db_if_needed
 from samosval.domain import audit_queries
 from samosval.domain.audit_queries import AuditFilters
 from samosval.domain.users import like_escape
@@ -199,7 +199,7 @@ def test_migration_5_indexes_an_existing_log_and_keeps_every_row(tmp_path):
         [(details, f"2026-03-01T00:00:{i % 60:02d}Z") for i, details in enumerate(DETAILS * 50)],
     )
     before = db.execute("SELECT * FROM audit_log ORDER BY id").fetchall()
-    assert migrations.upgrade(db, schema_sql())[0] == 5
+    assert migrations.upgrade(db)[0] == 5
     assert [tuple(r) for r in db.execute("SELECT * FROM audit_log ORDER BY id")] == [tuple(r) for r in before]
     for q in ("Привет", "100%", "image_name", "nothing"):
         assert all_pages(db, AuditFilters(q=q), per_page=20) == old_like_ids(db, q)

@@ -545,14 +545,14 @@ def test_the_worker_thread_sends_when_woken_and_stops(app, db, users, webhook, h
 
 def test_an_upgraded_database_does_not_notify_its_history(tmp_path):
     from samosval import migrations
-    from samosval.db import connect, schema_sql
+    from samosval.db import connect
 
     path = tmp_path / "old.sqlite3"
     old = connect(str(path))
     old.executescript(migrations.SPEC_V1_SCHEMA)
     old.execute("INSERT INTO audit_log (action, details, created_at) VALUES ('build_finish', '{}', 'x')")
     old.execute("INSERT INTO audit_log (action, details, created_at) VALUES ('deployment_failed', '{}', 'x')")
-    migrations.upgrade(old, schema_sql())
+    migrations.upgrade(old)
     assert old.execute("SELECT value FROM notification_state WHERE name = 'audit_cursor'").fetchone()[0] == 2
     assert notify.fan_out(old, T0) == 0
     old.close()

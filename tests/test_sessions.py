@@ -315,16 +315,16 @@ def test_it_ends_every_session_on_an_admin_action(app, auth, users, action, data
 
 def test_it_adds_the_session_tables_to_a_version_3_database(tmp_path):
     from samosval import migrations
-    from samosval.db import connect, schema_sql
+    from samosval.db import connect
 
     path = str(tmp_path / "v3.sqlite3")
     db = connect(path)
     try:
-        migrations.upgrade(db, schema_sql())
+        migrations.upgrade(db)
         db.execute("DROP TABLE sessions")
         db.execute("DROP TABLE login_throttle")
         db.execute("PRAGMA user_version = 3")
-        assert migrations.upgrade(db, schema_sql())[0] == 4
+        assert migrations.upgrade(db)[0] == 4
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert {"sessions", "login_throttle"} <= tables
